@@ -1,0 +1,33 @@
+"""Shared test set-up: a private cache directory so tests never touch the user's ~/.cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_AUDIO = REPO.parent / "shared" / "data" / "audio"
+
+# Set before any test imports vjengine.demo, and inherited by the subprocesses tests start.
+os.environ.setdefault("VJ_CACHE_DIR", tempfile.mkdtemp(prefix="vj-test-cache-"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_audio() -> Path:
+    if not SHARED_AUDIO.is_dir():
+        pytest.skip(f"annotated recordings not found at {SHARED_AUDIO} (../shared beside the repo)")
+    return SHARED_AUDIO
+
+
+@pytest.fixture(scope="session")
+def python_exe() -> str:
+    return sys.executable

@@ -1,0 +1,153 @@
+"""Pure spectral features: the matrices and functions the analyser applies to each hop.
+
+Everything here is stateless numpy. :class:`SpectralFrontEnd` precomputes, for one sample rate,
+the analysis window and the projection matrices (mel bands for onset strength, named log-spaced
+bands, 12-bin chroma, the low bins for the kick detector), then turns a batch of frames into
+per-hop feature arrays in a handful of vectorised calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+#: The default named bands: (name, low_hz, high_hz), log-spaced from sub to air.
+DEFAULT_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("sub", 20.0, 60.0),
+    ("bass", 60.0, 250.0),
+    ("low_mid", 250.0, 1000.0),
+    ("mid", 1000.0, 2500.0),
+    ("high_mid", 2500.0, 6000.0),
+    ("high", 6000.0, 20000.0),
+)
+
+#: Low frequency range whose spectral flux drives the kick detector (Hz).
+KICK_RANGE_HZ = (35.0, 160.0)
+
+
+def hop_size_for(samplerate: int, hop_s: float = 0.005) -> int:
+    """Analysis hop in samples: the power of two nearest ``hop_s`` seconds (256 at 44.1/48 kHz)."""
+    return int(2 ** round(np.log2(samplerate * hop_s)))
+
+
+def hz_to_mel(f_hz: np.ndarray | float) -> np.ndarray:
+    """Slaney-free HTK mel scale (good enough for an onset envelope)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(f_hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_matrix(*, samplerate: int, n_fft: int, n_mels: int = 40, fmin_hz: float = 30.0,
+               fmax_hz: float = 10000.0) -> np.ndarray:
+    """Triangular mel filters, shape ``[n_fft // 2 + 1, n_mels]``; every filter has at least one bin."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / samplerate)
+    fmax_hz = min(fmax_hz, samplerate / 2.0)
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin_hz), hz_to_mel(fmax_hz), n_mels + 2))
+    bin_hz = samplerate / n_fft
+    m = np.zeros((freqs.size, n_mels), dtype=np.float64)
+    for i in range(n_mels):
+        lo, mid, hi = edges[i], edges[i + 1], edges[i + 2]
+        # widen filters narrower than a bin so low filters are never empty
+        half = max(mid - lo, hi - mid, bin_hz)
+        up = 1.0 - np.abs(freqs - mid) / half
+        m[:, i] = np.clip(up, 0.0, None)
+    m /= np.maximum(m.sum(axis=0, keepdims=True), 1e-12)
+    return m.astype(np.float32)
+
+
+def band_matrix(bands: tuple[tuple[str, float, float], ...], *, samplerate: int, n_fft: int) -> np.ndarray:
+    """0/1 matrix ``[n_bins, n_bands]`` summing the power of the bins whose centre lies in each band.
+
+    A band narrower than a bin gets the nearest bin, so every band always measures something.
+    """
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / samplerate)
+    m = np.zeros((freqs.size, len(bands)), dtype=np.float32)
+    for j, (name, lo, hi) in enumerate(bands):
+        if not 0 <= lo < hi:
+            raise ValueError(f"band {name!r}: need 0 <= low_hz < high_hz, got {lo}..{hi}")
+        sel = (freqs >= lo) & (freqs < min(hi, samplerate / 2.0))
+        if not sel.any():
+            sel[int(np.argmin(np.abs(freqs - np.sqrt(max(lo, 1.0) * hi))))] = True
+        m[sel, j] = 1.0
+    return m
+
+
+def chroma_matrix(*, samplerate: int, n_fft: int, fmin_hz: float = 110.0, fmax_hz: float = 5000.0) -> np.ndarray:
+    """Pitch-class weights ``[n_bins, 12]`` (column 0 = C), a Gaussian in semitones around each bin.
+
+    Bins are weighted by how close their frequency lies to a pitch class (sigma 0.5 semitone).
+    """
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / samplerate)
+    m = np.zeros((freqs.size, 12), dtype=np.float64)
+    sel = (freqs >= fmin_hz) & (freqs <= min(fmax_hz, samplerate / 2.0))
+    midi = 69.0 + 12.0 * np.log2(freqs[sel] / 440.0)
+    pcs = np.arange(12)
+    dist = (midi[:, None] - pcs[None, :] + 6.0) % 12.0 - 6.0  # semitones to nearest octave of pc
+    m[sel] = np.exp(-0.5 * (dist / 0.5) ** 2)
+    return m.astype(np.float32)
+
+
+@dataclass
+class HopFeatures:
+    """Per-hop arrays for one batch of ``m`` hops (all float32 or float64, first axis = hop)."""
+
+    rms: np.ndarray          # [m] RMS of the hop's own samples (linear, full scale = 1)
+    band_power: np.ndarray   # [m, n_bands] summed bin power per band (window-normalised)
+    centroid_hz: np.ndarray  # [m] spectral centroid in Hz (0 for an all-zero frame)
+    log_mel: np.ndarray      # [m, n_mels] mel power in dB
+    log_kick: np.ndarray     # [m, n_kick_bins] low-bin power in dB
+    chroma: np.ndarray       # [m, 12] pitch-class power (linear)
+    total_power: np.ndarray  # [m] summed bin power (window-normalised)
+
+
+class SpectralFrontEnd:
+    """Window + FFT + projections for one sample rate; call :meth:`compute` on a batch of frames."""
+
+    def __init__(self, *, samplerate: int, n_fft: int, bands=DEFAULT_BANDS, n_mels: int = 40) -> None:
+        self.samplerate = int(samplerate)
+        self.n_fft = int(n_fft)
+        self.band_names = tuple(b[0] for b in bands)
+        self.window = np.hanning(self.n_fft).astype(np.float32)
+        # power normalisation: a full-scale sine gives total power ~0.5 (its mean square)
+        self._power_scale = np.float32(2.0 / float(np.sum(self.window) ** 2))
+        self.freqs_hz = np.fft.rfftfreq(self.n_fft, 1.0 / self.samplerate).astype(np.float32)
+        mel = mel_matrix(samplerate=self.samplerate, n_fft=self.n_fft, n_mels=n_mels)
+        bandm = band_matrix(tuple(bands), samplerate=self.samplerate, n_fft=self.n_fft)
+        chroma = chroma_matrix(samplerate=self.samplerate, n_fft=self.n_fft)
+        ones = np.ones((self.freqs_hz.size, 1), dtype=np.float32)
+        # one matmul gives mel, bands, chroma, total power and the centroid numerator
+        self._proj = np.concatenate([mel, bandm, chroma, ones, self.freqs_hz[:, None]], axis=1)
+        self._n_mels = mel.shape[1]
+        self._n_bands = bandm.shape[1]
+        lo, hi = KICK_RANGE_HZ
+        kb = np.nonzero((self.freqs_hz >= lo) & (self.freqs_hz <= hi))[0]
+        if kb.size == 0:
+            kb = np.array([1])
+        self._kick_bins = slice(int(kb[0]), int(kb[-1]) + 1)
+
+    def compute(self, frames: np.ndarray, hops: np.ndarray) -> HopFeatures:
+        """``frames`` ``[m, n_fft]`` (each ending at its hop's last sample), ``hops`` ``[m, hop]``."""
+        spec = scipy.fft.rfft(frames * self.window, axis=1)
+        power = (spec.real ** 2 + spec.imag ** 2) * self._power_scale
+        proj = power @ self._proj
+        nm, nb = self._n_mels, self._n_bands
+        total = proj[:, nm + nb + 12]
+        centroid = np.where(total > 1e-12, proj[:, nm + nb + 13] / np.maximum(total, 1e-12), 0.0)
+        return HopFeatures(
+            rms=np.sqrt(np.mean(np.square(hops, dtype=np.float64), axis=1)),
+            band_power=proj[:, nm:nm + nb],
+            centroid_hz=centroid,
+            log_mel=10.0 * np.log10(proj[:, :nm] + 1e-12),
+            log_kick=10.0 * np.log10(power[:, self._kick_bins] + 1e-12),
+            chroma=proj[:, nm + nb:nm + nb + 12],
+            total_power=total,
+        )
+
+
+def db(x: np.ndarray | float, floor_db: float = -120.0) -> np.ndarray:
+    """Power ratio -> dB, floored."""
+    return np.maximum(10.0 * np.log10(np.maximum(x, 1e-30)), floor_db)

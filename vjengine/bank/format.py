@@ -1,0 +1,443 @@
+"""The bank on disk: a manifest plus safetensors files, opened memory-mapped.
+
+This module is the only code that reads or writes bank files; the builder writes through
+:class:`BankWriter`. Layout of a bank directory::
+
+    manifest.json        format, version, axes, frame size, count, file names, how it was made
+    frames.safetensors   tensor "frames": uint8 [N, H, W, C], C = 3 or 4, row-major over the axes
+    latents.safetensors  optional tensor "latents": float16/float32 [N, ...]
+    reports/             optional: anything a tool wants to keep beside the bank (seam report, ...)
+
+Safetensors is written here directly (an 8-byte header length, a JSON header, then the raw data)
+so that a bank larger than memory can be filled frame by frame through a memmap; the files are read
+back and checked with the ``safetensors`` library itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vjengine.errors import BankError
+
+FORMAT_NAME = "vjengine-bank"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+FRAMES_FILE = "frames.safetensors"
+LATENTS_FILE = "latents.safetensors"
+REPORTS_DIR = "reports"
+MAX_AXES = 4
+
+_ST_DTYPES = {"U8": np.uint8, "F16": np.float16, "F32": np.float32}
+_ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
+_LATENT_DTYPES = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the grid: its name, its values (numbers or labels), and whether it wraps."""
+
+    name: str
+    values: tuple[Any, ...]
+    cyclic: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(self.values))
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "values": list(self.values), "cyclic": self.cyclic}
+
+
+class Bank:
+    """An opened bank. ``frames`` and ``latents`` are read-only memmaps: opening copies nothing."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], axes: tuple[Axis, ...],
+                 frames: np.ndarray, latents: np.ndarray | None) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.axes = axes
+        self.frames = frames
+        self.latents = latents
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+    @property
+    def cyclic(self) -> tuple[bool, ...]:
+        return tuple(a.cyclic for a in self.axes)
+
+    @property
+    def count(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+    @property
+    def channels(self) -> int:
+        return int(self.frames.shape[3])
+
+    @property
+    def made_by(self) -> dict[str, Any]:
+        return dict(self.manifest.get("made_by") or {})
+
+    def index(self, cell: Sequence[int]) -> int:
+        return int(np.ravel_multi_index(tuple(int(c) for c in cell), self.sizes))
+
+    def cell(self, index: int) -> tuple[int, ...]:
+        return tuple(int(c) for c in np.unravel_index(int(index), self.sizes))
+
+    def __repr__(self) -> str:
+        axes = ", ".join(f"{a.name}[{a.size}{', cyclic' if a.cyclic else ''}]" for a in self.axes)
+        return f"Bank({str(self.path)!r}, {self.count} frames {self.width}x{self.height}x{self.channels}, {axes})"
+
+
+# --- safetensors, the raw layout -------------------------------------------------------------
+
+def _safetensors_header(tensors: dict[str, tuple[np.dtype, tuple[int, ...]]],
+                        metadata: dict[str, str] | None) -> tuple[bytes, dict[str, tuple[int, int]]]:
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offsets: dict[str, tuple[int, int]] = {}
+    pos = 0
+    for name, (dtype, shape) in tensors.items():
+        nbytes = int(np.dtype(dtype).itemsize * math.prod(shape))
+        header[name] = {"dtype": _ST_NAMES[np.dtype(dtype)], "shape": list(shape),
+                        "data_offsets": [pos, pos + nbytes]}
+        offsets[name] = (pos, pos + nbytes)
+        pos += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    return struct.pack("<Q", len(raw)) + raw, offsets
+
+
+def _create_safetensors(path: Path, name: str, dtype: np.dtype, shape: tuple[int, ...],
+                        metadata: dict[str, str] | None = None) -> np.memmap:
+    """Preallocate a one-tensor safetensors file and return a writable memmap of its data."""
+    head, offsets = _safetensors_header({name: (np.dtype(dtype), shape)}, metadata)
+    begin, end = offsets[name]
+    with open(path, "wb") as fh:
+        fh.write(head)
+        fh.truncate(len(head) + end)
+    if end == 0:
+        return np.zeros(shape, dtype=dtype)  # nothing to map
+    return np.memmap(path, dtype=dtype, mode="r+", offset=len(head) + begin, shape=shape)
+
+
+def _read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise BankError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(size - 8, 100 * 1024 * 1024):
+            raise BankError(f"{path}: corrupt safetensors header (declares {n} header bytes, file has {size})")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BankError(f"{path}: corrupt safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise BankError(f"{path}: corrupt safetensors header (not a JSON object)")
+    return 8 + n, header
+
+
+def _open_safetensors(path: Path, name: str) -> np.ndarray:
+    """Memory-map one tensor, after the safetensors library has checked the file."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise BankError(f"{path}: missing file")
+    data_start, header = _read_safetensors_header(path)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            keys = list(f.keys())
+    except SafetensorError as exc:
+        size = path.stat().st_size
+        raise BankError(f"{path}: truncated or corrupt safetensors file ({size} bytes): {exc}") from None
+    if keys != [name]:
+        raise BankError(f"{path}: expected one tensor {name!r}, found {keys}")
+    info = header[name]
+    dtype = _ST_DTYPES.get(info.get("dtype"))
+    if dtype is None:
+        raise BankError(f"{path}: tensor {name!r} has dtype {info.get('dtype')}, expected one of {sorted(_ST_DTYPES)}")
+    shape = tuple(int(s) for s in info["shape"])
+    begin, end = (int(x) for x in info["data_offsets"])
+    if end == begin:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin, shape=shape)
+
+
+# --- manifest -------------------------------------------------------------------------------
+
+def _axes_from_manifest(manifest: dict[str, Any], where: Path) -> tuple[Axis, ...]:
+    raw = manifest.get("axes")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_AXES:
+        raise BankError(f"{where}: 'axes' must be a list of 1 to {MAX_AXES} axes, got {raw!r:.80}")
+    axes = []
+    for i, a in enumerate(raw):
+        if not isinstance(a, dict):
+            raise BankError(f"{where}: axes[{i}] must be an object")
+        unknown = set(a) - {"name", "values", "cyclic"}
+        if unknown:
+            raise BankError(f"{where}: axes[{i}] has unknown keys {sorted(unknown)}")
+        name, values, cyclic = a.get("name"), a.get("values"), a.get("cyclic", False)
+        if not isinstance(name, str) or not name:
+            raise BankError(f"{where}: axes[{i}].name must be a non-empty string")
+        if not isinstance(values, list) or not values:
+            raise BankError(f"{where}: axes[{i}].values ({name!r}) must be a non-empty list")
+        if not isinstance(cyclic, bool):
+            raise BankError(f"{where}: axes[{i}].cyclic ({name!r}) must be true or false")
+        axes.append(Axis(name, tuple(values), cyclic))
+    names = [a.name for a in axes]
+    if len(set(names)) != len(names):
+        raise BankError(f"{where}: axis names must be unique, got {names}")
+    return tuple(axes)
+
+
+def _check_axes(axes: Sequence[Axis]) -> None:
+    if not 1 <= len(axes) <= MAX_AXES:
+        raise BankError(f"a bank has 1 to {MAX_AXES} axes, got {len(axes)}")
+    names = [a.name for a in axes]
+    if len(set(names)) != len(names) or not all(names):
+        raise BankError(f"axis names must be unique and non-empty, got {names}")
+    for a in axes:
+        if a.size < 1:
+            raise BankError(f"axis {a.name!r} has no values")
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not path.is_dir():
+        raise BankError(f"{path}: not a bank directory (does not exist or is not a directory)")
+    if not mpath.is_file():
+        raise BankError(f"{mpath}: missing file (a bank directory needs {MANIFEST})")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BankError(f"{mpath}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise BankError(f"{mpath}: not a {FORMAT_NAME} manifest (format is {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise BankError(f"{mpath}: unknown version {manifest.get('version')!r} (this vjengine reads version {FORMAT_VERSION})")
+    return manifest
+
+
+def open_bank(path: str | os.PathLike[str], *, check_latents: bool = False) -> Bank:
+    """Open and check a bank without copying its data. Raises :class:`BankError`."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    mpath = path / MANIFEST
+    axes = _axes_from_manifest(manifest, mpath)
+    sizes = [a.size for a in axes]
+    frame = manifest.get("frame")
+    if not isinstance(frame, dict) or not all(isinstance(frame.get(k), int) and frame.get(k) > 0
+                                               for k in ("width", "height", "channels")):
+        raise BankError(f"{mpath}: 'frame' must give positive integer width, height and channels")
+    if frame["channels"] not in (3, 4):
+        raise BankError(f"{mpath}: frame.channels must be 3 or 4, got {frame['channels']}")
+    count = manifest.get("count")
+    if count != math.prod(sizes):
+        raise BankError(f"{mpath}: axis sizes {sizes} multiply to {math.prod(sizes)} but count is {count!r}")
+    files = manifest.get("files") or {}
+    frames_name = files.get("frames", FRAMES_FILE)
+    latents_name = files.get("latents")
+    expected = {MANIFEST, frames_name} | ({latents_name} if latents_name else set())
+    for entry in path.iterdir():
+        if entry.name.startswith(".") or (entry.name == REPORTS_DIR and entry.is_dir()):
+            continue
+        if entry.name not in expected:
+            raise BankError(f"{entry}: unexpected file in bank (expected only {sorted(expected)} and {REPORTS_DIR}/)")
+
+    frames = _open_safetensors(path / frames_name, "frames")
+    want = (count, frame["height"], frame["width"], frame["channels"])
+    if frames.dtype != np.uint8:
+        raise BankError(f"{path / frames_name}: frames must be uint8, got {frames.dtype}")
+    if frames.shape != want:
+        raise BankError(f"{path / frames_name}: frames have shape {list(frames.shape)}, the manifest says {list(want)} [N, H, W, C]")
+
+    latents = None
+    if latents_name:
+        latents = _open_safetensors(path / latents_name, "latents")
+        if latents.dtype.name not in _LATENT_DTYPES:
+            raise BankError(f"{path / latents_name}: latents must be float16 or float32, got {latents.dtype}")
+        if latents.ndim < 2 or latents.shape[0] != count:
+            raise BankError(f"{path / latents_name}: latents have shape {list(latents.shape)}, expected [{count}, ...]")
+        if check_latents:
+            _check_finite(latents, path / latents_name)
+    return Bank(path, manifest, axes, frames, latents)
+
+
+def _check_finite(latents: np.ndarray, where: Path) -> None:
+    step = max(1, (64 << 20) // max(1, latents[0].nbytes))  # scan ~64 MB at a time
+    for start in range(0, latents.shape[0], step):
+        chunk = np.asarray(latents[start:start + step])
+        if not np.isfinite(chunk).all():
+            bad = start + int(np.argmax(~np.isfinite(chunk).reshape(chunk.shape[0], -1).all(axis=1)))
+            raise BankError(f"{where}: non-finite values (NaN or inf) in latents of frame {bad}")
+
+
+def validate_bank(path: str | os.PathLike[str]) -> Bank:
+    """Everything :func:`open_bank` checks, plus a full scan of the latents for NaN and inf."""
+    return open_bank(path, check_latents=True)
+
+
+# --- writing --------------------------------------------------------------------------------
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BankWriter:
+    """Write a bank in place of ``path``, atomically.
+
+    The files are preallocated in ``<path>.partial/`` and filled through ``frames`` / ``latents``
+    memmaps. ``commit()`` flushes and fsyncs them, writes the manifest, and only then renames the
+    directory to ``path`` (replacing an older bank there). Leaving the ``with`` block without
+    ``commit()`` deletes the partial directory, so a half-written bank is never at ``path``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], axes: Sequence[Axis], width: int, height: int,
+                 channels: int = 3, *, latent_shape: Sequence[int] | None = None,
+                 latent_dtype: str = "float16", made_by: dict[str, Any] | None = None) -> None:
+        axes = tuple(axes)
+        _check_axes(axes)
+        if channels not in (3, 4):
+            raise BankError(f"channels must be 3 or 4, got {channels}")
+        if width < 1 or height < 1:
+            raise BankError(f"frame size must be positive, got {width}x{height}")
+        if latent_shape is not None and latent_dtype not in _LATENT_DTYPES:
+            raise BankError(f"latent dtype must be float16 or float32, got {latent_dtype}")
+        self.path = Path(path)
+        self.axes = axes
+        self.count = math.prod(a.size for a in axes)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        if self.partial.exists():
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True)
+        meta = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION)}
+        self.frames = _create_safetensors(self.partial / FRAMES_FILE, "frames", np.dtype(np.uint8),
+                                          (self.count, height, width, channels), meta)
+        self.latents = None
+        if latent_shape is not None:
+            self.latents = _create_safetensors(self.partial / LATENTS_FILE, "latents", np.dtype(latent_dtype),
+                                               (self.count, *(int(s) for s in latent_shape)), meta)
+        self.manifest: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "axes": [a.to_json() for a in axes],
+            "frame": {"width": int(width), "height": int(height), "channels": int(channels)},
+            "count": self.count,
+            "files": {"frames": FRAMES_FILE, "latents": LATENTS_FILE if latent_shape is not None else None},
+            "made_by": dict(made_by or {}),
+        }
+        self.committed = False
+
+    @property
+    def reports_dir(self) -> Path:
+        """A folder inside the partial bank for reports that move into place with it."""
+        d = self.partial / REPORTS_DIR
+        d.mkdir(exist_ok=True)
+        return d
+
+    def commit(self) -> Path:
+        if self.latents is not None and not np.isfinite(np.asarray(self.latents, dtype=np.float32)).all():
+            raise BankError(f"{self.partial / LATENTS_FILE}: non-finite latents; refusing to commit the bank")
+        for arr in (self.frames, self.latents):
+            if isinstance(arr, np.memmap):
+                arr.flush()
+        for name in (FRAMES_FILE, LATENTS_FILE):
+            f = self.partial / name
+            if f.exists():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        tmp = self.partial / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(self.manifest, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.partial / MANIFEST)
+        _fsync_dir(self.partial)
+        self.frames = self.latents = None  # drop the maps before the rename
+        old = self.path.with_name(self.path.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if self.path.exists():
+            os.replace(self.path, old)
+        os.replace(self.partial, self.path)
+        _fsync_dir(self.path.parent)
+        if old.exists():
+            shutil.rmtree(old)
+        self.committed = True
+        return self.path
+
+    def abort(self) -> None:
+        self.frames = self.latents = None
+        if self.partial.exists():
+            shutil.rmtree(self.partial)
+
+    def __enter__(self) -> BankWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.committed:
+            self.abort()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a bank manifest")
+
+
+def write_bank(path: str | os.PathLike[str], axes: Sequence[Axis], frames: np.ndarray,
+               latents: np.ndarray | None = None, made_by: dict[str, Any] | None = None) -> Path:
+    """Write a whole bank from arrays in one call (atomically, like :class:`BankWriter`)."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4:
+        raise BankError(f"frames must be uint8 [N, H, W, C], got {frames.dtype} {list(frames.shape)}")
+    n, h, w, c = frames.shape
+    expected = math.prod(len(a.values) for a in axes)
+    if n != expected:
+        raise BankError(f"{n} frames given but the axes {[a.size for a in axes]} need {expected}")
+    latent_shape = None if latents is None else np.asarray(latents).shape[1:]
+    latent_dtype = "float16" if latents is None else np.asarray(latents).dtype.name
+    with BankWriter(path, axes, w, h, c, latent_shape=latent_shape, latent_dtype=latent_dtype,
+                    made_by=made_by) as writer:
+        writer.frames[:] = frames
+        if latents is not None:
+            writer.latents[:] = latents
+        return writer.commit()
