@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _data_dir(name: str) -> Path:
-    # Installed: the wheel maps the top-level folders to vjengine._data.<name>.
+    # Installed: the wheel maps the top-level folders to vjengine._data.<name> (namespace
+    # packages: data only, no __init__.py), so ask the import system where they are.
     try:
-        found = resources.files(f"vjengine._data.{name}")
-        path = Path(str(found))
+        spec = importlib.util.find_spec(f"vjengine._data.{name}")
+    except ModuleNotFoundError:
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location)
         if path.is_dir():
             return path
-    except ModuleNotFoundError:
-        pass
     # Checkout without install (or an editable install that did not map the folder).
     path = _REPO_ROOT / name
     if path.is_dir():
