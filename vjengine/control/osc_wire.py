@@ -88,6 +88,7 @@ def _read_string(data: bytes, pos: int, end: int, what: str) -> tuple[bytes, int
     return data[pos:nul], padded_end
 
 
+@functools.lru_cache(maxsize=1024)  # a show uses a few dozen addresses: check each once
 def _check_address(raw: bytes) -> str:
     try:
         address = raw.decode("utf-8")
@@ -98,6 +99,14 @@ def _check_address(raw: bytes) -> str:
     if address.count("[") != address.count("]") or address.count("{") != address.count("}"):
         raise OscDecodeError("bad_address", f"address pattern {address[:60]!r} has an unbalanced bracket")
     return address
+
+
+@functools.lru_cache(maxsize=256)
+def _numeric_struct(tags: str) -> struct.Struct | None:
+    """One big-endian struct for a type tag string of only 'i', 'f', 'h', 'd' (else None)."""
+    if not tags or len(tags) > 32 or any(t not in "ifhd" for t in tags):
+        return None
+    return struct.Struct(">" + tags.replace("h", "q"))
 
 
 def decode_message(data: bytes, pos: int = 0, end: int | None = None, timetag: int = IMMEDIATELY) -> OscMessage:
@@ -111,6 +120,13 @@ def decode_message(data: bytes, pos: int = 0, end: int | None = None, timetag: i
         raise OscDecodeError("bad_type_tag", f"type tag string of {address} does not start with ','")
     raw_tags, pos = _read_string(data, pos, end, "type tag string")
     tags = raw_tags[1:].decode("latin-1")
+    numeric = _numeric_struct(tags)
+    if numeric is not None:  # the common case (faders, buttons): one unpack, no per-argument loop
+        if end - pos != numeric.size:
+            if end - pos < numeric.size:
+                raise OscDecodeError("truncated", f"arguments '{tags}' of {address} cut off at byte {end}")
+            raise OscDecodeError("trailing_bytes", f"{end - pos - numeric.size} byte(s) after the arguments of {address}")
+        return OscMessage(address, tags, numeric.unpack_from(data, pos), timetag)
     unknown = set(tags) - _KNOWN_TAGS
     if unknown:
         raise OscDecodeError("bad_type_tag", f"unknown type tag(s) {''.join(sorted(unknown))!r} in {address}")
