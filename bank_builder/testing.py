@@ -14,18 +14,28 @@ from pathlib import Path
 TINY_CROSS_ATTENTION_DIM = 32
 
 
+def _byte_symbols() -> list[str]:
+    """The GPT-2/CLIP byte -> printable unicode table (256 symbols), in byte order."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + list(
+        range(ord("\xae"), ord("\xff") + 1))
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return [table[b] for b in range(256)]
+
+
 def _write_tokenizer_files(folder: Path) -> None:
     """A byte-level BPE vocabulary: all 256 byte symbols (plain and end-of-word) plus a few merges."""
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
-
-    symbols = list(bytes_to_unicode().values())
+    symbols = list(_byte_symbols())
     vocab: dict[str, int] = {}
     for s in symbols:
         vocab[s] = len(vocab)
     for s in symbols:
         vocab[s + "</w>"] = len(vocab)
     merges = ["a t</w>", "c at</w>", "d o", "do g</w>", "r e", "re d</w>", "n e", "ne on</w>", "o n</w>", "e on</w>"]
-    merges = [m for m in merges if True]
     for m in merges:
         merged = m.replace(" ", "")
         if merged not in vocab:
@@ -105,15 +115,103 @@ def make_tiny_taesd(folder: str | Path, *, seed: int = 0):
     return model
 
 
-def write_single_file_checkpoint(pipe, path: str | Path, config_folder: str | Path) -> None:
-    """Write ``pipe`` as an original-format single-file checkpoint plus a weight-free config folder.
+_RESNET_TO_LDM_UNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
+                       "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+_VAE_ATTENTION_TO_LDM = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
 
-    The checkpoint uses the original (CompVis) key names, as checkpoints artists download do;
-    ``config_folder`` gets the diffusers configs and tokenizer files so that
-    ``from_single_file(path, config=config_folder)`` works offline.
+
+def _unet_key_to_ldm(key: str, layers_per_block: int, up_has_attention: list[bool]) -> str:
+    """One diffusers UNet2DConditionModel key -> the original (CompVis) key, SD 1.x/2.x layout."""
+    import re
+
+    fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+    head, _, leaf = key.rpartition(".")
+    if head in fixed:
+        return f"{fixed[head]}.{leaf}"
+
+    def resnet(rest: str) -> str:
+        name, _, tail = rest.partition(".")
+        return f"{_RESNET_TO_LDM_UNET.get(name, name)}.{tail}"
+
+    per_down = per_up = layers_per_block + 1  # up blocks: L+1 resnets, the upsampler rides on the last
+    if m := re.fullmatch(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
+        i, j, rest = int(m[1]), int(m[2]), m[3]
+        return f"input_blocks.{1 + i * per_down + j}.0.{resnet(rest)}"
+    if m := re.fullmatch(r"down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)", key):
+        return f"input_blocks.{1 + int(m[1]) * per_down + int(m[2])}.1.{m[3]}"
+    if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
+        return f"input_blocks.{(int(m[1]) + 1) * per_down}.0.op.{m[2]}"
+    if m := re.fullmatch(r"mid_block\.resnets\.(\d+)\.(.+)", key):
+        return f"middle_block.{2 * int(m[1])}.{resnet(m[2])}"
+    if m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", key):
+        return f"middle_block.1.{m[1]}"
+    if m := re.fullmatch(r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
+        return f"output_blocks.{int(m[1]) * per_up + int(m[2])}.0.{resnet(m[3])}"
+    if m := re.fullmatch(r"up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)", key):
+        return f"output_blocks.{int(m[1]) * per_up + int(m[2])}.1.{m[3]}"
+    if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
+        i = int(m[1])
+        return f"output_blocks.{i * per_up + layers_per_block}.{2 if up_has_attention[i] else 1}.conv.{m[2]}"
+    raise KeyError(f"no original-format name for UNet key {key!r}")
+
+
+def _vae_key_to_ldm(key: str, n_blocks: int) -> str:
+    """One diffusers AutoencoderKL key -> the original (CompVis) key."""
+    import re
+
+    key = key.replace("conv_norm_out", "norm_out").replace("conv_shortcut", "nin_shortcut")
+    if m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
+        return f"encoder.down.{m[1]}.block.{m[2]}.{m[3]}"
+    if m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
+        return f"encoder.down.{m[1]}.downsample.conv.{m[2]}"
+    if m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
+        return f"decoder.up.{n_blocks - 1 - int(m[1])}.block.{m[2]}.{m[3]}"
+    if m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
+        return f"decoder.up.{n_blocks - 1 - int(m[1])}.upsample.conv.{m[2]}"
+    if m := re.fullmatch(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.+)", key):
+        return f"{m[1]}.mid.block_{int(m[2]) + 1}.{m[3]}"
+    if m := re.fullmatch(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.+)\.(weight|bias)", key):
+        return f"{m[1]}.mid.attn_1.{_VAE_ATTENTION_TO_LDM[m[2]]}.{m[3]}"
+    return key
+
+
+def write_single_file_checkpoint(pipe, path: str | Path, config_folder: str | Path | None = None) -> None:
+    """Write ``pipe`` as an original-format (CompVis / A1111) single-file checkpoint.
+
+    Keys are renamed the way checkpoints artists download are laid out (``model.diffusion_model.``,
+    ``first_stage_model.``, ``cond_stage_model.transformer.``); a ``.ckpt`` path is written with
+    ``torch.save({"state_dict": ...})``, anything else as safetensors. If ``config_folder`` is given
+    it gets the pipeline's configs and tokenizer without weights, for an offline
+    ``from_single_file(path, config=config_folder)``.
     """
     import torch
-    from diffusers.pipelines.stable_diffusion.convert_from_ckpt import (  # noqa: F401 (presence check)
-        assign_to_checkpoint,
-    )
-    raise NotImplementedError
+
+    path = Path(path)
+    unet_cfg = pipe.unet.config
+    up_has_attention = ["CrossAttn" in t for t in unet_cfg.up_block_types]
+    state: dict[str, torch.Tensor] = {}
+    for k, v in pipe.unet.state_dict().items():
+        state["model.diffusion_model." + _unet_key_to_ldm(k, unet_cfg.layers_per_block, up_has_attention)] = v
+    n_blocks = len(pipe.vae.config.block_out_channels)
+    for k, v in pipe.vae.state_dict().items():
+        new = _vae_key_to_ldm(k, n_blocks)
+        if ".mid.attn_1." in new and new.endswith(".weight") and v.ndim == 2:
+            v = v[:, :, None, None]  # the original attention projections are 1x1 convolutions
+        state["first_stage_model." + new] = v
+    for k, v in pipe.text_encoder.state_dict().items():
+        if "position_ids" not in k:  # transformers 5 drops the "text_model." level from the keys
+            state["cond_stage_model.transformer." + (k if k.startswith("text_model.") else "text_model." + k)] = v
+    state = {k: v.detach().contiguous().clone() for k, v in state.items()}
+    if path.suffix == ".ckpt":
+        torch.save({"state_dict": state}, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    if config_folder is not None:
+        config_folder = Path(config_folder)
+        pipe.save_pretrained(config_folder)
+        for weights in config_folder.rglob("*"):
+            if weights.suffix in (".safetensors", ".bin"):
+                weights.unlink()

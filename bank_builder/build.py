@@ -1,0 +1,296 @@
+"""Build a bank from a spec: keyframes, adaptive keyframes, in-betweens, then one atomic pack.
+
+Phases (each batch becomes one checksummed shard in the work directory as soon as it is done, so
+a build killed at any point resumes where it stopped; batches are cut the same way every run, so a
+resumed build is byte-identical to an uninterrupted one):
+
+1. ``key``: the uniform keyframe sub-grid, full pipeline, batched (one batch shares a strength).
+2. ``adapt``: optional extra keyframes where neighbouring keyframes differ most (``adaptive``).
+3. ``dense``: every other cell is the nested slerp of its keyframes' latents, decoded only.
+4. pack: the shards are copied into a :class:`vjengine.bank.BankWriter`, the seam report is written
+   into the bank's ``reports/``, and ``commit()`` renames the bank into place atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bank_builder.interpolate import nested_slerp
+from bank_builder.plan import GridPlan, KeySets, cell_params, denoise_start
+from bank_builder.seams import seam_report, summarize, write_seam_report
+from bank_builder.spec import BankSpec
+from bank_builder.store import WorkDir
+
+log = logging.getLogger("bank_builder")
+
+TOOL_NAME = "vjengine bank_builder"
+BUILD_FORMAT = 1  # bump when the way cells are made changes (invalidates old work directories)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to run a build (not what to build: that is the spec)."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | None = None          # keyframes per UNet batch (default: 8 on a GPU, 4 on the CPU)
+    decode_batch_size: int | None = None   # in-betweens per decode batch (default: 2 x batch_size)
+    compile_unet: bool = False
+    threads: int | None = None
+    work_dir: str | None = None            # default: <output>.work beside the bank
+    keep_work: bool = False
+    progress: bool = True
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    keyframes: int
+    inbetweens: int
+    made_now: int                           # cells computed by this run (the rest came from shards)
+    seams: dict[str, Any]
+    timings_s: dict[str, float] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+def default_work_dir(output: Path) -> Path:
+    return output.with_name(output.name + ".work")
+
+
+def _batches(cells: Sequence[int], size: int, key: Callable[[int], Any] = lambda i: 0) -> list[list[int]]:
+    """Cut ``cells`` into batches of at most ``size`` that share ``key`` (kept in cell order)."""
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for c in cells:
+        groups[key(c)].append(c)
+    out = []
+    for k in sorted(groups):
+        g = groups[k]
+        out.extend(g[i:i + size] for i in range(0, len(g), size))
+    return out
+
+
+class _Builder:
+    def __init__(self, spec: BankSpec, output: Path, options: BuildOptions) -> None:
+        self.spec, self.output, self.options = spec, output, options
+        self.plan = GridPlan(spec)
+        self._generator = None
+        self.latents: dict[int, np.ndarray] = {}   # keyframe latents (float32), by flat index
+        self.frames: dict[int, np.ndarray] = {}    # uniform keyframe frames, for the adaptive step
+        self.made_now = 0
+        self.bar = None
+        self.timings_s: dict[str, float] = defaultdict(float)
+        self.scaling_factor: float | None = None
+
+    # the model is loaded only when some batch actually needs it (a resume after the last shard skips it)
+    @property
+    def generator(self):
+        if self._generator is None:
+            from bank_builder.pipeline import Generator
+
+            o = self.options
+            log.info("loading %s", self.spec.model)
+            self._generator = Generator(self.spec, device=o.device, dtype=o.dtype, compile_unet=o.compile_unet,
+                                        threads=o.threads)
+        return self._generator
+
+    def device_kind(self) -> str:
+        if self.options.device != "auto":
+            return self.options.device.split(":")[0]
+        from bank_builder.pipeline import pick_device
+
+        return pick_device("auto").split(":")[0]
+
+    def batch_sizes(self, device_kind: str) -> tuple[int, int]:
+        b = self.options.batch_size or (8 if device_kind in ("cuda", "mps") else 4)
+        return b, self.options.decode_batch_size or 2 * b
+
+    def _tick(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def run_keyframes(self, work: WorkDir, phase: str, cells: Sequence[int], batch: int, keep_frames: bool) -> None:
+        strength_of = lambda i: denoise_start(self.spec.steps, cell_params(self.spec, self.plan.cell(i)).strength)
+        for b, chunk in enumerate(_batches(cells, batch, strength_of)):
+            name = f"{phase}_{b:06d}"
+            got = work.read_shard(name)
+            if got is not None and got[1].get("cells") != chunk:
+                log.warning("shard %s holds other cells; it will be made again", name)
+                got = None
+            if got is None:
+                gen = self.generator
+                params = [cell_params(self.spec, self.plan.cell(i)) for i in chunk]
+                latents = gen.generate(params)
+                frames = gen.decode(latents)
+                t0 = time.perf_counter()
+                work.write_shard(name, {"latents": latents.astype(np.float32), "frames": frames},
+                                 {"cells": chunk, "scaling_factor": gen.scaling_factor})
+                self.timings_s["write"] += time.perf_counter() - t0
+                self.made_now += len(chunk)
+                arrays = {"latents": latents, "frames": frames}
+            else:
+                arrays = got[0]
+            self.scaling_factor = got[1].get("scaling_factor") if got is not None else self.generator.scaling_factor
+            for k, i in enumerate(chunk):
+                self.latents[i] = np.asarray(arrays["latents"][k], dtype=np.float32)
+                if keep_frames:
+                    self.frames[i] = np.asarray(arrays["frames"][k])
+            self._tick(len(chunk))
+
+    def inbetween_latent(self, index: int, keys: KeySets) -> np.ndarray:
+        corners, fractions = self.plan.sources(index, keys)
+        return nested_slerp([self.latents[c] for c in corners], fractions).astype(np.float32)
+
+    def run_inbetweens(self, work: WorkDir, cells: Sequence[int], keys: KeySets, batch: int) -> None:
+        for b, chunk in enumerate(_batches(cells, batch)):
+            name = f"dense_{b:06d}"
+            got = work.read_shard(name)
+            if got is not None and got[1].get("cells") != chunk:
+                got = None
+            if got is None:
+                t0 = time.perf_counter()
+                latents = np.stack([self.inbetween_latent(i, keys) for i in chunk])
+                self.timings_s["slerp"] += time.perf_counter() - t0
+                frames = self.generator.decode(latents)
+                t0 = time.perf_counter()
+                work.write_shard(name, {"latents": latents, "frames": frames}, {"cells": chunk})
+                self.timings_s["write"] += time.perf_counter() - t0
+                self.made_now += len(chunk)
+            self._tick(len(chunk))
+
+
+def made_by(spec: BankSpec, options: BuildOptions, device_kind: str, batch: int, decode_batch: int,
+            keys: KeySets, extra: dict[str, Any]) -> dict[str, Any]:
+    import vjengine
+
+    versions: dict[str, str] = {"python": platform.python_version(), "numpy": np.__version__,
+                                "vjengine": getattr(vjengine, "__version__", "unknown")}
+    try:
+        from bank_builder.pipeline import library_versions
+
+        versions.update(library_versions())
+    except Exception:  # packing a finished work directory does not need torch
+        pass
+    return {
+        "tool": TOOL_NAME,
+        "build_format": BUILD_FORMAT,
+        "spec_file": Path(spec.source).name,
+        "spec": spec.to_json(),
+        "spec_sha256": spec.digest(),
+        "build": {"device": device_kind, "dtype": options.dtype, "batch_size": batch,
+                  "decode_batch_size": decode_batch, "compile": options.compile_unet},
+        "keyframes": {a.name: list(k) for a, k in zip(spec.axes, keys)},
+        "versions": versions,
+        **extra,
+    }
+
+
+def _check_output(output: Path) -> None:
+    """Refuse to replace anything at ``output`` that is not a bank (the final rename replaces it)."""
+    from vjengine.bank import read_manifest
+    from vjengine.errors import BankError
+
+    from bank_builder.errors import WorkDirError
+
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise WorkDirError(f"{output}: exists and is not a bank directory; choose another --output")
+    if not any(output.iterdir()):
+        return
+    try:
+        read_manifest(output)
+    except BankError:
+        raise WorkDirError(f"{output}: exists and is not a bank (no vjengine manifest); the build would replace it, "
+                           "so choose another --output or remove it yourself") from None
+
+
+def build_bank(spec: BankSpec, output: str | Path, options: BuildOptions | None = None) -> BuildResult:
+    """Build (or resume building) the bank ``spec`` describes at ``output``; returns what was done."""
+    from vjengine.bank import Axis, BankWriter
+
+    options = options or BuildOptions()
+    output = Path(output)
+    _check_output(output)
+    t_start = time.perf_counter()
+    b = _Builder(spec, output, options)
+    device_kind = b.device_kind()
+    batch, decode_batch = b.batch_sizes(device_kind)
+    work_root = Path(options.work_dir) if options.work_dir else default_work_dir(output)
+    identity = {"build_format": BUILD_FORMAT, "spec": spec.to_json(), "device": device_kind, "dtype": options.dtype}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    plan = b.plan
+    uniform_cells = plan.keyframe_cells(plan.uniform_keys)
+    has_adaptive = any(a.adaptive for a in spec.axes)
+
+    with WorkDir(work_root, digest, identity) as work:
+        log.info("work directory %s", work.path)
+        if options.progress:
+            from tqdm import tqdm
+
+            b.bar = tqdm(total=spec.count, unit="frame", desc="vj-bank build", dynamic_ncols=True)
+        try:
+            b.run_keyframes(work, "key", uniform_cells, batch, keep_frames=has_adaptive)
+            keys = plan.uniform_keys
+            if has_adaptive:
+                keys = plan.refine(lambda i: b.frames[i])
+                extra_cells = sorted(set(plan.keyframe_cells(keys)) - set(uniform_cells))
+                b.run_keyframes(work, "adapt", extra_cells, batch, keep_frames=False)
+                b.frames.clear()
+            dense = plan.dense_cells(keys)
+            b.run_inbetweens(work, dense, keys, decode_batch)
+        finally:
+            if b.bar is not None:
+                b.bar.close()
+
+        # pack: copy every shard into the bank, in the same order every time
+        t0 = time.perf_counter()
+        latent_shape = next(iter(b.latents.values())).shape
+        axes = [Axis(a.name, a.values(), a.cyclic) for a in spec.axes]
+        n_key = len(plan.keyframe_cells(keys))
+        with BankWriter(output, axes, spec.width, spec.height, 3, latent_shape=latent_shape,
+                        latent_dtype=spec.latent_dtype) as writer:
+            filled = np.zeros(spec.count, dtype=bool)
+            for shard in sorted(work.shards.glob("*.safetensors")):
+                got = work.read_shard(shard.stem)
+                if got is None:
+                    raise RuntimeError(f"{shard} went bad after it was checked; run the build again")
+                arrays, meta = got
+                for k, i in enumerate(meta["cells"]):
+                    writer.frames[i] = arrays["frames"][k]
+                    writer.latents[i] = arrays["latents"][k].astype(spec.latent_dtype)
+                    filled[i] = True
+            if not filled.all():
+                missing = np.flatnonzero(~filled)[:5].tolist()
+                raise RuntimeError(f"work directory {work.path} is missing cells {missing}...; run the build again")
+            b.timings_s["pack"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            report = seam_report(writer.frames, spec.sizes, [a.cyclic for a in spec.axes], [a.name for a in spec.axes])
+            write_seam_report(report, writer.reports_dir)
+            b.timings_s["seams"] += time.perf_counter() - t0
+            scaling = b.scaling_factor
+            writer.manifest["made_by"] = made_by(spec, options, device_kind, batch, decode_batch, keys, {
+                "latents": {"space": "unet (scaled: decode latents / scaling_factor)",
+                            "scaling_factor": scaling, "dtype": spec.latent_dtype},
+                "seams": summarize(report),
+            })
+            writer.commit()
+        if not options.keep_work:
+            work.remove()
+
+    timings = dict(b.timings_s)
+    if b._generator is not None:
+        timings.update({k: v for k, v in b._generator.timings_s.items()})
+    result = BuildResult(path=output, keyframes=n_key, inbetweens=spec.count - n_key, made_now=b.made_now,
+                         seams=report, timings_s=timings, elapsed_s=time.perf_counter() - t_start)
+    return result

@@ -1,0 +1,107 @@
+"""`vj-bank build SPEC.toml -o BANK`: bake a bank (resumes if run again with the same spec and output).
+
+Importing this module does not import torch: ``--help``, ``--dry-run`` and spec errors are instant,
+and a missing build extra gives one clear line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from bank_builder import BUILD_EXTRA_HINT
+from bank_builder.errors import BuildExtraMissing, SpecError
+
+log = logging.getLogger("bank_builder")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="bank spec (TOML); see presets/banks/")
+    parser.add_argument("-o", "--output", required=True, help="bank directory to write (replaced atomically)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                        help="auto: float16 on GPUs, float32 on the CPU")
+    parser.add_argument("--batch-size", type=int, default=None, help="keyframes per UNet batch (default 8 GPU, 4 CPU)")
+    parser.add_argument("--decode-batch-size", type=int, default=None,
+                        help="in-between frames per decode batch (default 2 x batch size)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on long GPU builds)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (on a busy machine 1 can be much faster than all cores)")
+    parser.add_argument("--work-dir", default=None, help="where finished batches are kept (default: OUTPUT.work)")
+    parser.add_argument("--keep-work", action="store_true", help="keep the work directory after the bank is packed")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard earlier work for this output and start over (also rebuilds an up-to-date bank)")
+    parser.add_argument("--dry-run", action="store_true", help="validate the spec and print the plan; load no model")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line at the end")
+
+
+def _positive(value: int | None, flag: str) -> None:
+    if value is not None and value < 1:
+        raise SpecError(f"{flag} must be >= 1, got {value}")
+
+
+def _up_to_date(output: Path, digest: str) -> bool:
+    """True if ``output`` is a complete bank whose manifest says it was made from this very spec."""
+    from vjengine.bank import read_manifest
+    from vjengine.errors import BankError
+
+    from bank_builder.build import BUILD_FORMAT
+
+    if not output.is_dir():
+        return False
+    try:
+        made_by = read_manifest(output).get("made_by") or {}
+    except BankError:
+        return False
+    return made_by.get("spec_sha256") == digest and made_by.get("build_format") == BUILD_FORMAT
+
+
+def run(args: argparse.Namespace) -> int:
+    from bank_builder.plan import describe
+    from bank_builder.spec import load_spec
+
+    spec = load_spec(args.spec)
+    _positive(args.batch_size, "--batch-size")
+    _positive(args.decode_batch_size, "--decode-batch-size")
+    _positive(args.threads, "--threads")
+    print(describe(spec))
+    if args.dry_run:
+        return 0
+    output = Path(args.output)
+    if not args.restart and _up_to_date(output, spec.digest()):
+        print(f"{output} is already built from this spec (use --restart to build it again)")
+        return 0
+    try:
+        import diffusers  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise BuildExtraMissing(f"vj-bank build needs torch, diffusers and transformers: {BUILD_EXTRA_HINT} ({exc})") from None
+
+    from bank_builder.build import BuildOptions, build_bank, default_work_dir
+    from bank_builder.seams import format_table
+
+    work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(output)
+    if args.restart and work_dir.exists():
+        log.info("--restart: removing %s", work_dir)
+        shutil.rmtree(work_dir)
+    options = BuildOptions(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                           decode_batch_size=args.decode_batch_size, compile_unet=args.compile,
+                           threads=args.threads, work_dir=str(work_dir), keep_work=args.keep_work,
+                           progress=not args.no_progress)
+    result = build_bank(spec, output, options)
+    print(f"wrote {result.path}: {result.keyframes} keyframes + {result.inbetweens} in-betweens "
+          f"({result.made_now} made now) in {result.elapsed_s:.1f} s")
+    t = result.timings_s
+    split = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(t.items()) if v > 0)
+    print(f"time split: {split}")
+    print("seams (neighbour differences):")
+    print(format_table(result.seams))
+    print(f"seam report: {result.path / 'reports' / 'seams.png'}")
+    if args.json:
+        print(json.dumps({"path": str(result.path), "keyframes": result.keyframes, "inbetweens": result.inbetweens,
+                          "made_now": result.made_now, "timings_s": t, "seams": result.seams["overall"]}))
+    return 0
