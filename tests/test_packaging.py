@@ -52,10 +52,11 @@ def test_wheel_carries_shaders_and_presets(tmp_path, repo_root):
     inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                           capture_output=True, text=True, timeout=300)
     assert inst.returncode == 0, inst.stderr
-    code = ("from vjengine.resources import shaders_dir, presets_dir; import vjengine; "
+    code = ("from vjengine.resources import shaders_dir, presets_dir; import importlib, vjengine; "
+            f"[importlib.import_module(m) for m in {LIVE_MODULES + ['bank_builder.cli_preview']!r}]; "
             "print(vjengine.__file__); print(shaders_dir()); print(presets_dir())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, timeout=60)
+                         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=60)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split()
     assert all(line.startswith(str(target)) for line in lines), lines

@@ -4,8 +4,9 @@ Presets name their inputs (``feature = "bass"``); this module is the one place t
 names map onto the snapshot's fields, so a preset is validated against :data:`FEATURES` at load
 time and the frame loop never meets an unknown name.
 
-All continuous features are normalised 0..1 by the audio engine. Pulses (``kick``, ``onset``,
-``beat``) are 1.0 on the frame where the event happened, else 0.0.
+Continuous features are 0..1 (the audio engine's adaptive gain and gate). Pulses (``kick``,
+``onset``, ``beat``, ``downbeat``) are 1.0 on the frame where the event happened, else 0.0; the
+``*_env`` features are their decaying envelopes.
 """
 
 from __future__ import annotations
@@ -15,38 +16,36 @@ from typing import Any
 
 import numpy as np
 
-# name -> help text. Band names follow the audio engine's default five bands.
-BAND_NAMES: tuple[str, ...] = ("sub", "bass", "low_mid", "high_mid", "high")
+BAND_NAMES: tuple[str, ...] = ("sub", "bass", "low_mid", "mid", "high_mid", "high")
 
 FEATURES: dict[str, str] = {
-    "rms": "loudness 0..1 (adaptive gain, gated)",
+    "rms": "loudness 0..1 (the frame's `level`: adaptive gain, gate, envelope)",
     "level": "alias of rms",
-    "sub": "sub band energy 0..1",
-    "bass": "bass band energy 0..1",
-    "low_mid": "low-mid band energy 0..1",
-    "high_mid": "high-mid band energy 0..1",
-    "high": "high band energy 0..1",
-    "centroid": "spectral centroid 0..1 (brightness)",
+    **{b: f"{b} band energy 0..1" for b in BAND_NAMES},
+    "centroid": "spectral centroid 0..1 (brightness, log 100 Hz..10 kHz)",
     "flux": "spectral-flux onset strength 0..1",
     "onset": "1 on a frame with an onset, else 0",
     "kick": "1 on a frame with a kick, else 0",
-    "beat": "1 on a frame where a beat fell, else 0",
+    "beat": "1 on a frame where a beat fell (clock locked), else 0",
     "downbeat": "1 on a frame where a bar started, else 0",
+    "onset_env": "onset envelope 0..1 (1 at an onset, then decays)",
+    "kick_env": "kick envelope 0..1",
+    "beat_env": "beat envelope 0..1 (1 at the beat, decays over the beat)",
     "beat_phase": "0..1 through the current beat",
     "bar_phase": "0..1 through the current bar",
+    "confidence": "beat clock confidence 0..1",
     "one": "constant 1 (for fixed speeds)",
     **{f"chroma{i}": f"chroma bin {i} (C=0) 0..1" for i in range(12)},
 }
 
 TRIGGERS: tuple[str, ...] = ("kick", "onset", "beat", "downbeat")
 
-
-def _get(frame: Any, *names: str, default: Any = 0.0) -> Any:
-    for name in names:
-        value = getattr(frame, name, None)
-        if value is not None:
-            return value
-    return default
+_FIELDS = {
+    "rms": "level", "level": "level", "centroid": "centroid", "flux": "onset_strength",
+    "onset_env": "onset_env", "kick_env": "kick_env", "beat_env": "beat_env",
+    "beat_phase": "beat_phase", "bar_phase": "bar_phase", "confidence": "confidence",
+}
+_PULSES = {"onset": "onset", "kick": "kick", "beat": "beat", "downbeat": "bar"}
 
 
 def _finite(value: Any) -> float:
@@ -58,10 +57,10 @@ def _finite(value: Any) -> float:
 
 
 def bands(frame: Any) -> np.ndarray:
-    """The normalised band energies (float64, low to high)."""
-    value = _get(frame, "bands", default=())
-    arr = np.asarray(value, dtype=np.float64).ravel()
-    return np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
+    """The band energies, low to high (float64)."""
+    b = getattr(frame, "bands", None) or {}
+    names = getattr(frame, "band_names", None) or tuple(b)
+    return np.array([_finite(b.get(n, 0.0)) for n in names], dtype=np.float64)
 
 
 def spectrum(frame: Any) -> np.ndarray:
@@ -77,42 +76,36 @@ def read_feature(frame: Any, name: str) -> float:
     """The value of feature ``name`` (one of :data:`FEATURES`) in ``frame``; never raises."""
     if name == "one":
         return 1.0
-    if name in ("rms", "level"):
-        return _finite(_get(frame, "rms"))
-    if name in BAND_NAMES:
-        b = bands(frame)
-        names = tuple(getattr(frame, "band_names", None) or BAND_NAMES)
-        if name in names:
-            i = names.index(name)
-            return float(b[i]) if i < len(b) else 0.0
-        return 0.0
+    attr = _FIELDS.get(name)
+    if attr is not None:
+        return _finite(getattr(frame, attr, 0.0))
+    pulse = _PULSES.get(name)
+    if pulse is not None:
+        return 1.0 if getattr(frame, pulse, False) else 0.0
     if name.startswith("chroma"):
-        c = _get(frame, "chroma", default=())
+        c = getattr(frame, "chroma", ()) or ()
         i = int(name[6:])
         return _finite(c[i]) if i < len(c) else 0.0
-    if name == "flux":
-        return _finite(_get(frame, "flux", "onset_strength"))
-    if name == "centroid":
-        return _finite(_get(frame, "centroid"))
-    if name in ("onset", "kick", "beat", "downbeat"):
-        return 1.0 if bool(_get(frame, name, default=False)) else 0.0
-    if name == "beat_phase":
-        return _finite(_get(frame, "beat_phase"))
-    if name == "bar_phase":
-        return _finite(_get(frame, "bar_phase"))
+    b = getattr(frame, "bands", None)
+    if b is not None and name in b:
+        return _finite(b[name])
     return _finite(getattr(frame, name, 0.0))
 
 
 def beats_elapsed(frame: Any) -> float:
     """Beats since the beat clock started, continuous (beat count + phase)."""
-    return _finite(_get(frame, "beat_count")) + _finite(_get(frame, "beat_phase"))
+    return _finite(getattr(frame, "beat_count", 0)) + _finite(getattr(frame, "beat_phase", 0.0))
 
 
 def beats_per_bar(frame: Any) -> int:
-    n = int(_finite(_get(frame, "beats_per_bar", default=4)))
+    n = int(_finite(getattr(frame, "beats_per_bar", 4)))
     return n if n > 0 else 4
 
 
 def bars_elapsed(frame: Any) -> float:
-    """Bars since the beat clock started, continuous."""
-    return beats_elapsed(frame) / beats_per_bar(frame)
+    """Bars since the beat clock started, continuous (bar count + bar phase)."""
+    n = beats_per_bar(frame)
+    beat_count = int(_finite(getattr(frame, "beat_count", 0)))
+    in_bar = int(_finite(getattr(frame, "beat_in_bar", beat_count % n)))
+    bar_index = (beat_count - in_bar) // n
+    return bar_index + _finite(getattr(frame, "bar_phase", 0.0))

@@ -1,0 +1,141 @@
+"""Preset files: the shipped set, validation errors that name file and key, hot reload."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from _show_helpers import DEMO_AXES, frame
+from vjengine.errors import ConfigError
+from vjengine.mapping import Mapper, PresetLibrary, load_preset, resolve_preset_ref, shipped_preset_paths
+from vjengine.mapping.preset import fx_params
+from vjengine.show.state import BankEntry, ShowState
+
+
+def test_at_least_five_shipped_presets_all_valid_and_distinct():
+    paths = shipped_preset_paths()
+    assert len(paths) >= 5
+    presets = [load_preset(p) for p in paths]
+    assert len({p.name for p in presets}) == len(presets)
+    assert len({p.key for p in presets}) == len(presets)
+    modes = {layer.mode for p in presets for layer in p.layers}
+    assert {"orbit", "kick_morph", "softmax", "beat_step", "lfo", "direct", "manual"} <= modes
+    for p in presets:
+        m = Mapper(p, DEMO_AXES)
+        assert not m.manual_slots.all() or p.name == "manual", p.name  # drives the demo bank's axes
+
+
+def test_resolve_preset_ref_by_stem_short_name_and_path(tmp_path):
+    first = shipped_preset_paths()[0]
+    assert resolve_preset_ref(first.stem) == first
+    assert resolve_preset_ref(first.stem.split("-", 1)[1]) == first
+    assert resolve_preset_ref(load_preset(first).name) == first
+    with pytest.raises(ConfigError, match="no-such"):
+        resolve_preset_ref("no-such")
+    with pytest.raises(ConfigError, match="missing.toml"):
+        resolve_preset_ref(str(tmp_path / "missing.toml"))
+
+
+BAD = [
+    ('name="x"\ncolour = 1\n', "colour", "unknown key"),
+    ('name="x"\n[[layer]]\nmode="orbit"\naxes=[0,1]\nspeed=1\n', "layer[0].speed", "unknown key"),
+    ('name="x"\n[[layer]]\nmode="warp"\naxes=[0]\n', "layer[0].mode", "must be one of"),
+    ('name="x"\n[[layer]]\naxes=[0]\n', "layer[0].mode", "is required"),
+    ('name="x"\n[[layer]]\nmode="direct"\naxes=[0]\nfeature="loudness"\n', "layer[0].feature", "unknown feature"),
+    ('name="x"\n[[layer]]\nmode="direct"\naxes=[0]\ncurve=0\n', "layer[0].curve", "must be in"),
+    ('name="x"\n[[layer]]\nmode="direct"\naxes=[0]\nattack_ms="fast"\n', "layer[0].attack_ms", "must be a number"),
+    ('name="x"\n[[layer]]\nmode="direct"\n', "layer[0].axes", "is required"),
+    ('name="x"\n[[layer]]\nmode="direct"\naxes=[7]\n', "layer[0].axes", "0..3"),
+    ('name="x"\n[[layer]]\nmode="direct"\naxes=[0]\n[[layer]]\nmode="lfo"\naxes=[0]\n', "layer[1].axes", "already driven"),
+    ('name="x"\n[[layer]]\nmode="orbit"\naxes=[0,1]\nshape="path"\npath=[[0.1,0.2],[0.3]]\n', "layer[0].path[1]", "2 values"),
+    ('name="x"\n[[layer]]\nmode="orbit"\naxes=[0,1]\nshape="path"\npath=[[0.1,0.2],[0.3,1.5]]\n', "layer[0].path[1][1]", "must be in"),
+    ('name="x"\n[[layer]]\nmode="softmax"\naxes=[0]\n', "layer[0].anchors", "is required"),
+    ('name="x"\n[[layer]]\nmode="kick_morph"\naxes=[0]\ntrigger="snare"\n', "layer[0].trigger", "must be one of"),
+    ('name="x"\n[[layer]]\nmode="beat_step"\naxes=[0]\nevery="minute"\n', "layer[0].every", "must be one of"),
+    ('name="x"\n[fx]\nsparkle = 1\n', "fx.sparkle", "unknown effect parameter"),
+    ('name="x"\n[fx]\nflash = { mode = "orbit" }\n', "fx.flash.mode", "must be one of"),
+    ('name="x"\n[fx]\nzoom = { mode = "direct", feature = "rms", wobble = 2 }\n', "fx.zoom.wobble", "unknown key"),
+    ('name = 3\n', "name", "non-empty string"),
+    ('name="x"\nglide_ms = -1\n', "glide_ms", "ms in"),
+    ('name="x"\n[[layer\n', "", "invalid TOML"),
+]
+
+
+@pytest.mark.parametrize("text,key,words", BAD, ids=[b[1] or "syntax" for b in BAD])
+def test_validation_errors_name_file_and_key(tmp_path, text, key, words):
+    path = tmp_path / "bad-preset.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_preset(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert key in msg
+    assert words in msg
+
+
+def test_fx_params_are_the_renderers_effects():
+    from vjengine.render.effects import Effects
+
+    assert set(fx_params()) <= set(Effects.__dataclass_fields__)
+    assert {"flash", "zoom", "hue_deg", "feedback", "strobe_hz", "intensity"} <= set(fx_params())
+    assert "strobe_max_hz" not in fx_params()  # the photosensitivity cap is not a preset's business
+
+
+def _touch_later(path: Path, text: str) -> None:
+    # make sure the mtime differs even on coarse filesystems
+    st = path.stat()
+    path.write_text(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+GOOD = 'name = "live"\n[[layer]]\nmode = "direct"\naxes = [0]\nfeature = "rms"\nattack_ms = 0\nrelease_ms = 0\n'
+
+
+def test_hot_reload_good_bad_and_fixed(tmp_path):
+    path = tmp_path / "live.toml"
+    path.write_text(GOOD)
+    lib = PresetLibrary.from_paths([path])
+    show = ShowState([BankEntry("demo", tuple(DEMO_AXES))], lib)
+    assert show.update(frame(level=0.7), 0.01).coord[0] == pytest.approx(0.7)
+    assert lib.poll() == []
+
+    _touch_later(path, GOOD.replace('feature = "rms"', 'feature = "bass"'))
+    assert lib.poll() == [0]
+    show.presets_changed()
+    assert show.update(frame(level=0.7, bands={"bass": 0.2}), 0.01).coord[0] == pytest.approx(0.2)
+
+    # a bad edit: the last good preset stays, the error is reported for the HUD
+    _touch_later(path, GOOD.replace('feature = "rms"', 'feature = "bas"'))
+    assert lib.poll() == []
+    assert lib[0].layers[0].feature == "bass"
+    assert any("live.toml" in e and "layer[0].feature" in e for e in lib.errors)
+    assert any("PRESET ERROR" in line for line in show.hud_lines())
+    assert show.update(frame(level=0.7, bands={"bass": 0.3}), 0.01).coord[0] == pytest.approx(0.3)
+
+    # fixed: reloads and the error clears
+    _touch_later(path, GOOD.replace('feature = "rms"', 'feature = "high"'))
+    assert lib.poll() == [0]
+    assert lib.errors == []
+    show.presets_changed()
+    assert show.update(frame(bands={"high": 0.9}), 0.01).coord[0] == pytest.approx(0.9)
+
+    # deleted file: keeps the last good one too
+    path.unlink()
+    time.sleep(0.01)
+    assert lib.poll() == []
+    assert lib[0].name == "live"
+    assert lib.errors
+
+
+def test_keys_select_presets_in_file_order():
+    lib = PresetLibrary.from_paths(shipped_preset_paths())
+    assert lib.find(0) == 0
+    assert lib.find("1") == 1  # an index given as text (OSC strings)
+    assert lib.find(lib[2].name) == 2
+    assert lib.find(lib[3].key) == 3
+    assert lib.find("techno-kick-morph") == lib.find("2-techno-kick-morph") == lib.find("Techno Kick Morph") == 1
+    assert lib.find("nope") is None
+    assert lib.find(99) is None

@@ -1,0 +1,25 @@
+"""`vj demo`: the built-in demo bank and demo loop through the same frame loop as `vj live`.
+
+No model, no sound card, no network: the procedural bank and the synthesized 124 BPM loop are made
+once into the user cache. The loop plays from the file in real time (the same file source a DJ
+could use), or, with ``--audio-device``, the demo bank reacts to line-in. With no display it renders
+headless for ``--duration`` seconds and saves the last frame to a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from vjengine.app import add_show_arguments, build_setup, open_audio, run_guarded
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_show_arguments(parser, banks=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vjengine.demo import demo_bank_path  # noqa: PLC0415
+
+    setup = build_setup([str(demo_bank_path())], args)
+    audio, info = open_audio(args, demo=True)
+    return run_guarded(args, setup, audio, info)

@@ -1,0 +1,299 @@
+"""Mapping presets: TOML files in ``presets/`` (or anywhere), validated at load, hot-reloaded.
+
+A preset::
+
+    name = "chill orbit"
+    description = "slow drift; the level sets the speed"
+    seed = 7                 # randomness of kick_morph / random beat_step (replayable)
+    glide_ms = 80            # how fast manual/OSC axis values are followed
+    switch_ms = 800          # crossfade of coordinates when this preset takes over
+
+    [[layer]]                # one per group of axes; axes by index (0..3) or by bank axis name
+    mode = "orbit"
+    axes = [1, 2]
+    shape = "circle"
+    speed_hz = 0.08
+
+    [fx]                     # effect parameters: a number, or a table with mode direct/lfo/const
+    feedback = 0.3
+    flash = { mode = "direct", feature = "beat", attack_ms = 0, release_ms = 180, out_max = 0.5 }
+
+Unknown keys, unknown features, bad ranges and axes driven twice are :class:`ConfigError` naming
+the file and the key. :class:`PresetLibrary` keeps the ordered list the keys 1-9 select, and
+reloads a file when it changes on disk: a bad edit keeps the last good preset and reports the error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vjengine.config import build, fail, join_key, load_toml, parse_toml
+from vjengine.errors import ConfigError
+from vjengine.mapping.modes import FX_MODE_SPECS, MODE_SPECS, RENAMED_KEYS
+
+log = logging.getLogger(__name__)
+
+MAX_AXES = 4
+
+def fx_params() -> tuple[str, ...]:
+    """The effect parameters a preset may drive: the renderer's ``Effects`` fields, in their units
+    (``flash`` 0..1, ``zoom`` >= 1, ``hue_deg``, ``feedback`` 0..0.99, ``strobe_hz``, ...), except the
+    show-level ``blackout`` and ``strobe_max_hz`` (the photosensitivity cap)."""
+    from vjengine.render.effects import Effects  # noqa: PLC0415 - pure numpy, no GL
+
+    return tuple(f.name for f in dataclasses.fields(Effects) if f.name not in ("strobe_max_hz", "blackout"))
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    layers: tuple[Any, ...] = ()
+    fx: dict[str, Any] = field(default_factory=dict)  # param -> spec (const/direct/lfo)
+    description: str = ""
+    seed: int = 0
+    glide_ms: float = 80.0
+    switch_ms: float = 800.0
+    path: Path | None = None
+
+    @property
+    def key(self) -> str:
+        """The name used to select it: the file stem, or the name for presets built in code."""
+        return self.path.stem if self.path else self.name
+
+
+_TOP_KEYS = {"name", "description", "seed", "glide_ms", "switch_ms", "layer", "fx"}
+
+
+def _mode_table(table: Any, specs: dict[str, type], source: Any, key: str) -> Any:
+    if not isinstance(table, dict):
+        raise fail(source, key, f"must be a table, got {table!r}")
+    mode = table.get("mode")
+    if mode is None:
+        raise fail(source, join_key(key, "mode"), f"is required (one of {', '.join(specs)})")
+    if mode not in specs:
+        raise fail(source, join_key(key, "mode"), f"must be one of {', '.join(specs)}, got {mode!r}")
+    renamed = {RENAMED_KEYS.get(k, k): v for k, v in table.items()}
+    return build(specs[mode], renamed, source, key)
+
+
+def parse_preset(data: dict[str, Any], source: str | Path, path: Path | None = None) -> Preset:
+    """A :class:`Preset` from a parsed TOML document; every error names ``source`` and the key."""
+    unknown = sorted(set(k.replace("-", "_") for k in data) - _TOP_KEYS)
+    if unknown:
+        raise fail(source, unknown[0], f"unknown key (known keys: {', '.join(sorted(_TOP_KEYS))})")
+    name = data.get("name", path.stem if path else None)
+    if not isinstance(name, str) or not name.strip():
+        raise fail(source, "name", "must be a non-empty string")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise fail(source, "description", "must be a string")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise fail(source, "seed", f"must be an integer, got {seed!r}")
+    timings = {}
+    for k, default in (("glide_ms", 80.0), ("switch_ms", 800.0)):
+        v = data.get(k, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 60000:
+            raise fail(source, k, f"must be a number of ms in [0, 60000], got {v!r}")
+        timings[k] = float(v)
+
+    raw_layers = data.get("layer", [])
+    if not isinstance(raw_layers, list):
+        raise fail(source, "layer", "must be an array of tables ([[layer]])")
+    layers = []
+    driven: dict[Any, int] = {}
+    for i, table in enumerate(raw_layers):
+        key = f"layer[{i}]"
+        spec = _mode_table(table, MODE_SPECS, source, key)
+        if not spec.axes:
+            raise fail(source, join_key(key, "axes"), "is required: the axes this layer drives (indices or names)")
+        if len(spec.axes) > MAX_AXES:
+            raise fail(source, join_key(key, "axes"), f"at most {MAX_AXES} axes, got {len(spec.axes)}")
+        for a in spec.axes:
+            if isinstance(a, int) and not 0 <= a < MAX_AXES:
+                raise fail(source, join_key(key, "axes"), f"axis index must be 0..{MAX_AXES - 1}, got {a}")
+            if a in driven:
+                raise fail(source, join_key(key, "axes"), f"axis {a!r} is already driven by layer[{driven[a]}]")
+            driven[a] = i
+        layers.append(spec)
+
+    raw_fx = data.get("fx", {})
+    if not isinstance(raw_fx, dict):
+        raise fail(source, "fx", "must be a table")
+    known_fx = fx_params()
+    fx: dict[str, Any] = {}
+    for param, value in raw_fx.items():
+        key = f"fx.{param}"
+        if param not in known_fx:
+            raise fail(source, key, f"unknown effect parameter (known: {', '.join(known_fx)})")
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, (int, float)):
+            spec = build(FX_MODE_SPECS["const"], {"mode": "const", "value": value}, source, key)
+        else:
+            spec = _mode_table(value, FX_MODE_SPECS, source, key)
+            if getattr(spec, "axes", ()):
+                raise fail(source, join_key(key, "axes"), "effects have no axes")
+        fx[param] = spec
+    return Preset(
+        name=name.strip(), layers=tuple(layers), fx=fx, description=description, seed=seed, path=path, **timings
+    )
+
+
+def load_preset(path: str | Path) -> Preset:
+    """Load and validate one preset file."""
+    path = Path(path)
+    return parse_preset(load_toml(path), path, path)
+
+
+def preset_from_text(text: str, source: str = "<preset>") -> Preset:
+    return parse_preset(parse_toml(text, source), source)
+
+
+@dataclass
+class _Entry:
+    path: Path | None
+    preset: Preset
+    mtime_ns: int = 0
+    size: int = 0
+    error: str | None = None
+
+
+class PresetLibrary:
+    """The ordered presets of a show (keys 1-9 pick the first nine), with hot reload.
+
+    ``poll()`` (call it a few times a second from the render thread: it only stats files) reloads
+    changed files. A file that stops validating keeps its last good version; the error is kept in
+    ``errors`` for the HUD and logged once per change.
+    """
+
+    def __init__(self, presets: list[Preset] | None = None) -> None:
+        self._entries: list[_Entry] = []
+        self.generation = 0  # bumps when any preset changes
+        for p in presets or []:
+            self.add(p)
+
+    @classmethod
+    def from_paths(cls, paths: list[Path]) -> "PresetLibrary":
+        lib = cls()
+        for p in paths:
+            lib.add_file(p)
+        return lib
+
+    def add(self, preset: Preset) -> int:
+        st = _stat(preset.path) if preset.path else (0, 0)
+        self._entries.append(_Entry(preset.path, preset, *st))
+        return len(self._entries) - 1
+
+    def add_file(self, path: str | Path) -> int:
+        path = Path(path)
+        for i, e in enumerate(self._entries):
+            if e.path is not None and e.path.resolve() == path.resolve():
+                return i
+        return self.add(load_preset(path))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, index: int) -> Preset:
+        return self._entries[index].preset
+
+    @property
+    def presets(self) -> list[Preset]:
+        return [e.preset for e in self._entries]
+
+    @property
+    def errors(self) -> list[str]:
+        return [e.error for e in self._entries if e.error]
+
+    def find(self, ref: str | int) -> int | None:
+        """Index of a preset by 0-based index (int or digits), file stem (with or without its ``N-``
+        order prefix) or name, case-insensitive; None if there is none."""
+        if isinstance(ref, bool):
+            return None
+        if isinstance(ref, (int, float)):
+            i = int(ref)
+            return i if 0 <= i < len(self._entries) else None
+        ref_s = str(ref).strip().lower()
+        for i, e in enumerate(self._entries):
+            key = e.preset.key.lower()
+            short = key.split("-", 1)[1] if "-" in key and key.split("-", 1)[0].isdigit() else key
+            if ref_s in (key, short, e.preset.name.lower()):
+                return i
+        if ref_s.lstrip("-").isdigit():
+            return self.find(int(ref_s))
+        return None
+
+    def poll(self) -> list[int]:
+        """Reload files changed on disk; returns the indices whose preset changed."""
+        changed = []
+        for i, e in enumerate(self._entries):
+            if e.path is None:
+                continue
+            st = _stat(e.path)
+            if st == (e.mtime_ns, e.size):
+                continue
+            e.mtime_ns, e.size = st
+            try:
+                e.preset = load_preset(e.path)
+            except ConfigError as exc:
+                msg = str(exc)
+                if msg != e.error:
+                    log.error("preset not reloaded, keeping the last good one: %s", msg)
+                e.error = msg
+                continue
+            except Exception as exc:  # noqa: BLE001 - never let a reload take the show down
+                e.error = f"{e.path}: {exc}"
+                log.exception("preset reload failed: %s", e.path)
+                continue
+            if e.error:
+                log.info("preset %s reloaded; error cleared", e.path)
+            else:
+                log.info("preset %s reloaded", e.path)
+            e.error = None
+            changed.append(i)
+        if changed:
+            self.generation += 1
+        return changed
+
+
+def _stat(path: Path | None) -> tuple[int, int]:
+    if path is None:
+        return (0, 0)
+    try:
+        st = os.stat(path)
+        return (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return (-1, -1)
+
+
+def shipped_preset_paths() -> list[Path]:
+    """The presets shipped with vjengine, in key order (file names sort them: 1-..., 2-...)."""
+    from vjengine.resources import presets_dir  # noqa: PLC0415
+
+    return sorted(presets_dir().glob("*.toml"))
+
+
+def resolve_preset_ref(ref: str) -> Path:
+    """A ``--preset`` argument: a path to a TOML file, or the stem/name of a shipped preset."""
+    p = Path(ref)
+    if p.suffix == ".toml" or os.sep in ref:
+        if not p.is_file():
+            raise ConfigError(f"{ref}: preset file not found")
+        return p
+    for path in shipped_preset_paths():
+        if ref in (path.stem, path.stem.split("-", 1)[-1]):
+            return path
+    for path in shipped_preset_paths():
+        try:
+            if load_preset(path).name.lower() == ref.lower():
+                return path
+        except ConfigError:
+            continue
+    names = ", ".join(p.stem for p in shipped_preset_paths())
+    raise ConfigError(f"--preset {ref!r}: no such preset file or shipped preset (shipped: {names})")

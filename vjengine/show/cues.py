@@ -1,0 +1,255 @@
+"""Timed cue sheets: at a song time or a bar, switch preset or bank, set axes or effects.
+
+TOML (one ``[[cue]]`` per moment)::
+
+    [[cue]]
+    at = "1:04.5"            # song time: seconds (64.5) or "m:ss.s"; or use bar = 33
+    preset = "techno-kick-morph"
+    bank = "forest"
+    axes = { warp = 0.8 }    # hold axes (manual override); release = ["warp"] hands them back
+    fx = { "flash.amount" = 0.6 }
+    intensity = 1.0
+    blackout = false
+    crossfade = 4.0          # seconds, for this and later switches
+    label = "drop"
+
+``bar = N`` counts bars from 1 (bar 1 starts when the beat clock starts), like a DAW.
+
+CSV: a header ``at,kind,target,value`` and one command per row; ``at`` is seconds, ``m:ss.s`` or
+``bar N``; ``kind`` is a command kind (``preset``, ``bank``, ``axis``, ``axis_release``, ``fx``,
+``intensity``, ``blackout``, ``crossfade``, ``bpm``).
+
+A cue fires once, on the first frame at or after its moment; cues are applied through the same
+:class:`~vjengine.control.commands.Command` path as keys and OSC (source ``"cue"``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vjengine.config import fail, load_toml
+from vjengine.control.commands import Command
+from vjengine.errors import ConfigError
+from vjengine.mapping.features import bars_elapsed
+
+_TIME_RE = re.compile(r"^(?:(\d+):)?(\d+(?:\.\d*)?)$")
+_BAR_RE = re.compile(r"^bar\s*(\d+)$", re.IGNORECASE)
+_CUE_KEYS = {"at", "bar", "preset", "bank", "axes", "release", "fx", "intensity", "blackout", "crossfade", "bpm", "label"}
+_CSV_KINDS = {"preset", "bank", "axis", "axis_release", "axis_nudge", "fx", "intensity", "blackout", "crossfade", "bpm"}
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One moment of the sheet: ``at_s`` (song seconds) or ``bar`` (1-based), and its commands."""
+
+    commands: tuple[Command, ...]
+    at_s: float | None = None
+    bar: int | None = None
+    label: str = ""
+    line: str = ""  # where it came from, for messages
+
+
+def parse_time(text: Any, source: Any, key: str) -> float:
+    """Seconds from a number, ``"12.5"`` or ``"m:ss.s"``."""
+    if isinstance(text, bool):
+        raise fail(source, key, f"must be seconds or \"m:ss\", got {text!r}")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        m = _TIME_RE.match(str(text).strip())
+        if not m:
+            raise fail(source, key, f"must be seconds or \"m:ss\", got {text!r}")
+        value = int(m.group(1) or 0) * 60 + float(m.group(2))
+    if not math.isfinite(value) or value < 0:
+        raise fail(source, key, f"must be a time >= 0, got {text!r}")
+    return value
+
+
+def _cmd(kind: str, target: str = "", value: Any = None) -> Command:
+    return Command(kind, target, value, source="cue", received_s=0.0)
+
+
+def _number(value: Any, source: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise fail(source, key, f"must be a number, got {value!r}")
+    return float(value)
+
+
+def _cue_from_table(table: Any, source: Any, key: str) -> Cue:
+    if not isinstance(table, dict):
+        raise fail(source, key, "must be a table")
+    unknown = sorted(set(table) - _CUE_KEYS)
+    if unknown:
+        raise fail(source, f"{key}.{unknown[0]}", f"unknown key (known keys: {', '.join(sorted(_CUE_KEYS))})")
+    if ("at" in table) == ("bar" in table):
+        raise fail(source, key, "needs exactly one of `at` (song time) or `bar` (1-based bar number)")
+    at_s = parse_time(table["at"], source, f"{key}.at") if "at" in table else None
+    bar = None
+    if "bar" in table:
+        bar = table["bar"]
+        if isinstance(bar, bool) or not isinstance(bar, int) or bar < 1:
+            raise fail(source, f"{key}.bar", f"must be a bar number >= 1, got {bar!r}")
+    cmds: list[Command] = []
+    if "crossfade" in table:
+        v = _number(table["crossfade"], source, f"{key}.crossfade")
+        if v < 0:
+            raise fail(source, f"{key}.crossfade", "must be >= 0 seconds")
+        cmds.append(_cmd("crossfade", value=v))
+    for k in ("preset", "bank"):
+        if k in table:
+            v = table[k]
+            if isinstance(v, bool) or not isinstance(v, (str, int)):
+                raise fail(source, f"{key}.{k}", f"must be a name or an index, got {v!r}")
+            cmds.append(_cmd(k, value=v))
+    if "axes" in table:
+        if not isinstance(table["axes"], dict):
+            raise fail(source, f"{key}.axes", "must be a table axis = value")
+        for name, v in table["axes"].items():
+            v = _number(v, source, f"{key}.axes.{name}")
+            if not 0.0 <= v <= 1.0:
+                raise fail(source, f"{key}.axes.{name}", f"must be in [0, 1], got {v:g}")
+            cmds.append(_cmd("axis", str(name), v))
+    if "release" in table:
+        names = table["release"]
+        if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
+            raise fail(source, f"{key}.release", "must be a list of axis names")
+        cmds.extend(_cmd("axis_release", str(n)) for n in names)
+    if "fx" in table:
+        if not isinstance(table["fx"], dict):
+            raise fail(source, f"{key}.fx", "must be a table \"effect.param\" = value")
+        for name, v in table["fx"].items():
+            cmds.append(_cmd("fx", str(name), _number(v, source, f"{key}.fx.{name}")))
+    if "intensity" in table:
+        cmds.append(_cmd("intensity", value=_number(table["intensity"], source, f"{key}.intensity")))
+    if "bpm" in table:
+        cmds.append(_cmd("bpm", value=_number(table["bpm"], source, f"{key}.bpm")))
+    if "blackout" in table:
+        if not isinstance(table["blackout"], bool):
+            raise fail(source, f"{key}.blackout", "must be true or false")
+        cmds.append(_cmd("blackout", value=table["blackout"]))
+    label = table.get("label", "")
+    if not isinstance(label, str):
+        raise fail(source, f"{key}.label", "must be a string")
+    if not cmds:
+        raise fail(source, key, "does nothing: give preset, bank, axes, release, fx, intensity, blackout, "
+                                "crossfade or bpm")
+    return Cue(tuple(cmds), at_s, bar, label, key)
+
+
+def _parse_at(text: str, source: Any, key: str) -> tuple[float | None, int | None]:
+    text = text.strip()
+    m = _BAR_RE.match(text)
+    if m:
+        bar = int(m.group(1))
+        if bar < 1:
+            raise fail(source, key, "bars count from 1")
+        return None, bar
+    return parse_time(text, source, key), None
+
+
+def _value_for(kind: str, text: str, source: Any, key: str) -> Any:
+    text = text.strip()
+    if kind in ("axis_release",):
+        return None
+    if kind == "blackout":
+        low = text.lower()
+        if low in ("1", "true", "on", "yes"):
+            return True
+        if low in ("0", "false", "off", "no"):
+            return False
+        raise fail(source, key, f"must be true or false, got {text!r}")
+    if kind in ("preset", "bank"):
+        if not text:
+            raise fail(source, key, "needs a name or an index")
+        return int(text) if text.isdigit() else text
+    try:
+        v = float(text)
+    except ValueError:
+        raise fail(source, key, f"must be a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise fail(source, key, f"must be finite, got {text!r}")
+    return v
+
+
+def parse_cue_csv(text: str, source: Any) -> list[Cue]:
+    reader = csv.reader(io.StringIO(text))
+    rows = [r for r in reader if r and not (len(r) == 1 and not r[0].strip()) and not r[0].lstrip().startswith("#")]
+    if not rows:
+        return []
+    header = [h.strip().lower() for h in rows[0]]
+    need = ["at", "kind", "target", "value"]
+    if header[:4] != need:
+        raise fail(source, "line 1", f"header must be {','.join(need)}, got {','.join(rows[0])}")
+    cues = []
+    for n, row in enumerate(rows[1:], start=2):
+        key = f"line {n}"
+        row = (row + ["", "", "", ""])[:4]
+        at_s, bar = _parse_at(row[0], source, f"{key}.at")
+        kind = row[1].strip()
+        if kind not in _CSV_KINDS:
+            raise fail(source, f"{key}.kind", f"must be one of {', '.join(sorted(_CSV_KINDS))}, got {kind!r}")
+        target = row[2].strip()
+        if kind in ("axis", "axis_release", "axis_nudge", "fx") and not target:
+            raise fail(source, f"{key}.target", f"{kind} needs a target (axis name or effect.param)")
+        value = _value_for(kind, row[3], source, f"{key}.value")
+        cues.append(Cue((_cmd(kind, target, value),), at_s, bar, "", key))
+    return cues
+
+
+def load_cues(path: str | Path) -> list[Cue]:
+    """A cue sheet from ``.toml`` or ``.csv``; errors name the file and the cue/line and key."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from None
+        return parse_cue_csv(text, path)
+    data = load_toml(path)
+    unknown = sorted(set(data) - {"cue"})
+    if unknown:
+        raise fail(path, unknown[0], "unknown key (a cue sheet holds [[cue]] tables)")
+    raw = data.get("cue", [])
+    if not isinstance(raw, list):
+        raise fail(path, "cue", "must be an array of tables ([[cue]])")
+    return [_cue_from_table(t, path, f"cue[{i}]") for i, t in enumerate(raw)]
+
+
+@dataclass
+class CueRunner:
+    """Fires each cue once, in order, on the first frame at or past its moment."""
+
+    cues: list[Cue]
+    fired: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.fired = [False] * len(self.cues)
+
+    def due(self, song_time_s: float, frame: Any = None) -> list[Command]:
+        """Commands of every cue whose time or bar has come; ``frame`` gives the bar count."""
+        bar_now = bars_elapsed(frame) + 1.0 if frame is not None else None
+        out: list[Command] = []
+        for i, cue in enumerate(self.cues):
+            if self.fired[i]:
+                continue
+            if cue.at_s is not None and song_time_s + 1e-9 >= cue.at_s:
+                hit = True
+            elif cue.bar is not None and bar_now is not None and bar_now + 1e-9 >= cue.bar:
+                hit = True
+            else:
+                hit = False
+            if hit:
+                self.fired[i] = True
+                out.extend(cue.commands)
+        return out
+
+    @property
+    def remaining(self) -> int:
+        return self.fired.count(False)
+

@@ -1,0 +1,281 @@
+"""Record and replay a show: a JSON-lines log of everything that drives the visuals.
+
+Line 1 is a header (format, version, banks, the full text of every preset, starting preset/bank,
+crossfade and quantize settings, output size, the audio source). Then one line per rendered frame::
+
+    {"f": 12, "dt": 0.016667, "t": 0.2, "a": {...changed AudioFrame fields...},
+     "c": [["preset", "", "techno", "key"]], "r": [[2, "...preset TOML..."]],
+     "o": {"bank": 0, "coord": [...], "mix": 1.0}}
+
+``a`` holds only the AudioFrame fields that changed since the previous frame (floats are written
+with ``repr`` precision, so they read back bit-identical); ``c`` the commands applied on that frame
+in order (keys, OSC, cues); ``r`` presets hot-reloaded before them; ``o`` what the show drew (used
+to check a replay). The last line is ``{"end": true, "frames": N}``.
+
+Replaying feeds the same frames, commands and ``dt`` through a fresh :class:`ShowState`, so the
+renderer sees the same sequence and draws the same pixels, frame for frame.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterator, TextIO
+
+from vjengine.audio.frame import AudioFrame
+from vjengine.control.commands import KINDS, Command
+from vjengine.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "vjengine-set"
+VERSION = 1
+_FRAME_FIELDS = tuple(f.name for f in fields(AudioFrame))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (MappingProxyType, dict)):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+def frame_to_dict(frame: AudioFrame) -> dict[str, Any]:
+    return {name: _plain(getattr(frame, name)) for name in _FRAME_FIELDS}
+
+
+def frame_from_dict(d: dict[str, Any]) -> AudioFrame:
+    kwargs: dict[str, Any] = {}
+    for name in _FRAME_FIELDS:
+        if name not in d:
+            continue
+        v = d[name]
+        if name == "bands":
+            v = MappingProxyType(dict(v))
+        elif name in ("chroma", "band_names"):
+            v = tuple(v)
+        elif v is None:
+            continue
+        kwargs[name] = v
+    return AudioFrame(**kwargs)
+
+
+def command_to_list(cmd: Command) -> list[Any]:
+    return [cmd.kind, cmd.target, _plain(cmd.value), cmd.source]
+
+
+def command_from_list(item: list[Any]) -> Command:
+    kind, target, value, source = (list(item) + ["", None, ""])[:4]
+    return Command(str(kind), str(target), value, source=f"replay:{source}" if source else "replay", received_s=0.0)
+
+
+class Recorder:
+    """Writes a set log as the show runs (render thread; buffered, flushed about once a second)."""
+
+    def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
+        self.path = Path(path)
+        try:
+            self._fh: TextIO = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise ConfigError(f"--record {self.path}: cannot write: {exc}") from None
+        head = {"format": FORMAT, "version": VERSION, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        head.update(header)
+        self._fh.write(json.dumps(head, default=_plain) + "\n")
+        self._prev: dict[str, Any] = {}
+        self.frames = 0
+        self._last_flush = time.monotonic()
+        self.failed = False
+
+    def frame(
+        self,
+        dt_s: float,
+        now_s: float,
+        audio: AudioFrame,
+        commands: list[Command],
+        reloads: list[tuple[int, str]] | None = None,
+        output: dict[str, Any] | None = None,
+    ) -> None:
+        if self.failed:
+            return
+        try:
+            d = frame_to_dict(audio)
+            changed = {k: v for k, v in d.items() if self._prev.get(k, _MISSING) != v or k not in self._prev}
+            self._prev = d
+            line: dict[str, Any] = {"f": self.frames, "dt": dt_s, "t": now_s, "a": changed}
+            if commands:
+                line["c"] = [command_to_list(c) for c in commands]
+            if reloads:
+                line["r"] = [[i, text] for i, text in reloads]
+            if output is not None:
+                line["o"] = output
+            self._fh.write(json.dumps(line, default=_plain) + "\n")
+            self.frames += 1
+            t = time.monotonic()
+            if t - self._last_flush > 1.0:
+                self._fh.flush()
+                self._last_flush = t
+        except Exception as exc:  # noqa: BLE001 - recording must never stop the show
+            self.failed = True
+            log.error("recording stopped: %s", exc)
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        try:
+            self._fh.write(json.dumps({"end": True, "frames": self.frames}) + "\n")
+        finally:
+            self._fh.close()
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+@dataclass(frozen=True)
+class ReplayFrame:
+    index: int
+    dt_s: float
+    now_s: float
+    audio: AudioFrame
+    commands: tuple[Command, ...]
+    reloads: tuple[tuple[int, str], ...]
+    output: dict[str, Any] | None
+
+
+class SetLog:
+    """A recorded set: ``header`` and an iterator over :class:`ReplayFrame`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                first = fh.readline()
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot read: {exc}") from None
+        try:
+            header = json.loads(first)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{self.path}: line 1: not a set log header ({exc})") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            fmt = header.get("format") if isinstance(header, dict) else None
+            raise ConfigError(f"{self.path}: line 1: not a vjengine set log (format {fmt!r})")
+        if header.get("version") != VERSION:
+            raise ConfigError(f"{self.path}: version {header.get('version')!r} is not supported "
+                              f"(this vjengine reads {VERSION})")
+        self.header = header
+
+    def frames(self) -> Iterator[ReplayFrame]:
+        prev: dict[str, Any] = {}
+        with open(self.path, encoding="utf-8") as fh:
+            fh.readline()
+            for n, line in enumerate(fh, start=2):
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    # a show killed mid-write leaves a partial last line: stop there
+                    log.warning("%s: line %d unreadable (%s); replay stops here", self.path, n, exc)
+                    return
+                if d.get("end"):
+                    return
+                prev = {**prev, **d.get("a", {})}
+                cmds = []
+                for item in d.get("c", []):
+                    if item and item[0] in KINDS:
+                        cmds.append(command_from_list(item))
+                reloads = tuple((int(i), str(text)) for i, text in d.get("r", []))
+                yield ReplayFrame(
+                    index=int(d["f"]), dt_s=float(d["dt"]), now_s=float(d.get("t", 0.0)),
+                    audio=frame_from_dict(prev), commands=tuple(cmds), reloads=reloads, output=d.get("o"),
+                )
+
+    def duration_s(self) -> float:
+        """Show time covered by the recorded frames (the sum of their dt), seconds."""
+        total = 0.0
+        with open(self.path, encoding="utf-8") as fh:
+            fh.readline()
+            for line in fh:
+                if line.startswith('{"f"'):
+                    try:
+                        total += float(json.loads(line)["dt"])
+                    except (ValueError, KeyError):
+                        break
+        return total
+
+    def count(self) -> int:
+        n = 0
+        with open(self.path, encoding="utf-8") as fh:
+            fh.readline()
+            for line in fh:
+                if line.startswith('{"f"'):
+                    n += 1
+        return n
+
+
+class AudioRecorder:
+    """Wraps an audio source and writes every sample the show analysed to a WAV beside the set log.
+
+    The replay muxes this file, so even a line-in show renders with its sound. The render thread
+    only hands arrays to a queue; a writer thread does the disk I/O.
+    """
+
+    def __init__(self, source: Any, path: str | Path) -> None:
+        import queue
+        import threading
+
+        import soundfile
+
+        self.source = source
+        self.path = Path(path)
+        try:
+            self._file = soundfile.SoundFile(str(self.path), "w", samplerate=int(source.samplerate), channels=1,
+                                             subtype="FLOAT")
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(f"--record: cannot write {self.path}: {exc}") from None
+        self._queue: queue.Queue = queue.Queue()
+        self.samples = 0
+        self._thread = threading.Thread(target=self._run, name="vj-record-audio", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            block = self._queue.get()
+            if block is None:
+                break
+            try:
+                self._file.write(block)
+            except Exception as exc:  # noqa: BLE001
+                log.error("audio recording stopped: %s", exc)
+                break
+        self._file.close()
+
+    def read(self) -> Any:
+        block = self.source.read()
+        if block is not None and len(block):
+            self._queue.put(block.copy())
+            self.samples += len(block)
+        return block
+
+    def __getattr__(self, name: str) -> Any:  # samplerate, ok, status, finished, ...
+        return getattr(self.source, name)
+
+    def close(self) -> None:
+        try:
+            self.source.close()
+        finally:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
