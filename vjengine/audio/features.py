@@ -93,58 +93,65 @@ def chroma_matrix(*, samplerate: int, n_fft: int, fmin_hz: float = 110.0, fmax_h
 
 @dataclass
 class HopFeatures:
-    """Per-hop arrays for one batch of ``m`` hops (all float32 or float64, first axis = hop)."""
+    """Per-hop arrays for one batch of ``m`` hops (first axis = hop)."""
 
     rms: np.ndarray          # [m] RMS of the hop's own samples (linear, full scale = 1)
-    band_power: np.ndarray   # [m, n_bands] summed bin power per band (window-normalised)
+    log_feats: np.ndarray    # [m, n_mels + n_kick + n_bands] dB: mel power | kick-bin power | band power
     centroid_hz: np.ndarray  # [m] spectral centroid in Hz (0 for an all-zero frame)
-    log_mel: np.ndarray      # [m, n_mels] mel power in dB
-    log_kick: np.ndarray     # [m, n_kick_bins] low-bin power in dB
     chroma: np.ndarray       # [m, 12] pitch-class power (linear)
-    total_power: np.ndarray  # [m] summed bin power (window-normalised)
 
 
 class SpectralFrontEnd:
-    """Window + FFT + projections for one sample rate; call :meth:`compute` on a batch of frames."""
+    """Window + FFT + projections for one sample rate; call :meth:`compute` on a batch of frames.
+
+    One matmul projects the power spectrum onto, in order: ``n_mels`` mel bands, the kick bins
+    (35-160 Hz, one column each), the named bands, 12 chroma bins, total power and the centroid
+    numerator; the first three groups come back in dB from a single log call.
+    """
 
     def __init__(self, *, samplerate: int, n_fft: int, bands=DEFAULT_BANDS, n_mels: int = 40) -> None:
         self.samplerate = int(samplerate)
         self.n_fft = int(n_fft)
         self.band_names = tuple(b[0] for b in bands)
-        self.window = np.hanning(self.n_fft).astype(np.float32)
-        # power normalisation: a full-scale sine gives total power ~0.5 (its mean square)
-        self._power_scale = np.float32(2.0 / float(np.sum(self.window) ** 2))
+        # power normalisation folded into the window: a full-scale sine gives total power ~0.5
+        window = np.hanning(self.n_fft)
+        self.window = (window * np.sqrt(2.0) / np.sum(window)).astype(np.float32)
         self.freqs_hz = np.fft.rfftfreq(self.n_fft, 1.0 / self.samplerate).astype(np.float32)
+        n_bins = self.freqs_hz.size
         mel = mel_matrix(samplerate=self.samplerate, n_fft=self.n_fft, n_mels=n_mels)
         bandm = band_matrix(tuple(bands), samplerate=self.samplerate, n_fft=self.n_fft)
         chroma = chroma_matrix(samplerate=self.samplerate, n_fft=self.n_fft)
-        ones = np.ones((self.freqs_hz.size, 1), dtype=np.float32)
-        # one matmul gives mel, bands, chroma, total power and the centroid numerator
-        self._proj = np.concatenate([mel, bandm, chroma, ones, self.freqs_hz[:, None]], axis=1)
-        self._n_mels = mel.shape[1]
-        self._n_bands = bandm.shape[1]
         lo, hi = KICK_RANGE_HZ
         kb = np.nonzero((self.freqs_hz >= lo) & (self.freqs_hz <= hi))[0]
         if kb.size == 0:
             kb = np.array([1])
-        self._kick_bins = slice(int(kb[0]), int(kb[-1]) + 1)
+        kick = np.zeros((n_bins, kb.size), dtype=np.float32)
+        kick[kb, np.arange(kb.size)] = 1.0
+        ones = np.ones((n_bins, 1), dtype=np.float32)
+        self._proj = np.ascontiguousarray(
+            np.concatenate([mel, kick, bandm, chroma, ones, self.freqs_hz[:, None]], axis=1), dtype=np.float32)
+        self.n_mels = mel.shape[1]
+        self.n_kick = kb.size
+        self.n_bands = bandm.shape[1]
+        self.n_log = self.n_mels + self.n_kick + self.n_bands
 
     def compute(self, frames: np.ndarray, hops: np.ndarray) -> HopFeatures:
         """``frames`` ``[m, n_fft]`` (each ending at its hop's last sample), ``hops`` ``[m, hop]``."""
-        spec = scipy.fft.rfft(frames * self.window, axis=1)
-        power = (spec.real ** 2 + spec.imag ** 2) * self._power_scale
+        spec = scipy.fft.rfft(frames * self.window, axis=1, overwrite_x=True)
+        power = spec.real * spec.real
+        power += spec.imag * spec.imag
         proj = power @ self._proj
-        nm, nb = self._n_mels, self._n_bands
-        total = proj[:, nm + nb + 12]
-        centroid = np.where(total > 1e-12, proj[:, nm + nb + 13] / np.maximum(total, 1e-12), 0.0)
+        nl = self.n_log
+        total = proj[:, nl + 12]
+        log_feats = proj[:, :nl]
+        log_feats += 1e-12
+        np.log10(log_feats, out=log_feats)
+        log_feats *= 10.0
         return HopFeatures(
-            rms=np.sqrt(np.mean(np.square(hops, dtype=np.float64), axis=1)),
-            band_power=proj[:, nm:nm + nb],
-            centroid_hz=centroid,
-            log_mel=10.0 * np.log10(proj[:, :nm] + 1e-12),
-            log_kick=10.0 * np.log10(power[:, self._kick_bins] + 1e-12),
-            chroma=proj[:, nm + nb:nm + nb + 12],
-            total_power=total,
+            rms=np.sqrt(np.einsum("ij,ij->i", hops, hops, dtype=np.float64) / hops.shape[1]),
+            log_feats=log_feats,
+            centroid_hz=proj[:, nl + 13] / np.maximum(total, 1e-12),
+            chroma=proj[:, nl:nl + 12],
         )
 
 

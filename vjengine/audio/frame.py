@@ -37,11 +37,13 @@ class AudioFrame:
     - ``chroma``: 12 pitch-class energies (C, C#, ... B), max-normalised 0..1, smoothed.
     - ``bpm``: current tempo in beats per minute (auto, tapped or manual, see ``tempo_source``).
     - ``beat_phase``: 0..1 through the current beat, continuous and monotonic (never jumps while
-      locked; latency compensation shifts it earlier by ``latency_ms``).
+      locked). It runs ahead of the audio by ``latency_ms`` (output latency compensation) plus half a
+      frame interval, so each beat lands on the frame nearest to it.
     - ``bar_phase``: 0..1 through the current bar (``beats_per_bar`` beats), ``beat_in_bar`` 0-based.
     - ``beat_count``: beats since the clock started (increments when ``beat`` fires).
-    - ``beat``: True on the frame a beat fired (only while ``locked``); ``bar`` True when that beat is
-      a downbeat. ``beat_env`` 1 at the beat, decaying over the beat.
+    - ``beat``: True on the frame where ``beat_count`` advanced (only while ``locked``): the frame
+      nearest each beat. ``bar`` True when that beat is a downbeat (``beat_in_bar == 0``).
+      ``beat_env`` 1 at the beat, decaying over the beat.
     - ``locked``: the beat clock follows the music with confidence ``confidence`` 0..1.
     - ``tempo_source``: "auto", "tap" or "manual".
     - ``input_ok``: the source is delivering audio; ``input_status`` a human-readable line for the

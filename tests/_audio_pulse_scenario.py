@@ -1,0 +1,125 @@
+"""Run inside a subprocess whose environment points at a private PulseAudio (see _audio_pulse.py).
+
+Captures device ``pulse`` through CaptureSource + AudioEngine while paplay plays into the null sink:
+two tones, a dance loop, then the sink is unloaded mid-stream and loaded again. Prints one JSON
+line with what the analysis saw.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from vjengine.audio.engine import AudioEngine, CaptureSource, FileSource
+from vjengine.audio.synth import dance_loop, tone
+
+SR = 48000
+
+
+def play(path: Path) -> subprocess.Popen:
+    return subprocess.Popen(["paplay", "-d", "vj", str(path)])
+
+
+def run_for(engine: AudioEngine, seconds: float, frames: list, until=None) -> None:
+    t_end = time.monotonic() + seconds
+    t0 = time.monotonic()
+    while time.monotonic() < t_end:
+        f = engine.poll(time.monotonic() - t0)
+        frames.append(f)
+        if until is not None and until(f):
+            return
+        time.sleep(0.01)
+
+
+def main(workdir: str) -> None:
+    work = Path(workdir)
+    files = {}
+    for hz in (100.0, 1000.0, 3000.0):
+        files[hz] = work / f"tone{int(hz)}.wav"
+        soundfile.write(files[hz], tone(hz, seconds=1.5, sr=SR, amplitude=0.4), SR)
+    loop, _ = dance_loop(bpm=124.0, seconds=9.0, sr=SR)
+    soundfile.write(work / "loop.wav", loop, SR)
+    long_tone = work / "long.wav"
+    soundfile.write(long_tone, tone(440.0, seconds=6.0, sr=SR, amplitude=0.3), SR)
+
+    result: dict = {"tones": {}}
+    source = CaptureSource("pulse", samplerate=SR, blocksize=256, retry_s=0.5, stall_s=0.5)
+    engine = AudioEngine(source)
+    frames: list = []
+    run_for(engine, 0.3, frames)
+    for hz, path in files.items():
+        p = play(path)
+        seen = []
+        run_for(engine, 1.6, seen)
+        p.wait(timeout=10)
+        loud = [f for f in seen if f.gate_open and f.level > 0.5]
+        if loud:
+            mid = loud[len(loud) // 2]
+            result["tones"][str(int(hz))] = {
+                "centroid_hz": float(np.median([f.centroid_hz for f in loud])),
+                "top_band": max(mid.bands, key=mid.bands.get), "frames": len(loud)}
+        else:
+            result["tones"][str(int(hz))] = None
+        run_for(engine, 0.3, frames)
+
+    p = play(work / "loop.wav")
+    seen = []
+    run_for(engine, 9.2, seen)
+    p.wait(timeout=20)
+    beats = [f.time_s for f in seen if f.beat]
+    result["loop"] = {"bpm": seen[-1].bpm, "locked": seen[-1].locked, "beats": len(beats),
+                      "beat_intervals_s": np.diff(beats).tolist(), "status": seen[-1].input_status}
+
+    # the sink vanishes mid-stream, then comes back
+    p = play(long_tone)
+    run_for(engine, 1.0, frames)
+    subprocess.run(["pactl", "unload-module", "module-null-sink"], check=True)
+    lost = []
+    run_for(engine, 3.0, lost, until=lambda f: not f.input_ok)
+    run_for(engine, 0.5, lost)
+    p.kill()
+    p.wait()
+    result["lost"] = {"saw_not_ok": any(not f.input_ok for f in lost), "statuses": sorted({f.input_status for f in lost}),
+                      "last_level": lost[-1].level}
+    subprocess.run(["pactl", "load-module", "module-null-sink", "sink_name=vj", "rate=48000"], check=True,
+                   capture_output=True)
+    subprocess.run(["pactl", "set-default-source", "vj.monitor"], check=True)
+    back = []
+    run_for(engine, 8.0, back, until=lambda f: f.input_ok)
+    p = play(long_tone)
+    after = []
+    run_for(engine, 2.5, after)
+    p.kill()
+    p.wait()
+    result["resumed"] = {"input_ok": after[-1].input_ok, "status": after[-1].input_status,
+                         "max_level": max(f.level for f in after),
+                         "centroid_hz": float(np.median([f.centroid_hz for f in after if f.gate_open] or [0.0]))}
+    # a file monitored to the default output (the null sink): the analysis reads what was played,
+    # and the capture hears it through the sink's monitor
+    monitored = AudioEngine(FileSource(files[3000.0], realtime=True, monitor=True))
+    heard, played = [], []
+    t_end = time.monotonic() + 1.6
+    while time.monotonic() < t_end:
+        played.append(monitored.poll())
+        heard.append(engine.poll())
+        time.sleep(0.01)
+    monitored.close()
+    engine.close()
+    loud_played = [f for f in played if f.gate_open and f.level > 0.5]
+    loud_heard = [f for f in heard if f.gate_open and f.level > 0.5]
+    result["monitor"] = {
+        "played_frames": len(loud_played), "heard_frames": len(loud_heard),
+        "played_centroid_hz": float(np.median([f.centroid_hz for f in loud_played] or [0.0])),
+        "heard_centroid_hz": float(np.median([f.centroid_hz for f in loud_heard] or [0.0])),
+        "status": played[-1].input_status}
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

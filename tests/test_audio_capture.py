@@ -1,0 +1,54 @@
+"""A real PortAudio capture through a private PulseAudio null sink (recipe in ../shared/GUIDE.md).
+
+The capture runs in a subprocess whose environment points at the private server (PortAudio
+enumerates devices when it initialises, so it must start with that environment).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from _audio_pulse import pulse_server
+from conftest import REPO
+
+
+@pytest.mark.slow
+def test_capture_by_name_finds_tones_and_beats_and_survives_the_sink_vanishing(tmp_path):
+    with pulse_server(tmp_path) as env:
+        env["PYTHONPATH"] = f"{REPO}:{REPO / 'tests'}"
+        proc = subprocess.run([sys.executable, str(REPO / "tests" / "_audio_pulse_scenario.py"), str(tmp_path)],
+                              env=env, capture_output=True, text=True, timeout=180)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+
+    expected_band = {"100": "bass", "1000": "low_mid", "3000": "high_mid"}
+    for hz, band in expected_band.items():
+        seen = result["tones"][hz]
+        assert seen is not None, f"the {hz} Hz tone never showed up in the capture"
+        assert seen["centroid_hz"] == pytest.approx(float(hz), rel=0.05)
+        assert seen["top_band"] == band
+
+    loop = result["loop"]
+    assert loop["locked"] and loop["bpm"] == pytest.approx(124.0, rel=0.02)
+    assert loop["beats"] >= 8
+    # beats are flagged on the polled frames (~10 ms apart); the late ones sit on the 124 BPM grid
+    assert np.median(loop["beat_intervals_s"]) == pytest.approx(60 / 124.0, abs=0.012)
+    assert "overruns" in loop["status"]
+
+    lost = result["lost"]
+    assert lost["saw_not_ok"], "unloading the sink was not noticed"
+    assert any("lost" in s for s in lost["statuses"])
+    resumed = result["resumed"]
+    assert resumed["input_ok"] and resumed["max_level"] > 0.5
+    assert resumed["centroid_hz"] == pytest.approx(440.0, rel=0.05)
+
+    monitor = result["monitor"]  # FileSource(monitor=True) played through PortAudio into the sink
+    assert monitor["played_frames"] > 10 and monitor["played_centroid_hz"] == pytest.approx(3000.0, rel=0.05)
+    assert monitor["heard_frames"] > 10 and monitor["heard_centroid_hz"] == pytest.approx(3000.0, rel=0.05)
+    assert "tone3000.wav" in monitor["status"]

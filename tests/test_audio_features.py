@@ -1,0 +1,187 @@
+"""Features on synthetic signals with known answers: bands, centroid, levels, gate, ring buffer."""
+
+from __future__ import annotations
+
+from dataclasses import FrozenInstanceError
+
+import numpy as np
+import pytest
+
+from _audio_util import analyse, frames_at_fps
+from vjengine.audio.engine import AudioEngine
+from vjengine.audio.frame import AudioFrame
+from vjengine.audio.ring import RingBuffer
+from vjengine.audio.synth import dance_loop, tone
+
+BAND_TONES = [("sub", 40.0), ("bass", 120.0), ("low_mid", 500.0), ("mid", 1600.0), ("high_mid", 4000.0),
+              ("high", 10000.0)]
+
+
+@pytest.mark.parametrize("sr", [44100, 48000])
+@pytest.mark.parametrize("band,freq", BAND_TONES)
+def test_a_sine_lights_its_own_band_only(sr, band, freq):
+    engine = AudioEngine.offline(sr)
+    x = tone(freq, seconds=1.0, sr=sr, amplitude=0.5)
+    for i in range(0, x.size - sr // 10, 256):  # stop before the fade-out
+        engine.feed(x[i:i + 256])
+    f = engine.poll()
+    assert max(f.bands, key=f.bands.get) == band
+    assert f.bands[band] > 0.8
+    # a 2048-sample window cannot split 40 Hz from 60 Hz: the sub tone's skirt reaches the bass band
+    skirt = {"sub": {"bass"}}.get(band, set())
+    others = [v for k, v in f.bands.items() if k != band and k not in skirt]
+    assert max(others) < 0.35, f.bands
+    if freq >= 100:
+        assert f.centroid_hz == pytest.approx(freq, rel=0.05)
+    assert 0.0 <= f.centroid <= 1.0
+    assert f.gate_open and f.level > 0.8
+    if freq >= 500:  # the RMS is over one ~5 ms hop: only steady for tones faster than that
+        assert f.rms == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
+        assert f.rms_db == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.5)
+
+
+def test_chroma_finds_the_pitch_class():
+    engine = AudioEngine.offline(48000)
+    engine.feed(tone(440.0, seconds=0.8, sr=48000)[: int(0.7 * 48000)])  # A4
+    f = engine.poll()
+    assert len(f.chroma) == 12
+    assert int(np.argmax(f.chroma)) == 9  # C=0 ... A=9
+    assert max(f.chroma) == pytest.approx(1.0)
+
+
+def test_silence_and_noise_below_the_gate_stay_dark():
+    sr = 48000
+    rng = np.random.default_rng(0)
+    for x in (np.zeros(8 * sr, np.float32), (rng.standard_normal(8 * sr) * 10 ** (-80 / 20)).astype(np.float32)):
+        a = analyse(x, sr)
+        f = a.snapshot()
+        assert a.onset_times == [] and a.kick_times == [] and a.beat_times == []
+        assert not f.locked and not f.gate_open
+        assert f.level == 0.0 and max(f.bands.values()) == 0.0 and max(f.chroma) == 0.0
+        assert f.onset_env == 0.0 and f.kick_env == 0.0 and f.beat_env == 0.0
+
+
+@pytest.mark.parametrize("gain_db", [-30.0, +30.0])
+def test_input_level_changes_keep_features_in_range_and_beats_the_same(gain_db):
+    sr = 48000
+    x, _ = dance_loop(bpm=126.0, seconds=12.0, sr=sr, seed=2)
+    x *= np.float32(10 ** (-29 / 20))  # nominal -30 dBFS peak: -60 dBFS and 0 dBFS after the change
+    ref = analyse(x, sr)
+    a = analyse(x * np.float32(10 ** (gain_db / 20)), sr)
+    rec, rec_ref = a.recorded(), ref.recorded()
+    for key in ("level", "bands", "onset_strength"):
+        assert rec[key].min() >= 0.0 and rec[key].max() <= 1.0
+    late = rec["time_s"] > 6.0
+    assert np.abs(rec["level"][late] - rec_ref["level"][late]).mean() < 0.05
+    assert np.abs(rec["bands"][late] - rec_ref["bands"][late]).mean() < 0.05
+    assert rec["level"][late].max() > 0.9
+    assert len(a.beat_times) == len(ref.beat_times) > 15
+    assert np.max(np.abs(np.array(a.beat_times) - np.array(ref.beat_times))) < a.hop_s
+
+
+def test_results_do_not_depend_on_block_size_or_frame_rate():
+    sr = 44100
+    x, _ = dance_loop(bpm=128.0, seconds=8.0, sr=sr)
+    a = analyse(x, sr, block=256)
+    b = analyse(x, sr, block=4410)
+    # batches of different sizes differ only by float rounding (BLAS), far below a hop
+    np.testing.assert_allclose(a.beat_times, b.beat_times, atol=1e-3)
+    np.testing.assert_allclose(a.onset_times, b.onset_times, atol=1e-9)
+    f30 = frames_at_fps(x, sr, 30.0)
+    f144 = frames_at_fps(x, sr, 144.0)
+    # the frame at t = 8 s is the same snapshot whatever the frame rate (envelopes run per hop)
+    last30, last144 = f30[-1], f144[-1]
+    assert last30.time_s == last144.time_s
+    assert last30.level == pytest.approx(last144.level, abs=1e-9)
+    # the beat clock is shown half a frame ahead (beats land on their nearest frame): exactly that apart
+    ahead_beats = (0.5 / 30.0 - 0.5 / 144.0) * last30.bpm / 60.0
+    assert (last30.beat_phase - last144.beat_phase - ahead_beats + 0.5) % 1.0 - 0.5 == pytest.approx(0.0, abs=1e-9)
+    assert sum(f.beat for f in f30) == sum(f.beat for f in f144)
+
+
+def test_envelopes_decay_after_the_sound_stops():
+    sr = 48000
+    x, _ = dance_loop(bpm=124.0, seconds=4.0, sr=sr)
+    engine = AudioEngine.offline(sr)
+    engine.feed(x)
+    loud = engine.poll()
+    assert loud.level > 0.3
+    levels = []
+    for _ in range(45):  # 45 frames of silence at 60 fps: 0.75 s
+        engine.feed(np.zeros(800, np.float32))
+        levels.append(engine.poll().level)
+    assert all(b <= a + 1e-12 for a, b in zip(levels, levels[1:]))
+    assert levels[-1] < 0.05
+
+
+def test_onsets_and_kicks_fire_on_a_kick_train():
+    from vjengine.audio.synth import click_train
+
+    sr = 48000
+    x, beats = click_train(bpm=120.0, seconds=6.0, sr=sr, kind="kick")
+    a = analyse(x, sr)
+    # every kick is found once, within ~15 ms of its start (the detector fires on the rising edge)
+    for times in (a.onset_times, a.kick_times):
+        assert len(times) == len(beats)
+        assert np.all(np.abs(np.array(times) - beats) < 0.015)
+
+
+def test_kicks_ignore_the_offbeat_bassline():
+    sr = 48000
+    x, beats = dance_loop(bpm=124.0, seconds=12.0, sr=sr)
+    a = analyse(x, sr)
+    k = np.array(a.kick_times)
+    k = k[k > 2.0]
+    phase = (k * 124.0 / 60.0) % 1.0
+    on_beat = (phase < 0.1) | (phase > 0.9)
+    assert on_beat.mean() > 0.95 and len(k) >= 0.9 * np.sum(beats > 2.0)
+
+
+def test_audio_frame_is_frozen_and_has_a_silent_constructor():
+    f = AudioFrame.silent("waiting")
+    assert f.input_status == "waiting" and not f.input_ok and f.level == 0.0 and f.bpm > 0
+    assert f.band("bass") == 0.0 and f.band("nope") == 0.0
+    with pytest.raises(FrozenInstanceError):
+        f.level = 1.0  # type: ignore[misc]
+    d = f.as_dict()
+    assert d["bands"]["sub"] == 0.0 and len(d["chroma"]) == 12
+
+
+def test_ring_buffer_wraps_mixes_and_counts_overruns():
+    ring = RingBuffer(10)
+    ring.write(np.arange(6, dtype=np.float32))
+    np.testing.assert_array_equal(ring.read(), np.arange(6))
+    ring.write(np.arange(6, 12, dtype=np.float32))  # wraps around the end
+    np.testing.assert_array_equal(ring.read(), np.arange(6, 12))
+    assert ring.read().size == 0
+    ring.write(np.arange(25, dtype=np.float32))  # the reader fell behind: keep the newest 10
+    np.testing.assert_array_equal(ring.read(), np.arange(15, 25))
+    assert ring.overruns == 0  # a single write longer than the ring is cut before it
+    for _ in range(3):
+        ring.write(np.ones(5, np.float32))
+    assert ring.read().size == 10 and ring.overruns == 1 and ring.dropped == 5
+    stereo = np.stack([np.full(4, 1.0), np.full(4, 3.0), np.full(4, 9.0)], axis=1).astype(np.float32)
+    ring.write_mix(stereo, 0, 2)
+    np.testing.assert_array_equal(ring.read(), np.full(4, 2.0))
+    ring.write_mix(stereo, 2, 1)
+    np.testing.assert_array_equal(ring.read(), np.full(4, 9.0))
+
+
+def test_non_finite_samples_do_not_poison_the_analysis():
+    sr = 48000
+    x, _ = dance_loop(bpm=124.0, seconds=6.0, sr=sr)
+    bad = x.copy()
+    bad[sr:sr + 300] = np.nan
+    bad[2 * sr] = np.inf
+    a = analyse(bad, sr)
+    f = a.snapshot()
+    values = [f.level, f.centroid, f.onset_strength, f.beat_phase, f.bpm, *f.bands.values(), *f.chroma]
+    assert all(np.isfinite(values)) and f.level > 0.0 and f.locked
+
+
+@pytest.mark.parametrize("sr", [22050, 96000])
+def test_other_sample_rates_work(sr):
+    x, _ = dance_loop(bpm=128.0, seconds=8.0, sr=sr)
+    a = analyse(x, sr, block=sr // 100)
+    assert 0.004 <= a.hop_s <= 0.006
+    assert a.bpm == pytest.approx(128.0, rel=0.02) and len(a.beat_times) > 5

@@ -1,0 +1,38 @@
+"""The causal beat tracker on real recordings with annotated beats (../shared/data/audio), scored
+with mir_eval. Thresholds sit a little under what the tracker measures (see benchmarks/analysis.py),
+so a regression fails while run-to-run noise does not."""
+
+from __future__ import annotations
+
+import mir_eval
+import numpy as np
+import pytest
+
+from _audio_util import analyse
+from vjengine.audio.sources import load_audio
+
+CLIPS = [
+    # folder/audio, beats file, min F-measure, tempo (BPM)
+    ("bayesbeat_guitar/guitar_duple.flac", "bayesbeat_guitar/guitar_duple.beats", 0.9, 120.0),
+    ("bayesbeat_guitar/guitar_triple.flac", "bayesbeat_guitar/guitar_triple.beats", 0.9, 139.5),
+]
+
+
+@pytest.mark.parametrize("audio,beats,min_f,bpm", CLIPS, ids=[c[0].split("/")[-1] for c in CLIPS])
+def test_beat_tracker_on_annotated_recordings(shared_audio, audio, beats, min_f, bpm):
+    x, sr = load_audio(shared_audio / audio)
+    ref = np.loadtxt(shared_audio / beats, usecols=0, comments="#")
+    a = analyse(x, sr, block=256)
+    est = np.array(a.beat_times)
+    f = mir_eval.beat.f_measure(mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(est))
+    assert f >= min_f, f"F-measure {f:.3f}"
+    assert a.bpm == pytest.approx(bpm, rel=0.03)
+
+
+def test_short_clip_gets_a_tempo_and_onsets(shared_audio):
+    """madmom's 2.8 s sample: too short to judge beats, but onsets must match the annotations."""
+    x, sr = load_audio(shared_audio / "madmom_sample/sample.wav")
+    ref_onsets = np.loadtxt(shared_audio / "madmom_sample/sample.onsets", usecols=0, comments="#")
+    a = analyse(x, sr)
+    f, precision, recall = mir_eval.onset.f_measure(ref_onsets, np.array(a.onset_times), window=0.05)
+    assert f >= 0.6, (f, precision, recall)

@@ -1,0 +1,493 @@
+"""The causal audio analysis: samples in, per-hop features, onsets, tempo and beats out.
+
+One :class:`Analyzer` runs the same code for live capture, file playback, offline rendering and
+`vj analyze`: it consumes samples in blocks of any size, analyses every complete hop (~5 ms) in
+order, and keeps the state an :class:`~vjengine.audio.frame.AudioFrame` snapshot is built from.
+Results do not depend on how the samples were blocked (updates happen at fixed hop indices).
+
+Work per batch of hops is vectorised (one FFT and one projection matmul for all new hops); only
+the small stateful trackers run per hop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+from vjengine.audio.features import DEFAULT_BANDS, SpectralFrontEnd, hop_size_for
+from vjengine.audio.frame import AudioFrame
+from vjengine.audio.trackers import BeatClock, OnsetTracker, TempoTracker, beat_offset
+
+_MAX_BATCH_HOPS = 64  # hops analysed per vectorised batch (keeps the frame arrays in cache)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Analysis settings (times in seconds or ms, levels in dB)."""
+
+    hop_s: float = 0.005                 # analysis hop (rounded to a power of two of samples)
+    fft_hops: int = 8                    # FFT window = fft_hops * hop (2048 at 44.1/48 kHz)
+    bands: tuple[tuple[str, float, float], ...] = DEFAULT_BANDS
+    gate_db: float = -70.0               # hop RMS (dBFS) below this for gate_hold_ms: everything dark
+    gate_hold_ms: float = 400.0          # the gate stays open this long after the level falls below it
+    range_db: float = 30.0               # dB below the adaptive reference that map onto 1..0
+    ref_release_db_per_s: float = 1.5    # how fast the adaptive reference falls after loud parts
+    band_floor_db: float = 15.0          # a band's reference never drops below overall ref - this
+    level_attack_ms: float = 5.0
+    level_release_ms: float = 180.0
+    band_attack_ms: float = 5.0
+    band_release_ms: float = 140.0
+    chroma_smooth_ms: float = 150.0
+    onset_threshold: float = 0.3         # fraction of the recent peak above the recent mean
+    onset_refractory_ms: float = 60.0
+    onset_release_ms: float = 200.0
+    kick_threshold: float = 0.55
+    kick_refractory_ms: float = 150.0
+    kick_release_ms: float = 180.0
+    min_bpm: float = 60.0
+    max_bpm: float = 200.0
+    prior_bpm: float = 125.0             # centre of the log-Gaussian tempo prior
+    prior_octaves: float = 1.0
+    harmonic_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # comb weights at lags L, 2L, 3L, 4L
+    comb_mean: bool = False              # comb score: mean over usable harmonics (else sum / count)
+    half_check: float = 0.35             # odd/even pulse ratio below which a tempo is halved
+    kick_weight: float = 1.0             # low-band flux added to the beat-tracking onset strength
+    tempo_window_s: float = 8.0          # onset history the tempo and phase estimates look at
+    tempo_update_s: float = 0.25
+    tempo_recent_s: float = 4.0          # exponential recency weighting of the tempo window (0: none)
+    tempo_smoothing_s: float = 1.0
+    phase_update_hops: int = 16
+    phase_weight_s: float = 1.0          # recency weighting of the beat-grid fit
+    pll_gain: float = 0.5
+    odf_delay_s: float = 0.012           # onset-strength peak lag behind the true onset (calibrated)
+    lock_confidence: float = 0.12
+    unlock_confidence: float = 0.02
+    min_lock_s: float = 1.5              # sound needed before the clock may lock
+    silence_unlock_s: float = 4.0
+    beats_per_bar: int = 4
+    latency_ms: float = 0.0              # output latency compensation: beats fire this much early
+
+
+def _coef(time_ms: float, hop_s: float) -> float:
+    """One-pole smoothing coefficient for a time constant in ms at one step per hop."""
+    return math.exp(-hop_s / max(time_ms * 1e-3, 1e-6))
+
+
+class Analyzer:
+    """Causal analysis for one mono stream at ``samplerate`` Hz; see the module docstring.
+
+    ``record=True`` keeps every hop's features and every event time for `vj analyze` and tests.
+    """
+
+    def __init__(self, samplerate: int, config: AnalysisConfig | None = None, *, record: bool = False) -> None:
+        self.config = cfg = config or AnalysisConfig()
+        self.samplerate = int(samplerate)
+        self.hop = hop_size_for(self.samplerate, cfg.hop_s)
+        self.n_fft = self.hop * cfg.fft_hops
+        self.hop_s = self.hop / self.samplerate
+        self.frame_rate_hz = self.samplerate / self.hop
+        self.front = SpectralFrontEnd(samplerate=self.samplerate, n_fft=self.n_fft, bands=cfg.bands)
+        self.band_names = self.front.band_names
+        nb = len(self.band_names)
+        self.latency_ms = cfg.latency_ms
+
+        self.n_hops = 0
+        self._hist = np.zeros(self.n_fft, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._prev_onset_db: np.ndarray | None = None
+        self._ref_db = cfg.gate_db
+        self._band_ref = [cfg.gate_db - cfg.band_floor_db] * nb
+        self._level = 0.0
+        self._bands = [0.0] * nb
+        self._chroma = np.zeros(12)
+        self._chroma_w: dict[int, tuple[np.ndarray, float]] = {}
+        self._frame_index: dict[int, np.ndarray] = {}
+        h = self.hop_s
+        self._k_level = (_coef(cfg.level_attack_ms, h), _coef(cfg.level_release_ms, h))
+        self._k_band = (_coef(cfg.band_attack_ms, h), _coef(cfg.band_release_ms, h))
+        self._k_onset_env = _coef(cfg.onset_release_ms, h)
+        self._k_kick_env = _coef(cfg.kick_release_ms, h)
+        self._k_chroma = _coef(cfg.chroma_smooth_ms, h)
+        self.onsets = OnsetTracker(hop_s=h, threshold=cfg.onset_threshold, refractory_s=cfg.onset_refractory_ms * 1e-3)
+        self.kicks = OnsetTracker(hop_s=h, threshold=cfg.kick_threshold, refractory_s=cfg.kick_refractory_ms * 1e-3,
+                                  min_peak=1.0)
+        self.tempo = TempoTracker(frame_rate_hz=self.frame_rate_hz, min_bpm=cfg.min_bpm, max_bpm=cfg.max_bpm,
+                                  prior_bpm=cfg.prior_bpm, prior_octaves=cfg.prior_octaves,
+                                  smoothing_s=cfg.tempo_smoothing_s, update_s=cfg.tempo_update_s,
+                                  harmonic_weights=cfg.harmonic_weights)
+        self.tempo.comb_mean = cfg.comb_mean
+        self.tempo.recent_s = cfg.tempo_recent_s
+        self.tempo.half_check = cfg.half_check
+        self.clock = BeatClock(hop_s=h, bpm=120.0, gain=cfg.pll_gain)
+        self._win = int(round(cfg.tempo_window_s * self.frame_rate_hz))
+        self._odf_buf = np.zeros(2 * self._win)
+        self._odf_i = 0
+        self._tempo_every = max(1, int(round(cfg.tempo_update_s * self.frame_rate_hz)))
+        self._gate_hold_hops = max(1, int(round(cfg.gate_hold_ms * 1e-3 / h)))
+        self._gate_left = 0
+
+        self.locked = False
+        self.confidence = 0.0
+        self.tempo_source = "auto"
+        self._manual_bpm: float | None = None
+        self._sound_hops = 0
+        self._silent_hops = 0
+        self._weak_hops = 0
+        self._bar_offset = 0
+        self._taps: list[float] = []
+        self._last_out = 0.0
+        self._shown_beat = 0  # the last beat index a snapshot has shown (frame-level beat flags)
+
+        # per-snapshot state
+        self._onset_env = 0.0
+        self._kick_env = 0.0
+        self._flags = {"onset": False, "kick": False}
+        self._hops_since_snapshot = 0
+        self._last = {"rms": 0.0, "rms_db": -120.0, "centroid_hz": 0.0, "strength": 0.0, "gate": False}
+
+        self.record = record
+        self.beat_times: list[float] = []
+        self.onset_times: list[float] = []
+        self.kick_times: list[float] = []
+        self._rec: dict[str, list] = {k: [] for k in (
+            "time_s", "rms_db", "level", "bands", "centroid", "onset_strength", "bpm", "beat_phase", "locked")}
+
+    # ------------------------------------------------------------------ public controls
+    @property
+    def time_s(self) -> float:
+        """Stream time of the end of the last analysed hop (s)."""
+        return self.n_hops * self.hop_s
+
+    @property
+    def bpm(self) -> float:
+        return self.clock.bpm
+
+    def set_bpm(self, bpm: float | None) -> None:
+        """Fix the tempo (BPM, 20..400), or ``None`` to return to automatic tempo."""
+        if bpm is None:
+            self._manual_bpm = None
+            self.tempo_source = "auto"
+            return
+        bpm = float(bpm)
+        if not 20.0 <= bpm <= 400.0:
+            raise ValueError(f"bpm must be within 20..400, got {bpm}")
+        self._manual_bpm = bpm
+        self.clock.bpm = bpm
+        self.tempo_source = "manual"
+
+    def tap(self, time_s: float | None = None) -> None:
+        """A tap at stream time ``time_s`` (default: now). Two or more taps set the tempo and phase."""
+        t = self.time_s if time_s is None else float(time_s)
+        if self._taps and (t - self._taps[-1] > 2.0 or t <= self._taps[-1]):
+            self._taps.clear()
+        self._taps.append(t)
+        self._taps = self._taps[-8:]
+        if len(self._taps) >= 2:
+            period = float(np.median(np.diff(self._taps)))
+            self._manual_bpm = min(400.0, max(20.0, 60.0 / period))
+            self.clock.bpm = self._manual_bpm
+            self.tempo_source = "tap"
+            # the last tap was a beat: aim the phase at it (a quick slew, no jump)
+            since = (self.time_s - t) * self._manual_bpm / 60.0
+            self.clock.correct(since % 1.0, gain=1.0, fast_s=0.5)
+
+    def resync(self) -> None:
+        """Make the nearest beat the downbeat (beat 1 of the bar); unlocked, also snap phase to it."""
+        out = self._out_phase()
+        nearest = round(out)
+        if not self.locked and self.tempo_source == "auto":
+            self.clock.phase += nearest - out  # user asked for it: the only deliberate jump
+        self._bar_offset = int(nearest)
+
+    # ------------------------------------------------------------------ processing
+    def process(self, samples: np.ndarray) -> int:
+        """Analyse every complete hop in ``samples`` (mono float32, any length); returns hops done."""
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if not np.isfinite(x).all():  # a broken driver must not poison the state with NaN
+            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        if self._pending.size:
+            x = np.concatenate([self._pending, x])
+        m_total = x.size // self.hop
+        done = 0
+        while done < m_total:
+            m = min(_MAX_BATCH_HOPS, m_total - done)
+            chunk = x[done * self.hop:(done + m) * self.hop]
+            self._process_hops(chunk, m)
+            done += m
+        self._pending = x[m_total * self.hop:].copy()
+        return m_total
+
+    def _process_hops(self, chunk: np.ndarray, m: int) -> None:
+        full = np.concatenate([self._hist, chunk])
+        idx = self._frame_index.get(m)
+        if idx is None:
+            idx = self._frame_index[m] = (np.arange(1, m + 1)[:, None] * self.hop + np.arange(self.n_fft)[None, :])
+        frames = full[idx]
+        self._hist = full[-self.n_fft:]
+        feat = self.front.compute(frames, chunk.reshape(m, self.hop))
+
+        rms_db = 20.0 * np.log10(np.maximum(feat.rms, 1e-6))
+        fe = self.front
+        nm, nk = fe.n_mels, fe.n_kick
+        logs = feat.log_feats
+        band_db = logs[:, nm + nk:]
+        # onset strength: log-mel (and kick-bin) spectral flux, lag 2 hops, floored below the gate
+        onset_db = np.maximum(logs[:, :nm + nk], self.config.gate_db - 30.0)
+        if self._prev_onset_db is None:
+            self._prev_onset_db = np.repeat(onset_db[:1], 2, axis=0)
+        both = np.concatenate([self._prev_onset_db, onset_db])
+        self._prev_onset_db = both[-2:]
+        rise = both[2:] - both[:-2]
+        np.maximum(rise, 0.0, out=rise)
+        flux = rise[:, :nm].sum(axis=1) * (1.0 / nm)
+        kflux = rise[:, nm:].sum(axis=1) * (1.0 / nk)
+        low_db = band_db[:, :2].max(axis=1) if band_db.shape[1] >= 2 else band_db[:, 0]
+
+        gates = self._run_trackers(m, rms_db.tolist(), band_db.tolist(), flux.tolist(), kflux.tolist(),
+                                   low_db.tolist())
+
+        # chroma: per-hop max-normalised pitch-class power, one-pole smoothed (exactly, in one step)
+        g = np.array(gates, dtype=np.float64)
+        chroma_lin = feat.chroma * (g / np.maximum(feat.chroma.max(axis=1), 1e-12))[:, None]
+        w = self._chroma_w.get(m)
+        if w is None:
+            k = self._k_chroma
+            w = self._chroma_w[m] = ((1.0 - k) * k ** np.arange(m - 1, -1, -1.0), k ** m)
+        self._chroma = w[1] * self._chroma + w[0] @ chroma_lin
+
+        self._last["rms"] = float(feat.rms[-1])
+        self._last["rms_db"] = float(rms_db[-1])
+        self._last["centroid_hz"] = float(feat.centroid_hz[-1]) if gates[-1] else 0.0
+        self._last["gate"] = bool(gates[-1])
+        if self.record:
+            self._rec["rms_db"].append(rms_db)
+            self._rec["centroid"].append(feat.centroid_hz * g)
+
+    def _run_trackers(self, m: int, rms_db: list, band_db: list, flux: list, kflux: list, low_db: list) -> list:
+        """The per-hop stateful part, in plain Python floats (cheaper than numpy on tiny vectors)."""
+        cfg = self.config
+        la, lr = self._k_level
+        ba, br = self._k_band
+        level, bands, band_ref = self._level, self._bands, self._band_ref
+        clock = self.clock
+        win = self._win
+        hop_s = self.hop_s
+        gate_db, hold = cfg.gate_db, self._gate_hold_hops
+        ref_rel = cfg.ref_release_db_per_s * hop_s
+        inv_range = 1.0 / cfg.range_db
+        band_floor = cfg.band_floor_db
+        kick_w = cfg.kick_weight
+        latency_beats_per_bpm = self.latency_ms * 1e-3 / 60.0
+        nb = len(bands)
+        gates = [False] * m
+        rec = self.record
+        if rec:
+            rec_t = np.empty(m); rec_level = np.empty(m); rec_bands = np.empty((m, nb)); rec_str = np.empty(m)
+            rec_bpm = np.empty(m); rec_phase = np.empty(m); rec_locked = np.empty(m, bool)
+        strength = self._last["strength"]
+        for j in range(m):
+            n = self.n_hops
+            x_db = rms_db[j]
+            if x_db > gate_db:
+                self._gate_left = hold
+            elif self._gate_left > 0:
+                self._gate_left -= 1
+            g = self._gate_left > 0
+            gates[j] = g
+            if g:
+                self._ref_db = ref = max(x_db, self._ref_db - ref_rel, gate_db)
+            else:
+                ref = self._ref_db
+            x = min(1.0, max(0.0, 1.0 + (x_db - ref) * inv_range)) if g else 0.0
+            level = x + (la if x > level else lr) * (level - x)
+            bdb = band_db[j]
+            for b in range(nb):
+                if g:
+                    band_ref[b] = r = max(bdb[b], band_ref[b] - ref_rel, ref - band_floor)
+                    xb = min(1.0, max(0.0, 1.0 + (bdb[b] - r) * inv_range))
+                else:
+                    xb = 0.0
+                yb = bands[b]
+                bands[b] = xb + (ba if xb > yb else br) * (yb - xb)
+
+            odf = flux[j] if g else 0.0
+            fired, strength = self.onsets.update(odf, g)
+            kfired, _ = self.kicks.update(kflux[j] if g else 0.0, g and low_db[j] > ref - 30.0)
+            t_end = (n + 1) * hop_s
+            if fired:
+                self._onset_env = 1.0
+                self._flags["onset"] = True
+                if rec:
+                    self.onset_times.append(t_end - hop_s)
+            else:
+                self._onset_env *= self._k_onset_env
+            if kfired:
+                self._kick_env = 1.0
+                self._flags["kick"] = True
+                if rec:
+                    self.kick_times.append(t_end - hop_s)
+            else:
+                self._kick_env *= self._k_kick_env
+
+            # onset history for tempo and phase (a doubled ring: the window is always contiguous)
+            i = self._odf_i
+            self._odf_buf[i] = self._odf_buf[i + win] = odf + kick_w * kflux[j] if g else 0.0
+            self._odf_i = (i + 1) % win
+            if g:
+                self._sound_hops += 1
+                self._silent_hops = 0
+            else:
+                self._silent_hops += 1
+                if self._silent_hops * hop_s > cfg.silence_unlock_s:
+                    self._sound_hops = 0
+            self.n_hops = n + 1
+            # beat clock: advance one hop; a beat fires when the (latency-shifted) phase crosses an integer
+            prev = self._last_out
+            clock.advance()
+            out = clock.phase + latency_beats_per_bpm * clock.bpm
+            self._last_out = out
+            if self.locked and int(out) > int(prev):
+                self._fire_beat(prev, out, t_end)
+            if (n + 1) % self._tempo_every == 0:
+                self._update_tempo()
+            if (n + 1) % cfg.phase_update_hops == 0:
+                self._update_phase()
+            if rec:
+                rec_t[j] = t_end; rec_level[j] = level; rec_bands[j] = bands; rec_str[j] = strength
+                rec_bpm[j] = clock.bpm; rec_phase[j] = self._out_phase() % 1.0; rec_locked[j] = self.locked
+        self._level = level
+        self._last["strength"] = strength
+        self._hops_since_snapshot += m
+        if rec:
+            r = self._rec
+            r["time_s"].append(rec_t); r["level"].append(rec_level); r["bands"].append(rec_bands)
+            r["onset_strength"].append(rec_str); r["bpm"].append(rec_bpm); r["beat_phase"].append(rec_phase)
+            r["locked"].append(rec_locked)
+        return gates
+
+    def _history(self) -> np.ndarray:
+        """The onset-strength window, oldest first, ending at the newest hop."""
+        n = min(self.n_hops, self._win)
+        start = self._odf_i + self._win - n
+        return self._odf_buf[start:self._odf_i + self._win]
+
+    def _update_tempo(self) -> None:
+        cfg = self.config
+        sound_s = self._sound_hops * self.hop_s
+        if self._manual_bpm is not None:
+            self.clock.bpm = self._manual_bpm
+            self.locked = True
+            return
+        hist = self._history()
+        if sound_s < 0.5 or hist.size < 2 * 60.0 * self.frame_rate_hz / cfg.min_bpm / 2:
+            self.confidence *= 0.9
+            if self._silent_hops * self.hop_s > cfg.silence_unlock_s:
+                self.locked = False
+            return
+        bpm, conf = self.tempo.update(hist)
+        self.confidence = conf
+        self.clock.bpm = bpm
+        if not self.locked:
+            if conf >= cfg.lock_confidence and sound_s >= cfg.min_lock_s:
+                self.locked = True
+                self._weak_hops = 0
+                self._update_phase(fast=True)
+        else:
+            self._weak_hops = self._weak_hops + self._tempo_every if conf < cfg.unlock_confidence else 0
+            if self._weak_hops * self.hop_s > 10.0 or self._silent_hops * self.hop_s > cfg.silence_unlock_s:
+                self.locked = False
+
+    def _update_phase(self, fast: bool = False) -> None:
+        if self._sound_hops * self.hop_s < 1.0 or self._silent_hops > 0:
+            return
+        period_hops = 60.0 * self.frame_rate_hz / self.clock.bpm
+        hist = self._history()
+        d, sharp = beat_offset(hist, period_hops, weight_s=self.config.phase_weight_s,
+                               frame_rate_hz=self.frame_rate_hz)
+        if sharp <= 0.05:
+            return
+        since_beat = (d * self.hop_s + self.config.odf_delay_s) / (60.0 / self.clock.bpm)
+        self.clock.correct(since_beat % 1.0, fast_s=1.0 if fast else 0.0)
+
+    def _out_phase(self) -> float:
+        return self.clock.phase + self.latency_ms * 1e-3 * self.clock.bpm / 60.0
+
+    def _fire_beat(self, prev: float, out: float, t_end: float) -> None:
+        """A beat between the previous hop's phase ``prev`` and ``out``: record its time within the hop."""
+        if self.record:
+            c = math.floor(out)
+            frac = (c - prev) / (out - prev) if out > prev else 1.0
+            self.beat_times.append(t_end - self.hop_s + frac * self.hop_s)
+
+    # ------------------------------------------------------------------ output
+    def snapshot(self, *, input_ok: bool = True, input_status: str = "", lookahead_s: float = 0.0) -> AudioFrame:
+        """Build the frame from the current state and clear the since-last-frame flags.
+
+        ``lookahead_s`` (the engine passes half the frame interval) shows the beat clock that much
+        ahead, so a beat is flagged on the frame nearest to it rather than always on the one after
+        (frame quantisation then errs by +-half a frame, not 0..1 frame late). Hop-level beat times
+        (``beat_times``) are not affected.
+        """
+        cfg = self.config
+        out = self._out_phase() + max(0.0, lookahead_s) * self.clock.bpm / 60.0
+        bpb = cfg.beats_per_bar
+        beat_index = math.floor(out)
+        frac = out - beat_index
+        in_bar = (beat_index - self._bar_offset) % bpb
+        beat_flag = self.locked and beat_index > self._shown_beat
+        self._shown_beat = max(self._shown_beat, beat_index)
+        c_hz = self._last["centroid_hz"]
+        centroid = 0.0 if c_hz <= 0 else min(1.0, max(0.0, math.log(c_hz / 100.0) / math.log(100.0)))
+        chroma = self._chroma
+        cmax = float(chroma.max())
+        chroma_n = tuple((chroma * (1.0 / cmax)).tolist()) if cmax > 1e-9 else (0.0,) * 12
+        f = AudioFrame(
+            time_s=self.time_s,
+            rms=self._last["rms"],
+            rms_db=self._last["rms_db"],
+            level=float(self._level),
+            bands=MappingProxyType(dict(zip(self.band_names, self._bands))),
+            band_names=self.band_names,
+            centroid=centroid,
+            centroid_hz=c_hz,
+            onset_strength=float(self._last["strength"]),
+            onset=self._flags["onset"],
+            onset_env=self._onset_env,
+            kick=self._flags["kick"],
+            kick_env=self._kick_env,
+            chroma=chroma_n,
+            bpm=float(self.clock.bpm),
+            beat_phase=frac,
+            bar_phase=(in_bar + frac) / bpb,
+            beat_in_bar=int(in_bar),
+            beats_per_bar=bpb,
+            beat_count=int(beat_index),
+            beat=beat_flag,
+            bar=beat_flag and in_bar == 0,
+            beat_env=math.exp(-4.0 * frac) if self.locked else 0.0,
+            locked=self.locked,
+            confidence=float(min(1.0, self.confidence * 2.0)),
+            tempo_source=self.tempo_source,
+            input_ok=input_ok,
+            input_status=input_status,
+            gate_open=self._last["gate"],
+            hops=self._hops_since_snapshot,
+        )
+        for k in self._flags:
+            self._flags[k] = False
+        self._hops_since_snapshot = 0
+        return f
+
+    def recorded(self) -> dict[str, np.ndarray]:
+        """Per-hop arrays (``record=True``): time_s, rms_db, level, bands [n, n_bands], centroid (Hz),
+        onset_strength, bpm, beat_phase, locked."""
+        out = {}
+        for k, parts in self._rec.items():
+            if parts:
+                out[k] = np.concatenate(parts)
+            else:
+                out[k] = np.zeros((0, len(self.band_names))) if k == "bands" else np.zeros(0)
+        return out

@@ -1,0 +1,143 @@
+"""`AudioEngine`: the façade the frame loop uses on the render thread.
+
+Once per video frame, ``poll(now_s)`` drains the source, analyses every complete hop that arrived
+(so beat timing does not depend on the frame rate) and returns an :class:`AudioFrame`. The same
+:class:`~vjengine.audio.analyzer.Analyzer` runs for live capture, file playback and offline render
+(``feed`` exactly the samples up to the next frame time, then ``poll``), so a replay or an offline
+render reproduces the show's analysis.
+
+``poll`` never raises: on an error it logs once and returns the last good frame. While the source
+is lost it analyses silence for the elapsed render time, so features decay and the beat clock
+free-runs; analysis resumes on the real input when the device returns.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from vjengine.audio.analyzer import AnalysisConfig, Analyzer
+from vjengine.audio.capture import CaptureSource
+from vjengine.audio.frame import AudioFrame
+from vjengine.audio.sources import FileSource, PushSource, open_source
+
+__all__ = ["AudioEngine", "CaptureSource", "FileSource", "PushSource", "open_source"]
+
+log = logging.getLogger(__name__)
+
+#: at most this much silence is synthesised per poll while the input is lost (s)
+_MAX_FILL_S = 0.5
+#: the beat clock is shown half a frame ahead (so a beat flags on its nearest frame), at most this (s)
+_MAX_LOOKAHEAD_S = 0.025
+
+
+class AudioEngine:
+    """Source + analysis + snapshot (see module docstring).
+
+    ``latency_ms``: output latency compensation; beats and beat phase run this much early so they
+    land when the projector shows them (0..500 ms).
+    """
+
+    def __init__(self, source, *, config: AnalysisConfig | None = None, latency_ms: float = 0.0) -> None:
+        self.source = source
+        self.analyzer = Analyzer(source.samplerate, config)
+        self.latency_ms = latency_ms
+        self._frame = AudioFrame.silent(source.status)
+        self._last_now: float | None = None
+        self._errors_logged: set[str] = set()
+        self._was_ok = True
+
+    @classmethod
+    def offline(cls, samplerate: int, **kwargs) -> "AudioEngine":
+        """An engine on a :class:`PushSource` (offline render, tests, replay)."""
+        return cls(PushSource(samplerate), **kwargs)
+
+    @property
+    def samplerate(self) -> int:
+        return self.source.samplerate
+
+    @property
+    def latency_ms(self) -> float:
+        return self.analyzer.latency_ms
+
+    @latency_ms.setter
+    def latency_ms(self, value: float) -> None:
+        value = float(value)
+        if not 0.0 <= value <= 500.0:
+            raise ValueError(f"latency_ms must be within 0..500, got {value}")
+        self.analyzer.latency_ms = value
+
+    @property
+    def status(self) -> str:
+        """One line for the HUD and the log."""
+        try:
+            return self.source.status
+        except Exception as exc:  # a source must never break the HUD
+            return f"audio status unavailable: {exc}"
+
+    @property
+    def frame(self) -> AudioFrame:
+        """The last snapshot ``poll`` returned."""
+        return self._frame
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Push samples (only for a :class:`PushSource`: the offline renderer's fixed-step clock)."""
+        if not isinstance(self.source, PushSource):
+            raise TypeError(f"feed() needs a PushSource, this engine reads a {type(self.source).__name__}")
+        self.source.feed(samples)
+
+    def poll(self, now_s: float | None = None) -> AudioFrame:
+        """Analyse all new audio and return the snapshot (render thread, once per frame)."""
+        try:
+            samples = self.source.read()
+            ok = bool(self.source.ok)
+            if ok != self._was_ok:
+                log.warning("audio input: %s", self.status)
+                self._was_ok = ok
+            if samples.size == 0 and not ok and now_s is not None and self._last_now is not None \
+                    and not getattr(self.source, "finished", False):
+                # input lost: let the features decay and the clock free-run on silence
+                gap_s = min(_MAX_FILL_S, max(0.0, now_s - self._last_now))
+                samples = np.zeros(int(gap_s * self.samplerate), dtype=np.float32)
+            if samples.size:
+                self.analyzer.process(samples)
+            lookahead_s = 0.0
+            if now_s is not None and self._last_now is not None:
+                lookahead_s = min(_MAX_LOOKAHEAD_S, max(0.0, 0.5 * (now_s - self._last_now)))
+            self._frame = self.analyzer.snapshot(input_ok=ok, input_status=self.status, lookahead_s=lookahead_s)
+        except Exception as exc:  # the frame loop never raises: log once, keep the last good frame
+            key = type(exc).__name__ + str(exc)[:80]
+            if key not in self._errors_logged:
+                self._errors_logged.add(key)
+                log.exception("audio analysis failed; keeping the last frame: %s", exc)
+        if now_s is not None:
+            self._last_now = now_s
+        return self._frame
+
+    def tap(self, now_s: float | None = None) -> None:
+        """Tap tempo: call on each tap (two or more set the tempo; the last tap is a beat)."""
+        t = self.analyzer.time_s
+        if now_s is not None and self._last_now is not None:
+            t += max(0.0, now_s - self._last_now)
+        self.analyzer.tap(t)
+
+    def set_bpm(self, bpm: float | None) -> None:
+        """Manual tempo in BPM, or ``None`` to go back to automatic tempo."""
+        self.analyzer.set_bpm(bpm)
+
+    def resync(self) -> None:
+        """The nearest beat becomes the downbeat (beat 1 of the bar)."""
+        self.analyzer.resync()
+
+    def close(self) -> None:
+        try:
+            self.source.close()
+        except Exception as exc:
+            log.debug("closing the audio source: %s", exc)
+
+    def __enter__(self) -> "AudioEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,239 @@
+"""Stateful, causal trackers fed once per analysis hop: onsets, tempo and the beat clock.
+
+- :class:`OnsetTracker`: adaptive-threshold peak picking on an onset-strength value, firing on the
+  rising edge (the least latency a causal detector can have) with a refractory period.
+- :class:`TempoTracker`: autocorrelation of the last ``window_s`` seconds of onset strength, scored
+  by a harmonic comb (lags L, 2L, 3L, 4L) times a log-Gaussian tempo prior, smoothed over time.
+- :class:`BeatClock`: a phase-locked oscillator. It predicts beats from its own phase and nudges
+  that phase (by a bounded change of rate, never a jump) toward the beat grid that best explains
+  the recent onsets.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.fft
+
+
+class OnsetTracker:
+    """Causal onset picking on one onset-strength stream (one value per hop).
+
+    An onset fires on the first hop where the value rises above ``mean + threshold * peak`` (the
+    mean a short EMA, the peak a slowly decaying maximum), at most once per ``refractory_s``.
+    """
+
+    def __init__(self, *, hop_s: float, threshold: float = 0.25, refractory_s: float = 0.05,
+                 mean_s: float = 0.15, peak_release_s: float = 4.0, min_peak: float = 0.5) -> None:
+        self.threshold = threshold
+        self._refractory_hops = max(1, int(round(refractory_s / hop_s)))
+        self._mean_k = math.exp(-hop_s / mean_s)
+        self._peak_k = math.exp(-hop_s / peak_release_s)
+        self._min_peak = min_peak
+        self.mean = 0.0
+        self.peak = min_peak
+        self._since = 10**9
+        self._above = False
+
+    def update(self, value: float, enabled: bool = True) -> tuple[bool, float]:
+        """Feed one hop; returns (onset fired, strength 0..1)."""
+        self.peak = max(value, self.peak * self._peak_k, self._min_peak)
+        threshold = self.mean + self.threshold * self.peak
+        self.mean = self._mean_k * self.mean + (1.0 - self._mean_k) * value
+        self._since += 1
+        fired = False
+        if value > threshold and enabled:
+            if not self._above and self._since >= self._refractory_hops:
+                fired = True
+                self._since = 0
+            self._above = True
+        else:
+            self._above = False
+        return fired, min(1.0, value / self.peak)
+
+
+def _interp(arr: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``arr`` at fractional indices ``pos`` (clipped to the array)."""
+    pos = np.clip(pos, 0.0, arr.size - 1.000001)
+    i = pos.astype(np.int64)
+    f = pos - i
+    return arr[i] * (1.0 - f) + arr[i + 1] * f
+
+
+class TempoTracker:
+    """Causal tempo from the recent onset-strength history (see module docstring).
+
+    ``update(history)`` takes the last ``window`` hops of onset strength (oldest first) and returns
+    the smoothed best tempo in BPM and a confidence 0..1 (the normalised autocorrelation at that
+    beat period).
+    """
+
+    def __init__(self, *, frame_rate_hz: float, min_bpm: float = 60.0, max_bpm: float = 200.0,
+                 prior_bpm: float = 120.0, prior_octaves: float = 1.0, smoothing_s: float = 2.0,
+                 update_s: float = 0.1, harmonic_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> None:
+        self.frame_rate_hz = frame_rate_hz
+        self.bpms = np.exp(np.linspace(np.log(min_bpm), np.log(max_bpm), 240))
+        self.lags = 60.0 * frame_rate_hz / self.bpms  # hops per beat
+        self.prior = np.exp(-0.5 * (np.log2(self.bpms / prior_bpm) / prior_octaves) ** 2)
+        self._harmonics = np.arange(1, len(harmonic_weights) + 1, dtype=np.float64)
+        self._hweights = np.asarray(harmonic_weights, dtype=np.float64)
+        self._keep = math.exp(-update_s / smoothing_s)
+        self.comb_mean = True
+        self.recent_s = 0.0
+        self._recency: dict[int, np.ndarray] = {}
+        self.half_check = 0.35
+        self.half_votes_needed = 3  # consecutive updates before halving (no flips on transitions)
+        self._half_votes = 0
+        self.scores = np.zeros_like(self.bpms)
+        self.bpm = prior_bpm
+        self.confidence = 0.0
+        self._acf: np.ndarray | None = None
+
+    def acf(self, history: np.ndarray) -> np.ndarray:
+        """Unbiased, mean-removed autocorrelation normalised to 1 at lag 0."""
+        x = history - history.mean()
+        n = x.size
+        nfft = scipy.fft.next_fast_len(2 * n)
+        spec = scipy.fft.rfft(x, nfft)
+        r = scipy.fft.irfft(spec.real ** 2 + spec.imag ** 2, nfft)[:n]
+        r = r / (n - np.arange(n))
+        return r / r[0] if r[0] > 1e-12 else np.zeros(n)
+
+    def update(self, history: np.ndarray) -> tuple[float, float]:
+        if self.recent_s > 0:  # weight recent onsets more, so a new tempo takes over sooner
+            w = self._recency.get(history.size)
+            if w is None:
+                w = self._recency[history.size] = np.exp(
+                    -np.arange(history.size - 1, -1, -1) / (self.recent_s * self.frame_rate_hz))
+            r = self.acf(history * w)
+        else:
+            r = self.acf(history)
+        self._acf = r
+        pos = self.lags[:, None] * self._harmonics[None, :]
+        comb = _interp(r, pos)
+        # mean over the harmonics the history can support (a lag up to half its length)
+        valid = (pos <= 0.5 * r.size) * self._hweights
+        denom = np.maximum(valid.sum(axis=1), 1e-9) if self.comb_mean else self._hweights.sum()
+        comb = (comb * valid).sum(axis=1) / denom
+        new = np.clip(comb, 0.0, None) * self.prior
+        self.scores = self._keep * self.scores + (1.0 - self._keep) * new
+        i = int(np.argmax(self.scores))
+        # stay at the current tempo unless another is clearly better (no octave flip-flop)
+        j = int(np.argmin(np.abs(self.bpms - self.bpm)))
+        lo, hi = max(0, j - 2), min(self.bpms.size, j + 3)
+        j = lo + int(np.argmax(self.scores[lo:hi]))
+        if self.scores[j] >= 0.85 * self.scores[i]:
+            i = j
+        bpm = self._refine(i)
+        half = bpm / 2.0
+        if half >= self.bpms[0] and self.half_check > 0:
+            # a faster level whose every other pulse is empty is really the half tempo (clicks at 90
+            # BPM look like 180 BPM to an autocorrelation): compare odd and even grid pulses
+            # (which of the two holds the clicks depends on where the newest pulse falls)
+            even, odd = grid_salience(history, 60.0 * self.frame_rate_hz / bpm, frame_rate_hz=self.frame_rate_hz)
+            weak, strong = min(odd, even), max(odd, even)
+            self._half_votes = self._half_votes + 1 if weak < self.half_check * strong else 0
+            if self._half_votes >= self.half_votes_needed:
+                i = int(np.argmin(np.abs(self.bpms - half)))
+                lo, hi = max(0, i - 2), min(self.bpms.size, i + 3)
+                i = lo + int(np.argmax(self.scores[lo:hi]))
+                bpm = self._refine(i)
+        self.bpm = bpm
+        self.confidence = float(np.clip(_interp(r, np.array([60.0 * self.frame_rate_hz / self.bpm]))[0], 0, 1))
+        return self.bpm, self.confidence
+
+    def _refine(self, i: int) -> float:
+        """Parabolic peak refinement on the log-tempo grid."""
+        s = self.scores
+        if 0 < i < s.size - 1:
+            a, b, c = s[i - 1], s[i], s[i + 1]
+            den = a - 2 * b + c
+            off = 0.5 * (a - c) / den if den < 0 else 0.0
+            step = math.log(self.bpms[1] / self.bpms[0])
+            return float(self.bpms[i] * math.exp(off * step))
+        return float(self.bpms[i])
+
+
+def beat_offset(history: np.ndarray, period_hops: float, *, weight_s: float, frame_rate_hz: float,
+                max_beats: int = 12) -> tuple[float, float]:
+    """Where the beat grid of ``period_hops`` sits in the recent onset strength.
+
+    Returns ``(d, sharpness)``: the last grid beat lies ``d`` hops before the newest hop of
+    ``history`` (0 <= d < period), and how strongly the best grid stands out (0..1).
+    """
+    n = history.size
+    n_beats = int(min(max_beats, (n - 1) // period_hops))
+    if n_beats < 1:
+        return 0.0, 0.0
+    d = np.arange(0.0, period_hops, 1.0)
+    k = np.arange(n_beats, dtype=np.float64)
+    w = np.exp(-k * period_hops / (weight_s * frame_rate_hz))
+    pos = (n - 1) - d[:, None] - k[None, :] * period_hops
+    score = (_interp(history, pos) * w[None, :]).sum(axis=1)
+    i = int(np.argmax(score))
+    # circular parabolic refinement
+    a, b, c = score[i - 1], score[i], score[(i + 1) % score.size]
+    den = a - 2 * b + c
+    off = 0.5 * (a - c) / den if den < 0 else 0.0
+    mean = float(score.mean())
+    sharp = float((b - mean) / (b + 1e-9)) if b > 0 else 0.0
+    return float((d[i] + 0.5 * off) % period_hops), sharp
+
+
+def grid_salience(history: np.ndarray, period_hops: float, *, frame_rate_hz: float,
+                  span_s: float = 4.0) -> tuple[float, float]:
+    """Mean onset strength on the even and on the odd pulses of the best-aligned grid of this period."""
+    d, _ = beat_offset(history, period_hops, weight_s=span_s, frame_rate_hz=frame_rate_hz)
+    n_beats = int(min(span_s * frame_rate_hz / period_hops, (history.size - 1 - d) // period_hops))
+    if n_beats < 2:
+        return 1.0, 1.0
+    k = np.arange(n_beats + 1, dtype=np.float64)
+    # the max over +-2 hops around each pulse tolerates small tempo and timing errors
+    pos = (history.size - 1) - d - k[:, None] * period_hops + np.arange(-2, 3)[None, :]
+    vals = _interp(history, pos).max(axis=1)
+    return float(vals[0::2].mean()), float(vals[1::2].mean())
+
+
+class BeatClock:
+    """Phase-locked beat oscillator (one ``advance`` per hop).
+
+    ``phase`` counts beats (its integer part is the beat count). Corrections change the rate, never
+    the value, by at most ``max_slew`` of the nominal rate, so the visual phase is continuous and
+    monotonic. Beats fire (``advance`` returns the fractional hop at which the phase crossed an
+    integer) only while ``locked``.
+    """
+
+    def __init__(self, *, hop_s: float, bpm: float = 120.0, gain: float = 0.5, max_slew: float = 0.2) -> None:
+        self.hop_s = hop_s
+        self.bpm = bpm
+        self.phase = 0.0
+        self.gain = gain
+        self.max_slew = max_slew
+        self.fast_slew = 0.6
+        self._slew_left = 0.0
+        self._fast_hops = 0
+
+    @property
+    def rate(self) -> float:
+        """Nominal phase advance per hop (beats)."""
+        return self.bpm / 60.0 * self.hop_s
+
+    def correct(self, target_frac: float, *, gain: float | None = None, fast_s: float = 0.0) -> float:
+        """Aim the phase at ``target_frac`` (0..1 within the beat); returns the error (beats)."""
+        err = (target_frac - self.phase + 0.5) % 1.0 - 0.5
+        self._slew_left = (self.gain if gain is None else gain) * err
+        if fast_s > 0:
+            self._fast_hops = int(fast_s / self.hop_s)
+        return err
+
+    def advance(self) -> float:
+        """Advance one hop; returns how much nominal phase was added (for event interpolation)."""
+        nominal = self.rate
+        limit = nominal * (self.fast_slew if self._fast_hops > 0 else self.max_slew)
+        if self._fast_hops > 0:
+            self._fast_hops -= 1
+        step = max(-limit, min(limit, self._slew_left))
+        self._slew_left -= step
+        self.phase += nominal + step
+        return nominal + step
