@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,10 +33,14 @@ def test_live_engine_never_imports_torch():
 
 @pytest.mark.slow
 def test_wheel_carries_shaders_and_presets(tmp_path, repo_root):
+    # Build from a copy: setuptools leaves build/ and *.egg-info in the source tree.
+    src = tmp_path / "src"
+    shutil.copytree(repo_root, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache"))
     wheel_dir = tmp_path / "wheel"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir),
-         str(repo_root)],
+         str(src)],
         capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, build.stderr

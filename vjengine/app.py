@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vjengine.control.commands import Command, CommandQueue
+from vjengine.demo import resolve_bank_path
 from vjengine.errors import ConfigError
 from vjengine.mapping.preset import PresetLibrary, load_preset, resolve_preset_ref, shipped_preset_paths
 from vjengine.show.cues import CueRunner, load_cues
@@ -168,7 +169,7 @@ def build_setup(bank_args: list[str], args: argparse.Namespace) -> ShowSetup:
         crossfade_s, quantize, cue_path = sl.crossfade_s, sl.quantize, sl.cues
         extra_presets = list(sl.presets)
     else:
-        paths = [Path(b) for b in bank_args]
+        paths = [resolve_bank_path(b) for b in bank_args]
         names = unique_names(paths)
         bank_presets = [None] * len(paths)
     banks = [open_bank(p) for p in paths]

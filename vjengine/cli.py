@@ -73,6 +73,9 @@ def _dispatch(prog: str, commands: dict[str, tuple[str, str]], argv: list[str] |
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `vj-bank info BANK | head`
+        sys.stderr.close()
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

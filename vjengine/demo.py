@@ -112,6 +112,14 @@ def demo_bank_path() -> Path:
         return make_demo_bank(path)
 
 
+def resolve_bank_path(text: str) -> Path:
+    """A bank directory as given on a command line, where ``demo`` names the built-in demo bank."""
+    path = Path(text)
+    if text == "demo" and not path.exists():
+        return demo_bank_path()
+    return path
+
+
 def demo_audio_path() -> Path:
     """The demo loop (124 BPM kick, hats, bass) as a WAV in the user cache, made on first use."""
     path = cache_dir() / DEMO_AUDIO_NAME

@@ -6,10 +6,11 @@ import argparse
 import json
 
 from vjengine.bank.format import open_bank
+from vjengine.demo import resolve_bank_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bank", help="bank directory")
+    parser.add_argument("bank", help="bank directory (demo: the built-in demo bank)")
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON only")
 
 
@@ -18,7 +19,7 @@ def _mb(nbytes: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    bank = open_bank(args.bank)
+    bank = open_bank(resolve_bank_path(args.bank))
     if args.json:
         print(json.dumps(bank.manifest, indent=2))
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vjengine.bank.format import validate_bank
+from vjengine.demo import resolve_bank_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,6 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for path in args.bank:
-        bank = validate_bank(path)
+        bank = validate_bank(resolve_bank_path(path))
         print(f"ok  {bank!r}")
     return 0

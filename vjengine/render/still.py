@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vjengine.demo import resolve_bank_path
 from vjengine.errors import VJError
 
 log = logging.getLogger(__name__)
@@ -51,16 +52,6 @@ def parse_coord(text: str | None, bank) -> list[float]:
             raise VJError(f"--coord value {part!r} for axis {name!r} must be between 0 and 1")
         out.append(value)
     return out
-
-
-def resolve_bank_path(text: str) -> Path:
-    """A bank directory, or ``demo`` for the built-in demo bank (made on first use)."""
-    path = Path(text)
-    if text == "demo" and not path.exists():
-        from vjengine.demo import demo_bank_path
-
-        return demo_bank_path()
-    return path
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
