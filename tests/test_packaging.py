@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,23 @@ def test_live_engine_never_imports_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_live_show_never_imports_torch(tmp_path):
+    # The whole path of a show, headless: bank, audio file, mapping, render, OSC.
+    code = (
+        "import sys\n"
+        "from vjengine.cli import main\n"
+        f"rc = main(['demo', '--headless', '--duration', '1', '--screenshot', {str(tmp_path / 'last.png')!r}])\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+        "print('heavy:', heavy)\n"
+        "sys.exit(rc or (1 if heavy else 0))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "DISPLAY": ""})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "heavy: []" in result.stdout
+    assert (tmp_path / "last.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
