@@ -82,9 +82,6 @@ densify = {args.densify}
     t = result.timings_s
     builder_s = result.elapsed_s - t.get("load", 0.0) - t.get("seams", 0.0)
     builder_fps = n / builder_s
-    from vjengine.bank import open_bank
-
-    bank = open_bank(tmp / "bank")
     seams = result.seams["overall"]
 
     # --- naive: the full pipeline once per frame, same cells ------------------------------------

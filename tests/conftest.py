@@ -31,3 +31,14 @@ def shared_audio() -> Path:
 @pytest.fixture(scope="session")
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    """A headless EGL context per test module; the test fails on any GL error left behind."""
+    from _render_util import assert_no_gl_error, make_context
+
+    context = make_context()
+    yield context
+    assert_no_gl_error(context)
+    context.release()

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from _builder_fixtures import bank_cli, cli_env, require_build_extra, tiny_model, write_spec  # noqa: F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _render_util import assert_no_gl_error, make_context, random_bank
+from _render_util import assert_no_gl_error, random_bank
 from vjengine.bank import grid
 from vjengine.render.renderer import Renderer, blend_taps, program_k
 from vjengine.render.textures import plan_layout
@@ -17,14 +17,6 @@ CASES = [  # sizes, cyclic, channels
     ((2, 3, 3), (True, False, False), 4),
     ((2, 3, 2, 3), (False, True, False, True), 3),
 ]
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    ctx = make_context()
-    yield ctx
-    assert_no_gl_error(ctx)
-    ctx.release()
 
 
 def coordinates(sizes, cyclic, rng, count=24):

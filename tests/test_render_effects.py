@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from _render_util import assert_no_gl_error, make_context, random_bank
+from _render_util import random_bank
 from vjengine.bank import grid
 from vjengine.render.effects import (
     MIRROR_BOTH,
@@ -22,14 +22,6 @@ from vjengine.render.renderer import Renderer
 
 SIZES, CYCLIC = (3, 4), (False, True)
 COORD = [0.37, 0.61]
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    ctx = make_context()
-    yield ctx
-    assert_no_gl_error(ctx)
-    ctx.release()
 
 
 @pytest.fixture(scope="module")

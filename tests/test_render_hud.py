@@ -3,17 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
-from _render_util import assert_no_gl_error, make_context
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    ctx = make_context()
-    yield ctx
-    assert_no_gl_error(ctx)
-    ctx.release()
 
 
 def test_hud_draws_text_over_the_frame(ctx):
