@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from bank_builder.errors import WorkDirError
+from vjengine.bank.format import fsync_dir
 
 log = logging.getLogger("bank_builder")
 
@@ -36,14 +37,6 @@ def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
         h.update(f"{name}|{a.dtype.str}|{list(a.shape)}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class WorkDir:
@@ -95,7 +88,7 @@ class WorkDir:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def write_shard(self, name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> Path:
         """Write one shard atomically with its checksum; returns its path."""

@@ -310,7 +310,7 @@ def validate_bank(path: str | os.PathLike[str]) -> Bank:
 
 # --- writing --------------------------------------------------------------------------------
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -386,7 +386,7 @@ class BankWriter:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.partial / MANIFEST)
-        _fsync_dir(self.partial)
+        fsync_dir(self.partial)
         self.frames = self.latents = None  # drop the maps before the rename
         old = self.path.with_name(self.path.name + ".old")
         if old.exists():
@@ -394,7 +394,7 @@ class BankWriter:
         if self.path.exists():
             os.replace(self.path, old)
         os.replace(self.partial, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         if old.exists():
             shutil.rmtree(old)
         self.committed = True
