@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
 
     from bank_builder.preview import contact_sheet, walk_video
     from vjengine.bank import open_bank
+    from vjengine.demo import resolve_bank_path
 
-    bank = open_bank(args.bank)
+    bank = open_bank(resolve_bank_path(args.bank))
     if args.max_per_axis < 2 or args.thumb < 8:
         raise VJError("--max-per-axis must be >= 2 and --thumb >= 8")
     if args.seconds <= 0 or args.fps < 1:

@@ -91,6 +91,12 @@ class Analyzer:
         self.frame_rate_hz = self.samplerate / self.hop
         self.front = SpectralFrontEnd(samplerate=self.samplerate, n_fft=self.n_fft, bands=cfg.bands)
         self.band_names = self.front.band_names
+        nm, nk = self.front.n_mels, self.front.n_kick
+        self._n_onset_cols = nm + nk
+        self._onset_floor_db = cfg.gate_db - 30.0
+        self._flux_w = np.zeros((nm + nk, 2), dtype=np.float32)  # column means: mel flux, kick flux
+        self._flux_w[:nm, 0] = 1.0 / nm
+        self._flux_w[nm:, 1] = 1.0 / nk
         nb = len(self.band_names)
         self.latency_ms = cfg.latency_ms
 
@@ -104,7 +110,6 @@ class Analyzer:
         self._bands = [0.0] * nb
         self._chroma = np.zeros(12)
         self._chroma_w: dict[int, tuple[np.ndarray, float]] = {}
-        self._frame_index: dict[int, np.ndarray] = {}
         h = self.hop_s
         self._k_level = (_coef(cfg.level_attack_ms, h), _coef(cfg.level_release_ms, h))
         self._k_band = (_coef(cfg.band_attack_ms, h), _coef(cfg.band_release_ms, h))
@@ -222,49 +227,51 @@ class Analyzer:
 
     def _process_hops(self, chunk: np.ndarray, m: int) -> None:
         full = np.concatenate([self._hist, chunk])
-        idx = self._frame_index.get(m)
-        if idx is None:
-            idx = self._frame_index[m] = (np.arange(1, m + 1)[:, None] * self.hop + np.arange(self.n_fft)[None, :])
-        frames = full[idx]
+        # frame j ends at the last sample of hop j: a strided view, no copy
+        frames = np.ndarray((m, self.n_fft), dtype=np.float32, buffer=full, offset=self.hop * 4,
+                            strides=(self.hop * 4, 4))
         self._hist = full[-self.n_fft:]
         feat = self.front.compute(frames, chunk.reshape(m, self.hop))
 
         rms_db = 20.0 * np.log10(np.maximum(feat.rms, 1e-6))
-        fe = self.front
-        nm, nk = fe.n_mels, fe.n_kick
+        nmk = self._n_onset_cols
         logs = feat.log_feats
-        band_db = logs[:, nm + nk:]
+        band_db = logs[:, nmk:]
         # onset strength: log-mel (and kick-bin) spectral flux, lag 2 hops, floored below the gate
-        onset_db = np.maximum(logs[:, :nm + nk], self.config.gate_db - 30.0)
-        if self._prev_onset_db is None:
-            self._prev_onset_db = np.repeat(onset_db[:1], 2, axis=0)
-        both = np.concatenate([self._prev_onset_db, onset_db])
+        onset_db = np.maximum(logs[:, :nmk], self._onset_floor_db)
+        prev = self._prev_onset_db
+        if prev is None:
+            prev = np.repeat(onset_db[:1], 2, axis=0)
+        both = np.concatenate([prev, onset_db])
         self._prev_onset_db = both[-2:]
         rise = both[2:] - both[:-2]
         np.maximum(rise, 0.0, out=rise)
-        flux = rise[:, :nm].sum(axis=1) * (1.0 / nm)
-        kflux = rise[:, nm:].sum(axis=1) * (1.0 / nk)
+        fluxes = rise @ self._flux_w  # [m, 2]: mean mel rise, mean kick-bin rise
         low_db = band_db[:, :2].max(axis=1) if band_db.shape[1] >= 2 else band_db[:, 0]
 
-        gates = self._run_trackers(m, rms_db.tolist(), band_db.tolist(), flux.tolist(), kflux.tolist(),
-                                   low_db.tolist())
+        gates = self._run_trackers(m, rms_db.tolist(), band_db.tolist(), fluxes[:, 0].tolist(),
+                                   fluxes[:, 1].tolist(), low_db.tolist())
 
         # chroma: per-hop max-normalised pitch-class power, one-pole smoothed (exactly, in one step)
-        g = np.array(gates, dtype=np.float64)
-        chroma_lin = feat.chroma * (g / np.maximum(feat.chroma.max(axis=1), 1e-12))[:, None]
         w = self._chroma_w.get(m)
         if w is None:
             k = self._k_chroma
             w = self._chroma_w[m] = ((1.0 - k) * k ** np.arange(m - 1, -1, -1.0), k ** m)
-        self._chroma = w[1] * self._chroma + w[0] @ chroma_lin
+        chroma = feat.chroma
+        if all(gates):
+            coef = w[0] / np.maximum(chroma.max(axis=1), 1e-12)
+        else:
+            coef = w[0] * np.array(gates, dtype=np.float64) / np.maximum(chroma.max(axis=1), 1e-12)
+        self._chroma = w[1] * self._chroma + coef @ chroma
 
-        self._last["rms"] = float(feat.rms[-1])
-        self._last["rms_db"] = float(rms_db[-1])
-        self._last["centroid_hz"] = float(feat.centroid_hz[-1]) if gates[-1] else 0.0
-        self._last["gate"] = bool(gates[-1])
+        last = self._last
+        last["rms"] = float(feat.rms[-1])
+        last["rms_db"] = float(rms_db[-1])
+        last["centroid_hz"] = float(feat.centroid_hz[-1]) if gates[-1] else 0.0
+        last["gate"] = bool(gates[-1])
         if self.record:
             self._rec["rms_db"].append(rms_db)
-            self._rec["centroid"].append(feat.centroid_hz * g)
+            self._rec["centroid"].append(feat.centroid_hz * np.array(gates, dtype=np.float64))
 
     def _run_trackers(self, m: int, rms_db: list, band_db: list, flux: list, kflux: list, low_db: list) -> list:
         """The per-hop stateful part, in plain Python floats (cheaper than numpy on tiny vectors)."""
