@@ -522,13 +522,6 @@ class WindowPresenter(Presenter):
         self.window.close()
 
 
-def save_png(rgb: np.ndarray, path: str | Path) -> None:
-    """Save uint8 [H, W, 3] as PNG (matplotlib's writer: already a dependency)."""
-    import matplotlib.image  # noqa: PLC0415
-
-    matplotlib.image.imsave(str(path), rgb)
-
-
 def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
@@ -712,7 +705,9 @@ def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info:
         last = getattr(presenter, "last_renderer", None)
         if shot and last is not None:
             try:
-                save_png(last.read_rgb(), shot)
+                from vjengine.render.still import write_png  # noqa: PLC0415
+
+                write_png(Path(shot), last.read_rgb())
                 log.info("last frame saved to %s", shot)
             except Exception as exc:  # noqa: BLE001
                 log.error("could not save %s: %s", shot, exc)
