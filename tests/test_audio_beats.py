@@ -39,14 +39,19 @@ def test_click_and_kick_trains_tempo_and_phase(bpm, kind, sr):
         assert abs(err_beats * period_s - (rec["time_s"][i] - b)) <= 1.5 * a.hop_s
 
 
-@pytest.mark.parametrize("bpm", [124.0, 128.0, 174.0])
+@pytest.mark.parametrize("bpm", [90.0, 100.0, 124.0, 128.0, 174.0])
 def test_dance_loop_beats(bpm):
+    """Slow grooves too: off-beat hats make 90 BPM look like 180 to an autocorrelation; the kicks
+    on every other pulse of that grid pick the right level."""
     sr = 48000
     x, beats = dance_loop(bpm=bpm, seconds=12.0, sr=sr, seed=5)
     a = analyse(x, sr)
     assert a.bpm == pytest.approx(bpm, rel=0.02)
     est = np.array(a.beat_times)
-    settled = est[est > est[0] + SETTLE_S]
+    # a slow groove first locks at double tempo; halving it needs a few more bars of kicks (~2 s)
+    settle_s = SETTLE_S if bpm >= 110 else SETTLE_S + 2.5
+    settled = est[(est > est[0] + settle_s) & (est <= beats[-1] + a.hop_s)]  # no reference after the end
+    assert settled.size >= 8
     assert np.all(np.abs(nearest_errors_s(settled, beats)) <= a.hop_s)
 
 

@@ -147,6 +147,22 @@ def test_audio_frame_is_frozen_and_has_a_silent_constructor():
     assert d["bands"]["sub"] == 0.0 and len(d["chroma"]) == 12
 
 
+def test_snapshot_frames_are_ordinary_frozen_frames():
+    """The analyser builds frames with the fast ``from_fields`` path: same type, equality, frozen."""
+    import dataclasses
+
+    engine = AudioEngine.offline(48000)
+    engine.feed(tone(440.0, seconds=0.5, sr=48000))
+    f = engine.poll()
+    fields = {k: getattr(f, k) for k in AudioFrame.__dataclass_fields__}
+    assert f == AudioFrame(**fields)
+    with pytest.raises(FrozenInstanceError):
+        f.level = 0.5  # type: ignore[misc]
+    assert dataclasses.replace(f, level=0.25).level == 0.25 and f.level != 0.25
+    with pytest.raises(TypeError):
+        AudioFrame.from_fields({"level": 1.0})
+
+
 def test_ring_buffer_wraps_mixes_and_counts_overruns():
     ring = RingBuffer(10)
     ring.write(np.arange(6, dtype=np.float32))

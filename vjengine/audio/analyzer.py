@@ -54,6 +54,9 @@ class AnalysisConfig:
     harmonic_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # comb weights at lags L, 2L, 3L, 4L
     comb_mean: bool = False              # comb score: mean over usable harmonics (else sum / count)
     half_check: float = 0.35             # odd/even pulse ratio below which a tempo is halved
+    half_kick_check: float = 0.25        # ... or the kick-event ratio (kicks on every other pulse only)
+    half_kick_min_share: float = 0.5     # ... with kicks on at least this share of the strong pulses
+    half_kick_min_bpm: float = 70.0      # ... into a half tempo of at least this
     kick_weight: float = 1.0             # low-band flux added to the beat-tracking onset strength
     tempo_window_s: float = 8.0          # onset history the tempo and phase estimates look at
     tempo_update_s: float = 0.25
@@ -65,7 +68,7 @@ class AnalysisConfig:
     odf_delay_s: float = 0.012           # onset-strength peak lag behind the true onset (calibrated)
     lock_confidence: float = 0.12
     unlock_confidence: float = 0.02
-    min_lock_s: float = 1.5              # sound needed before the clock may lock
+    min_lock_s: float = 1.4              # sound needed before the clock may lock
     silence_unlock_s: float = 4.0
     beats_per_bar: int = 4
     latency_ms: float = 0.0              # output latency compensation: beats fire this much early
@@ -126,9 +129,13 @@ class Analyzer:
         self.tempo.comb_mean = cfg.comb_mean
         self.tempo.recent_s = cfg.tempo_recent_s
         self.tempo.half_check = cfg.half_check
+        self.tempo.half_kick_check = cfg.half_kick_check
+        self.tempo.kick_min_share = cfg.half_kick_min_share
+        self.tempo.half_kick_min_bpm = cfg.half_kick_min_bpm
         self.clock = BeatClock(hop_s=h, bpm=120.0, gain=cfg.pll_gain)
         self._win = int(round(cfg.tempo_window_s * self.frame_rate_hz))
         self._odf_buf = np.zeros(2 * self._win)
+        self._kick_buf = np.zeros(2 * self._win)  # kick events (1.0 on the hop a kick fired), same ring
         self._odf_i = 0
         self._tempo_every = max(1, int(round(cfg.tempo_update_s * self.frame_rate_hz)))
         self._gate_hold_hops = max(1, int(round(cfg.gate_hold_ms * 1e-3 / h)))
@@ -211,7 +218,7 @@ class Analyzer:
     def process(self, samples: np.ndarray) -> int:
         """Analyse every complete hop in ``samples`` (mono float32, any length); returns hops done."""
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if not np.isfinite(x).all():  # a broken driver must not poison the state with NaN
+        if not math.isfinite(x.sum()):  # a broken driver must not poison the state with NaN / inf
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         if self._pending.size:
             x = np.concatenate([self._pending, x])
@@ -233,7 +240,8 @@ class Analyzer:
         self._hist = full[-self.n_fft:]
         feat = self.front.compute(frames, chunk.reshape(m, self.hop))
 
-        rms_db = 20.0 * np.log10(np.maximum(feat.rms, 1e-6))
+        rms_list = feat.rms.tolist()
+        rms_db = [20.0 * math.log10(max(r, 1e-6)) for r in rms_list]
         nmk = self._n_onset_cols
         logs = feat.log_feats
         band_db = logs[:, nmk:]
@@ -246,11 +254,9 @@ class Analyzer:
         self._prev_onset_db = both[-2:]
         rise = both[2:] - both[:-2]
         np.maximum(rise, 0.0, out=rise)
-        fluxes = rise @ self._flux_w  # [m, 2]: mean mel rise, mean kick-bin rise
-        low_db = band_db[:, :2].max(axis=1) if band_db.shape[1] >= 2 else band_db[:, 0]
+        fluxes = (rise @ self._flux_w).tolist()  # m x [mean mel rise, mean kick-bin rise]
 
-        gates = self._run_trackers(m, rms_db.tolist(), band_db.tolist(), fluxes[:, 0].tolist(),
-                                   fluxes[:, 1].tolist(), low_db.tolist())
+        gates = self._run_trackers(m, rms_db, band_db.tolist(), fluxes)
 
         # chroma: per-hop max-normalised pitch-class power, one-pole smoothed (exactly, in one step)
         w = self._chroma_w.get(m)
@@ -265,15 +271,15 @@ class Analyzer:
         self._chroma = w[1] * self._chroma + coef @ chroma
 
         last = self._last
-        last["rms"] = float(feat.rms[-1])
-        last["rms_db"] = float(rms_db[-1])
+        last["rms"] = rms_list[-1]
+        last["rms_db"] = rms_db[-1]
         last["centroid_hz"] = float(feat.centroid_hz[-1]) if gates[-1] else 0.0
         last["gate"] = bool(gates[-1])
         if self.record:
-            self._rec["rms_db"].append(rms_db)
+            self._rec["rms_db"].append(np.array(rms_db))
             self._rec["centroid"].append(feat.centroid_hz * np.array(gates, dtype=np.float64))
 
-    def _run_trackers(self, m: int, rms_db: list, band_db: list, flux: list, kflux: list, low_db: list) -> list:
+    def _run_trackers(self, m: int, rms_db: list, band_db: list, fluxes: list) -> list:
         """The per-hop stateful part, in plain Python floats (cheaper than numpy on tiny vectors)."""
         cfg = self.config
         la, lr = self._k_level
@@ -290,6 +296,8 @@ class Analyzer:
         latency_beats_per_bpm = self.latency_ms * 1e-3 / 60.0
         nb = len(bands)
         gates = [False] * m
+        onsets_update, kicks_update = self.onsets.update, self.kicks.update
+        odf_buf, kick_buf = self._odf_buf, self._kick_buf
         rec = self.record
         if rec:
             rec_t = np.empty(m); rec_level = np.empty(m); rec_bands = np.empty((m, nb)); rec_str = np.empty(m)
@@ -305,24 +313,43 @@ class Analyzer:
             g = self._gate_left > 0
             gates[j] = g
             if g:
-                self._ref_db = ref = max(x_db, self._ref_db - ref_rel, gate_db)
+                ref = self._ref_db - ref_rel
+                if x_db > ref:
+                    ref = x_db
+                if gate_db > ref:
+                    ref = gate_db
+                self._ref_db = ref
+                x = 1.0 + (x_db - ref) * inv_range  # <= 1 (ref >= x_db)
+                if x < 0.0:
+                    x = 0.0
             else:
                 ref = self._ref_db
-            x = min(1.0, max(0.0, 1.0 + (x_db - ref) * inv_range)) if g else 0.0
+                x = 0.0
             level = x + (la if x > level else lr) * (level - x)
             bdb = band_db[j]
-            for b in range(nb):
-                if g:
-                    band_ref[b] = r = max(bdb[b], band_ref[b] - ref_rel, ref - band_floor)
-                    xb = min(1.0, max(0.0, 1.0 + (bdb[b] - r) * inv_range))
-                else:
-                    xb = 0.0
-                yb = bands[b]
-                bands[b] = xb + (ba if xb > yb else br) * (yb - xb)
-
-            odf = flux[j] if g else 0.0
-            fired, strength = self.onsets.update(odf, g)
-            kfired, _ = self.kicks.update(kflux[j] if g else 0.0, g and low_db[j] > ref - 30.0)
+            if g:
+                # each band: reference = max(band dB, last reference - release, overall ref - floor),
+                # value = 1 + (dB - reference) / range_db, >= 0 (<= 1 since reference >= dB)
+                fl = ref - band_floor
+                for b, v in enumerate(bdb):
+                    r = band_ref[b] - ref_rel
+                    if v > r:
+                        r = v
+                    if fl > r:
+                        r = fl
+                    band_ref[b] = r
+                    xb = 1.0 + (v - r) * inv_range
+                    if xb < 0.0:
+                        xb = 0.0
+                    yb = bands[b]
+                    bands[b] = xb + (ba if xb > yb else br) * (yb - xb)
+            else:
+                for b in range(nb):
+                    bands[b] *= br  # release toward 0
+            flux, kflux = fluxes[j]
+            odf = flux if g else 0.0
+            fired, strength = onsets_update(odf, g)
+            kfired, _ = kicks_update(kflux if g else 0.0, g and max(bdb[:2]) > ref - 30.0)
             t_end = (n + 1) * hop_s
             if fired:
                 self._onset_env = 1.0
@@ -341,7 +368,8 @@ class Analyzer:
 
             # onset history for tempo and phase (a doubled ring: the window is always contiguous)
             i = self._odf_i
-            self._odf_buf[i] = self._odf_buf[i + win] = odf + kick_w * kflux[j] if g else 0.0
+            odf_buf[i] = odf_buf[i + win] = odf + kick_w * kflux if g else 0.0
+            kick_buf[i] = kick_buf[i + win] = 1.0 if kfired else 0.0
             self._odf_i = (i + 1) % win
             if g:
                 self._sound_hops += 1
@@ -375,11 +403,11 @@ class Analyzer:
             r["locked"].append(rec_locked)
         return gates
 
-    def _history(self) -> np.ndarray:
-        """The onset-strength window, oldest first, ending at the newest hop."""
+    def _history(self, buf: np.ndarray | None = None) -> np.ndarray:
+        """The onset-strength window (or the same window of ``buf``), oldest first, ending at the newest hop."""
         n = min(self.n_hops, self._win)
         start = self._odf_i + self._win - n
-        return self._odf_buf[start:self._odf_i + self._win]
+        return (self._odf_buf if buf is None else buf)[start:self._odf_i + self._win]
 
     def _update_tempo(self) -> None:
         cfg = self.config
@@ -394,7 +422,7 @@ class Analyzer:
             if self._silent_hops * self.hop_s > cfg.silence_unlock_s:
                 self.locked = False
             return
-        bpm, conf = self.tempo.update(hist)
+        bpm, conf = self.tempo.update(hist, self._history(self._kick_buf))
         self.confidence = conf
         self.clock.bpm = bpm
         if not self.locked:
@@ -448,41 +476,41 @@ class Analyzer:
         self._shown_beat = max(self._shown_beat, beat_index)
         c_hz = self._last["centroid_hz"]
         centroid = 0.0 if c_hz <= 0 else min(1.0, max(0.0, math.log(c_hz / 100.0) / math.log(100.0)))
-        chroma = self._chroma
-        cmax = float(chroma.max())
-        chroma_n = tuple((chroma * (1.0 / cmax)).tolist()) if cmax > 1e-9 else (0.0,) * 12
-        f = AudioFrame(
-            time_s=self.time_s,
-            rms=self._last["rms"],
-            rms_db=self._last["rms_db"],
-            level=float(self._level),
-            bands=MappingProxyType(dict(zip(self.band_names, self._bands))),
-            band_names=self.band_names,
-            centroid=centroid,
-            centroid_hz=c_hz,
-            onset_strength=float(self._last["strength"]),
-            onset=self._flags["onset"],
-            onset_env=self._onset_env,
-            kick=self._flags["kick"],
-            kick_env=self._kick_env,
-            chroma=chroma_n,
-            bpm=float(self.clock.bpm),
-            beat_phase=frac,
-            bar_phase=(in_bar + frac) / bpb,
-            beat_in_bar=int(in_bar),
-            beats_per_bar=bpb,
-            beat_count=int(beat_index),
-            beat=beat_flag,
-            bar=beat_flag and in_bar == 0,
-            beat_env=math.exp(-4.0 * frac) if self.locked else 0.0,
-            locked=self.locked,
-            confidence=float(min(1.0, self.confidence * 2.0)),
-            tempo_source=self.tempo_source,
-            input_ok=input_ok,
-            input_status=input_status,
-            gate_open=self._last["gate"],
-            hops=self._hops_since_snapshot,
-        )
+        chroma = self._chroma.tolist()  # 12 values: plain floats are cheaper than numpy here
+        cmax = max(chroma)
+        chroma_n = tuple([v / cmax for v in chroma]) if cmax > 1e-9 else (0.0,) * 12
+        f = AudioFrame.from_fields({
+            "time_s": self.time_s,
+            "rms": self._last["rms"],
+            "rms_db": self._last["rms_db"],
+            "level": float(self._level),
+            "bands": MappingProxyType(dict(zip(self.band_names, self._bands))),
+            "band_names": self.band_names,
+            "centroid": centroid,
+            "centroid_hz": c_hz,
+            "onset_strength": float(self._last["strength"]),
+            "onset": self._flags["onset"],
+            "onset_env": self._onset_env,
+            "kick": self._flags["kick"],
+            "kick_env": self._kick_env,
+            "chroma": chroma_n,
+            "bpm": float(self.clock.bpm),
+            "beat_phase": frac,
+            "bar_phase": (in_bar + frac) / bpb,
+            "beat_in_bar": int(in_bar),
+            "beats_per_bar": bpb,
+            "beat_count": int(beat_index),
+            "beat": beat_flag,
+            "bar": beat_flag and in_bar == 0,
+            "beat_env": math.exp(-4.0 * frac) if self.locked else 0.0,
+            "locked": self.locked,
+            "confidence": float(min(1.0, self.confidence * 2.0)),
+            "tempo_source": self.tempo_source,
+            "input_ok": input_ok,
+            "input_status": input_status,
+            "gate_open": self._last["gate"],
+            "hops": self._hops_since_snapshot,
+        })
         for k in self._flags:
             self._flags[k] = False
         self._hops_since_snapshot = 0

@@ -4,6 +4,9 @@
   rising edge (the least latency a causal detector can have) with a refractory period.
 - :class:`TempoTracker`: autocorrelation of the last ``window_s`` seconds of onset strength, scored
   by a harmonic comb (lags L, 2L, 3L, 4L) times a log-Gaussian tempo prior, smoothed over time.
+  The metrical level is then checked on the best grid: if every other pulse is weak in onset
+  strength, or the kick detector fires on every other pulse only (off-beat hats make a 90 BPM
+  groove look like 180 BPM), the tempo is halved.
 - :class:`BeatClock`: a phase-locked oscillator. It predicts beats from its own phase and nudges
   that phase (by a bounded change of rate, never a jump) toward the beat grid that best explains
   the recent onsets.
@@ -38,9 +41,15 @@ class OnsetTracker:
 
     def update(self, value: float, enabled: bool = True) -> tuple[bool, float]:
         """Feed one hop; returns (onset fired, strength 0..1)."""
-        self.peak = max(value, self.peak * self._peak_k, self._min_peak)
-        threshold = self.mean + self.threshold * self.peak
-        self.mean = self._mean_k * self.mean + (1.0 - self._mean_k) * value
+        peak = self.peak * self._peak_k  # plain comparisons: this runs per hop per detector
+        if value > peak:
+            peak = value
+        if peak < self._min_peak:
+            peak = self._min_peak
+        self.peak = peak
+        mean = self.mean
+        threshold = mean + self.threshold * peak
+        self.mean = mean + (1.0 - self._mean_k) * (value - mean)
         self._since += 1
         fired = False
         if value > threshold and enabled:
@@ -50,7 +59,8 @@ class OnsetTracker:
             self._above = True
         else:
             self._above = False
-        return fired, min(1.0, value / self.peak)
+        strength = value / peak
+        return fired, (strength if strength < 1.0 else 1.0)
 
 
 def _interp(arr: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -82,7 +92,12 @@ class TempoTracker:
         self.comb_mean = True
         self.recent_s = 0.0
         self._recency: dict[int, np.ndarray] = {}
+        self._comb: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._unbias: dict[int, tuple[int, np.ndarray]] = {}
         self.half_check = 0.35
+        self.half_kick_check = 0.25  # kick share on the weak pulses below which a tempo is halved
+        self.kick_min_share = 0.5    # ... if kicks land on at least this share of the strong pulses
+        self.half_kick_min_bpm = 70.0  # ... and the half tempo is at least this (BPM)
         self.half_votes_needed = 3  # consecutive updates before halving (no flips on transitions)
         self._half_votes = 0
         self.scores = np.zeros_like(self.bpms)
@@ -94,13 +109,20 @@ class TempoTracker:
         """Unbiased, mean-removed autocorrelation normalised to 1 at lag 0."""
         x = history - history.mean()
         n = x.size
-        nfft = scipy.fft.next_fast_len(2 * n)
+        unbias = self._unbias.get(n)
+        if unbias is None:
+            unbias = self._unbias[n] = (scipy.fft.next_fast_len(2 * n, True), 1.0 / (n - np.arange(n)))
+        nfft, inv_count = unbias
         spec = scipy.fft.rfft(x, nfft)
-        r = scipy.fft.irfft(spec.real ** 2 + spec.imag ** 2, nfft)[:n]
-        r = r / (n - np.arange(n))
-        return r / r[0] if r[0] > 1e-12 else np.zeros(n)
+        power = np.abs(spec)
+        np.square(power, out=power)
+        r = scipy.fft.irfft(power, nfft)[:n]
+        r *= inv_count
+        return r * (1.0 / r[0]) if r[0] > 1e-12 else np.zeros(n)
 
-    def update(self, history: np.ndarray) -> tuple[float, float]:
+    def update(self, history: np.ndarray, kick_history: np.ndarray | None = None) -> tuple[float, float]:
+        """One tempo update from the onset-strength window (oldest first); ``kick_history`` (same
+        length: 1 where the kick detector fired, else 0) helps pick the metrical level."""
         if self.recent_s > 0:  # weight recent onsets more, so a new tempo takes over sooner
             w = self._recency.get(history.size)
             if w is None:
@@ -110,12 +132,19 @@ class TempoTracker:
         else:
             r = self.acf(history)
         self._acf = r
-        pos = self.lags[:, None] * self._harmonics[None, :]
-        comb = _interp(r, pos)
-        # mean over the harmonics the history can support (a lag up to half its length)
-        valid = (pos <= 0.5 * r.size) * self._hweights
-        denom = np.maximum(valid.sum(axis=1), 1e-9) if self.comb_mean else self._hweights.sum()
-        comb = (comb * valid).sum(axis=1) / denom
+        comb_w = self._comb.get((r.size, self.comb_mean))
+        if comb_w is None:  # interpolation indices and weights depend only on the history length
+            pos = self.lags[:, None] * self._harmonics[None, :]
+            # mean over the harmonics the history can support (a lag up to half its length)
+            valid = (pos <= 0.5 * r.size) * self._hweights
+            denom = np.maximum(valid.sum(axis=1), 1e-9) if self.comb_mean else self._hweights.sum()
+            pos = np.clip(pos, 0.0, r.size - 1.000001)
+            i0 = pos.astype(np.int64)
+            f = pos - i0
+            w = valid / np.reshape(denom, (-1, 1))
+            comb_w = self._comb[(r.size, self.comb_mean)] = (i0, (1.0 - f) * w, f * w)
+        i0, w0, w1 = comb_w
+        comb = (r[i0] * w0 + r[i0 + 1] * w1).sum(axis=1)
         new = np.clip(comb, 0.0, None) * self.prior
         self.scores = self._keep * self.scores + (1.0 - self._keep) * new
         i = int(np.argmax(self.scores))
@@ -133,7 +162,16 @@ class TempoTracker:
             # (which of the two holds the clicks depends on where the newest pulse falls)
             even, odd = grid_salience(history, 60.0 * self.frame_rate_hz / bpm, frame_rate_hz=self.frame_rate_hz)
             weak, strong = min(odd, even), max(odd, even)
-            self._half_votes = self._half_votes + 1 if weak < self.half_check * strong else 0
+            halve = weak < self.half_check * strong
+            if not halve and kick_history is not None and self.half_kick_check > 0 \
+                    and half >= self.half_kick_min_bpm:
+                # kicks on every other pulse only (a 90 BPM groove with off-beat hats reads as 180)
+                k_even, k_odd = grid_salience(kick_history, 60.0 * self.frame_rate_hz / bpm,
+                                              frame_rate_hz=self.frame_rate_hz, hit_threshold=0.45,
+                                              tolerance_hops=3)
+                k_weak, k_strong = min(k_even, k_odd), max(k_even, k_odd)
+                halve = k_strong >= self.kick_min_share and k_weak <= self.half_kick_check * k_strong
+            self._half_votes = self._half_votes + 1 if halve else 0
             if self._half_votes >= self.half_votes_needed:
                 i = int(np.argmin(np.abs(self.bpms - half)))
                 lo, hi = max(0, i - 2), min(self.bpms.size, i + 3)
@@ -155,6 +193,9 @@ class TempoTracker:
         return float(self.bpms[i])
 
 
+_GRID_CACHE: dict[tuple, tuple[np.ndarray, ...]] = {}
+
+
 def beat_offset(history: np.ndarray, period_hops: float, *, weight_s: float, frame_rate_hz: float,
                 max_beats: int = 12) -> tuple[float, float]:
     """Where the beat grid of ``period_hops`` sits in the recent onset strength.
@@ -166,11 +207,21 @@ def beat_offset(history: np.ndarray, period_hops: float, *, weight_s: float, fra
     n_beats = int(min(max_beats, (n - 1) // period_hops))
     if n_beats < 1:
         return 0.0, 0.0
-    d = np.arange(0.0, period_hops, 1.0)
-    k = np.arange(n_beats, dtype=np.float64)
-    w = np.exp(-k * period_hops / (weight_s * frame_rate_hz))
-    pos = (n - 1) - d[:, None] - k[None, :] * period_hops
-    score = (_interp(history, pos) * w[None, :]).sum(axis=1)
+    key = (n, period_hops, n_beats, weight_s * frame_rate_hz)
+    grid = _GRID_CACHE.get(key)
+    if grid is None:  # the same grid is asked for several times between tempo changes
+        d = np.arange(0.0, period_hops, 1.0)
+        k = np.arange(n_beats, dtype=np.float64)
+        w = np.exp(-k * period_hops / (weight_s * frame_rate_hz))
+        pos = np.clip((n - 1) - d[:, None] - k[None, :] * period_hops, 0.0, n - 1.000001)
+        i0 = pos.astype(np.int64)
+        f = pos - i0
+        grid = (d, i0, (1.0 - f) * w[None, :], f * w[None, :])
+        if len(_GRID_CACHE) >= 16:
+            _GRID_CACHE.clear()
+        _GRID_CACHE[key] = grid
+    d, i0, w0, w1 = grid
+    score = (history[i0] * w0 + history[i0 + 1] * w1).sum(axis=1)
     i = int(np.argmax(score))
     # circular parabolic refinement
     a, b, c = score[i - 1], score[i], score[(i + 1) % score.size]
@@ -182,16 +233,25 @@ def beat_offset(history: np.ndarray, period_hops: float, *, weight_s: float, fra
 
 
 def grid_salience(history: np.ndarray, period_hops: float, *, frame_rate_hz: float,
-                  span_s: float = 4.0) -> tuple[float, float]:
-    """Mean onset strength on the even and on the odd pulses of the best-aligned grid of this period."""
+                  span_s: float = 4.0, hit_threshold: float | None = None,
+                  tolerance_hops: int = 2) -> tuple[float, float]:
+    """Mean onset strength on the even and on the odd pulses of the best-aligned grid of this period.
+
+    With ``hit_threshold`` (for an event history, e.g. kicks as 1.0), the share of pulses whose
+    value reaches it instead. Each pulse is read as the max over +-``tolerance_hops`` (small tempo
+    and timing errors). The period is rounded to 1/8 hop so the grid cache hits.
+    """
+    period_hops = round(period_hops * 8.0) / 8.0
     d, _ = beat_offset(history, period_hops, weight_s=span_s, frame_rate_hz=frame_rate_hz)
     n_beats = int(min(span_s * frame_rate_hz / period_hops, (history.size - 1 - d) // period_hops))
     if n_beats < 2:
         return 1.0, 1.0
     k = np.arange(n_beats + 1, dtype=np.float64)
-    # the max over +-2 hops around each pulse tolerates small tempo and timing errors
-    pos = (history.size - 1) - d - k[:, None] * period_hops + np.arange(-2, 3)[None, :]
+    offsets = np.arange(-tolerance_hops, tolerance_hops + 1)
+    pos = (history.size - 1) - d - k[:, None] * period_hops + offsets[None, :]
     vals = _interp(history, pos).max(axis=1)
+    if hit_threshold is not None:
+        vals = (vals >= hit_threshold).astype(np.float64)
     return float(vals[0::2].mean()), float(vals[1::2].mean())
 
 
@@ -229,11 +289,17 @@ class BeatClock:
 
     def advance(self) -> float:
         """Advance one hop; returns how much nominal phase was added (for event interpolation)."""
-        nominal = self.rate
-        limit = nominal * (self.fast_slew if self._fast_hops > 0 else self.max_slew)
+        nominal = self.bpm * self.hop_s / 60.0
         if self._fast_hops > 0:
             self._fast_hops -= 1
-        step = max(-limit, min(limit, self._slew_left))
+            limit = nominal * self.fast_slew
+        else:
+            limit = nominal * self.max_slew
+        step = self._slew_left
+        if step > limit:
+            step = limit
+        elif step < -limit:
+            step = -limit
         self._slew_left -= step
         self.phase += nominal + step
         return nominal + step
