@@ -183,6 +183,18 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, unit="frame", desc=desc, dynamic_ncols=True, smoothing=0.1)
 
 
+def _close_render(bar: Any, hashes: Any, presenter: Any, renderers: list[Any], ctx: Any) -> None:
+    """Finish an offline render in order: progress bar, hash file, encoder (muxes), then GL."""
+    if bar is not None:
+        bar.close()
+    if hashes is not None:
+        hashes.close()
+    presenter.close()
+    for r in renderers:
+        r.release()
+    ctx.release()
+
+
 # ---------------------------------------------------------------------------------------------
 # Song render
 
@@ -233,14 +245,7 @@ def render_song(args: argparse.Namespace) -> int:
         for _ in range(n_frames):
             loop.step()
     finally:
-        if bar is not None:
-            bar.close()
-        if hashes is not None:
-            hashes.close()
-        presenter.close()
-        for r in renderers:
-            r.release()
-        ctx.release()
+        _close_render(bar, hashes, presenter, renderers, ctx)
         if tmp_dir is not None:
             tmp_dir.cleanup()
     wall = time.perf_counter() - t0
@@ -347,14 +352,7 @@ def render_replay(args: argparse.Namespace) -> int:
                                 rf.index, rf.output, {"bank": state.bank, "coord": state.coord})
             n += 1
     finally:
-        if bar is not None:
-            bar.close()
-        if hashes is not None:
-            hashes.close()
-        presenter.close()
-        for r in renderers:
-            r.release()
-        ctx.release()
+        _close_render(bar, hashes, presenter, renderers, ctx)
     log.info("%s: replayed %d frames%s", args.output, n, "" if not diverged else f" (diverged at frame {diverged - 1})")
     return 0
 
