@@ -37,6 +37,15 @@ def run_for(engine: AudioEngine, seconds: float, frames: list, until=None) -> No
         time.sleep(0.01)
 
 
+def run_while_playing(engine: AudioEngine, player: subprocess.Popen, frames: list, max_s: float = 10.0) -> None:
+    """Poll while ``player`` runs (its start-up delay varies with load), then 0.1 s more."""
+    t_end = time.monotonic() + max_s
+    while player.poll() is None and time.monotonic() < t_end:
+        run_for(engine, 0.05, frames)
+    run_for(engine, 0.1, frames)
+    player.wait(timeout=10)
+
+
 def main(workdir: str) -> None:
     work = Path(workdir)
     files = {}
@@ -52,12 +61,15 @@ def main(workdir: str) -> None:
     source = CaptureSource("pulse", samplerate=SR, blocksize=256, retry_s=0.5, stall_s=0.5)
     engine = AudioEngine(source)
     frames: list = []
+    # Wait until the stream really delivers (opening PortAudio on pulse can take a while on a busy
+    # machine), then let the gate and gain settle on the sink's silence.
+    delivering: list = []
+    run_for(engine, 10.0, delivering, until=lambda f: f.input_ok and sum(g.hops for g in delivering) > 200)
     run_for(engine, 0.3, frames)
     for hz, path in files.items():
         p = play(path)
         seen = []
-        run_for(engine, 1.6, seen)
-        p.wait(timeout=10)
+        run_while_playing(engine, p, seen)
         loud = [f for f in seen if f.gate_open and f.level > 0.5]
         if loud:
             mid = loud[len(loud) // 2]
@@ -70,8 +82,7 @@ def main(workdir: str) -> None:
 
     p = play(work / "loop.wav")
     seen = []
-    run_for(engine, 9.2, seen)
-    p.wait(timeout=20)
+    run_while_playing(engine, p, seen, max_s=20.0)
     beats = [f.time_s for f in seen if f.beat]
     result["loop"] = {"bpm": seen[-1].bpm, "locked": seen[-1].locked, "beats": len(beats),
                       "beat_intervals_s": np.diff(beats).tolist(), "status": seen[-1].input_status}
