@@ -186,9 +186,10 @@ def test_python_osc_client_bundles_nested_and_future_time_tag(server: OscServer,
     assert time.perf_counter() < sent_perf_s + delay_s, "the machine stalled for over 1.5 s"
     assert queue.drain(time.perf_counter()) == []  # held back: not due yet
     due = collector.wait_for(2, timeout_s=5.0)
-    assert [(c.kind, c.value) for c in due] == [("intensity", 0.25), ("tap", None)]
-    assert due[0].apply_at_s == pytest.approx(sent_perf_s + delay_s, abs=0.15)
-    assert time.perf_counter() >= due[0].apply_at_s
+    # Both carry the bundle's time; coalescing of absolute controls (intensity) may put the tap first.
+    assert sorted((c.kind, str(c.value)) for c in due) == [("intensity", "0.25"), ("tap", "None")]
+    assert all(c.apply_at_s == pytest.approx(sent_perf_s + delay_s, abs=0.15) for c in due)
+    assert time.perf_counter() >= max(c.apply_at_s for c in due)
 
     too_late = osc_bundle_builder.OscBundleBuilder(time.time() + 3600)
     too_late.add_content(msg("/vj/tap"))
@@ -356,12 +357,21 @@ def test_observer_errors_and_renames_do_not_stop_the_server(server: OscServer, q
 
     server.observer = broken
     server.set_names(["hue"], None)
-    time.sleep(0.2)  # a worker process takes the new names from its control pipe
-    send_raw(server.port, encode_message("/vj/axis/hue", [0.5]))
+    # A worker process takes the new names from its control pipe: poll until "hue" is accepted.
+    applied: list[Command] = []
+
+    def hue_accepted() -> bool:
+        applied.extend(queue.drain())
+        return bool(applied)
+
+    deadline = time.monotonic() + 10.0
+    while not applied and time.monotonic() < deadline:
+        send_raw(server.port, encode_message("/vj/axis/hue", [0.5]))
+        wait_until(hue_accepted, 0.2)
+    assert [(c.target, c.value) for c in applied][:1] == [("hue", 0.5)]
+    rejected_before = server.stats.snapshot()["rejected_total"]
     send_raw(server.port, encode_message("/vj/axis/mood", [0.5]))  # no longer exists
-    (cmd,) = Collector(queue).wait_for(1)
-    assert (cmd.target, cmd.value) == ("hue", 0.5)
-    assert _stats_total(server, "rejected_total", 1)
+    assert _stats_total(server, "rejected_total", rejected_before + 1)
 
 
 def test_stop_is_prompt_and_frees_the_port(queue: CommandQueue) -> None:
