@@ -33,12 +33,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bank_builder.errors import SpecError
+from vjengine.config import ConfigError, load_toml, parse_toml
 
 AXIS_KINDS = ("prompt", "seed", "token_weight", "guidance", "strength", "jitter")
 SCHEDULERS = ("default", "ddim", "euler", "euler_a", "dpm++", "unipc", "lcm", "pndm", "lms", "heun")
@@ -250,20 +250,18 @@ def load_spec(path: str | Path) -> BankSpec:
     """Read and validate a spec file. Raises :class:`SpecError` naming the file and the key."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: spec file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the spec ({exc})") from None
-    return parse_spec(text, source=str(path), base_dir=path.parent)
+        table = load_toml(path, what="spec file")
+    except ConfigError as exc:  # same text, as the builder's own error type
+        raise SpecError(str(exc)) from None
+    return spec_from_dict(table, source=str(path), base_dir=path.parent)
 
 
 def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | Path = ".") -> BankSpec:
     """Validate spec TOML ``text``; relative paths resolve against ``base_dir``."""
     try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{source}: not valid TOML ({exc})") from None
+        table = parse_toml(text, source)
+    except ConfigError as exc:
+        raise SpecError(str(exc)) from None
     return spec_from_dict(table, source=source, base_dir=Path(base_dir))
 
 

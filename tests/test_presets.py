@@ -60,7 +60,7 @@ BAD = [
     ('name="x"\n[fx]\nzoom = { mode = "direct", feature = "rms", wobble = 2 }\n', "fx.zoom.wobble", "unknown key"),
     ('name = 3\n', "name", "non-empty string"),
     ('name="x"\nglide_ms = -1\n', "glide_ms", "ms in"),
-    ('name="x"\n[[layer\n', "", "invalid TOML"),
+    ('name="x"\n[[layer\n', "", "not valid TOML"),
 ]
 
 

@@ -31,13 +31,16 @@ def fail(source: str | Path, key: str, message: str) -> ConfigError:
     return ConfigError(where + message)
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; a missing file or a syntax error is a ConfigError naming the file."""
+def load_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """Parse a TOML file; a missing file or a syntax error is a ConfigError naming the file.
+
+    ``what`` names the file in the not-found message (e.g. "spec file" for a bank spec).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise ConfigError(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     return parse_toml(text, path)
@@ -47,7 +50,7 @@ def parse_toml(text: str, source: str | Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
 
 
 def check_range(value: float, lo: float | None, hi: float | None, source: str | Path, key: str) -> None:
