@@ -7,14 +7,7 @@
 // (llvmpipe runs both sides of a branch on a uniform, so switched-off stages are compiled out).
 // Without FEEDBACK the output is the displayed image (intensity and flash applied here). With FEEDBACK
 // it is the trail state, and the output pass applies intensity and flash, so they stay out of the loop.
-
-#ifdef VERTEX
-// One triangle that covers the viewport; no vertex buffer needed.
-void main() {
-    vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
-    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
-}
-#endif
+// Fragment stage only: the vertex stage is fullscreen.glsl.
 
 #ifdef FRAGMENT
 #if SPLIT

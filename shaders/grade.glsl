@@ -2,13 +2,7 @@
 // Grade pass, at bank resolution, only while feedback trails are on: intensity and flash applied to
 // the trail state into a separate image, so they stay out of the feedback loop. (Without trails the
 // blend pass applies them itself.) Cheaper than grading in the output pass: bank pixels, not output.
-
-#ifdef VERTEX
-void main() {
-    vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
-    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
-}
-#endif
+// Fragment stage only: the vertex stage is fullscreen.glsl.
 
 #ifdef FRAGMENT
 uniform sampler2D state;

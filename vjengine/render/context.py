@@ -54,11 +54,16 @@ def program_source(name: str, stage: str, defines: Mapping[str, object] | None =
     return "\n".join(lines) + "\n" + body
 
 
-def load_program(ctx: moderngl.Context, name: str, defines: Mapping[str, object] | None = None) -> moderngl.Program:
-    """Compile and link ``shaders/<name>.glsl`` with the given ``#define`` values."""
+def load_program(ctx: moderngl.Context, name: str, defines: Mapping[str, object] | None = None,
+                 vertex: str | None = None) -> moderngl.Program:
+    """Compile and link ``shaders/<name>.glsl`` with the given ``#define`` values.
+
+    ``vertex`` takes the vertex stage from another file instead, e.g. ``"fullscreen"``: the one
+    full-screen triangle every full-screen pass shares, kept in one place.
+    """
     try:
         return ctx.program(
-            vertex_shader=program_source(name, "VERTEX", defines),
+            vertex_shader=program_source(vertex or name, "VERTEX", defines),
             fragment_shader=program_source(name, "FRAGMENT", defines),
         )
     except moderngl.Error as exc:

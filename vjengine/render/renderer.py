@@ -154,7 +154,7 @@ class Renderer:
             prog["image"].value = 0
             self._output_progs[cubic] = prog
             self._output_vaos[cubic] = ctx.vertex_array(prog, [(self._output_vbo, "2f 2f", "in_pos", "in_uv")])
-        self._grade_prog = load_program(ctx, "grade")
+        self._grade_prog = load_program(ctx, "grade", vertex="fullscreen")
         self._grade_prog["state"].value = 0
         self._grade_vao = ctx.vertex_array(self._grade_prog, [])
         self._graded: moderngl.Texture | None = None  # trail state with intensity and flash, when both on
@@ -206,7 +206,7 @@ class Renderer:
         if key not in self._blend_programs:
             defines = {"K": k, "SPLIT": int(split), "CROSSFADE": int(crossfade), "FEEDBACK": int(feedback),
                        "HUE": int(hue), "GRADE": int(grade)}
-            prog = load_program(self.ctx, "blend", defines)
+            prog = load_program(self.ctx, "blend", defines, vertex="fullscreen")
             self._blend_programs[key] = (prog, self.ctx.vertex_array(prog, []))
         return self._blend_programs[key]
 
