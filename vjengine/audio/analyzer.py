@@ -6,7 +6,9 @@ order, and keeps the state an :class:`~vjengine.audio.frame.AudioFrame` snapshot
 Results do not depend on how the samples were blocked (updates happen at fixed hop indices).
 
 Work per batch of hops is vectorised (one FFT and one projection matmul for all new hops); only
-the small stateful trackers run per hop.
+the small stateful trackers run per hop, in plain Python floats. A batch is the few hops that arrived
+since the last video frame, so the cost is dominated by the number of numpy calls per batch: buffers
+are preallocated and the views into them cached per batch size.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from vjengine.audio.frame import AudioFrame
 from vjengine.audio.trackers import BeatClock, OnsetTracker, TempoTracker, beat_offset
 
 _MAX_BATCH_HOPS = 64  # hops analysed per vectorised batch (keeps the frame arrays in cache)
+_CHROMA_EVERY = 4     # chroma (colour, smoothed over ~150 ms) takes every 4th hop's spectrum
+_EMPTY = np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,10 @@ class AnalysisConfig:
     half_kick_min_bpm: float = 70.0      # ... into a half tempo of at least this
     kick_weight: float = 1.0             # low-band flux added to the beat-tracking onset strength
     tempo_window_s: float = 8.0          # onset history the tempo and phase estimates look at
-    tempo_update_s: float = 0.25
+    tempo_update_s: float = 0.5
     tempo_recent_s: float = 4.0          # exponential recency weighting of the tempo window (0: none)
     tempo_smoothing_s: float = 1.0
-    phase_update_hops: int = 16
+    phase_update_hops: int = 32          # beat-grid fit every ~170 ms
     phase_weight_s: float = 1.0          # recency weighting of the beat-grid fit
     pll_gain: float = 0.5
     odf_delay_s: float = 0.012           # onset-strength peak lag behind the true onset (calibrated)
@@ -92,33 +96,37 @@ class Analyzer:
         self.n_fft = self.hop * cfg.fft_hops
         self.hop_s = self.hop / self.samplerate
         self.frame_rate_hz = self.samplerate / self.hop
-        self.front = SpectralFrontEnd(samplerate=self.samplerate, n_fft=self.n_fft, bands=cfg.bands)
+        self.front = SpectralFrontEnd(samplerate=self.samplerate, n_fft=self.n_fft, bands=cfg.bands,
+                                      max_hops=_MAX_BATCH_HOPS)
         self.band_names = self.front.band_names
         nm, nk = self.front.n_mels, self.front.n_kick
-        self._n_onset_cols = nm + nk
         self._onset_floor_db = cfg.gate_db - 30.0
-        self._flux_w = np.zeros((nm + nk, 2), dtype=np.float32)  # column means: mel flux, kick flux
-        self._flux_w[:nm, 0] = 1.0 / nm
-        self._flux_w[nm:, 1] = 1.0 / nk
+        self._flux_w = np.zeros((2, nm + nk), dtype=np.float32)  # row means: mel flux, kick flux
+        self._flux_w[0, :nm] = 1.0 / nm
+        self._flux_w[1, nm:] = 1.0 / nk
         nb = len(self.band_names)
         self.latency_ms = cfg.latency_ms
 
         self.n_hops = 0
-        self._hist = np.zeros(self.n_fft, dtype=np.float32)
-        self._pending = np.zeros(0, dtype=np.float32)
-        self._prev_onset_db: np.ndarray | None = None
+        # the last n_fft samples analysed, then room for one batch of new hops
+        self._sig = np.zeros(self.n_fft + _MAX_BATCH_HOPS * self.hop, dtype=np.float32)
+        self._views: dict[int, tuple] = {}  # batch size -> views into _sig and _onset_cols
+        self._pending = _EMPTY
+        # floored onset dB, one column per hop: the two hops before the batch (flux lag 2), then the batch
+        self._onset_cols = np.zeros((nm + nk, _MAX_BATCH_HOPS + 2), dtype=np.float32)
+        self._onset_primed = False
         self._ref_db = cfg.gate_db
         self._band_ref = [cfg.gate_db - cfg.band_floor_db] * nb
         self._level = 0.0
         self._bands = [0.0] * nb
-        self._chroma = np.zeros(12)
-        self._chroma_w: dict[int, tuple[np.ndarray, float]] = {}
+        self._chroma = [0.0] * 12
+        self._chroma_shown: tuple = (None, (0.0,) * 12)  # (the chroma list it was made from, max-normalised)
         h = self.hop_s
         self._k_level = (_coef(cfg.level_attack_ms, h), _coef(cfg.level_release_ms, h))
         self._k_band = (_coef(cfg.band_attack_ms, h), _coef(cfg.band_release_ms, h))
         self._k_onset_env = _coef(cfg.onset_release_ms, h)
         self._k_kick_env = _coef(cfg.kick_release_ms, h)
-        self._k_chroma = _coef(cfg.chroma_smooth_ms, h)
+        self._k_chroma = _coef(cfg.chroma_smooth_ms, h) ** _CHROMA_EVERY
         self.onsets = OnsetTracker(hop_s=h, threshold=cfg.onset_threshold, refractory_s=cfg.onset_refractory_ms * 1e-3)
         self.kicks = OnsetTracker(hop_s=h, threshold=cfg.kick_threshold, refractory_s=cfg.kick_refractory_ms * 1e-3,
                                   min_peak=1.0)
@@ -140,6 +148,12 @@ class Analyzer:
         self._tempo_every = max(1, int(round(cfg.tempo_update_s * self.frame_rate_hz)))
         self._gate_hold_hops = max(1, int(round(cfg.gate_hold_ms * 1e-3 / h)))
         self._gate_left = 0
+        # constants of the per-hop loop, unpacked once per batch
+        self._loop_consts = (
+            *self._k_level, *self._k_band, self._k_onset_env, self._k_kick_env, self._k_chroma, self._win, h,
+            1.0 / self.hop, cfg.gate_db, self._gate_hold_hops, cfg.ref_release_db_per_s * h, 1.0 / cfg.range_db,
+            cfg.band_floor_db, cfg.kick_weight, cfg.silence_unlock_s / h, nb,
+            min(1, nb - 1))  # (last: the kick detector listens while the lowest two bands carry sound)
 
         self.locked = False
         self.confidence = 0.0
@@ -218,120 +232,142 @@ class Analyzer:
     def process(self, samples: np.ndarray) -> int:
         """Analyse every complete hop in ``samples`` (mono float32, any length); returns hops done."""
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if not math.isfinite(x.sum()):  # a broken driver must not poison the state with NaN / inf
-            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         if self._pending.size:
             x = np.concatenate([self._pending, x])
-        m_total = x.size // self.hop
-        done = 0
-        while done < m_total:
+        hop = self.hop
+        m_total = x.size // hop
+        for done in range(0, m_total, _MAX_BATCH_HOPS):
             m = min(_MAX_BATCH_HOPS, m_total - done)
-            chunk = x[done * self.hop:(done + m) * self.hop]
-            self._process_hops(chunk, m)
-            done += m
-        self._pending = x[m_total * self.hop:].copy()
+            self._process_hops(x[done * hop:(done + m) * hop], m)
+        rest = x[m_total * hop:]
+        self._pending = rest.copy() if rest.size else _EMPTY
         return m_total
 
-    def _process_hops(self, chunk: np.ndarray, m: int) -> None:
-        full = np.concatenate([self._hist, chunk])
+    def _views_for(self, m: int) -> tuple:
+        """Views into the signal and onset buffers for a batch of ``m`` hops (made once per size)."""
+        n_fft, hop = self.n_fft, self.hop
+        sig, cols = self._sig, self._onset_cols
         # frame j ends at the last sample of hop j: a strided view, no copy
-        frames = np.ndarray((m, self.n_fft), dtype=np.float32, buffer=full, offset=self.hop * 4,
-                            strides=(self.hop * 4, 4))
-        self._hist = full[-self.n_fft:]
-        feat = self.front.compute(frames, chunk.reshape(m, self.hop))
+        frames = np.lib.stride_tricks.as_strided(sig[hop:], shape=(m, n_fft), strides=(hop * 4, 4),
+                                                 writeable=False)
+        views = (sig[n_fft:n_fft + m * hop], frames, sig[n_fft:n_fft + m * hop].reshape(m, hop),
+                 sig[:n_fft], sig[m * hop:m * hop + n_fft],
+                 cols[:, 2:2 + m], cols[:, :m], np.empty((cols.shape[0], m), dtype=np.float32),
+                 cols[:, :2], cols[:, m:m + 2])
+        self._views[m] = views
+        return views
 
-        rms_list = feat.rms.tolist()
-        rms_db = [20.0 * math.log10(max(r, 1e-6)) for r in rms_list]
-        nmk = self._n_onset_cols
-        logs = feat.log_feats
-        band_db = logs[:, nmk:]
+    def _process_hops(self, chunk: np.ndarray, m: int) -> None:
+        new, frames, hops, history, history_next, cur, lag2, rise, cols_head, cols_next = \
+            self._views.get(m) or self._views_for(m)
+        new[:] = chunk
+        energies = np.vecdot(hops, hops).tolist()  # hop sum of squares -> RMS
+        if not math.isfinite(sum(energies)):  # NaN / inf (or absurd values) from a broken driver
+            np.nan_to_num(self._sig, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            np.clip(self._sig, -64.0, 64.0, out=self._sig)  # not a signal: keep it from poisoning the state
+            energies = np.vecdot(hops, hops).tolist()
+        feat = self.front.compute(frames)
+        history[:] = history_next  # the window history for the next batch
+
         # onset strength: log-mel (and kick-bin) spectral flux, lag 2 hops, floored below the gate
-        onset_db = np.maximum(logs[:, :nmk], self._onset_floor_db)
-        prev = self._prev_onset_db
-        if prev is None:
-            prev = np.repeat(onset_db[:1], 2, axis=0)
-        both = np.concatenate([prev, onset_db])
-        self._prev_onset_db = both[-2:]
-        rise = both[2:] - both[:-2]
+        np.maximum(feat.onset_db, self._onset_floor_db, out=cur)
+        if not self._onset_primed:  # the first hop has no past: no flux
+            cols_head[:] = cur[:, :1]
+            self._onset_primed = True
+        np.subtract(cur, lag2, out=rise)
         np.maximum(rise, 0.0, out=rise)
-        fluxes = (rise @ self._flux_w).tolist()  # m x [mean mel rise, mean kick-bin rise]
+        fluxes = (self._flux_w @ rise).T.tolist()  # m x [mean mel rise, mean kick-bin rise]
+        cols_head[:] = cols_next
+        band_rows = feat.band_cols.T.tolist()  # m x [band dB ..., total power, centroid numerator]
 
-        gates = self._run_trackers(m, rms_db, band_db.tolist(), fluxes)
-
-        # chroma: per-hop max-normalised pitch-class power, one-pole smoothed (exactly, in one step)
-        w = self._chroma_w.get(m)
-        if w is None:
-            k = self._k_chroma
-            w = self._chroma_w[m] = ((1.0 - k) * k ** np.arange(m - 1, -1, -1.0), k ** m)
-        chroma = feat.chroma
-        if all(gates):
-            coef = w[0] / np.maximum(chroma.max(axis=1), 1e-12)
-        else:
-            coef = w[0] * np.array(gates, dtype=np.float64) / np.maximum(chroma.max(axis=1), 1e-12)
-        self._chroma = w[1] * self._chroma + coef @ chroma
+        gates = self._run_trackers(m, energies, band_rows, fluxes, feat.chroma)
 
         last = self._last
-        last["rms"] = rms_list[-1]
-        last["rms_db"] = rms_db[-1]
-        last["centroid_hz"] = float(feat.centroid_hz[-1]) if gates[-1] else 0.0
-        last["gate"] = bool(gates[-1])
+        nb = len(self._bands)
+        e = energies[-1] / self.hop
+        last["rms"] = math.sqrt(e)
+        last["rms_db"] = 10.0 * math.log10(e) if e > 1e-12 else -120.0
+        row = band_rows[-1]
+        last["centroid_hz"] = row[nb + 1] / row[nb] if gates[-1] else 0.0
+        last["gate"] = gates[-1]
         if self.record:
-            self._rec["rms_db"].append(np.array(rms_db))
-            self._rec["centroid"].append(feat.centroid_hz * np.array(gates, dtype=np.float64))
+            e = np.maximum(np.array(energies) / self.hop, 1e-12)
+            self._rec["rms_db"].append(10.0 * np.log10(e))
+            br = np.array(band_rows)
+            self._rec["centroid"].append(br[:, nb + 1] / br[:, nb] * np.array(gates, dtype=np.float64))
 
-    def _run_trackers(self, m: int, rms_db: list, band_db: list, fluxes: list) -> list:
-        """The per-hop stateful part, in plain Python floats (cheaper than numpy on tiny vectors)."""
-        cfg = self.config
-        la, lr = self._k_level
-        ba, br = self._k_band
+    def _run_trackers(self, m: int, energies: list, band_rows: list, fluxes: list, chroma: np.ndarray) -> list:
+        """The per-hop stateful part for a batch of ``m`` hops; returns each hop's gate.
+
+        Hops run in stretches that end where a tempo or beat-grid update is due (at fixed hop
+        indices, so results do not depend on the blocking): the hop loop keeps its state in locals
+        and the updates see it written back.
+        """
+        tempo_every, phase_every = self._tempo_every, self.config.phase_update_hops
+        n = self.n_hops
+        self._hops_since_snapshot += m
+        if n % tempo_every + m < tempo_every and n % phase_every + m < phase_every:  # no update due
+            return self._run_hops(0, m, energies, band_rows, fluxes, chroma)
+        gates: list = []
+        j = 0
+        while j < m:
+            n = self.n_hops
+            k = min(m, j + tempo_every - n % tempo_every, j + phase_every - n % phase_every)
+            gates += self._run_hops(j, k, energies, band_rows, fluxes, chroma)
+            if self.n_hops % tempo_every == 0:
+                self._update_tempo()
+            if self.n_hops % phase_every == 0:
+                self._update_phase()
+            j = k
+        return gates
+
+    def _run_hops(self, j0: int, j1: int, energies: list, band_rows: list, fluxes: list,
+                  chroma: np.ndarray) -> list:
+        """Hops ``j0..j1`` of the batch, in plain Python floats (cheaper than numpy on tiny vectors)."""
+        (la, lr, ba, br, k_onset, k_kick, kc, win, hop_s, inv_hop, gate_db, hold, ref_rel, inv_range,
+         band_floor, kick_w, silence_unlock_hops, nb, low2) = self._loop_consts
         level, bands, band_ref = self._level, self._bands, self._band_ref
+        ref, gate_left = self._ref_db, self._gate_left
+        onset_env, kick_env, chroma_state = self._onset_env, self._kick_env, self._chroma
+        sound, silent, odf_i, n, last_out = self._sound_hops, self._silent_hops, self._odf_i, self.n_hops, self._last_out
+        any_onset = any_kick = False
         clock = self.clock
-        win = self._win
-        hop_s = self.hop_s
-        gate_db, hold = cfg.gate_db, self._gate_hold_hops
-        ref_rel = cfg.ref_release_db_per_s * hop_s
-        inv_range = 1.0 / cfg.range_db
-        band_floor = cfg.band_floor_db
-        kick_w = cfg.kick_weight
+        advance = clock.advance
+        locked = self.locked
         latency_beats_per_bpm = self.latency_ms * 1e-3 / 60.0
-        nb = len(bands)
-        gates = [False] * m
+        gates = [False] * (j1 - j0)
         onsets_update, kicks_update = self.onsets.update, self.kicks.update
         odf_buf, kick_buf = self._odf_buf, self._kick_buf
         rec = self.record
         if rec:
+            m = j1 - j0
             rec_t = np.empty(m); rec_level = np.empty(m); rec_bands = np.empty((m, nb)); rec_str = np.empty(m)
             rec_bpm = np.empty(m); rec_phase = np.empty(m); rec_locked = np.empty(m, bool)
         strength = self._last["strength"]
-        for j in range(m):
-            n = self.n_hops
-            x_db = rms_db[j]
+        for j in range(j0, j1):
+            e = energies[j] * inv_hop
+            x_db = 10.0 * math.log10(e) if e > 1e-12 else -120.0
             if x_db > gate_db:
-                self._gate_left = hold
-            elif self._gate_left > 0:
-                self._gate_left -= 1
-            g = self._gate_left > 0
-            gates[j] = g
+                gate_left = hold
+            elif gate_left > 0:
+                gate_left -= 1
+            g = gate_left > 0
+            gates[j - j0] = g
+            bdb = band_rows[j]
             if g:
-                ref = self._ref_db - ref_rel
+                ref -= ref_rel
                 if x_db > ref:
                     ref = x_db
                 if gate_db > ref:
                     ref = gate_db
-                self._ref_db = ref
                 x = 1.0 + (x_db - ref) * inv_range  # <= 1 (ref >= x_db)
                 if x < 0.0:
                     x = 0.0
-            else:
-                ref = self._ref_db
-                x = 0.0
-            level = x + (la if x > level else lr) * (level - x)
-            bdb = band_db[j]
-            if g:
                 # each band: reference = max(band dB, last reference - release, overall ref - floor),
                 # value = 1 + (dB - reference) / range_db, >= 0 (<= 1 since reference >= dB)
                 fl = ref - band_floor
-                for b, v in enumerate(bdb):
+                for b in range(nb):
+                    v = bdb[b]
                     r = band_ref[b] - ref_rel
                     if v > r:
                         r = v
@@ -343,59 +379,69 @@ class Analyzer:
                         xb = 0.0
                     yb = bands[b]
                     bands[b] = xb + (ba if xb > yb else br) * (yb - xb)
+                flux, kflux = fluxes[j]
+                fired, strength = onsets_update(flux, True)
+                kfired, _ = kicks_update(kflux, max(bdb[0], bdb[low2]) > ref - 30.0)
+                odf = flux + kick_w * kflux
+                sound += 1
+                silent = 0
             else:
+                x = 0.0
                 for b in range(nb):
                     bands[b] *= br  # release toward 0
-            flux, kflux = fluxes[j]
-            odf = flux if g else 0.0
-            fired, strength = onsets_update(odf, g)
-            kfired, _ = kicks_update(kflux if g else 0.0, g and max(bdb[:2]) > ref - 30.0)
+                fired, strength = onsets_update(0.0, False)
+                kfired, _ = kicks_update(0.0, False)
+                odf = 0.0
+                silent += 1
+                if silent > silence_unlock_hops:
+                    sound = 0
+            level = x + (la if x > level else lr) * (level - x)
             t_end = (n + 1) * hop_s
             if fired:
-                self._onset_env = 1.0
-                self._flags["onset"] = True
+                onset_env = 1.0
+                any_onset = True
                 if rec:
                     self.onset_times.append(t_end - hop_s)
             else:
-                self._onset_env *= self._k_onset_env
+                onset_env *= k_onset
             if kfired:
-                self._kick_env = 1.0
-                self._flags["kick"] = True
+                kick_env = 1.0
+                any_kick = True
                 if rec:
                     self.kick_times.append(t_end - hop_s)
             else:
-                self._kick_env *= self._k_kick_env
+                kick_env *= k_kick
 
             # onset history for tempo and phase (a doubled ring: the window is always contiguous)
-            i = self._odf_i
-            odf_buf[i] = odf_buf[i + win] = odf + kick_w * kflux if g else 0.0
-            kick_buf[i] = kick_buf[i + win] = 1.0 if kfired else 0.0
-            self._odf_i = (i + 1) % win
-            if g:
-                self._sound_hops += 1
-                self._silent_hops = 0
-            else:
-                self._silent_hops += 1
-                if self._silent_hops * hop_s > cfg.silence_unlock_s:
-                    self._sound_hops = 0
-            self.n_hops = n + 1
+            odf_buf[odf_i] = odf_buf[odf_i + win] = odf
+            kick_buf[odf_i] = kick_buf[odf_i + win] = 1.0 if kfired else 0.0
+            odf_i = odf_i + 1 if odf_i + 1 < win else 0
+            n += 1
+            if n % _CHROMA_EVERY == 0:  # per-hop max-normalised pitch-class power, one-pole smoothed
+                if g:
+                    c = chroma[:, j].tolist()
+                    s = (1.0 - kc) / max(max(c), 1e-12)
+                    chroma_state = [kc * y + s * v for y, v in zip(chroma_state, c)]
+                else:
+                    chroma_state = [kc * y for y in chroma_state]
             # beat clock: advance one hop; a beat fires when the (latency-shifted) phase crosses an integer
-            prev = self._last_out
-            clock.advance()
+            advance()
             out = clock.phase + latency_beats_per_bpm * clock.bpm
-            self._last_out = out
-            if self.locked and int(out) > int(prev):
-                self._fire_beat(prev, out, t_end)
-            if (n + 1) % self._tempo_every == 0:
-                self._update_tempo()
-            if (n + 1) % cfg.phase_update_hops == 0:
-                self._update_phase()
+            if locked and int(out) > int(last_out) and rec:
+                self._record_beat(last_out, out, t_end)
+            last_out = out
             if rec:
-                rec_t[j] = t_end; rec_level[j] = level; rec_bands[j] = bands; rec_str[j] = strength
-                rec_bpm[j] = clock.bpm; rec_phase[j] = self._out_phase() % 1.0; rec_locked[j] = self.locked
-        self._level = level
+                i = j - j0
+                rec_t[i] = t_end; rec_level[i] = level; rec_bands[i] = bands; rec_str[i] = strength
+                rec_bpm[i] = clock.bpm; rec_phase[i] = self._out_phase() % 1.0; rec_locked[i] = locked
+        self._level, self._ref_db, self._gate_left = level, ref, gate_left
+        self._onset_env, self._kick_env, self._chroma = onset_env, kick_env, chroma_state
+        self._sound_hops, self._silent_hops, self._odf_i, self.n_hops, self._last_out = sound, silent, odf_i, n, last_out
+        if any_onset:
+            self._flags["onset"] = True
+        if any_kick:
+            self._flags["kick"] = True
         self._last["strength"] = strength
-        self._hops_since_snapshot += m
         if rec:
             r = self._rec
             r["time_s"].append(rec_t); r["level"].append(rec_level); r["bands"].append(rec_bands)
@@ -438,7 +484,8 @@ class Analyzer:
     def _update_phase(self, fast: bool = False) -> None:
         if self._sound_hops * self.hop_s < 1.0 or self._silent_hops > 0:
             return
-        period_hops = 60.0 * self.frame_rate_hz / self.clock.bpm
+        # the period rounded to 1/8 hop, so the grid cached in beat_offset is reused while the tempo holds
+        period_hops = round(60.0 * self.frame_rate_hz / self.clock.bpm * 8.0) / 8.0
         hist = self._history()
         d, sharp = beat_offset(hist, period_hops, weight_s=self.config.phase_weight_s,
                                frame_rate_hz=self.frame_rate_hz)
@@ -450,12 +497,11 @@ class Analyzer:
     def _out_phase(self) -> float:
         return self.clock.phase + self.latency_ms * 1e-3 * self.clock.bpm / 60.0
 
-    def _fire_beat(self, prev: float, out: float, t_end: float) -> None:
+    def _record_beat(self, prev: float, out: float, t_end: float) -> None:
         """A beat between the previous hop's phase ``prev`` and ``out``: record its time within the hop."""
-        if self.record:
-            c = math.floor(out)
-            frac = (c - prev) / (out - prev) if out > prev else 1.0
-            self.beat_times.append(t_end - self.hop_s + frac * self.hop_s)
+        c = math.floor(out)
+        frac = (c - prev) / (out - prev) if out > prev else 1.0
+        self.beat_times.append(t_end - self.hop_s + frac * self.hop_s)
 
     # ------------------------------------------------------------------ output
     def snapshot(self, *, input_ok: bool = True, input_status: str = "", lookahead_s: float = 0.0) -> AudioFrame:
@@ -476,9 +522,10 @@ class Analyzer:
         self._shown_beat = max(self._shown_beat, beat_index)
         c_hz = self._last["centroid_hz"]
         centroid = 0.0 if c_hz <= 0 else min(1.0, max(0.0, math.log(c_hz / 100.0) / math.log(100.0)))
-        chroma = self._chroma.tolist()  # 12 values: plain floats are cheaper than numpy here
-        cmax = max(chroma)
-        chroma_n = tuple([v / cmax for v in chroma]) if cmax > 1e-9 else (0.0,) * 12
+        if self._chroma is not self._chroma_shown[0]:  # chroma changes every few hops, not every frame
+            cmax = max(self._chroma)
+            self._chroma_shown = (self._chroma, tuple([v / cmax for v in self._chroma]) if cmax > 1e-9 else (0.0,) * 12)
+        chroma_n = self._chroma_shown[1]
         f = AudioFrame.from_fields({
             "time_s": self.time_s,
             "rms": self._last["rms"],

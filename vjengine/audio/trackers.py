@@ -27,6 +27,9 @@ class OnsetTracker:
     mean a short EMA, the peak a slowly decaying maximum), at most once per ``refractory_s``.
     """
 
+    __slots__ = ("threshold", "_refractory_hops", "_mean_k", "_peak_k", "_min_peak", "mean", "peak", "_since",
+                 "_above")
+
     def __init__(self, *, hop_s: float, threshold: float = 0.25, refractory_s: float = 0.05,
                  mean_s: float = 0.15, peak_release_s: float = 4.0, min_peak: float = 0.5) -> None:
         self.threshold = threshold
@@ -107,8 +110,8 @@ class TempoTracker:
 
     def acf(self, history: np.ndarray) -> np.ndarray:
         """Unbiased, mean-removed autocorrelation normalised to 1 at lag 0."""
-        x = history - history.mean()
-        n = x.size
+        n = history.size
+        x = history - float(np.add.reduce(history)) / n
         unbias = self._unbias.get(n)
         if unbias is None:
             unbias = self._unbias[n] = (scipy.fft.next_fast_len(2 * n, True), 1.0 / (n - np.arange(n)))
@@ -227,7 +230,7 @@ def beat_offset(history: np.ndarray, period_hops: float, *, weight_s: float, fra
     a, b, c = score[i - 1], score[i], score[(i + 1) % score.size]
     den = a - 2 * b + c
     off = 0.5 * (a - c) / den if den < 0 else 0.0
-    mean = float(score.mean())
+    mean = float(np.add.reduce(score)) / score.size  # (np.mean's Python wrapper costs more than the sum)
     sharp = float((b - mean) / (b + 1e-9)) if b > 0 else 0.0
     return float((d[i] + 0.5 * off) % period_hops), sharp
 
@@ -263,6 +266,8 @@ class BeatClock:
     monotonic. Beats fire (``advance`` returns the fractional hop at which the phase crossed an
     integer) only while ``locked``.
     """
+
+    __slots__ = ("hop_s", "bpm", "phase", "gain", "max_slew", "fast_slew", "_slew_left", "_fast_hops")
 
     def __init__(self, *, hop_s: float, bpm: float = 120.0, gain: float = 0.5, max_slew: float = 0.2) -> None:
         self.hop_s = hop_s
