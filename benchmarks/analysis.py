@@ -62,8 +62,9 @@ def _live_run(x: np.ndarray, sr: int) -> tuple[float, list[float]]:
     return time.process_time() - cpu0, per_frame
 
 
-def cpu_cost(repeats: int = 3) -> dict:
-    """Best of ``repeats`` runs (the machine is shared: the minimum is the least disturbed figure)."""
+def cpu_cost(repeats: int = 5) -> dict:
+    """Best of ``repeats`` runs (the machine is shared: the minimum is the least disturbed figure;
+    on this VM the same code varies by up to 1.5x between minutes, so the median is printed too)."""
     sr = 48000
     x, _ = dance_loop(bpm=126.0, seconds=15.0, sr=sr, seed=7)
     seconds = x.size / sr
@@ -220,8 +221,8 @@ def main() -> int:
     load_1min = os.getloadavg()[0]
     cpu = cpu_cost()
     print(f"machine: {os.cpu_count()} cores, load average {load_1min:.1f} when the run started")
-    print("CPU (48 kHz dance loop, 256-frame blocks, polled at 60 fps; best of 3 on a shared machine)")
-    print(f"  analysis CPU per audio second: {cpu['cpu_ms_per_audio_s']:.1f} ms (target <= 10; median of 3: "
+    print("CPU (48 kHz dance loop, 256-frame blocks, polled at 60 fps; best of 5 on a shared machine)")
+    print(f"  analysis CPU per audio second: {cpu['cpu_ms_per_audio_s']:.1f} ms (target <= 10; median of 5: "
           f"{cpu['cpu_ms_per_audio_s_median']:.1f} ms); in 1 s blocks: {cpu['cpu_ms_per_audio_s_batch']:.1f} ms")
     print(f"  per video frame: mean {cpu['frame_ms_mean']:.2f} ms, p99 {cpu['frame_ms_p99']:.2f} ms, "
           f"max {cpu['frame_ms_max']:.2f} ms (own thread only if > ~2 ms)")
@@ -258,6 +259,7 @@ def main() -> int:
           f"p99 {lat['beat_latency_ms_p99']:.1f} ms ({lat['beats_measured']} beats)")
     result = {
         "cpu_ms_per_audio_s": round(cpu["cpu_ms_per_audio_s"], 2),
+        "cpu_ms_per_audio_s_median": round(cpu["cpu_ms_per_audio_s_median"], 2),
         "cpu_ms_per_audio_s_batch": round(cpu["cpu_ms_per_audio_s_batch"], 2),
         "load_avg_1min": round(load_1min, 2),
         "frame_ms_p99": round(cpu["frame_ms_p99"], 3),

@@ -181,7 +181,9 @@ class TempoTracker:
                 i = lo + int(np.argmax(self.scores[lo:hi]))
                 bpm = self._refine(i)
         self.bpm = bpm
-        self.confidence = float(np.clip(_interp(r, np.array([60.0 * self.frame_rate_hz / self.bpm]))[0], 0, 1))
+        lag = min(60.0 * self.frame_rate_hz / self.bpm, r.size - 1.000001)  # the ACF at the beat period
+        i = int(lag)
+        self.confidence = min(1.0, max(0.0, float(r[i] + (lag - i) * (r[i + 1] - r[i]))))
         return self.bpm, self.confidence
 
     def _refine(self, i: int) -> float:
@@ -255,7 +257,8 @@ def grid_salience(history: np.ndarray, period_hops: float, *, frame_rate_hz: flo
     vals = _interp(history, pos).max(axis=1)
     if hit_threshold is not None:
         vals = (vals >= hit_threshold).astype(np.float64)
-    return float(vals[0::2].mean()), float(vals[1::2].mean())
+    even, odd = vals[0::2], vals[1::2]
+    return float(np.add.reduce(even)) / even.size, float(np.add.reduce(odd)) / odd.size
 
 
 class BeatClock:
