@@ -26,6 +26,7 @@ from vjengine.audio.trackers import BeatClock, OnsetTracker, TempoTracker, beat_
 _MAX_BATCH_HOPS = 64  # hops analysed per vectorised batch (keeps the frame arrays in cache)
 _CHROMA_EVERY = 4     # chroma (colour, smoothed over ~150 ms) takes every 4th hop's spectrum
 _EMPTY = np.zeros(0, dtype=np.float32)
+_INV_LN_100 = 1.0 / math.log(100.0)  # centroid 100 Hz..10 kHz -> 0..1 on a log scale
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,11 @@ class Analyzer:
         self.n_fft = self.hop * cfg.fft_hops
         self.hop_s = self.hop / self.samplerate
         self.frame_rate_hz = self.samplerate / self.hop
+        # onset strength ignores changes below the gate (- 30 dB): near-silent bands flicker
         self.front = SpectralFrontEnd(samplerate=self.samplerate, n_fft=self.n_fft, bands=cfg.bands,
-                                      max_hops=_MAX_BATCH_HOPS)
+                                      max_hops=_MAX_BATCH_HOPS, onset_floor_db=cfg.gate_db - 30.0)
         self.band_names = self.front.band_names
         nm, nk = self.front.n_mels, self.front.n_kick
-        self._onset_floor_db = cfg.gate_db - 30.0
         self._flux_w = np.zeros((2, nm + nk), dtype=np.float32)  # row means: mel flux, kick flux
         self._flux_w[0, :nm] = 1.0 / nm
         self._flux_w[1, nm:] = 1.0 / nk
@@ -269,8 +270,8 @@ class Analyzer:
         feat = self.front.compute(frames)
         history[:] = history_next  # the window history for the next batch
 
-        # onset strength: log-mel (and kick-bin) spectral flux, lag 2 hops, floored below the gate
-        np.maximum(feat.onset_db, self._onset_floor_db, out=cur)
+        # onset strength: log-mel (and kick-bin) spectral flux, lag 2 hops
+        cur[:] = feat.onset_db
         if not self._onset_primed:  # the first hop has no past: no flux
             cols_head[:] = cur[:, :1]
             self._onset_primed = True
@@ -513,7 +514,8 @@ class Analyzer:
         (``beat_times``) are not affected.
         """
         cfg = self.config
-        out = self._out_phase() + max(0.0, lookahead_s) * self.clock.bpm / 60.0
+        bpm = self.clock.bpm
+        out = self.clock.phase + (self.latency_ms * 1e-3 + max(0.0, lookahead_s)) * bpm / 60.0
         bpb = cfg.beats_per_bar
         beat_index = math.floor(out)
         frac = out - beat_index
@@ -521,7 +523,7 @@ class Analyzer:
         beat_flag = self.locked and beat_index > self._shown_beat
         self._shown_beat = max(self._shown_beat, beat_index)
         c_hz = self._last["centroid_hz"]
-        centroid = 0.0 if c_hz <= 0 else min(1.0, max(0.0, math.log(c_hz / 100.0) / math.log(100.0)))
+        centroid = 0.0 if c_hz <= 0 else min(1.0, max(0.0, math.log(c_hz / 100.0) * _INV_LN_100))
         if self._chroma is not self._chroma_shown[0]:  # chroma changes every few hops, not every frame
             cmax = max(self._chroma)
             self._chroma_shown = (self._chroma, tuple([v / cmax for v in self._chroma]) if cmax > 1e-9 else (0.0,) * 12)
@@ -541,7 +543,7 @@ class Analyzer:
             "kick": self._flags["kick"],
             "kick_env": self._kick_env,
             "chroma": chroma_n,
-            "bpm": float(self.clock.bpm),
+            "bpm": float(bpm),
             "beat_phase": frac,
             "bar_phase": (in_bar + frac) / bpb,
             "beat_in_bar": int(in_bar),

@@ -97,7 +97,7 @@ class HopFeatures(NamedTuple):
     Views into the front end's work buffers: valid until its next :meth:`SpectralFrontEnd.compute`.
     """
 
-    onset_db: np.ndarray     # [n_mels + n_kick, m] dB: mel band power | kick-bin power
+    onset_db: np.ndarray     # [n_mels + n_kick, m] dB: mel band power | kick-bin power (soft floor)
     chroma: np.ndarray       # [12, m] pitch-class power (linear)
     band_cols: np.ndarray    # [n_bands + 2, m]: band power in dB | total power | centroid numerator (Hz * power)
 
@@ -118,7 +118,7 @@ class SpectralFrontEnd:
     """
 
     def __init__(self, *, samplerate: int, n_fft: int, bands=DEFAULT_BANDS, n_mels: int = 40,
-                 max_hops: int = 64) -> None:
+                 max_hops: int = 64, onset_floor_db: float = -100.0) -> None:
         self.samplerate = int(samplerate)
         self.n_fft = int(n_fft)
         self.band_names = tuple(b[0] for b in bands)
@@ -138,20 +138,28 @@ class SpectralFrontEnd:
         kick[kb, np.arange(kb.size)] = 1.0
         ones = np.ones((n_bins, 1), dtype=np.float32)
         # one features buffer per batch, rows: chroma | mel | kick | bands | total | centroid numerator,
-        # so the dB rows (mel, kick, bands) are one contiguous block
+        # so the dB rows (mel, kick, bands) are one contiguous block. Power column 0 is a constant 1:
+        # the projections' column 0 adds each row's floor (mel and kick at onset_floor_db, so tiny
+        # differences in near-silent bands make no onset flux; bands and total at -120 dB, so every
+        # log is finite) inside the matmul, instead of two more array passes.
         low = np.concatenate([chroma, mel, kick], axis=1)
         used = np.nonzero(np.abs(low).sum(axis=1) > 0)[0]
         self._n_low_bins = int(used[-1]) + 1 if used.size else 1
-        self._proj_low = np.ascontiguousarray(low[:self._n_low_bins].T, dtype=np.float32)
-        self._proj_all = np.ascontiguousarray(
-            np.concatenate([bandm, ones, self.freqs_hz[:, None]], axis=1).T, dtype=np.float32)
+        onset_floor = 10.0 ** (onset_floor_db / 10.0)
+        low_bias = np.concatenate([np.zeros(12), np.full(mel.shape[1] + kb.size, onset_floor)])
+        all_bias = np.concatenate([np.full(bandm.shape[1] + 1, 1e-12), [0.0]])
+        self._proj_low = np.ascontiguousarray(
+            np.concatenate([low_bias[:, None], low[:self._n_low_bins].T], axis=1), dtype=np.float32)
+        self._proj_all = np.ascontiguousarray(np.concatenate(
+            [all_bias[:, None], np.concatenate([bandm, ones, self.freqs_hz[:, None]], axis=1).T], axis=1),
+            dtype=np.float32)
         self.n_mels = mel.shape[1]
         self.n_kick = kb.size
         self.n_bands = bandm.shape[1]
         self.max_hops = int(max_hops)
         rows = -(-self.max_hops // 4) * 4
         self._windowed = np.zeros((rows, self.n_fft), dtype=np.float32)
-        self._power = np.empty((rows, n_bins), dtype=np.float32)
+        self._power = np.ones((rows, 1 + n_bins), dtype=np.float32)  # [1 | bin power]
         self._plans: dict[int, tuple] = {}
 
     def _plan(self, m: int) -> tuple:
@@ -163,8 +171,8 @@ class SpectralFrontEnd:
         n_low = self._proj_low.shape[0]
         feats = np.empty((n_low + self._proj_all.shape[0], m_pad), dtype=np.float32)
         nmk = self.n_mels + self.n_kick
-        plan = (self._windowed[:m], self._windowed[:m_pad], power, power[:, :self._n_low_bins].T, power.T,
-                feats[:n_low], feats[n_low:], feats[12:12 + nmk + self.n_bands],
+        plan = (self._windowed[:m], self._windowed[:m_pad], power[:, 1:], power[:, :1 + self._n_low_bins].T,
+                power.T, feats[:n_low], feats[n_low:], feats[12:12 + nmk + self.n_bands],
                 HopFeatures(feats[12:12 + nmk, :m], feats[:12, :m], feats[12 + nmk:, :m]))
         self._plans[m] = plan
         return plan
@@ -178,7 +186,6 @@ class SpectralFrontEnd:
         spec = scipy.fft.rfft(padded, axis=1)
         np.abs(spec, out=power)
         np.square(power, out=power)
-        power += 1e-15  # a silent frame: every projection stays > 0 (<= -120 dB), its log finite
         np.matmul(self._proj_low, power_low_t, out=low)
         np.matmul(self._proj_all, power_t, out=allp)
         np.log10(db_rows, out=db_rows)
