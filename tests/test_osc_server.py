@@ -186,10 +186,10 @@ def test_python_osc_client_bundles_nested_and_future_time_tag(server: OscServer,
     assert time.perf_counter() < sent_perf_s + delay_s, "the machine stalled for over 1.5 s"
     assert queue.drain(time.perf_counter()) == []  # held back: not due yet
     due = collector.wait_for(2, timeout_s=5.0)
-    # Both carry the bundle's time; coalescing of absolute controls (intensity) may put the tap first.
-    assert sorted((c.kind, str(c.value)) for c in due) == [("intensity", "0.25"), ("tap", "None")]
-    assert all(c.apply_at_s == pytest.approx(sent_perf_s + delay_s, abs=0.15) for c in due)
-    assert time.perf_counter() >= max(c.apply_at_s for c in due)
+    # One bundle, one due time: drained together, in bundle order.
+    assert [(c.kind, c.value) for c in due] == [("intensity", 0.25), ("tap", None)]
+    assert due[0].apply_at_s == due[1].apply_at_s == pytest.approx(sent_perf_s + delay_s, abs=0.15)
+    assert time.perf_counter() >= due[0].apply_at_s
 
     too_late = osc_bundle_builder.OscBundleBuilder(time.time() + 3600)
     too_late.add_content(msg("/vj/tap"))
@@ -477,3 +477,22 @@ def test_fast_path_for_repeated_fader_shapes_decodes_the_same(queue: CommandQueu
     snap = srv.stats.snapshot()
     assert snap["rejected"] == {"not_finite": 1, "truncated": 1, "trailing_bytes": 1}
     assert snap["clamped"] == 1
+
+
+def test_a_future_bundle_falls_due_as_one(queue: CommandQueue) -> None:
+    """Every message of a bundle gets the same due time, so one drain applies them all, in order."""
+    builder = osc_bundle_builder.OscBundleBuilder(time.time() + 0.5)
+    sent = []
+    for i in range(40):  # enough messages that per-message clock readings would drift apart
+        m = osc_message_builder.OscMessageBuilder(address="/vj/intensity" if i % 2 else "/vj/tap")
+        if i % 2:
+            m.add_arg(i / 64.0)  # exact in float32
+        builder.add_content(m.build())
+        sent.append(("intensity", i / 64.0) if i % 2 else ("tap", None))
+    server = OscServer(queue, port=0, coalesce=False)
+    server.handle_datagram(builder.build().dgram, ("127.0.0.1", 9999))
+    held = queue.drain(time.perf_counter())
+    assert held == []
+    due_s = {cmd.apply_at_s for cmd in queue._deferred}
+    assert len(due_s) == 1
+    assert [(c.kind, c.value) for c in queue.drain(due_s.pop())] == sent

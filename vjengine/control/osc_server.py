@@ -465,8 +465,11 @@ class OscServer:
         with stats._lock:
             stats.packets += 1
             stats.packets_ok += 1
+        # one clock reading per datagram: every message of a bundle falls due at the same instant,
+        # so the render thread drains them together, in bundle order
+        now_unix_s = time.time() if any(m.timetag > IMMEDIATELY for m in messages) else 0.0
         for message in messages:
-            self._handle_message(message, sender, now_s)
+            self._handle_message(message, sender, now_s, now_unix_s)
 
     def _learn_shape(self, data: bytes, messages: list[OscMessage]) -> None:
         if len(messages) != 1 or data[:1] != b"/" or messages[0].typetags not in ("f", "i"):
@@ -476,10 +479,12 @@ class OscServer:
         msg = messages[0]
         self._shapes[data[:-4]] = (msg.address, msg.typetags, _UNPACK_ONE[msg.typetags])
 
-    def _handle_message(self, message: OscMessage, sender: tuple[str, int], now_s: float) -> None:
+    def _handle_message(self, message: OscMessage, sender: tuple[str, int], now_s: float,
+                        now_unix_s: float) -> None:
         stats = self.stats
         address = message.address
-        apply_at_s = None if message.timetag <= IMMEDIATELY else timetag_to_perf_s(message.timetag, now_perf_s=now_s)
+        apply_at_s = None if message.timetag <= IMMEDIATELY else timetag_to_perf_s(
+            message.timetag, now_unix_s=now_unix_s, now_perf_s=now_s)
         commands: list[Command] = []
         reason = detail = ""
         ignored = clamped = answered = False
