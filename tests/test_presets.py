@@ -130,6 +130,35 @@ def test_hot_reload_good_bad_and_fixed(tmp_path):
     assert lib.errors
 
 
+def test_a_watched_folder_adds_new_presets_once_they_validate(tmp_path):
+    (tmp_path / "b-second.toml").write_text(GOOD.replace('"live"', '"second"'))
+    (tmp_path / "a-first.toml").write_text(GOOD.replace('"live"', '"first"'))
+    (tmp_path / "notes.txt").write_text("not a preset")
+    lib = PresetLibrary.from_paths(shipped_preset_paths())
+    n = len(lib)
+    assert lib.watch_dir(tmp_path) == [n, n + 1]
+    assert [lib[n].name, lib[n + 1].name] == ["first", "second"]  # sorted by file name
+    assert lib.poll() == []
+
+    bad = tmp_path / "c-third.toml"
+    bad.write_text(GOOD.replace('"live"', '"third"').replace('feature = "rms"', 'feature = "rmss"'))
+    assert lib.poll() == [] and len(lib) == n + 2
+    assert any("c-third.toml" in e and "layer[0].feature" in e for e in lib.errors)
+    generation = lib.generation
+    assert lib.poll() == [] and lib.generation == generation  # the same bad file is not re-read
+
+    _touch_later(bad, GOOD.replace('"live"', '"third"'))
+    assert lib.poll() == [n + 2]
+    assert lib[n + 2].name == "third" and lib.find("c-third") == n + 2
+    assert lib.errors == []
+    assert lib.poll() == []
+
+
+def test_a_missing_preset_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="nowhere: preset folder not found"):
+        PresetLibrary().watch_dir(tmp_path / "nowhere")
+
+
 def test_keys_select_presets_in_file_order():
     lib = PresetLibrary.from_paths(shipped_preset_paths())
     assert lib.find(0) == 0

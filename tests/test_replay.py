@@ -53,7 +53,9 @@ def test_recorded_loop_replays_hash_identical(assets, tmp_path):
 
     import argparse
 
-    args = argparse.Namespace(preset=[str(preset)], crossfade=0.5, quantize="bar", cues=None)
+    more = tmp_path / "more"  # a watched preset folder: a preset saved there mid-show joins the show
+    more.mkdir()
+    args = argparse.Namespace(preset=[str(preset)], preset_dir=[str(more)], crossfade=0.5, quantize="bar", cues=None)
     setup = build_setup([str(assets["a"]), str(assets["b"])], args)
     show = ShowState(setup.entries, setup.library, preset=setup.preset_index, crossfade_s=setup.crossfade_s,
                      quantize=setup.quantize)
@@ -81,6 +83,11 @@ def test_recorded_loop_replays_hash_identical(assets, tmp_path):
                 loop._next_poll_s = 0.0
             if n == 90:
                 queue.put(Command("preset", "", "chill-orbit", source="key"))
+            if n == 100:
+                (more / "late.toml").write_text('name = "late"\n[[layer]]\nmode = "lfo"\naxes = [0, 1]\n')
+                loop._next_poll_s = 0.0
+            if n == 110:
+                queue.put(Command("preset", "", "late", source="osc"))
             if n == 120:
                 queue.put(Command("blackout", "", True, source="key"))
             if n == 125:
@@ -97,8 +104,9 @@ def test_recorded_loop_replays_hash_identical(assets, tmp_path):
     assert any(f.reloads for f in frames), "the preset edit was recorded"
     assert {f.output["bank"] for f in frames} == {0, 1}
     kinds = [c.kind for f in frames for c in f.commands]
-    assert kinds == ["axis", "fx", "bank", "preset", "blackout", "blackout"]
-    assert frames[95].output is not None and show.current_preset.name == "chill orbit"
+    assert kinds == ["axis", "fx", "bank", "preset", "preset", "blackout", "blackout"]
+    assert frames[95].output is not None and show.current_preset.name == "late"
+    assert sum(len(f.reloads) for f in frames) == 2, "the edit and the new file were recorded"
 
     out, replay_hashes = tmp_path / "set.mp4", tmp_path / "replay.txt"
     assert main(["render", "--replay", str(log_path), "-o", str(out), "--fps", "60", "--no-progress",

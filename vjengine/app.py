@@ -67,6 +67,8 @@ def add_show_arguments(parser: argparse.ArgumentParser, *, banks: bool = True) -
     parser.add_argument("--preset", action="append", default=None, metavar="P",
                         help="preset name or .toml path (repeat to add several; the first starts). "
                              "Default: the shipped presets")
+    parser.add_argument("--preset-dir", action="append", default=None, metavar="DIR",
+                        help="add every .toml preset in DIR, and the ones saved there during the show")
     src = parser.add_argument_group("audio")
     src.add_argument("--audio-device", default=None, metavar="D", help="input device: name substring or index")
     src.add_argument("--audio-file", default=None, metavar="F",
@@ -130,8 +132,10 @@ class ShowSetup:
     cue_path: Path | None = None
 
 
-def load_library(preset_refs: list[str] | None, extra: list[Path] = ()) -> tuple[PresetLibrary, int]:
-    """The shipped presets plus the given ones; returns the library and the starting index."""
+def load_library(preset_refs: list[str] | None, extra: list[Path] = (),
+                 preset_dirs: list[str] | None = None) -> tuple[PresetLibrary, int]:
+    """The shipped presets, the given ones, then the watched folders' (see ``PresetLibrary.watch_dir``);
+    returns the library and the starting index."""
     paths = list(shipped_preset_paths())
     start_path: Path | None = None
     for ref in preset_refs or []:
@@ -148,6 +152,8 @@ def load_library(preset_refs: list[str] | None, extra: list[Path] = ()) -> tuple
     lib = PresetLibrary()
     for p in paths:
         lib.add(load_preset(p))
+    for folder in preset_dirs or []:
+        lib.watch_dir(folder)
     start = 0
     if start_path is not None:
         for i, pr in enumerate(lib.presets):
@@ -173,7 +179,7 @@ def build_setup(bank_args: list[str], args: argparse.Namespace) -> ShowSetup:
         names = unique_names(paths)
         bank_presets = [None] * len(paths)
     banks = [open_bank(p) for p in paths]
-    library, start = load_library(getattr(args, "preset", None), extra_presets)
+    library, start = load_library(getattr(args, "preset", None), extra_presets, getattr(args, "preset_dir", None))
     for name, ref in zip(names, bank_presets):
         if ref is not None and library.find(ref) is None:
             try:

@@ -337,9 +337,7 @@ def render_replay(args: argparse.Namespace) -> int:
             for index, text in rf.reloads:
                 try:
                     where = f"{args.replay} frame {rf.index} preset {index}"
-                    old = lib._entries[index].preset  # noqa: SLF001
-                    lib._entries[index].preset = parse_preset(parse_toml(text, where), where, old.path)  # noqa: SLF001
-                    lib.generation += 1
+                    lib.put(index, parse_preset(parse_toml(text, where), where))  # an edit, or a new file
                 except (VJError, IndexError) as exc:
                     log.warning("recorded preset edit not applied: %s", exc)
             cmds = [c for c in rf.commands if c.kind not in NOT_VISUAL]

@@ -168,15 +168,38 @@ class PresetLibrary:
     """The ordered presets of a show (keys 1-9 pick the first nine), with hot reload.
 
     ``poll()`` (call it a few times a second from the render thread: it only stats files) reloads
-    changed files. A file that stops validating keeps its last good version; the error is kept in
-    ``errors`` for the HUD and logged once per change.
+    changed files, and appends ``*.toml`` files that appear in a watched folder (:meth:`watch_dir`).
+    A file that stops validating keeps its last good version; the error is kept in ``errors`` for
+    the HUD and logged once per change. A new file that does not validate is not added until it does.
     """
 
     def __init__(self, presets: list[Preset] | None = None) -> None:
         self._entries: list[_Entry] = []
+        self._dirs: list[Path] = []
+        self._refused: dict[Path, tuple[tuple[int, int], str]] = {}  # new files that did not validate
         self.generation = 0  # bumps when any preset changes
         for p in presets or []:
             self.add(p)
+
+    def watch_dir(self, folder: str | Path) -> list[int]:
+        """Add every ``*.toml`` in ``folder`` (sorted by name) and pick up new ones on ``poll()``.
+
+        Raises :class:`ConfigError` naming the folder if it is not one, or naming the file if one
+        of its presets does not validate. Returns the indices added.
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ConfigError(f"{folder}: preset folder not found")
+        self._dirs.append(folder)
+        return [self.add_file(path) for path in sorted(folder.glob("*.toml"))]
+
+    def put(self, index: int, preset: Preset) -> None:
+        """Replace preset ``index``, or append it when ``index`` is the next free one (replay)."""
+        if index == len(self._entries):
+            self.add(preset)
+        else:
+            self._entries[index].preset = preset
+        self.generation += 1
 
     @classmethod
     def from_paths(cls, paths: list[Path]) -> "PresetLibrary":
@@ -209,7 +232,7 @@ class PresetLibrary:
 
     @property
     def errors(self) -> list[str]:
-        return [e.error for e in self._entries if e.error]
+        return [e.error for e in self._entries if e.error] + [err for _, err in self._refused.values()]
 
     def find(self, ref: str | int) -> int | None:
         """Index of a preset by 0-based index (int or digits), file stem (with or without its ``N-``
@@ -257,9 +280,41 @@ class PresetLibrary:
                 log.info("preset %s reloaded", e.path)
             e.error = None
             changed.append(i)
+        changed += self._new_files()
         if changed:
             self.generation += 1
         return changed
+
+    def _new_files(self) -> list[int]:
+        """Append the valid ``*.toml`` files that appeared in the watched folders."""
+        if not self._dirs:
+            return []
+        known = {e.path.resolve() for e in self._entries if e.path is not None}
+        added = []
+        for folder in self._dirs:
+            try:
+                found = sorted(folder.glob("*.toml"))
+            except OSError:
+                continue
+            for path in found:
+                key = path.resolve()
+                if key in known:
+                    continue
+                st = _stat(path)
+                refused = self._refused.get(key)
+                if refused is not None and refused[0] == st:
+                    continue  # still the same bad file
+                try:
+                    preset = load_preset(path)
+                except ConfigError as exc:
+                    self._refused[key] = (st, str(exc))
+                    log.error("new preset not added: %s", exc)
+                    continue
+                self._refused.pop(key, None)
+                added.append(self.add(preset))
+                known.add(key)
+                log.info("preset %s added as %d", path, len(self._entries))
+        return added
 
 
 def _stat(path: Path | None) -> tuple[int, int]:
