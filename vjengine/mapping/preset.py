@@ -313,7 +313,7 @@ class PresetLibrary:
                 self._refused.pop(key, None)
                 added.append(self.add(preset))
                 known.add(key)
-                log.info("preset %s added as %d", path, len(self._entries))
+                log.info("preset %s added (%d presets now)", path, len(self._entries))
         return added
 
 
