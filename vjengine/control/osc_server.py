@@ -467,8 +467,10 @@ class OscServer:
             stats.packets_ok += 1
         # one clock reading per datagram: every message of a bundle falls due at the same instant,
         # so the render thread drains them together, in bundle order
-        now_unix_s = time.time() if any(m.timetag > IMMEDIATELY for m in messages) else 0.0
+        now_unix_s = None
         for message in messages:
+            if now_unix_s is None and message.timetag > IMMEDIATELY:
+                now_unix_s = time.time()
             self._handle_message(message, sender, now_s, now_unix_s)
 
     def _learn_shape(self, data: bytes, messages: list[OscMessage]) -> None:
@@ -480,7 +482,7 @@ class OscServer:
         self._shapes[data[:-4]] = (msg.address, msg.typetags, _UNPACK_ONE[msg.typetags])
 
     def _handle_message(self, message: OscMessage, sender: tuple[str, int], now_s: float,
-                        now_unix_s: float) -> None:
+                        now_unix_s: float | None) -> None:
         stats = self.stats
         address = message.address
         apply_at_s = None if message.timetag <= IMMEDIATELY else timetag_to_perf_s(
