@@ -38,7 +38,8 @@ from vjengine.audio.engine import AudioEngine  # noqa: E402
 from vjengine.audio.sources import load_audio  # noqa: E402
 from vjengine.audio.synth import click_train, dance_loop  # noqa: E402
 
-SHARED_AUDIO = REPO.parent / "shared" / "data" / "audio"
+SHARED_AUDIO = next((p / "shared" / "data" / "audio" for p in (REPO.parent, REPO.parent.parent)
+                     if (p / "shared" / "data" / "audio").is_dir()), REPO.parent / "shared" / "data" / "audio")
 BLOCK = 256
 FPS = 60.0
 warnings.filterwarnings("ignore")

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_AUDIO = REPO.parent / "shared" / "data" / "audio"
+# ../shared beside the checkout (a git worktree one level deeper finds it beside its parent)
+SHARED_AUDIO = next((p / "shared" / "data" / "audio" for p in (REPO.parent, REPO.parent.parent)
+                     if (p / "shared" / "data" / "audio").is_dir()), REPO.parent / "shared" / "data" / "audio")
 
 # Set before any test imports vjengine.demo, and inherited by the subprocesses tests start.
 os.environ.setdefault("VJ_CACHE_DIR", tempfile.mkdtemp(prefix="vj-test-cache-"))

@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 
 from vjengine.audio.features import DEFAULT_BANDS, SpectralFrontEnd, hop_size_for
 from vjengine.audio.frame import AudioFrame
-from vjengine.audio.trackers import BeatClock, OnsetTracker, TempoTracker, beat_offset
+from vjengine.audio.trackers import BeatClock, OnsetTracker, TempoConfig, TempoTracker, beat_offset
 
 # hops analysed per vectorised batch: at 64, OpenBLAS splits the projection matmuls over threads
 # that spin, doubling the CPU of `vj analyze` for no gain in wall time; 16 stays on one thread
@@ -54,21 +55,9 @@ class AnalysisConfig:
     kick_threshold: float = 0.55
     kick_refractory_ms: float = 150.0
     kick_release_ms: float = 180.0
-    min_bpm: float = 60.0
-    max_bpm: float = 200.0
-    prior_bpm: float = 125.0             # centre of the log-Gaussian tempo prior
-    prior_octaves: float = 1.0
-    harmonic_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # comb weights at lags L, 2L, 3L, 4L
-    comb_mean: bool = False              # comb score: mean over usable harmonics (else sum / count)
-    half_check: float = 0.35             # odd/even pulse ratio below which a tempo is halved
-    half_kick_check: float = 0.25        # ... or the kick-event ratio (kicks on every other pulse only)
-    half_kick_min_share: float = 0.5     # ... with kicks on at least this share of the strong pulses
-    half_kick_min_bpm: float = 70.0      # ... into a half tempo of at least this
+    tempo: TempoConfig = TempoConfig()   # tempo estimation (range, prior, comb, metrical level)
     kick_weight: float = 1.0             # low-band flux added to the beat-tracking onset strength
     tempo_window_s: float = 8.0          # onset history the tempo and phase estimates look at
-    tempo_update_s: float = 0.5
-    tempo_recent_s: float = 4.0          # exponential recency weighting of the tempo window (0: none)
-    tempo_smoothing_s: float = 1.0
     phase_update_hops: int = 32          # beat-grid fit every ~170 ms
     phase_weight_s: float = 1.0          # recency weighting of the beat-grid fit
     pll_gain: float = 0.5
@@ -79,6 +68,30 @@ class AnalysisConfig:
     silence_unlock_s: float = 4.0
     beats_per_bar: int = 4
     latency_ms: float = 0.0              # output latency compensation: beats fire this much early
+
+
+class HopConstants(NamedTuple):
+    """Per-hop loop constants, fixed at construction (the loop binds them to locals once per stretch)."""
+
+    level_attack: float       # one-pole coefficients per hop: level, bands, onset/kick envelopes, chroma
+    level_release: float
+    band_attack: float
+    band_release: float
+    onset_decay: float
+    kick_decay: float
+    chroma_keep: float        # per chroma update (every _CHROMA_EVERY hops)
+    window_hops: int          # onset-history ring length
+    hop_s: float
+    inv_hop: float            # 1 / hop samples: hop energy -> mean power
+    gate_db: float
+    gate_hold_hops: int
+    ref_release_db: float     # adaptive reference fall per hop (dB)
+    inv_range_db: float
+    band_floor_db: float
+    kick_weight: float
+    silence_unlock_hops: float
+    n_bands: int
+    kick_gate_band: int       # the kick detector listens while band 0 or this band carries sound
 
 
 def _coef(time_ms: float, hop_s: float) -> float:
@@ -133,30 +146,19 @@ class Analyzer:
         self.onsets = OnsetTracker(hop_s=h, threshold=cfg.onset_threshold, refractory_s=cfg.onset_refractory_ms * 1e-3)
         self.kicks = OnsetTracker(hop_s=h, threshold=cfg.kick_threshold, refractory_s=cfg.kick_refractory_ms * 1e-3,
                                   min_peak=1.0)
-        self.tempo = TempoTracker(frame_rate_hz=self.frame_rate_hz, min_bpm=cfg.min_bpm, max_bpm=cfg.max_bpm,
-                                  prior_bpm=cfg.prior_bpm, prior_octaves=cfg.prior_octaves,
-                                  smoothing_s=cfg.tempo_smoothing_s, update_s=cfg.tempo_update_s,
-                                  harmonic_weights=cfg.harmonic_weights)
-        self.tempo.comb_mean = cfg.comb_mean
-        self.tempo.recent_s = cfg.tempo_recent_s
-        self.tempo.half_check = cfg.half_check
-        self.tempo.half_kick_check = cfg.half_kick_check
-        self.tempo.kick_min_share = cfg.half_kick_min_share
-        self.tempo.half_kick_min_bpm = cfg.half_kick_min_bpm
+        self.tempo = TempoTracker(frame_rate_hz=self.frame_rate_hz, config=cfg.tempo)
         self.clock = BeatClock(hop_s=h, bpm=120.0, gain=cfg.pll_gain)
         self._win = int(round(cfg.tempo_window_s * self.frame_rate_hz))
         self._odf_buf = np.zeros(2 * self._win)
         self._kick_buf = np.zeros(2 * self._win)  # kick events (1.0 on the hop a kick fired), same ring
         self._odf_i = 0
-        self._tempo_every = max(1, int(round(cfg.tempo_update_s * self.frame_rate_hz)))
+        self._tempo_every = max(1, int(round(cfg.tempo.update_s * self.frame_rate_hz)))
         self._gate_hold_hops = max(1, int(round(cfg.gate_hold_ms * 1e-3 / h)))
         self._gate_left = 0
-        # constants of the per-hop loop, unpacked once per batch
-        self._loop_consts = (
+        self._consts = HopConstants(
             *self._k_level, *self._k_band, self._k_onset_env, self._k_kick_env, self._k_chroma, self._win, h,
             1.0 / self.hop, cfg.gate_db, self._gate_hold_hops, cfg.ref_release_db_per_s * h, 1.0 / cfg.range_db,
-            cfg.band_floor_db, cfg.kick_weight, cfg.silence_unlock_s / h, nb,
-            min(1, nb - 1))  # (last: the kick detector listens while the lowest two bands carry sound)
+            cfg.band_floor_db, cfg.kick_weight, cfg.silence_unlock_s / h, nb, min(1, nb - 1))
 
         self.locked = False
         self.confidence = 0.0
@@ -327,8 +329,9 @@ class Analyzer:
     def _run_hops(self, j0: int, j1: int, energies: list, band_rows: list, fluxes: list,
                   chroma: np.ndarray) -> list:
         """Hops ``j0..j1`` of the batch, in plain Python floats (cheaper than numpy on tiny vectors)."""
-        (la, lr, ba, br, k_onset, k_kick, kc, win, hop_s, inv_hop, gate_db, hold, ref_rel, inv_range,
-         band_floor, kick_w, silence_unlock_hops, nb, low2) = self._loop_consts
+        (level_attack, level_release, band_attack, band_release, onset_decay, kick_decay, chroma_keep, win,
+         hop_s, inv_hop, gate_db, gate_hold_hops, ref_release_db, inv_range_db, band_floor_db, kick_weight,
+         silence_unlock_hops, nb, kick_gate_band) = self._consts
         level, bands, band_ref = self._level, self._bands, self._band_ref
         ref, gate_left = self._ref_db, self._gate_left
         onset_env, kick_env, chroma_state = self._onset_env, self._kick_env, self._chroma
@@ -351,54 +354,54 @@ class Analyzer:
             e = energies[j] * inv_hop
             x_db = 10.0 * math.log10(e) if e > 1e-12 else -120.0
             if x_db > gate_db:
-                gate_left = hold
+                gate_left = gate_hold_hops
             elif gate_left > 0:
                 gate_left -= 1
             g = gate_left > 0
             gates[j - j0] = g
             bdb = band_rows[j]
             if g:
-                ref -= ref_rel
+                ref -= ref_release_db
                 if x_db > ref:
                     ref = x_db
                 if gate_db > ref:
                     ref = gate_db
-                x = 1.0 + (x_db - ref) * inv_range  # <= 1 (ref >= x_db)
+                x = 1.0 + (x_db - ref) * inv_range_db  # <= 1 (ref >= x_db)
                 if x < 0.0:
                     x = 0.0
                 # each band: reference = max(band dB, last reference - release, overall ref - floor),
                 # value = 1 + (dB - reference) / range_db, >= 0 (<= 1 since reference >= dB)
-                fl = ref - band_floor
+                fl = ref - band_floor_db
                 for b in range(nb):
                     v = bdb[b]
-                    r = band_ref[b] - ref_rel
+                    r = band_ref[b] - ref_release_db
                     if v > r:
                         r = v
                     if fl > r:
                         r = fl
                     band_ref[b] = r
-                    xb = 1.0 + (v - r) * inv_range
+                    xb = 1.0 + (v - r) * inv_range_db
                     if xb < 0.0:
                         xb = 0.0
                     yb = bands[b]
-                    bands[b] = xb + (ba if xb > yb else br) * (yb - xb)
+                    bands[b] = xb + (band_attack if xb > yb else band_release) * (yb - xb)
                 flux, kflux = fluxes[j]
                 fired, strength = onsets_update(flux, True)
-                kfired, _ = kicks_update(kflux, max(bdb[0], bdb[low2]) > ref - 30.0)
-                odf = flux + kick_w * kflux
+                kfired, _ = kicks_update(kflux, max(bdb[0], bdb[kick_gate_band]) > ref - 30.0)
+                odf = flux + kick_weight * kflux
                 sound += 1
                 silent = 0
             else:
                 x = 0.0
                 for b in range(nb):
-                    bands[b] *= br  # release toward 0
+                    bands[b] *= band_release  # release toward 0
                 fired, strength = onsets_update(0.0, False)
                 kfired, _ = kicks_update(0.0, False)
                 odf = 0.0
                 silent += 1
                 if silent > silence_unlock_hops:
                     sound = 0
-            level = x + (la if x > level else lr) * (level - x)
+            level = x + (level_attack if x > level else level_release) * (level - x)
             t_end = (n + 1) * hop_s
             if fired:
                 onset_env = 1.0
@@ -406,14 +409,14 @@ class Analyzer:
                 if rec:
                     self.onset_times.append(t_end - hop_s)
             else:
-                onset_env *= k_onset
+                onset_env *= onset_decay
             if kfired:
                 kick_env = 1.0
                 any_kick = True
                 if rec:
                     self.kick_times.append(t_end - hop_s)
             else:
-                kick_env *= k_kick
+                kick_env *= kick_decay
 
             # onset history for tempo and phase (a doubled ring: the window is always contiguous)
             odf_buf[odf_i] = odf_buf[odf_i + win] = odf
@@ -423,10 +426,10 @@ class Analyzer:
             if n % _CHROMA_EVERY == 0:  # per-hop max-normalised pitch-class power, one-pole smoothed
                 if g:
                     c = chroma[:, j].tolist()
-                    s = (1.0 - kc) / max(max(c), 1e-12)
-                    chroma_state = [kc * y + s * v for y, v in zip(chroma_state, c)]
+                    s = (1.0 - chroma_keep) / max(max(c), 1e-12)
+                    chroma_state = [chroma_keep * y + s * v for y, v in zip(chroma_state, c)]
                 else:
-                    chroma_state = [kc * y for y in chroma_state]
+                    chroma_state = [chroma_keep * y for y in chroma_state]
             # beat clock: advance one hop; a beat fires when the (latency-shifted) phase crosses an integer
             advance()
             out = clock.phase + latency_beats_per_bpm * clock.bpm
@@ -466,7 +469,7 @@ class Analyzer:
             self.locked = True
             return
         hist = self._history()
-        if sound_s < 0.5 or hist.size < 2 * 60.0 * self.frame_rate_hz / cfg.min_bpm / 2:
+        if sound_s < 0.5 or hist.size < 60.0 * self.frame_rate_hz / cfg.tempo.min_bpm:
             self.confidence *= 0.9
             if self._silent_hops * self.hop_s > cfg.silence_unlock_s:
                 self.locked = False

@@ -15,9 +15,30 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+
+
+@dataclass(frozen=True)
+class TempoConfig:
+    """Tempo estimation settings (one place; :class:`TempoTracker` takes it whole)."""
+
+    min_bpm: float = 60.0
+    max_bpm: float = 200.0
+    prior_bpm: float = 125.0             # centre of the log-Gaussian tempo prior
+    prior_octaves: float = 1.0           # its width (standard deviation, octaves)
+    harmonic_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # comb weights at lags L, 2L, 3L, 4L
+    comb_mean: bool = False              # comb score: mean over usable harmonics (else sum / count)
+    update_s: float = 0.5                # one update per this much audio
+    smoothing_s: float = 1.0             # time constant of the score smoothing
+    recent_s: float = 4.0                # exponential recency weighting of the window (0: none)
+    half_check: float = 0.35             # odd/even pulse ratio below which a tempo is halved
+    half_kick_check: float = 0.25        # ... or the kick-event ratio (kicks on every other pulse only)
+    half_kick_min_share: float = 0.5     # ... with kicks on at least this share of the strong pulses
+    half_kick_min_bpm: float = 70.0      # ... into a half tempo of at least this
+    half_votes_needed: int = 3           # consecutive updates before halving (no flips on transitions)
 
 
 class OnsetTracker:
@@ -82,29 +103,21 @@ class TempoTracker:
     beat period).
     """
 
-    def __init__(self, *, frame_rate_hz: float, min_bpm: float = 60.0, max_bpm: float = 200.0,
-                 prior_bpm: float = 120.0, prior_octaves: float = 1.0, smoothing_s: float = 2.0,
-                 update_s: float = 0.1, harmonic_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> None:
+    def __init__(self, *, frame_rate_hz: float, config: TempoConfig | None = None) -> None:
+        self.config = cfg = config or TempoConfig()
         self.frame_rate_hz = frame_rate_hz
-        self.bpms = np.exp(np.linspace(np.log(min_bpm), np.log(max_bpm), 240))
+        self.bpms = np.exp(np.linspace(np.log(cfg.min_bpm), np.log(cfg.max_bpm), 240))
         self.lags = 60.0 * frame_rate_hz / self.bpms  # hops per beat
-        self.prior = np.exp(-0.5 * (np.log2(self.bpms / prior_bpm) / prior_octaves) ** 2)
-        self._harmonics = np.arange(1, len(harmonic_weights) + 1, dtype=np.float64)
-        self._hweights = np.asarray(harmonic_weights, dtype=np.float64)
-        self._keep = math.exp(-update_s / smoothing_s)
-        self.comb_mean = True
-        self.recent_s = 0.0
+        self.prior = np.exp(-0.5 * (np.log2(self.bpms / cfg.prior_bpm) / cfg.prior_octaves) ** 2)
+        self._harmonics = np.arange(1, len(cfg.harmonic_weights) + 1, dtype=np.float64)
+        self._hweights = np.asarray(cfg.harmonic_weights, dtype=np.float64)
+        self._keep = math.exp(-cfg.update_s / cfg.smoothing_s)
         self._recency: dict[int, np.ndarray] = {}
-        self._comb: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._comb: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._unbias: dict[int, tuple[int, np.ndarray]] = {}
-        self.half_check = 0.35
-        self.half_kick_check = 0.25  # kick share on the weak pulses below which a tempo is halved
-        self.kick_min_share = 0.5    # ... if kicks land on at least this share of the strong pulses
-        self.half_kick_min_bpm = 70.0  # ... and the half tempo is at least this (BPM)
-        self.half_votes_needed = 3  # consecutive updates before halving (no flips on transitions)
         self._half_votes = 0
         self.scores = np.zeros_like(self.bpms)
-        self.bpm = prior_bpm
+        self.bpm = cfg.prior_bpm
         self.confidence = 0.0
         self._acf: np.ndarray | None = None
 
@@ -126,26 +139,27 @@ class TempoTracker:
     def update(self, history: np.ndarray, kick_history: np.ndarray | None = None) -> tuple[float, float]:
         """One tempo update from the onset-strength window (oldest first); ``kick_history`` (same
         length: 1 where the kick detector fired, else 0) helps pick the metrical level."""
-        if self.recent_s > 0:  # weight recent onsets more, so a new tempo takes over sooner
+        cfg = self.config
+        if cfg.recent_s > 0:  # weight recent onsets more, so a new tempo takes over sooner
             w = self._recency.get(history.size)
             if w is None:
                 w = self._recency[history.size] = np.exp(
-                    -np.arange(history.size - 1, -1, -1) / (self.recent_s * self.frame_rate_hz))
+                    -np.arange(history.size - 1, -1, -1) / (cfg.recent_s * self.frame_rate_hz))
             r = self.acf(history * w)
         else:
             r = self.acf(history)
         self._acf = r
-        comb_w = self._comb.get((r.size, self.comb_mean))
+        comb_w = self._comb.get(r.size)
         if comb_w is None:  # interpolation indices and weights depend only on the history length
             pos = self.lags[:, None] * self._harmonics[None, :]
             # mean over the harmonics the history can support (a lag up to half its length)
             valid = (pos <= 0.5 * r.size) * self._hweights
-            denom = np.maximum(valid.sum(axis=1), 1e-9) if self.comb_mean else self._hweights.sum()
+            denom = np.maximum(valid.sum(axis=1), 1e-9) if cfg.comb_mean else self._hweights.sum()
             pos = np.clip(pos, 0.0, r.size - 1.000001)
             i0 = pos.astype(np.int64)
             f = pos - i0
             w = valid / np.reshape(denom, (-1, 1))
-            comb_w = self._comb[(r.size, self.comb_mean)] = (i0, (1.0 - f) * w, f * w)
+            comb_w = self._comb[r.size] = (i0, (1.0 - f) * w, f * w)
         i0, w0, w1 = comb_w
         comb = (r[i0] * w0 + r[i0 + 1] * w1).sum(axis=1)
         new = np.clip(comb, 0.0, None) * self.prior
@@ -159,23 +173,23 @@ class TempoTracker:
             i = j
         bpm = self._refine(i)
         half = bpm / 2.0
-        if half >= self.bpms[0] and self.half_check > 0:
+        if half >= self.bpms[0] and cfg.half_check > 0:
             # a faster level whose every other pulse is empty is really the half tempo (clicks at 90
             # BPM look like 180 BPM to an autocorrelation): compare odd and even grid pulses
             # (which of the two holds the clicks depends on where the newest pulse falls)
             even, odd = grid_salience(history, 60.0 * self.frame_rate_hz / bpm, frame_rate_hz=self.frame_rate_hz)
             weak, strong = min(odd, even), max(odd, even)
-            halve = weak < self.half_check * strong
-            if not halve and kick_history is not None and self.half_kick_check > 0 \
-                    and half >= self.half_kick_min_bpm:
+            halve = weak < cfg.half_check * strong
+            if not halve and kick_history is not None and cfg.half_kick_check > 0 \
+                    and half >= cfg.half_kick_min_bpm:
                 # kicks on every other pulse only (a 90 BPM groove with off-beat hats reads as 180)
                 k_even, k_odd = grid_salience(kick_history, 60.0 * self.frame_rate_hz / bpm,
                                               frame_rate_hz=self.frame_rate_hz, hit_threshold=0.45,
                                               tolerance_hops=3)
                 k_weak, k_strong = min(k_even, k_odd), max(k_even, k_odd)
-                halve = k_strong >= self.kick_min_share and k_weak <= self.half_kick_check * k_strong
+                halve = k_strong >= cfg.half_kick_min_share and k_weak <= cfg.half_kick_check * k_strong
             self._half_votes = self._half_votes + 1 if halve else 0
-            if self._half_votes >= self.half_votes_needed:
+            if self._half_votes >= cfg.half_votes_needed:
                 i = int(np.argmin(np.abs(self.bpms - half)))
                 lo, hi = max(0, i - 2), min(self.bpms.size, i + 3)
                 i = lo + int(np.argmax(self.scores[lo:hi]))
