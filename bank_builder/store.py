@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bank_builder.errors import WorkDirError
-from vjengine.bank.format import fsync_dir
+from vjengine.bank.format import fsync_dir, is_disk_full, no_space_message
 
 log = logging.getLogger("bank_builder")
 
@@ -83,10 +83,16 @@ class WorkDir:
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # nothing half-written stays behind
+            if is_disk_full(exc):
+                raise WorkDirError(no_space_message(path, len(data))) from None
+            raise WorkDirError(f"{path}: cannot write ({exc.strerror or exc})") from None
         os.replace(tmp, path)
         fsync_dir(path.parent)
 

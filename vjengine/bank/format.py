@@ -15,6 +15,7 @@ back and checked with the ``safetensors`` library itself.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -36,6 +37,7 @@ FRAMES_FILE = "frames.safetensors"
 LATENTS_FILE = "latents.safetensors"
 REPORTS_DIR = "reports"
 MAX_AXES = 4
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest holds axes and a build spec: kilobytes, not gigabytes
 
 _ST_DTYPES = {"U8": np.uint8, "F16": np.float16, "F32": np.float32}
 _ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
@@ -62,7 +64,13 @@ class Axis:
 
 
 class Bank:
-    """An opened bank. ``frames`` and ``latents`` are read-only memmaps: opening copies nothing."""
+    """An opened bank. ``frames`` and ``latents`` are read-only memmaps: opening copies nothing.
+
+    A memmap read of a file that was truncated after it was mapped kills the process with SIGBUS, so
+    code that must survive the file changing under it (the live show) reads with :meth:`read_frames`
+    instead: plain reads from a descriptor opened with the bank, checked against the file's size and
+    modification time at open, which raise :class:`BankError` when the file changed.
+    """
 
     def __init__(self, path: Path, manifest: dict[str, Any], axes: tuple[Axis, ...],
                  frames: np.ndarray, latents: np.ndarray | None) -> None:
@@ -71,6 +79,54 @@ class Bank:
         self.axes = axes
         self.frames = frames
         self.latents = latents
+        self._fd: int | None = None
+        self._identity: tuple[int, int, int, int] | None = None
+        self._data_offset = 0
+        filename = getattr(frames, "filename", None)
+        if isinstance(frames, np.memmap) and filename:
+            try:
+                fd = os.open(filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                raise BankError(f"{filename}: cannot open ({exc.strerror or exc})") from None
+            st = os.fstat(fd)
+            self._fd, self._identity, self._data_offset = fd, _identity(st), int(frames.offset)
+
+    def read_frames(self, first: int, count: int = 1) -> np.ndarray:
+        """A private copy of frames ``first .. first+count-1`` ([count, H, W, C] uint8), read without
+        the memory map. Raises :class:`BankError` naming the file if it changed since the bank was
+        opened (truncated, rewritten in place, size or modification time differ)."""
+        first, count = int(first), int(count)
+        if count < 0 or first < 0 or first + count > self.count:
+            raise IndexError(f"frames {first}..{first + count - 1} outside 0..{self.count - 1}")
+        if self._fd is None:  # not file backed (empty bank): nothing can change under us
+            return np.array(self.frames[first:first + count])
+        fname = self.frames.filename
+        st = os.fstat(self._fd)
+        if _identity(st) != self._identity:
+            raise BankError(f"{fname}: the file changed on disk since the bank was opened "
+                            f"({self._identity[2]} -> {st.st_size} bytes); reopen the bank")
+        out = np.empty((count, self.height, self.width, self.channels), dtype=np.uint8)
+        view = memoryview(out).cast("B")
+        pos, offset = 0, self._data_offset + first * view.nbytes // max(1, count)
+        while pos < view.nbytes:  # pread never faults: a short file reads short
+            n = os.preadv(self._fd, [view[pos:]], offset + pos)
+            if n <= 0:
+                raise BankError(f"{fname}: the file is shorter than its header says (truncated on disk "
+                                f"after the bank was opened); reopen the bank")
+            pos += n
+        return out
+
+    def close(self) -> None:
+        """Close the descriptor :meth:`read_frames` uses (the memmaps stay until garbage collected)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
     @property
     def name(self) -> str:
@@ -115,6 +171,10 @@ class Bank:
         return f"Bank({str(self.path)!r}, {self.count} frames {self.width}x{self.height}x{self.channels}, {axes})"
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 # --- safetensors, the raw layout -------------------------------------------------------------
 
 def _safetensors_header(tensors: dict[str, tuple[np.dtype, tuple[int, ...]]],
@@ -135,14 +195,25 @@ def _safetensors_header(tensors: dict[str, tuple[np.dtype, tuple[int, ...]]],
     return struct.pack("<Q", len(raw)) + raw, offsets
 
 
+def _safetensors_size(name: str, dtype: np.dtype, shape: tuple[int, ...],
+                      metadata: dict[str, str] | None = None) -> int:
+    head, offsets = _safetensors_header({name: (np.dtype(dtype), shape)}, metadata)
+    return len(head) + offsets[name][1]
+
+
 def _create_safetensors(path: Path, name: str, dtype: np.dtype, shape: tuple[int, ...],
                         metadata: dict[str, str] | None = None) -> np.memmap:
-    """Preallocate a one-tensor safetensors file and return a writable memmap of its data."""
+    """Preallocate a one-tensor safetensors file and return a writable memmap of its data.
+
+    The blocks are reserved on disk first (``posix_fallocate``): a sparse file filled through a map
+    would die of SIGBUS when the disk fills; this way a full disk is a :class:`BankError` up front.
+    """
     head, offsets = _safetensors_header({name: (np.dtype(dtype), shape)}, metadata)
     begin, end = offsets[name]
     with open(path, "wb") as fh:
         fh.write(head)
-        fh.truncate(len(head) + end)
+        fh.flush()
+        reserve_space(fh.fileno(), path, len(head) + end)
     if end == 0:
         return np.zeros(shape, dtype=dtype)  # nothing to map
     return np.memmap(path, dtype=dtype, mode="r+", offset=len(head) + begin, shape=shape)
@@ -231,6 +302,20 @@ def _check_axes(axes: Sequence[Axis]) -> None:
             raise BankError(f"axis {a.name!r} has no values")
 
 
+def _plain_file_name(value: Any, mpath: Path, key: str, *, required: bool) -> str | None:
+    """A file name inside the bank directory: no directories, no '..', no absolute path."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise BankError(f"{mpath}: {key} must be a file name (a string), got {type(value).__name__}")
+    bad = (not value or value in (".", "..") or value.startswith(".") or len(value) > 255
+           or any(c in value for c in "/\\\0") or value == MANIFEST or value == REPORTS_DIR
+           or any(ord(c) < 32 for c in value))
+    if bad:
+        raise BankError(f"{mpath}: {key} must be a plain file name inside the bank directory, got {value[:80]!r}")
+    return value
+
+
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     mpath = path / MANIFEST
@@ -239,9 +324,16 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not mpath.is_file():
         raise BankError(f"{mpath}: missing file (a bank directory needs {MANIFEST})")
     try:
+        size = mpath.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise BankError(f"{mpath}: manifest is {size} bytes, more than the {MAX_MANIFEST_BYTES} a bank may have")
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BankError(f"{mpath}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise BankError(f"{mpath}: not valid JSON (nested too deeply)") from None
+    except OSError as exc:
+        raise BankError(f"{mpath}: cannot read ({exc.strerror or exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise BankError(f"{mpath}: not a {FORMAT_NAME} manifest (format is {manifest.get('format') if isinstance(manifest, dict) else None!r})")
     if manifest.get("version") != FORMAT_VERSION:
@@ -252,6 +344,14 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
 def open_bank(path: str | os.PathLike[str], *, check_latents: bool = False) -> Bank:
     """Open and check a bank without copying its data. Raises :class:`BankError`."""
     path = Path(path)
+    try:
+        return _open_bank(path, check_latents)
+    except OSError as exc:  # unreadable file, permission, I/O error: still one clear line
+        where = exc.filename or path
+        raise BankError(f"{where}: cannot read ({exc.strerror or exc})") from None
+
+
+def _open_bank(path: Path, check_latents: bool) -> Bank:
     manifest = read_manifest(path)
     mpath = path / MANIFEST
     axes = _axes_from_manifest(manifest, mpath)
@@ -265,9 +365,19 @@ def open_bank(path: str | os.PathLike[str], *, check_latents: bool = False) -> B
     count = manifest.get("count")
     if count != math.prod(sizes):
         raise BankError(f"{mpath}: axis sizes {sizes} multiply to {math.prod(sizes)} but count is {count!r}")
-    files = manifest.get("files") or {}
-    frames_name = files.get("frames", FRAMES_FILE)
-    latents_name = files.get("latents")
+    files = manifest.get("files")
+    if files is None:
+        files = {}
+    if not isinstance(files, dict):
+        raise BankError(f"{mpath}: 'files' must be an object naming the frames (and latents) files, "
+                        f"got {type(files).__name__}")
+    unknown = set(files) - {"frames", "latents"}
+    if unknown:
+        raise BankError(f"{mpath}: files has unknown keys {sorted(unknown)} (known: frames, latents)")
+    frames_name = _plain_file_name(files.get("frames", FRAMES_FILE), mpath, "files.frames", required=True)
+    latents_name = _plain_file_name(files.get("latents"), mpath, "files.latents", required=False)
+    if latents_name == frames_name:
+        raise BankError(f"{mpath}: files.frames and files.latents name the same file {frames_name!r}")
     expected = {MANIFEST, frames_name} | ({latents_name} if latents_name else set())
     for entry in path.iterdir():
         if entry.name.startswith(".") or (entry.name == REPORTS_DIR and entry.is_dir()):
@@ -308,6 +418,65 @@ def validate_bank(path: str | os.PathLike[str]) -> Bank:
     return open_bank(path, check_latents=True)
 
 
+# --- disk space ---
+
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.3g}"
+
+
+def _device_of(path: Path) -> str:
+    """The device (and mount point) holding ``path``, for an error message."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    device = ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) > 1 and fields[1] == str(p):
+                    device = fields[0]  # the last mount on a point is the one in effect
+    except OSError:
+        pass
+    return f"{device} ({p})" if device else str(p)
+
+
+def no_space_message(path: str | os.PathLike[str], need_bytes: int) -> str:
+    """``PATH: no space left on DEVICE (MOUNT), need N GB (M GB free)``: the disk-full error text."""
+    path = Path(path)
+    probe = path if path.exists() else path.parent
+    try:
+        free = f", {_gb(shutil.disk_usage(probe).free)} GB free"
+    except OSError:
+        free = ""
+    return f"{path}: no space left on {_device_of(path)}, need {_gb(need_bytes)} GB{free}"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def reserve_space(fd: int, path: Path, nbytes: int) -> None:
+    """Allocate ``nbytes`` of disk blocks for the open file ``fd`` now, or raise :class:`BankError`
+    (``no space left on DEVICE, need N GB``). The file then has size ``nbytes``."""
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise BankError(no_space_message(path, nbytes)) from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise BankError(f"{path}: cannot reserve {_gb(nbytes)} GB ({exc.strerror or exc})") from None
+        # a file system without fallocate: at least refuse what cannot fit, then make the file
+        try:
+            if shutil.disk_usage(path.parent).free < nbytes:
+                raise BankError(no_space_message(path, nbytes))
+        except OSError:
+            pass
+        os.ftruncate(fd, nbytes)
+
+
 # --- writing --------------------------------------------------------------------------------
 
 def fsync_dir(path: Path) -> None:
@@ -344,14 +513,30 @@ class BankWriter:
         self.partial = self.path.with_name(self.path.name + ".partial")
         if self.partial.exists():
             shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True)
         meta = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION)}
-        self.frames = _create_safetensors(self.partial / FRAMES_FILE, "frames", np.dtype(np.uint8),
-                                          (self.count, height, width, channels), meta)
-        self.latents = None
-        if latent_shape is not None:
-            self.latents = _create_safetensors(self.partial / LATENTS_FILE, "latents", np.dtype(latent_dtype),
-                                               (self.count, *(int(s) for s in latent_shape)), meta)
+        frames_shape = (self.count, height, width, channels)
+        latents_shape = None if latent_shape is None else (self.count, *(int(s) for s in latent_shape))
+        need = _safetensors_size("frames", np.dtype(np.uint8), frames_shape, meta) + (
+            0 if latents_shape is None else _safetensors_size("latents", np.dtype(latent_dtype), latents_shape, meta))
+        self.frames = self.latents = None
+        try:
+            self.partial.mkdir(parents=True)
+            free = shutil.disk_usage(self.partial).free
+            if free < need:  # say so before writing anything
+                raise BankError(no_space_message(self.partial, need))
+            self.frames = _create_safetensors(self.partial / FRAMES_FILE, "frames", np.dtype(np.uint8),
+                                              frames_shape, meta)
+            if latents_shape is not None:
+                self.latents = _create_safetensors(self.partial / LATENTS_FILE, "latents",
+                                                   np.dtype(latent_dtype), latents_shape, meta)
+        except BaseException as exc:
+            self.frames = self.latents = None
+            shutil.rmtree(self.partial, ignore_errors=True)
+            if is_disk_full(exc):
+                raise BankError(no_space_message(self.partial, need)) from None
+            if isinstance(exc, OSError):
+                raise BankError(f"{self.partial}: cannot write the bank ({exc.strerror or exc})") from None
+            raise
         self.manifest: dict[str, Any] = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -382,9 +567,16 @@ class BankWriter:
                 with open(f, "rb+") as fh:
                     os.fsync(fh.fileno())
         tmp = self.partial / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=2, default=_json_default) + "\n", encoding="utf-8")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        text = json.dumps(self.manifest, indent=2, default=_json_default) + "\n"
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise BankError(no_space_message(tmp, len(text.encode()))) from None
+            raise BankError(f"{tmp}: cannot write the manifest ({exc.strerror or exc})") from None
         os.replace(tmp, self.partial / MANIFEST)
         fsync_dir(self.partial)
         self.frames = self.latents = None  # drop the maps before the rename

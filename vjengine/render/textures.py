@@ -121,7 +121,8 @@ class BankTextures:
     def _write(self, first: int, count: int) -> None:
         """Upload frames first..first+count-1 (all in one array)."""
         a, layer = self.layout.locate(first)
-        block = np.ascontiguousarray(self.bank.frames[first: first + count])
+        read = getattr(self.bank, "read_frames", None)  # plain reads: a file changed under us is an error, not SIGBUS
+        block = read(first, count) if read is not None else np.ascontiguousarray(self.bank.frames[first: first + count])
         self.arrays[a].write(block, viewport=(0, 0, layer, self.width, self.height, count), alignment=1)
         self.resident[first: first + count] = True
         if self._progress:
