@@ -474,6 +474,7 @@ class Analyzer:
             if self._silent_hops * self.hop_s > cfg.silence_unlock_s:
                 self.locked = False
             return
+        self.tempo.hold = self.locked and self.tempo_source == "auto"
         bpm, conf = self.tempo.update(hist, self._history(self._kick_buf))
         self.confidence = conf
         self.clock.bpm = bpm

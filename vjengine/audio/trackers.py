@@ -34,7 +34,12 @@ class TempoConfig:
     update_s: float = 0.5                # one update per this much audio
     smoothing_s: float = 1.0             # time constant of the score smoothing
     recent_s: float = 4.0                # exponential recency weighting of the window (0: none)
-    half_check: float = 0.35             # odd/even pulse ratio below which a tempo is halved
+    half_gain: float = 1.1               # halve when strong/mean pulse salience x prior(half)/prior(tempo) > this
+    unhalve_gain: float = 0.95           # ... and go back when it falls below this
+    level_smoothing_s: float = 2.0       # time constant of that evidence
+    unhalve_votes: int = 6               # ... for this many updates in a row
+    locked_keep: float = 0.6             # locked: another metrical level must beat the current by 1/this
+    switch_votes: int = 4                # ... for this many updates in a row
     half_kick_check: float = 0.25        # ... or the kick-event ratio (kicks on every other pulse only)
     half_kick_min_share: float = 0.5     # ... with kicks on at least this share of the strong pulses
     half_kick_min_bpm: float = 70.0      # ... into a half tempo of at least this
@@ -95,6 +100,14 @@ def _interp(arr: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return arr[i] * (1.0 - f) + arr[i + 1] * f
 
 
+_LEVEL_RATIOS = (2.0, 0.5, 1.5, 1.0 / 1.5, 3.0, 1.0 / 3.0)
+
+
+def _octave_related(ratio: float) -> bool:
+    """Whether two tempi are different metrical levels of one pulse (x2, x3, x3/2 and inverses, +-6%)."""
+    return any(abs(ratio / r - 1.0) < 0.06 for r in _LEVEL_RATIOS)
+
+
 class TempoTracker:
     """Causal tempo from the recent onset-strength history (see module docstring).
 
@@ -116,6 +129,13 @@ class TempoTracker:
         self._comb: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._unbias: dict[int, tuple[int, np.ndarray]] = {}
         self._half_votes = 0
+        self._switch_votes = 0
+        self._halved = False   # showing half the comb's tempo (the dancer's level)
+        self._raw = 0.0        # the comb's own tempo
+        self.hold = False      # set while the beat clock is locked: no level change without strong evidence
+        self.level_evidence = 0.0  # smoothed halve evidence (see _vote_level)
+        self._ev_raw = 0.0
+        self._ev_k = 1.0 - math.exp(-cfg.update_s / cfg.level_smoothing_s)
         self.scores = np.zeros_like(self.bpms)
         self.bpm = cfg.prior_bpm
         self.confidence = 0.0
@@ -164,41 +184,89 @@ class TempoTracker:
         comb = (r[i0] * w0 + r[i0 + 1] * w1).sum(axis=1)
         new = np.clip(comb, 0.0, None) * self.prior
         self.scores = self._keep * self.scores + (1.0 - self._keep) * new
-        i = int(np.argmax(self.scores))
-        # stay at the current tempo unless another is clearly better (no octave flip-flop)
-        j = int(np.argmin(np.abs(self.bpms - self.bpm)))
-        lo, hi = max(0, j - 2), min(self.bpms.size, j + 3)
-        j = lo + int(np.argmax(self.scores[lo:hi]))
-        if self.scores[j] >= 0.85 * self.scores[i]:
-            i = j
-        bpm = self._refine(i)
-        half = bpm / 2.0
-        if half >= self.bpms[0] and cfg.half_check > 0:
-            # a faster level whose every other pulse is empty is really the half tempo (clicks at 90
-            # BPM look like 180 BPM to an autocorrelation): compare odd and even grid pulses
-            # (which of the two holds the clicks depends on where the newest pulse falls)
-            even, odd = grid_salience(history, 60.0 * self.frame_rate_hz / bpm, frame_rate_hz=self.frame_rate_hz)
-            weak, strong = min(odd, even), max(odd, even)
-            halve = weak < cfg.half_check * strong
-            if not halve and kick_history is not None and cfg.half_kick_check > 0 \
-                    and half >= cfg.half_kick_min_bpm:
-                # kicks on every other pulse only (a 90 BPM groove with off-beat hats reads as 180)
-                k_even, k_odd = grid_salience(kick_history, 60.0 * self.frame_rate_hz / bpm,
-                                              frame_rate_hz=self.frame_rate_hz, hit_threshold=0.45,
-                                              tolerance_hops=3)
-                k_weak, k_strong = min(k_even, k_odd), max(k_even, k_odd)
-                halve = k_strong >= cfg.half_kick_min_share and k_weak <= cfg.half_kick_check * k_strong
-            self._half_votes = self._half_votes + 1 if halve else 0
-            if self._half_votes >= cfg.half_votes_needed:
-                i = int(np.argmin(np.abs(self.bpms - half)))
-                lo, hi = max(0, i - 2), min(self.bpms.size, i + 3)
-                i = lo + int(np.argmax(self.scores[lo:hi]))
-                bpm = self._refine(i)
+        raw = self._pick(self._raw)
+        if self._raw > 0:  # the comb moved an octave: keep showing the same level
+            if self._halved and abs(raw / self._raw - 0.5) < 0.06:
+                self._halved = False
+            elif not self._halved and abs(raw / self._raw - 2.0) < 0.12 and raw / 2.0 >= self.bpms[0]:
+                self._halved = True
+        self._raw = raw
+        self._vote_level(history, kick_history, raw)
+        bpm = raw
+        if self._halved:
+            i = int(np.argmin(np.abs(self.bpms - raw / 2.0)))
+            lo, hi = max(0, i - 2), min(self.bpms.size, i + 3)
+            bpm = self._refine(lo + int(np.argmax(self.scores[lo:hi])))
         self.bpm = bpm
         lag = min(60.0 * self.frame_rate_hz / self.bpm, r.size - 1.000001)  # the ACF at the beat period
         i = int(lag)
         self.confidence = min(1.0, max(0.0, float(r[i] + (lag - i) * (r[i + 1] - r[i]))))
         return self.bpm, self.confidence
+
+    def _pick(self, prev: float) -> float:
+        """The best comb tempo; the one near ``prev`` is kept unless another is clearly better. Once
+        locked (``hold``), another metrical level must win by a wide margin for several updates."""
+        s = self.scores
+        i = int(np.argmax(s))
+        if prev <= 0:
+            return self._refine(i)
+        j = int(np.argmin(np.abs(self.bpms - prev)))
+        lo, hi = max(0, j - 2), min(self.bpms.size, j + 3)
+        j = lo + int(np.argmax(s[lo:hi]))
+        if self.hold and _octave_related(self.bpms[i] / self.bpms[j]):
+            if s[j] >= self.config.locked_keep * s[i]:
+                self._switch_votes = 0
+                return self._refine(j)
+            self._switch_votes += 1
+            if self._switch_votes < self.config.switch_votes:
+                return self._refine(j)
+        self._switch_votes = 0
+        return self._refine(j if s[j] >= 0.85 * s[i] else i)
+
+    def _vote_level(self, history: np.ndarray, kick_history: np.ndarray | None, raw: float) -> None:
+        """Is the comb's tempo ``raw`` twice the level a dancer would clap? Votes, both ways.
+
+        Pulse salience on the grid of ``raw``: if every other pulse is weak, the half level's
+        pulses stand out by ``gain`` = strong / mean; that, times how much more likely the half
+        tempo is under the prior, says halve (for ``half_votes_needed`` updates in a row). Kicks on
+        every other pulse only (a 90 BPM groove with off-beat hats reads as 180) vote the same way.
+        """
+        cfg = self.config
+        half = raw / 2.0
+        if half < self.bpms[0] or cfg.half_gain <= 0:
+            self._halved = False
+            return
+        period = 60.0 * self.frame_rate_hz / raw
+        even, odd = grid_salience(history, period, frame_rate_hz=self.frame_rate_hz)
+        weak, strong = min(odd, even), max(odd, even)
+        gain = 2.0 * strong / max(strong + weak, 1e-9)
+        prior_ratio = self._prior_at(half) / self._prior_at(raw)
+        evidence = gain * prior_ratio
+        if self._ev_raw <= 0 or abs(raw / self._ev_raw - 1.0) > 0.06:  # a new tempo: start afresh
+            self.level_evidence = evidence
+        else:  # smoothed over a few updates: one bar's evidence is noisy
+            self.level_evidence += self._ev_k * (evidence - self.level_evidence)
+        self._ev_raw = raw
+        evidence = self.level_evidence
+        halve = evidence > cfg.half_gain
+        if not halve and kick_history is not None and cfg.half_kick_check > 0 and half >= cfg.half_kick_min_bpm:
+            k_even, k_odd = grid_salience(kick_history, period, frame_rate_hz=self.frame_rate_hz,
+                                          hit_threshold=0.45, tolerance_hops=3)
+            k_weak, k_strong = min(k_even, k_odd), max(k_even, k_odd)
+            halve = k_strong >= cfg.half_kick_min_share and k_weak <= cfg.half_kick_check * k_strong
+        if not self._halved:
+            self._half_votes = self._half_votes + 1 if halve else 0
+            if self._half_votes >= cfg.half_votes_needed:
+                self._halved, self._half_votes = True, 0
+        else:
+            undo = not halve and evidence < cfg.unhalve_gain
+            self._half_votes = self._half_votes + 1 if undo else 0
+            if self._half_votes >= cfg.unhalve_votes:
+                self._halved, self._half_votes = False, 0
+
+    def _prior_at(self, bpm: float) -> float:
+        cfg = self.config
+        return math.exp(-0.5 * (math.log2(bpm / cfg.prior_bpm) / cfg.prior_octaves) ** 2)
 
     def _refine(self, i: int) -> float:
         """Parabolic peak refinement on the log-tempo grid."""
