@@ -2,8 +2,10 @@
 
 Writes ``features.csv`` (one row per analysis hop), ``beats.txt`` and ``onsets.txt`` (one time in
 seconds per line, as the live clock would have emitted them, latency compensation off),
-``kicks.txt``, ``summary.json`` and ``analysis.png`` (waveform, bands, onsets, beats, tempo), and
-prints the estimated tempo.
+``kicks.txt``, ``sections.txt`` (``start<TAB>end<TAB>label``: boundaries and repeat labels from
+self-similarity, :mod:`vjengine.audio.sections`), ``chords.txt`` (``time<TAB>chord`` at each change,
+:mod:`vjengine.audio.harmony`), ``summary.json`` (with the key and the sections) and ``analysis.png``
+(waveform, bands, onsets, beats, tempo, sections), and prints the estimated tempo, key and form.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, default=256, help="samples per block fed to the analysis (like a device)")
     parser.add_argument("--bpm", type=float, default=None, help="fix the tempo instead of estimating it")
     parser.add_argument("--no-plot", action="store_true", help="skip analysis.png")
+    parser.add_argument("--no-sections", action="store_true", help="skip sections.txt and chords.txt")
 
 
 def analyze_samples(samples: np.ndarray, samplerate: int, *, block: int = 256, bpm: float | None = None,
@@ -52,7 +55,23 @@ def estimated_tempo(analyzer: Analyzer) -> float:
     return float(np.median(bpm)) if bpm.size else float(analyzer.bpm)
 
 
-def write_results(analyzer: Analyzer, samples: np.ndarray, out_dir: Path, *, song: str, plot: bool = True) -> dict:
+def song_structure(samples: np.ndarray, samplerate: int, beat_times: list[float]) -> tuple[list, list, str]:
+    """(sections, chord changes ``[(time_s, name)]``, key name) of a whole song, offline."""
+    from vjengine.audio.harmony import analyze_chroma, chord_name, key_name  # noqa: PLC0415
+    from vjengine.audio.sections import find_sections, hop_features  # noqa: PLC0415
+
+    sections = find_sections(samples, samplerate, beat_times)
+    times, feats = hop_features(samples, samplerate)
+    if not len(times):
+        return sections, [], "none"
+    h = analyze_chroma(feats[:, -12:], times)
+    changes = [(float(times[i]), chord_name(int(h["chord"][i]))) for i in range(len(times))
+               if i == 0 or h["chord"][i] != h["chord"][i - 1]]
+    return sections, changes, key_name(int(h["key"][-1]))
+
+
+def write_results(analyzer: Analyzer, samples: np.ndarray, out_dir: Path, *, song: str, plot: bool = True,
+                  sections: bool = True) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     rec = analyzer.recorded()
     names = list(analyzer.band_names)
@@ -69,13 +88,23 @@ def write_results(analyzer: Analyzer, samples: np.ndarray, out_dir: Path, *, son
                "hop_s": analyzer.hop_s, "tempo_bpm": round(tempo, 2), "beats": len(analyzer.beat_times),
                "onsets": len(analyzer.onset_times), "kicks": len(analyzer.kick_times),
                "first_beat_s": analyzer.beat_times[0] if analyzer.beat_times else None}
+    secs: list = []
+    if sections:
+        from vjengine.audio.sections import write_sections  # noqa: PLC0415
+
+        secs, changes, key = song_structure(samples, analyzer.samplerate, analyzer.beat_times)
+        write_sections(out_dir / "sections.txt", secs)
+        (out_dir / "chords.txt").write_text("".join(f"{t:.3f}\t{c}\n" for t, c in changes))
+        summary["key"] = key
+        summary["sections"] = [{"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3), "label": s.label}
+                               for s in secs]
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plot:
-        _plot(analyzer, rec, samples, out_dir / "analysis.png", song)
+        _plot(analyzer, rec, samples, out_dir / "analysis.png", song, secs)
     return summary
 
 
-def _plot(analyzer: Analyzer, rec: dict, samples: np.ndarray, path: Path, title: str) -> None:
+def _plot(analyzer: Analyzer, rec: dict, samples: np.ndarray, path: Path, title: str, sections: list = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,6 +118,12 @@ def _plot(analyzer: Analyzer, rec: dict, samples: np.ndarray, path: Path, title:
     for b in analyzer.beat_times:
         axes[0].axvline(b, color="tab:red", lw=0.6, alpha=0.7)
     axes[0].set_ylabel("waveform\n(red: beats)")
+    colours = {}
+    for sec in sections:  # shaded per label, the label written at the section's start
+        c = colours.setdefault(sec.label, f"C{len(colours) % 10}")
+        axes[0].axvspan(sec.start_s, sec.end_s, color=c, alpha=0.15, lw=0)
+        axes[0].text(sec.start_s, 0.95, f" {sec.label}", transform=axes[0].get_xaxis_transform(), va="top",
+                     fontsize=11, fontweight="bold", color=c)
     ht = rec["time_s"]
     for i, name in enumerate(analyzer.band_names):
         axes[1].plot(ht, rec["bands"][:, i] + i * 1.1, lw=0.6, label=name)
@@ -117,11 +152,15 @@ def run(args: argparse.Namespace) -> int:
     samples, sr = load_audio(song)
     out_dir = Path(args.output) if args.output else song.with_name(song.name + ".analysis")
     analyzer = analyze_samples(samples, sr, block=args.block, bpm=args.bpm)
-    summary = write_results(analyzer, samples, out_dir, song=str(song), plot=not args.no_plot)
+    summary = write_results(analyzer, samples, out_dir, song=str(song), plot=not args.no_plot,
+                            sections=not args.no_sections)
     print(f"{song.name}: tempo {summary['tempo_bpm']:.1f} BPM, {summary['beats']} beats, {summary['onsets']} onsets, "
           f"{summary['kicks']} kicks; first beat at "
           f"{summary['first_beat_s']:.2f} s" if summary["first_beat_s"] is not None else
           f"{song.name}: no steady beat found (tempo guess {summary['tempo_bpm']:.1f} BPM)")
+    if "sections" in summary:
+        print(f"key {summary['key']}; sections " + " ".join(f"{s['label']}@{s['start_s']:.1f}s"
+                                                           for s in summary["sections"]))
     print(f"wrote {out_dir}/features.csv, beats.txt, onsets.txt, kicks.txt, summary.json"
-          + ("" if args.no_plot else ", analysis.png"))
+          + ("" if args.no_sections else ", sections.txt, chords.txt") + ("" if args.no_plot else ", analysis.png"))
     return 0
