@@ -51,6 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", choices=("none", "beat", "bar"), default=None)
     parser.add_argument("--start", type=float, default=0.0, metavar="S", help="start this many seconds into the song")
     parser.add_argument("--duration", type=float, default=None, metavar="S", help="render at most S seconds")
+    parser.add_argument("--end", type=float, default=None, metavar="S",
+                        help="stop this many seconds into the song (with --start: an excerpt)")
+    parser.add_argument("--preview", action="store_true",
+                        help="first render OUTPUT.preview.mp4 at low resolution (a quarter of the size, 24 fps)")
+    parser.add_argument("--preview-only", action="store_true", help="render only the low-resolution preview")
+    parser.add_argument("--lyrics", default=None, metavar="LRC",
+                        help="timed lyrics (.lrc or .csv time,line[,style,negative]): walk the bank's lyric axis")
+    parser.add_argument("--lyrics-axis", default=None, metavar="NAME", help="the axis --lyrics walks (default lyrics)")
+    parser.add_argument("--sections", default=None, metavar="TXT",
+                        help="sections.txt for cues that name sections (default: found from the song)")
+    parser.add_argument("--refine", default=None, metavar="SPEC",
+                        help="refine the video with SD img2img (a refine spec TOML; needs the build extra)")
     parser.add_argument("--quality", type=float, default=7.0, help="h264 quality 0..10 (default 7)")
     parser.add_argument("--strobe-max-hz", type=float, default=3.0, help="cap on flashes per second (default 3)")
     parser.add_argument("--frame-hashes", default=None, metavar="TXT", help="write a SHA-256 of every frame")
@@ -199,16 +211,124 @@ def _close_render(bar: Any, hashes: Any, presenter: Any, renderers: list[Any], c
 # Song render
 
 
-def render_song(args: argparse.Namespace) -> int:
-    from vjengine.clock import FixedStepClock  # noqa: PLC0415
-    from vjengine.render.context import headless_context  # noqa: PLC0415
-    from vjengine.render.renderer import Renderer  # noqa: PLC0415
+def partial_path(output: str | Path) -> Path:
+    """Where a video is written until it is complete (same folder and suffix, hidden name)."""
+    out = Path(output)
+    return out.with_name(f".{out.stem}.partial{out.suffix or '.mp4'}")
 
+
+class AtomicOutput:
+    """``with AtomicOutput(out) as tmp:`` write ``tmp``; renamed onto ``out`` only if the block succeeds,
+    removed otherwise (also on Ctrl-C), so a partial video never sits under the output name."""
+
+    def __init__(self, output: str | Path) -> None:
+        self.output = Path(output)
+        self.tmp = partial_path(output)
+
+    def __enter__(self) -> Path:
+        if not self.output.parent.is_dir():
+            raise ConfigError(f"{self.output}: folder {self.output.parent} does not exist")
+        self.tmp.unlink(missing_ok=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None and self.tmp.is_file():
+            self.tmp.replace(self.output)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def song_span(args: argparse.Namespace) -> tuple[float, float | None]:
+    """(start, duration or None) from --start, --duration and --end; ConfigError when they disagree."""
+    start = float(args.start or 0.0)
+    if start < 0:
+        raise ConfigError(f"--start {start:g}: must be >= 0")
+    end = getattr(args, "end", None)
+    if end is None:
+        return start, args.duration
+    if args.duration is not None:
+        raise ConfigError("give --duration or --end, not both")
+    if end <= start:
+        raise ConfigError(f"--end {end:g} must be after --start {start:g}")
+    return start, end - start
+
+
+def song_cues(args: argparse.Namespace, setup: ShowSetup, start_s: float) -> Any:
+    """The cue runner for a song render: the sheet's cues plus --lyrics, sections resolved, and every
+    timed cue moved to the excerpt's clock (stream time 0 is --start in the song)."""
+    from vjengine.show.cues import Cue, CueRunner, needs_sections, resolve_sections  # noqa: PLC0415
+
+    cues = list(setup.cues.cues) if setup.cues is not None else []
+    if args.lyrics:
+        from vjengine.show.lyrics import LYRICS_AXIS, load_lyrics, lyric_cues  # noqa: PLC0415
+
+        axis = args.lyrics_axis or LYRICS_AXIS
+        missing = [e.name for b, e in zip(setup.banks, setup.entries) if axis not in [a.name for a in b.axes]]
+        if missing:
+            raise ConfigError(f"--lyrics: bank {missing[0]!r} has no axis {axis!r} (build one with "
+                              f"`vj-bank build --lyrics`, or name the axis with --lyrics-axis)")
+        cues += lyric_cues(load_lyrics(args.lyrics), axis=axis, source=args.lyrics)
+    if needs_sections(cues):
+        from vjengine.audio.sections import find_sections, read_sections  # noqa: PLC0415
+
+        if args.sections:
+            sections = read_sections(args.sections)
+        else:
+            full, sr = read_song(args.song)
+            from vjengine.audio.analyze import analyze_samples  # noqa: PLC0415
+
+            log.info("finding the song's sections for the cue sheet")
+            sections = find_sections(full, sr, analyze_samples(full, sr).beat_times)
+        cues = resolve_sections(cues, sections)
+    if start_s > 0:
+        cues = [Cue(c.commands, max(0.0, c.at_s - start_s), c.bar, c.label, c.line, c.section, c.occurrence, c.source)
+                if c.at_s is not None else c for c in cues]
+    return CueRunner(cues) if cues else None
+
+
+def render_song(args: argparse.Namespace) -> int:
+    start_s, duration_s = song_span(args)
     size = parse_size(args.size or "1920x1080")
     fps = float(args.fps or 60.0)
     if not (1.0 <= fps <= 240.0):
         raise ConfigError(f"--fps {fps:g}: must be 1..240")
-    samples, sr = read_song(args.song, args.start, args.duration)
+    refine = None
+    if args.refine:
+        from bank_builder.refine import load_refine_spec  # noqa: PLC0415
+
+        refine = load_refine_spec(args.refine)
+    output = Path(args.output)
+    if args.preview or args.preview_only:
+        w = max(64, (size[0] // 4) // 2 * 2)
+        psize = (w, max(64, int(round(w * size[1] / size[0])) // 2 * 2))
+        preview = output.with_name(f"{output.stem}.preview{output.suffix or '.mp4'}")
+        with AtomicOutput(preview) as tmp:
+            _render_song_to(args, tmp, psize, min(fps, 24.0), start_s, duration_s)
+        log.info("preview: %s (%dx%d)", preview, *psize)
+        if args.preview_only:
+            return 0
+    with AtomicOutput(output) as tmp:
+        if refine is None:
+            _render_song_to(args, tmp, size, fps, start_s, duration_s)
+        else:
+            from bank_builder.refine import refine_video  # noqa: PLC0415
+
+            rough = output.with_name(f"{output.stem}.rough{output.suffix or '.mp4'}")
+            if not rough.is_file():  # a resumed refine reuses the rough render
+                with AtomicOutput(rough) as rtmp:
+                    _render_song_to(args, rtmp, size, fps, start_s, duration_s)
+            refine_video(refine, rough, tmp, song=args.song, start_s=start_s, duration_s=duration_s,
+                         progress=not args.no_progress)
+    return 0
+
+
+def _render_song_to(args: argparse.Namespace, out_path: Path, size: tuple[int, int], fps: float, start_s: float,
+                    duration_s: float | None) -> None:
+    from vjengine.clock import FixedStepClock  # noqa: PLC0415
+    from vjengine.render.context import headless_context  # noqa: PLC0415
+    from vjengine.render.renderer import Renderer  # noqa: PLC0415
+
+    samples, sr = read_song(args.song, start_s, duration_s)
     n_frames = max(1, int(math.floor(len(samples) / sr * fps + 1e-9)))
     if args.bank:
         bank_args = list(args.bank)
@@ -217,6 +337,7 @@ def render_song(args: argparse.Namespace) -> int:
 
         bank_args = [str(demo_bank_path())]
     setup: ShowSetup = build_setup(bank_args, args)
+    cues = song_cues(args, setup, start_s)
     show = ShowState(setup.entries, setup.library, preset=setup.preset_index, crossfade_s=setup.crossfade_s,
                      quantize=setup.quantize)  # type: ignore[arg-type]
     ctx = headless_context()
@@ -228,17 +349,17 @@ def render_song(args: argparse.Namespace) -> int:
     tmp_dir = None
     if not args.no_audio:
         audio_path = args.song
-        if args.start > 0 or args.duration is not None:  # mux exactly the rendered part
+        if start_s > 0 or duration_s is not None:  # mux exactly the rendered part of the original
             import tempfile  # noqa: PLC0415
 
             tmp_dir = tempfile.TemporaryDirectory(prefix="vj-render-")
             audio_path = str(Path(tmp_dir.name) / "song.wav")
-            write_song_part(args.song, audio_path, args.start, len(samples) / sr)
-    presenter = EncoderPresenter(args.output, size, fps, audio_path=audio_path, quality=args.quality, progress=bar,
+            write_song_part(args.song, audio_path, start_s, len(samples) / sr)
+    presenter = EncoderPresenter(out_path, size, fps, audio_path=audio_path, quality=args.quality, progress=bar,
                                  duration_s=n_frames / fps)
     hashes = open(args.frame_hashes, "w", encoding="utf-8") if args.frame_hashes else None  # noqa: SIM115
     loop = FrameLoop(clock=FixedStepClock(fps), queue=CommandQueue(), show=show, audio=audio, renderers=renderers,
-                     presenter=presenter, cues=setup.cues, frame_hashes=hashes, strobe_max_hz=args.strobe_max_hz,
+                     presenter=presenter, cues=cues, frame_hashes=hashes, strobe_max_hz=args.strobe_max_hz,
                      reload_presets=False)
     t0 = time.perf_counter()
     try:
@@ -251,7 +372,6 @@ def render_song(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     log.info("%s: %d frames at %g fps (%.2f s of video) in %.1f s (%.1f frames/s)", args.output, n_frames, fps,
              n_frames / fps, wall, n_frames / wall if wall > 0 else 0.0)
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,6 +405,11 @@ def replay_library(header: dict[str, Any], source: Path) -> PresetLibrary:
 
 
 def render_replay(args: argparse.Namespace) -> int:
+    with AtomicOutput(args.output) as tmp:
+        return _render_replay_to(args, tmp)
+
+
+def _render_replay_to(args: argparse.Namespace, out_path: Path) -> int:
     from vjengine.bank import open_bank  # noqa: PLC0415
     from vjengine.render.context import headless_context  # noqa: PLC0415
     from vjengine.render.renderer import Renderer  # noqa: PLC0415
@@ -322,7 +447,7 @@ def render_replay(args: argparse.Namespace) -> int:
         log.warning("recorded audio file %s not found: the video will be silent", audio_file)
         audio_file = None
     bar = _progress(total, not args.no_progress, Path(args.output).name)
-    presenter = EncoderPresenter(args.output, size, fps, audio_path=None if args.no_audio else audio_file,
+    presenter = EncoderPresenter(out_path, size, fps, audio_path=None if args.no_audio else audio_file,
                                  quality=args.quality, progress=bar, duration_s=total / fps)
     hashes = open(args.frame_hashes, "w", encoding="utf-8") if args.frame_hashes else None  # noqa: SIM115
     loop = FrameLoop(clock=_ReplayClock(), queue=CommandQueue(), show=show, audio=None, renderers=renderers,

@@ -15,8 +15,16 @@ TOML (one ``[[cue]]`` per moment)::
 
 ``bar = N`` counts bars from 1 (bar 1 starts when the beat clock starts), like a DAW.
 
-CSV: a header ``at,kind,target,value`` and one command per row; ``at`` is seconds, ``m:ss.s`` or
-``bar N``; ``kind`` is a command kind (``preset``, ``bank``, ``axis``, ``axis_release``, ``fx``,
+A sheet may also name a lyric file, ``lyrics = "song.lrc"`` (and ``lyrics_axis``, default
+``"lyrics"``): its lines become cues that walk that axis (:mod:`vjengine.show.lyrics`).
+
+``section = "B"`` fires at the start of every section labelled B (``"B:2"``: only the second B), the
+labels `vj analyze` writes to ``sections.txt``. The sheet names that file with a top-level
+``sections = "song.analysis/sections.txt"`` (relative to the sheet); without it `vj render` finds the
+song's sections itself. A label the song does not have is an error naming the cue.
+
+CSV: a header ``at,kind,target,value`` and one command per row; ``at`` is seconds, ``m:ss.s``,
+``bar N`` or ``section B`` / ``section B:2``; ``kind`` is a command kind (``preset``, ``bank``, ``axis``, ``axis_release``, ``fx``,
 ``intensity``, ``blackout``, ``crossfade``, ``bpm``).
 
 A cue fires once, on the first frame at or after its moment; cues are applied through the same
@@ -40,7 +48,9 @@ from vjengine.mapping.features import bars_elapsed
 
 _TIME_RE = re.compile(r"^(?:(\d+):)?(\d+(?:\.\d*)?)$")
 _BAR_RE = re.compile(r"^bar\s*(\d+)$", re.IGNORECASE)
-_CUE_KEYS = {"at", "bar", "preset", "bank", "axes", "release", "fx", "intensity", "blackout", "crossfade", "bpm", "label"}
+_SECTION_RE = re.compile(r"^section\s+(\S+)$", re.IGNORECASE)
+_SECTION_NAME_RE = re.compile(r"^([^:\s]+)(?::(\d+))?$")
+_CUE_KEYS = {"at", "bar", "section", "preset", "bank", "axes", "release", "fx", "intensity", "blackout", "crossfade", "bpm", "label"}
 _CSV_KINDS = {"preset", "bank", "axis", "axis_release", "axis_nudge", "fx", "intensity", "blackout", "crossfade", "bpm"}
 
 
@@ -53,6 +63,9 @@ class Cue:
     bar: int | None = None
     label: str = ""
     line: str = ""  # where it came from, for messages
+    section: str | None = None  # a section label (fires at each start), resolved by resolve_sections
+    occurrence: int | None = None  # only that occurrence of the label (1-based)
+    source: str = ""  # the sheet's path, for messages
 
 
 def parse_time(text: Any, source: Any, key: str) -> float:
@@ -87,8 +100,11 @@ def _cue_from_table(table: Any, source: Any, key: str) -> Cue:
     unknown = sorted(set(table) - _CUE_KEYS)
     if unknown:
         raise fail(source, f"{key}.{unknown[0]}", f"unknown key (known keys: {', '.join(sorted(_CUE_KEYS))})")
-    if ("at" in table) == ("bar" in table):
-        raise fail(source, key, "needs exactly one of `at` (song time) or `bar` (1-based bar number)")
+    if sum(k in table for k in ("at", "bar", "section")) != 1:
+        raise fail(source, key, "needs exactly one of `at` (song time), `bar` (1-based bar number) or `section`")
+    section = occurrence = None
+    if "section" in table:
+        section, occurrence = _section_name(table["section"], source, f"{key}.section")
     at_s = parse_time(table["at"], source, f"{key}.at") if "at" in table else None
     bar = None
     if "bar" in table:
@@ -139,11 +155,20 @@ def _cue_from_table(table: Any, source: Any, key: str) -> Cue:
     if not cmds:
         raise fail(source, key, "does nothing: give preset, bank, axes, release, fx, intensity, blackout, "
                                 "crossfade or bpm")
-    return Cue(tuple(cmds), at_s, bar, label, key)
+    return Cue(tuple(cmds), at_s, bar, label, key, section, occurrence, str(source))
+
+
+def _section_name(value: Any, source: Any, key: str) -> tuple[str, int | None]:
+    m = _SECTION_NAME_RE.match(str(value).strip()) if isinstance(value, str) else None
+    if not m or (m.group(2) is not None and int(m.group(2)) < 1):
+        raise fail(source, key, f"must be a section label like \"B\" or \"B:2\" (the second B), got {value!r}")
+    return m.group(1), int(m.group(2)) if m.group(2) else None
 
 
 def _parse_at(text: str, source: Any, key: str) -> tuple[float | None, int | None]:
     text = text.strip()
+    if _SECTION_RE.match(text):
+        return None, None
     m = _BAR_RE.match(text)
     if m:
         bar = int(m.group(1))
@@ -198,7 +223,11 @@ def parse_cue_csv(text: str, source: Any) -> list[Cue]:
         if kind in ("axis", "axis_release", "axis_nudge", "fx") and not target:
             raise fail(source, f"{key}.target", f"{kind} needs a target (axis name or effect.param)")
         value = _value_for(kind, row[3], source, f"{key}.value")
-        cues.append(Cue((_cmd(kind, target, value),), at_s, bar, "", key))
+        section = occurrence = None
+        ms = _SECTION_RE.match(row[0].strip())
+        if ms:
+            section, occurrence = _section_name(ms.group(1), source, f"{key}.at")
+        cues.append(Cue((_cmd(kind, target, value),), at_s, bar, "", key, section, occurrence, str(source)))
     return cues
 
 
@@ -212,13 +241,59 @@ def load_cues(path: str | Path) -> list[Cue]:
             raise ConfigError(f"{path}: cannot read: {exc}") from None
         return parse_cue_csv(text, path)
     data = load_toml(path)
-    unknown = sorted(set(data) - {"cue"})
+    unknown = sorted(set(data) - {"cue", "sections", "lyrics", "lyrics_axis"})
     if unknown:
-        raise fail(path, unknown[0], "unknown key (a cue sheet holds [[cue]] tables)")
+        raise fail(path, unknown[0], "unknown key (a cue sheet holds [[cue]] tables, `sections`, `lyrics` and "
+                                     "`lyrics_axis`)")
     raw = data.get("cue", [])
     if not isinstance(raw, list):
         raise fail(path, "cue", "must be an array of tables ([[cue]])")
-    return [_cue_from_table(t, path, f"cue[{i}]") for i, t in enumerate(raw)]
+    cues = [_cue_from_table(t, path, f"cue[{i}]") for i, t in enumerate(raw)]
+    if "sections" in data:
+        if not isinstance(data["sections"], str):
+            raise fail(path, "sections", "must be the path of a sections.txt (from `vj analyze`)")
+        from vjengine.audio.sections import read_sections  # noqa: PLC0415
+
+        cues = resolve_sections(cues, read_sections(path.parent / data["sections"]))
+    if "lyrics" in data:
+        from vjengine.show.lyrics import LYRICS_AXIS, load_lyrics, lyric_cues  # noqa: PLC0415
+
+        axis = data.get("lyrics_axis", LYRICS_AXIS)
+        if not isinstance(data["lyrics"], str):
+            raise fail(path, "lyrics", "must be the path of a .lrc or .csv lyric file")
+        if not isinstance(axis, str):
+            raise fail(path, "lyrics_axis", "must be an axis name")
+        lyric_path = path.parent / data["lyrics"]
+        cues += lyric_cues(load_lyrics(lyric_path), axis=axis, source=str(lyric_path))
+    return cues
+
+
+def needs_sections(cues: list[Cue]) -> bool:
+    """Some cue names a section that is not resolved to a time yet."""
+    return any(c.section is not None for c in cues)
+
+
+def resolve_sections(cues: list[Cue], sections: list[Any]) -> list[Cue]:
+    """Section cues become timed cues at the start of each matching section (``Section`` objects with
+    ``start_s`` and ``label``); a label the song lacks raises :class:`ConfigError` naming the cue."""
+    out: list[Cue] = []
+    labels = [s.label for s in sections]
+    for cue in cues:
+        if cue.section is None:
+            out.append(cue)
+            continue
+        starts = [s.start_s for s in sections if s.label == cue.section]
+        known = ", ".join(dict.fromkeys(labels)) or "none"
+        if not starts:
+            raise ConfigError(f"{cue.source}: {cue.line}: unknown section {cue.section!r} (the song has: {known})")
+        if cue.occurrence is not None:
+            if cue.occurrence > len(starts):
+                raise ConfigError(f"{cue.source}: {cue.line}: the song has {len(starts)} section(s) "
+                                  f"{cue.section!r}, not {cue.occurrence}")
+            starts = [starts[cue.occurrence - 1]]
+        for t in starts:
+            out.append(Cue(cue.commands, t, None, cue.label or cue.section, cue.line, None, None, cue.source))
+    return out
 
 
 @dataclass
