@@ -114,3 +114,22 @@ def test_stem_separators_share_an_interface_and_explain_missing_models(tmp_path)
         open_separator(f"demucs:{tmp_path / 'missing.th'}")
     with pytest.raises(ConfigError, match="hpss or demucs"):
         open_separator("spleeter")
+
+
+def test_abab_song_sections_within_a_bar(tmp_path):
+    import soundfile
+
+    from vjengine.audio.songsynth import form_song
+    from vjengine.cli import main
+
+    x, bounds, _ = form_song("ABAB", bars=4, bpm=120.0, sr=SR)
+    wav = tmp_path / "abab.wav"
+    soundfile.write(wav, x, SR)
+    assert main(["analyze", str(wav), "-o", str(tmp_path / "an")]) == 0
+    rows = [ln.split("\t") for ln in (tmp_path / "an" / "sections.txt").read_text().splitlines()]
+    starts = [float(r[0]) for r in rows]
+    assert [r[2] for r in rows] == ["A", "B", "A", "B"]
+    bar_s = 4 * 60.0 / 120.0
+    assert starts[0] == 0.0 and np.allclose(starts[1:], bounds, atol=bar_s)
+    assert (tmp_path / "an" / "analysis.png").stat().st_size > 10_000
+    assert (tmp_path / "an" / "chords.txt").read_text().count("\n") >= 4

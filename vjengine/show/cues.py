@@ -302,6 +302,9 @@ class CueRunner:
 
     cues: list[Cue]
     fired: list[bool] = field(default_factory=list)
+    # song time is the audio stream's, which advances in analysis hops (<= 5.8 ms): it may sit up to a
+    # hop short of the frame's time, so a cue within a hop is due now, not a frame late
+    tolerance_s: float = 0.006
 
     def __post_init__(self) -> None:
         self.fired = [False] * len(self.cues)
@@ -313,7 +316,7 @@ class CueRunner:
         for i, cue in enumerate(self.cues):
             if self.fired[i]:
                 continue
-            if cue.at_s is not None and song_time_s + 1e-9 >= cue.at_s:
+            if cue.at_s is not None and song_time_s + self.tolerance_s >= cue.at_s:
                 hit = True
             elif cue.bar is not None and bar_now is not None and bar_now + 1e-9 >= cue.bar:
                 hit = True
