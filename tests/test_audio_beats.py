@@ -10,7 +10,7 @@ import pytest
 from _audio_util import analyse, frames_at_fps, nearest_errors_s
 from vjengine.audio.analyzer import Analyzer
 from vjengine.audio.engine import AudioEngine
-from vjengine.audio.synth import click_train, dance_loop
+from vjengine.audio.synth import click_train, dance_loop, groove
 
 SETTLE_S = 2.0  # after the first beat, give the PLL this long before timing is judged
 
@@ -90,7 +90,7 @@ def test_latency_compensation_fires_beats_early():
 
 def test_frames_flag_each_beat_once_and_count_bars():
     sr = 48000
-    x, beats = dance_loop(bpm=124.0, seconds=10.0, sr=sr)
+    x, beats, _ = groove(bpm=124.0, seconds=10.0, sr=sr)  # a chord change each bar: a known downbeat
     frames = frames_at_fps(x, sr, 60.0)
     beat_frames = [f for f in frames if f.beat]
     assert all(f.locked for f in beat_frames)

@@ -22,7 +22,8 @@ import numpy as np
 
 from vjengine.audio.features import DEFAULT_BANDS, SpectralFrontEnd, hop_size_for
 from vjengine.audio.frame import AudioFrame
-from vjengine.audio.trackers import BeatClock, OnsetTracker, TempoConfig, TempoTracker, beat_offset
+from vjengine.audio.trackers import (BarTracker, BeatClock, OnsetTracker, TempoConfig, TempoTracker, _octave_related,
+                                     beat_offset)
 
 # hops analysed per vectorised batch: at 64, OpenBLAS splits the projection matmuls over threads
 # that spin, doubling the CPU of `vj analyze` for no gain in wall time; 16 stays on one thread
@@ -66,7 +67,9 @@ class AnalysisConfig:
     unlock_confidence: float = 0.02
     min_lock_s: float = 1.4              # sound needed before the clock may lock
     silence_unlock_s: float = 4.0
-    beats_per_bar: int = 4
+    beats_per_bar: int = 4               # shown until the metre is known; fixed if auto_metre is off
+    auto_metre: bool = True              # detect 3 or 4 beats a bar
+    downbeat_confidence: float = 0.3     # bar flags claim a downbeat only at or above this confidence
     latency_ms: float = 0.0              # output latency compensation: beats fire this much early
 
 
@@ -151,6 +154,13 @@ class Analyzer:
         self._win = int(round(cfg.tempo_window_s * self.frame_rate_hz))
         self._odf_buf = np.zeros(2 * self._win)
         self._kick_buf = np.zeros(2 * self._win)  # kick events (1.0 on the hop a kick fired), same ring
+        self._low_buf = np.zeros(2 * self._win)   # low-band (bass/kick) flux, same ring
+        self.bars = BarTracker(fixed_metre=0 if cfg.auto_metre else cfg.beats_per_bar)
+        self.beats_per_bar = cfg.beats_per_bar
+        self._bar_manual = False  # resync set the downbeat: hold it until the clock unlocks
+        self._marks: list[tuple[int, int, list]] = []  # (beat index, hop index, chroma) at each clock beat
+        self._next_mark = 1.0
+        self.downbeat_times: list[float] = []
         self._odf_i = 0
         self._tempo_every = max(1, int(round(cfg.tempo.update_s * self.frame_rate_hz)))
         self._gate_hold_hops = max(1, int(round(cfg.gate_hold_ms * 1e-3 / h)))
@@ -232,6 +242,7 @@ class Analyzer:
         if not self.locked and self.tempo_source == "auto":
             self.clock.phase += nearest - out  # user asked for it: the only deliberate jump
         self._bar_offset = int(nearest)
+        self._bar_manual = True
 
     # ------------------------------------------------------------------ processing
     def process(self, samples: np.ndarray) -> int:
@@ -343,7 +354,8 @@ class Analyzer:
         latency_beats_per_bpm = self.latency_ms * 1e-3 / 60.0
         gates = [False] * (j1 - j0)
         onsets_update, kicks_update = self.onsets.update, self.kicks.update
-        odf_buf, kick_buf = self._odf_buf, self._kick_buf
+        odf_buf, kick_buf, low_buf = self._odf_buf, self._kick_buf, self._low_buf
+        next_mark, marks = self._next_mark, self._marks
         rec = self.record
         if rec:
             m = j1 - j0
@@ -397,7 +409,7 @@ class Analyzer:
                     bands[b] *= band_release  # release toward 0
                 fired, strength = onsets_update(0.0, False)
                 kfired, _ = kicks_update(0.0, False)
-                odf = 0.0
+                odf = kflux = 0.0
                 silent += 1
                 if silent > silence_unlock_hops:
                     sound = 0
@@ -421,6 +433,7 @@ class Analyzer:
             # onset history for tempo and phase (a doubled ring: the window is always contiguous)
             odf_buf[odf_i] = odf_buf[odf_i + win] = odf
             kick_buf[odf_i] = kick_buf[odf_i + win] = 1.0 if kfired else 0.0
+            low_buf[odf_i] = low_buf[odf_i + win] = kflux
             odf_i = odf_i + 1 if odf_i + 1 < win else 0
             n += 1
             if n % _CHROMA_EVERY == 0:  # per-hop max-normalised pitch-class power, one-pole smoothed
@@ -432,7 +445,11 @@ class Analyzer:
                     chroma_state = [chroma_keep * y for y in chroma_state]
             # beat clock: advance one hop; a beat fires when the (latency-shifted) phase crosses an integer
             advance()
-            out = clock.phase + latency_beats_per_bpm * clock.bpm
+            p = clock.phase
+            if p >= next_mark:  # the clock's beat: note where, and the harmony of the beat that ended
+                next_mark = math.floor(p) + 1.0
+                marks.append((int(next_mark) - 1, n - 1, chroma_state))
+            out = p + latency_beats_per_bpm * clock.bpm
             if locked and int(out) > int(last_out) and rec:
                 self._record_beat(last_out, out, t_end)
             last_out = out
@@ -443,6 +460,7 @@ class Analyzer:
         self._level, self._ref_db, self._gate_left = level, ref, gate_left
         self._onset_env, self._kick_env, self._chroma = onset_env, kick_env, chroma_state
         self._sound_hops, self._silent_hops, self._odf_i, self.n_hops, self._last_out = sound, silent, odf_i, n, last_out
+        self._next_mark = next_mark
         if any_onset:
             self._flags["onset"] = True
         if any_kick:
@@ -477,6 +495,8 @@ class Analyzer:
         self.tempo.hold = self.locked and self.tempo_source == "auto"
         bpm, conf = self.tempo.update(hist, self._history(self._kick_buf))
         self.confidence = conf
+        if _octave_related(bpm / self.clock.bpm):  # beats now count another level: bars start afresh
+            self._reset_bars()
         self.clock.bpm = bpm
         if not self.locked:
             if conf >= cfg.lock_confidence and sound_s >= cfg.min_lock_s:
@@ -487,6 +507,37 @@ class Analyzer:
             self._weak_hops = self._weak_hops + self._tempo_every if conf < cfg.unlock_confidence else 0
             if self._weak_hops * self.hop_s > 10.0 or self._silent_hops * self.hop_s > cfg.silence_unlock_s:
                 self.locked = False
+                self._reset_bars()
+        if self.locked:
+            self._update_bars()
+
+    def _reset_bars(self) -> None:
+        self.bars.reset()
+        self._marks.clear()
+        self._bar_manual = False
+
+    def _update_bars(self) -> None:
+        """Feed the bar tracker every beat whose next beat has passed (its harmony is then known)."""
+        marks = self._marks
+        if len(marks) < 2:
+            return
+        win, n = self._win, self.n_hops
+        low = self._low_buf
+        for (k, h, c0), (k1, _, c1) in zip(marks, marks[1:]):
+            if k1 != k + 1 or n - (h - 3) > win:  # a gap (resync) or too old for the ring
+                continue
+            peak = max(low[(h + d) % win] for d in range(-3, 9))  # onset peaks trail the beat a little
+            dot = sum(a * b for a, b in zip(c0, c1))
+            norm = math.sqrt(sum(a * a for a in c0) * sum(b * b for b in c1))
+            self.bars.add_beat(k, peak, 1.0 - dot / norm if norm > 1e-12 else 0.0)
+        del marks[:-1]
+        if not self._bar_manual:
+            self.beats_per_bar = self.bars.metre
+            self._bar_offset = self.bars.downbeat
+
+    @property
+    def downbeat_confident(self) -> bool:
+        return self._bar_manual or self.bars.confidence >= self.config.downbeat_confidence
 
     def _update_phase(self, fast: bool = False) -> None:
         if self._sound_hops * self.hop_s < 1.0 or self._silent_hops > 0:
@@ -508,7 +559,10 @@ class Analyzer:
         """A beat between the previous hop's phase ``prev`` and ``out``: record its time within the hop."""
         c = math.floor(out)
         frac = (c - prev) / (out - prev) if out > prev else 1.0
-        self.beat_times.append(t_end - self.hop_s + frac * self.hop_s)
+        t = t_end - self.hop_s + frac * self.hop_s
+        self.beat_times.append(t)
+        if (c - self._bar_offset) % self.beats_per_bar == 0 and self.downbeat_confident:
+            self.downbeat_times.append(t)
 
     # ------------------------------------------------------------------ output
     def snapshot(self, *, input_ok: bool = True, input_status: str = "", lookahead_s: float = 0.0) -> AudioFrame:
@@ -522,7 +576,7 @@ class Analyzer:
         cfg = self.config
         bpm = self.clock.bpm
         out = self.clock.phase + (self.latency_ms * 1e-3 + max(0.0, lookahead_s)) * bpm / 60.0
-        bpb = cfg.beats_per_bar
+        bpb = self.beats_per_bar
         beat_index = math.floor(out)
         frac = out - beat_index
         in_bar = (beat_index - self._bar_offset) % bpb
@@ -556,7 +610,8 @@ class Analyzer:
             "beats_per_bar": bpb,
             "beat_count": int(beat_index),
             "beat": beat_flag,
-            "bar": beat_flag and in_bar == 0,
+            "bar": beat_flag and in_bar == 0 and self.downbeat_confident,
+            "downbeat_confidence": 1.0 if self._bar_manual else float(self.bars.confidence),
             "beat_env": math.exp(-4.0 * frac) if self.locked else 0.0,
             "locked": self.locked,
             "confidence": float(min(1.0, self.confidence * 2.0)),

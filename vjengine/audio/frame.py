@@ -39,10 +39,13 @@ class AudioFrame:
     - ``beat_phase``: 0..1 through the current beat, continuous and monotonic (never jumps while
       locked). It runs ahead of the audio by ``latency_ms`` (output latency compensation) plus half a
       frame interval, so each beat lands on the frame nearest to it.
-    - ``bar_phase``: 0..1 through the current bar (``beats_per_bar`` beats), ``beat_in_bar`` 0-based.
+    - ``bar_phase``: 0..1 through the current bar (``beats_per_bar`` beats: 3 or 4, detected),
+      ``beat_in_bar`` 0-based. ``downbeat_confidence`` 0..1: how sure the analysis is which beat is 1.
     - ``beat_count``: beats since the clock started (increments when ``beat`` fires).
     - ``beat``: True on the frame where ``beat_count`` advanced (only while ``locked``): the frame
-      nearest each beat. ``bar`` True when that beat is a downbeat (``beat_in_bar == 0``).
+      nearest each beat. ``bar`` True when that beat is a downbeat (``beat_in_bar == 0``) and the
+      downbeat is known with confidence (``downbeat_confidence`` >= the analysis threshold, or set by
+      ``/vj/resync``); ``bar_phase`` and ``beat_in_bar`` are the best guess either way.
       ``beat_env`` 1 at the beat, decaying over the beat.
     - ``locked``: the beat clock follows the music with confidence ``confidence`` 0..1.
     - ``tempo_source``: "auto", "tap" or "manual".
@@ -82,6 +85,7 @@ class AudioFrame:
     input_status: str = "no audio yet"
     gate_open: bool = False
     hops: int = 0
+    downbeat_confidence: float = 0.0
 
     @classmethod
     def silent(cls, status: str = "no audio yet", *, time_s: float = 0.0) -> "AudioFrame":

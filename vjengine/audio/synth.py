@@ -114,3 +114,86 @@ def tone(freq_hz: float, *, seconds: float, sr: int = 48000, amplitude: float = 
     t = np.arange(int(round(seconds * sr))) / sr
     fade = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.005)
     return (amplitude * np.sin(2 * np.pi * freq_hz * t) * fade).astype(np.float32)
+
+
+def _pad(sr: int, freqs: tuple[float, ...], length_s: float) -> np.ndarray:
+    """A soft chord (sines with slow attack and release) for bar-level harmony."""
+    n = int(length_s * sr)
+    t = np.arange(n) / sr
+    tone_ = sum(np.sin(2 * np.pi * f * t) + 0.3 * np.sin(4 * np.pi * f * t) for f in freqs)
+    env = np.minimum(1.0, t / 0.01) * np.minimum(1.0, (length_s - t) / 0.05) * np.exp(-t / 1.5)
+    return (tone_ * env * 0.08).astype(np.float32)
+
+
+def _snare(sr: int, rng: np.random.Generator) -> np.ndarray:
+    n = int(0.18 * sr)
+    t = np.arange(n) / sr
+    noise = scipy.signal.sosfilt(scipy.signal.butter(2, [1500.0 / (sr / 2), 0.9], btype="band", output="sos"),
+                                 rng.standard_normal(n))
+    body = np.sin(2 * np.pi * 190.0 * t) * np.exp(-t / 0.03)
+    return ((0.5 * noise * np.exp(-t / 0.05) + 0.6 * body) * 0.5).astype(np.float32)
+
+
+# chord roots (semitones over A) and qualities for a four-bar progression: Am F C G
+_PROGRESSION = ((0, (0, 3, 7)), (8, (0, 4, 7)), (3, (0, 4, 7)), (10, (0, 4, 7)))
+
+
+def groove(*, bpm: float = 124.0, seconds: float = 16.0, sr: int = 44100, beats_per_bar: int = 4,
+           end_bpm: float | None = None, swing: float = 0.0, half_time: bool = False, seed: int = 0,
+           drums: bool = True, start_s: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A groove with a known beat and downbeat: kick, snare, hats, bass and a chord per bar.
+
+    - 4/4: kick on every beat (``half_time``: kick on 1, snare on 3 only), snare on 2 and 4, hats on
+      the off-beats (and on the beats when half-time); 3/4: a waltz (bass and kick on 1, chord stabs on 2 and 3, hats on the off-beats).
+    - The bass plays the bar's root on the downbeat; the chord (Am F C G) changes every bar.
+    - ``swing`` 0..1 delays the off-beats from 1/2 to 2/3 of the beat; ``end_bpm`` ramps the tempo
+      linearly over the clip (a DJ's tempo ride); ``drums=False`` leaves bass and chords only.
+    - ``start_s``: silence before the first beat.
+
+    Returns ``(samples, beat_times_s, downbeat_times_s)``.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    out = np.zeros(n, dtype=np.float32)
+    beats = []
+    t = start_s
+    while t < seconds:
+        beats.append(t)
+        cur = bpm if end_bpm is None else bpm + (end_bpm - bpm) * t / seconds
+        t += 60.0 / cur
+    beats = np.array(beats)
+    kick_s, snare_s, hat_s = _kick(sr), _snare(sr, rng), _hat(sr, rng)
+    for i, b in enumerate(beats):
+        period = (beats[i + 1] if i + 1 < beats.size else b + 60.0 / bpm) - b
+        pos = i % beats_per_bar
+        bar = i // beats_per_bar
+        start = int(round(b * sr))
+        root, quality = _PROGRESSION[bar % len(_PROGRESSION)]
+        if drums:
+            if beats_per_bar == 3:
+                if pos == 0:
+                    _add(out, kick_s, start, 0.8)
+            elif half_time:
+                if pos == 0:
+                    _add(out, kick_s, start, 0.9)
+                elif pos == 2:
+                    _add(out, snare_s, start, 0.9)
+            else:
+                _add(out, kick_s, start, 0.9)
+                if pos in (1, 3):
+                    _add(out, snare_s, start, 0.6)
+            off = b + period * (0.5 + swing / 6.0)
+            _add(out, hat_s, int(round(off * sr)), 0.8)
+            if half_time:  # the hats keep the full-tempo pulse
+                _add(out, hat_s, start, 0.8)
+        if pos == 0:
+            _add(out, _bass_note(sr, 55.0 * 2 ** (root / 12.0), 0.9 * period), start, 1.2)
+            freqs = tuple(220.0 * 2 ** ((root + q) / 12.0) for q in quality)
+            if beats_per_bar != 3:
+                _add(out, _pad(sr, freqs, beats_per_bar * period), start)
+        elif beats_per_bar == 3:
+            freqs = tuple(220.0 * 2 ** ((root + q) / 12.0) for q in quality)
+            _add(out, _pad(sr, freqs, 0.6 * period), start, 1.5)
+    peak = float(np.max(np.abs(out))) or 1.0
+    out *= 0.9 / peak
+    return out.astype(np.float32), beats, beats[::beats_per_bar]

@@ -249,7 +249,8 @@ class TempoTracker:
         self._ev_raw = raw
         evidence = self.level_evidence
         halve = evidence > cfg.half_gain
-        if not halve and kick_history is not None and cfg.half_kick_check > 0 and half >= cfg.half_kick_min_bpm:
+        if not halve and kick_history is not None and cfg.half_kick_check > 0 and half >= cfg.half_kick_min_bpm \
+                and evidence >= cfg.unhalve_gain:
             k_even, k_odd = grid_salience(kick_history, period, frame_rate_hz=self.frame_rate_hz,
                                           hit_threshold=0.45, tolerance_hops=3)
             k_weak, k_strong = min(k_even, k_odd), max(k_even, k_odd)
@@ -393,3 +394,74 @@ class BeatClock:
         self._slew_left -= step
         self.phase += nominal + step
         return nominal + step
+
+
+class BarTracker:
+    """Metre (3 or 4 beats a bar) and downbeat from per-beat evidence, with a confidence.
+
+    Fed once per beat (``add_beat``) with the beat's index, its bass/kick onset strength and how
+    much the harmony changed over it. Each evidence value is normalised by its running mean and
+    folded into per-position averages for a bar of 3 and of 4 (decaying over ``memory_bars``).
+    The metre is the folding whose positions differ most (an accent pattern of period 3 averages
+    out when folded by 4, and the reverse); the downbeat is its strongest position. ``confidence``
+    (0..1) is how clearly that position beats the runner-up, scaled down until a few bars are in.
+    """
+
+    METRES = (3, 4)
+
+    def __init__(self, *, memory_bars: float = 6.0, min_bars: float = 2.0, harmony_weight: float = 1.0,
+                 metre_margin: float = 1.25, fixed_metre: int = 0) -> None:
+        self.memory_bars = memory_bars
+        self.min_bars = min_bars
+        self.harmony_weight = harmony_weight
+        self.metre_margin = metre_margin
+        self.fixed_metre = fixed_metre
+        self.reset()
+
+    def reset(self) -> None:
+        self._acc = {m: [0.0] * m for m in self.METRES}
+        self._seen = {m: [0] * m for m in self.METRES}
+        self._mean_low = 0.0
+        self._mean_harm = 0.0
+        self.beats = 0
+        self.metre = self.fixed_metre or 4
+        self.downbeat = 0        # beat index residue (mod metre) of the downbeat
+        self.confidence = 0.0
+
+    def add_beat(self, index: int, low: float, harmony: float) -> None:
+        self.beats += 1
+        k = 0.1 if self.beats > 4 else 1.0 / self.beats
+        self._mean_low += k * (low - self._mean_low)
+        self._mean_harm += k * (harmony - self._mean_harm)
+        value = low / (self._mean_low + 1e-9) + self.harmony_weight * harmony / (self._mean_harm + 1e-9)
+        for m in self.METRES:
+            p = index % m
+            seen = self._seen[m][p] = self._seen[m][p] + 1
+            a = max(1.0 / seen, 1.0 / self.memory_bars)
+            acc = self._acc[m]
+            acc[p] += a * (value - acc[p])
+        self._decide()
+
+    def _contrast(self, m: int) -> tuple[float, int, float]:
+        acc = self._acc[m]
+        best = max(range(m), key=acc.__getitem__)
+        others = [v for i, v in enumerate(acc) if i != best]
+        mean_all = sum(acc) / m
+        contrast = (acc[best] - sum(others) / len(others)) / (mean_all + 1e-9)
+        margin = (acc[best] - max(others)) / (acc[best] + 1e-9)
+        return contrast, best, margin
+
+    def _decide(self) -> None:
+        if self.fixed_metre:
+            metre = self.fixed_metre
+        else:
+            c3, c4 = self._contrast(3)[0], self._contrast(4)[0]
+            metre = self.metre
+            if metre == 4 and c3 > self.metre_margin * c4 and self.beats >= 3 * self.min_bars:
+                metre = 3
+            elif metre == 3 and c4 > self.metre_margin * c3:
+                metre = 4
+        contrast, best, margin = self._contrast(metre)
+        self.metre, self.downbeat = metre, best
+        bars_in = min(self._seen[metre]) / self.min_bars
+        self.confidence = max(0.0, min(1.0, 2.0 * margin * min(1.0, bars_in)))

@@ -1,0 +1,145 @@
+"""The beat clock on synthetic music whose beats and downbeats are known: tempo octave, metre, bar
+phase, lock time and no octave flip after lock (issue #16), and on the annotated waltz."""
+
+from __future__ import annotations
+
+import mir_eval
+import numpy as np
+import pytest
+
+from _audio_util import analyse, frames_at_fps
+from vjengine.audio.sources import load_audio
+from vjengine.audio.synth import groove
+
+SR = 44100
+TOL_S = 0.07  # mir_eval's beat window
+
+
+def lock_time(est: np.ndarray, ref: np.ndarray) -> float:
+    """Time of the first estimated beat after which every estimate (up to the last reference) is
+    within 70 ms of a true beat; inf if the last one misses."""
+    est = est[est <= ref[-1] + TOL_S]
+    hit = np.array([np.min(np.abs(ref - e)) <= TOL_S for e in est])
+    if est.size == 0 or not hit[-1]:
+        return float("inf")
+    misses = np.nonzero(~hit)[0]
+    return float(est[misses[-1] + 1] if misses.size else est[0])
+
+
+def bpm_after(a, t0: float) -> np.ndarray:
+    rec = a.recorded()
+    return rec["bpm"][(rec["time_s"] >= t0) & rec["locked"]]
+
+
+CASES = [(bpm, 4, 0.0) for bpm in (90.0, 120.0, 150.0, 180.0)] + \
+        [(bpm, 3, 0.0) for bpm in (90.0, 120.0, 150.0)] + [(124.0, 4, 1.0), (96.0, 3, 0.6)]
+
+
+@pytest.mark.parametrize("bpm,metre,swing", CASES, ids=[f"{b:g}bpm-{m}of4-swing{s:g}" for b, m, s in CASES])
+def test_tempo_octave_metre_downbeats_and_lock(bpm, metre, swing):
+    x, beats, downbeats = groove(bpm=bpm, beats_per_bar=metre, swing=swing, seconds=20.0, sr=SR, seed=1)
+    a = analyse(x, SR)
+    est = np.array(a.beat_times)
+    assert a.bpm == pytest.approx(bpm, rel=0.02), "the annotated tempo octave"
+    assert a.beats_per_bar == metre
+    lock = lock_time(est, beats)
+    assert lock <= 4.0, f"locked at {lock:.2f} s"
+    after = bpm_after(a, lock)
+    assert np.all(np.abs(after / bpm - 1.0) < 0.1), "no octave (or other level) flip after lock"
+    # downbeats: claimed only when confident, and then on the true bar lines
+    db = np.array(a.downbeat_times)
+    assert db.size >= 3
+    f_db = mir_eval.onset.f_measure(downbeats[downbeats > lock + 3 * metre * 60.0 / bpm], db[db > lock + 3 * metre * 60.0 / bpm],
+                                    window=TOL_S)[0]
+    assert f_db >= 0.9, f_db
+
+
+def test_half_time_drums_stay_on_one_level():
+    """Kick on 1 and snare on 3 only (hats on every 8th): the clock follows the drums' half-time
+    pulse and never flips octave once locked."""
+    x, beats, _ = groove(bpm=140.0, half_time=True, seconds=20.0, sr=SR, seed=1)
+    a = analyse(x, SR)
+    assert a.bpm == pytest.approx(70.0, rel=0.02)
+    est = np.array(a.beat_times)
+    lock = lock_time(est, beats[::2])
+    assert lock <= 4.0
+    assert np.all(np.abs(bpm_after(a, lock) / 70.0 - 1.0) < 0.1)
+
+
+def test_tempo_ride_is_followed():
+    """A pitch-fader ride of +8 % over the clip: no beat off the grid after the first bars."""
+    x, beats, _ = groove(bpm=120.0, end_bpm=129.6, seconds=30.0, sr=SR, seed=1)
+    a = analyse(x, SR)
+    est = np.array(a.beat_times)
+    assert lock_time(est, beats) <= 3.0
+    assert a.bpm == pytest.approx(129.6 - 0.32, rel=0.02)
+
+
+def test_abrupt_tempo_change_recovers_within_two_bars():
+    x1, b1, _ = groove(bpm=124.0, seconds=15.0, sr=SR, seed=1)
+    x2, b2, _ = groove(bpm=132.0, seconds=15.0, sr=SR, seed=2)
+    a = analyse(np.concatenate([x1, x2]), SR)
+    est = np.array(a.beat_times)
+    two_bars = 2 * 4 * 60.0 / 132.0
+    assert lock_time(est, np.concatenate([b1, b2 + 15.0])) <= 15.0 + two_bars
+    assert a.bpm == pytest.approx(132.0, rel=0.01)
+    assert np.all(np.abs(bpm_after(a, 3.0) / 128.0 - 1.0) < 0.1), "no octave flip through the change"
+
+
+def test_mix_between_two_tempi():
+    """Track A (124) fades out over 12-20 s while B (130) fades in: the clock follows A, then B,
+    and never reads another metrical level."""
+    xa, _, _ = groove(bpm=124.0, seconds=20.0, sr=SR, seed=1)
+    xb, bb, _ = groove(bpm=130.0, seconds=20.0, sr=SR, seed=3)
+    x = np.zeros(int(32 * SR), np.float32)
+    t_a = np.arange(xa.size) / SR
+    x[:xa.size] += xa * np.clip((20.0 - t_a) / 8.0, 0.0, 1.0).astype(np.float32)
+    start = int(12 * SR)
+    x[start:start + xb.size] += xb * np.clip(t_a / 8.0, 0.0, 1.0).astype(np.float32)
+    a = analyse(x, SR)
+    rec = a.recorded()
+    t, bpm = rec["time_s"], rec["bpm"]
+    assert np.all((bpm[t > 3.0] > 118.0) & (bpm[t > 3.0] < 137.0))
+    assert bpm[np.argmin(np.abs(t - 11.0))] == pytest.approx(124.0, rel=0.01)
+    assert bpm[-1] == pytest.approx(130.0, rel=0.01)
+    est = np.array(a.beat_times)
+    assert lock_time(est, bb + 12.0) <= 26.0
+
+
+def test_breakdown_then_drop_keeps_the_grid():
+    """Drums out for 8 s (bass and chords only), then back: the bar and beat stay on the grid."""
+    full, beats, downbeats = groove(bpm=128.0, seconds=30.0, sr=SR, seed=1)
+    quiet, _, _ = groove(bpm=128.0, seconds=30.0, sr=SR, seed=1, drums=False)
+    x = full.copy()
+    x[12 * SR:20 * SR] = quiet[12 * SR:20 * SR]
+    a = analyse(x, SR)
+    est = np.array(a.beat_times)
+    assert lock_time(est, beats) <= 4.0
+    assert np.all(np.abs(bpm_after(a, 4.0) / 128.0 - 1.0) < 0.02)
+    db = np.array(a.downbeat_times)
+    late = db[db > 20.0]
+    assert late.size >= 4 and np.all(np.min(np.abs(late[:, None] - downbeats[None, :]), axis=1) <= TOL_S)
+
+
+def test_bar_flags_only_when_the_downbeat_is_confident():
+    x, _, downbeats = groove(bpm=124.0, seconds=12.0, sr=48000, seed=2)
+    frames = frames_at_fps(x, 48000, 60.0)
+    bars = [f for f in frames if f.bar]
+    assert bars and all(f.downbeat_confidence >= 0.3 and f.beat_in_bar == 0 for f in bars)
+    first_confident = next(f.time_s for f in frames if f.downbeat_confidence >= 0.3)
+    assert all(f.time_s >= first_confident for f in bars)
+    for f in bars:  # each claimed bar is within a frame (+ the half-frame look-ahead) of a true downbeat
+        assert np.min(np.abs(downbeats - f.time_s)) <= 0.07
+
+
+def test_waltz_locks_at_its_annotated_level_in_three_four(shared_audio):
+    x, sr = load_audio(shared_audio / "ballroom_waltz/Media-105901.wav")
+    ann = np.loadtxt(shared_audio / "ballroom_waltz/Media-105901.beats", ndmin=2)
+    ref = ann[:, 0]
+    a = analyse(x, sr)
+    est = np.array(a.beat_times)
+    ref_bpm = 60.0 / np.median(np.diff(ref))
+    assert a.bpm == pytest.approx(ref_bpm, rel=0.06), "the dancer's level, not double"
+    assert a.beats_per_bar == 3
+    _, cmlt, _, amlt = mir_eval.beat.continuity(mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(est))
+    assert cmlt >= 0.8, cmlt
