@@ -25,7 +25,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"bank      {bank.path}")
     print(f"format    {bank.manifest['format']} v{bank.manifest['version']}")
-    print(f"frames    {bank.count} x {bank.width}x{bank.height}x{bank.channels} uint8 ({_mb(bank.frames.nbytes)})")
+    stored = bank.count * bank.stored_frame_bytes
+    codec = "uint8" if bank.codec == "raw" else f"{bank.codec} ({bank.frames.nbytes / max(1, stored):.0f}x smaller than raw)"
+    print(f"frames    {bank.count} x {bank.width}x{bank.height}x{bank.channels} {codec} ({_mb(stored)})")
+    if bank.low is not None:
+        lw, lh = bank.low_size
+        print(f"low tier  {lw}x{lh} bc1 ({_mb(bank.low.nbytes)})")
+    if bank.checksums is not None:
+        state = "damaged table" if bank.checksum_problem else "crc32 per " + ", ".join(sorted(bank.checksums))
+        print(f"checksums {state}")
     if bank.latents is not None:
         shape = "x".join(str(s) for s in bank.latents.shape[1:])
         print(f"latents   {bank.count} x {shape} {bank.latents.dtype} ({_mb(bank.latents.nbytes)})")
