@@ -186,3 +186,77 @@ def test_pack_bundles_respects_size_cap() -> None:
     decoded = [m for b in bundles for m in decode_packet(b)]
     assert [m.address for m in decoded] == [f"/vj/coord/axis{i}" for i in range(100)]
     assert all(math.isclose(m.args[0], i / 10, rel_tol=1e-6) for i, m in enumerate(decoded))
+
+
+def _reference_regex(pattern: str):
+    """The regex translation the matcher replaced (exponential on many stars), as an oracle."""
+    import re
+
+    out, i = ["^"], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            close = pattern.index("]", i + 1)
+            body = pattern[i + 1 : close]
+            neg = body.startswith("!")
+            body = body[1:] if neg else body
+            chars = "".join("-" if ch == "-" and 0 < k < len(body) - 1 else re.escape(ch) for k, ch in enumerate(body))
+            out.append(("[^/" if neg else "[") + chars + "]")
+            i = close
+        elif c == "{":
+            close = pattern.index("}", i + 1)
+            out.append("(?:" + "|".join(re.escape(o) for o in pattern[i + 1 : close].split(",")) + ")")
+            i = close
+        elif c == "/" and pattern.startswith("//", i):
+            out.append("/(?:.*/)?")
+            i += 1
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + "$")
+
+
+def test_matcher_agrees_with_the_regex_oracle_on_random_patterns() -> None:
+    import random
+
+    rng = random.Random(18)
+    atoms = ["a", "b", "/", "*", "?", "[ab]", "[!a]", "[a-b]", "{a,bb,}", "//", "-"]
+    addresses = ["/" + "/".join("".join(rng.choice("ab-") for _ in range(rng.randint(0, 4)))
+                                for _ in range(rng.randint(1, 3))) for _ in range(60)]
+    checked = 0
+    for _ in range(600):
+        pattern = "/" + "".join(rng.choice(atoms) for _ in range(rng.randint(1, 7)))
+        mine = compile_pattern(pattern)
+        if mine is None:
+            continue
+        oracle = _reference_regex(pattern)
+        for address in addresses:
+            assert mine.match(address) == bool(oracle.match(address)), (pattern, address)
+            checked += 1
+    assert checked > 10000
+
+
+def test_wildcard_flood_patterns_match_without_backtracking() -> None:
+    """40 stars took the regex 55 s per message; here each is a handful of integer operations.
+    Run in a child with a hard timeout so a regression fails instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    code = (
+        "from vjengine.control.osc_space import AddressSpace\n"
+        "from vjengine.control.osc_wire import compile_pattern, MAX_PATTERN_CHARS\n"
+        "sp = AddressSpace(['prompt_blend', 'seed'], ['flash/amount'])\n"
+        "for n in (32, 40, 60, 100):\n"
+        "    assert sp.resolve('/vj/' + '*' * n + 'x') == []\n"
+        "    assert sp.resolve('/vj/' + '*a' * n + 'b') == []\n"
+        "    assert sp.resolve('/' + '*/' * 6 + '*' * n) == []\n"
+        "assert sp.resolve('/vj/' + '*' * 40) != []  # still matches what it should\n"
+        "assert compile_pattern('/vj/' + '*' * MAX_PATTERN_CHARS) is None\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr

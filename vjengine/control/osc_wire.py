@@ -353,21 +353,113 @@ def has_wildcard(address: str) -> bool:
     return not WILDCARD_CHARS.isdisjoint(address)
 
 
+MAX_PATTERN_CHARS = 256  # longer wildcard patterns are refused: no controller needs them
+
+
+class AddressPattern:
+    """A compiled OSC address pattern; :meth:`match` runs in time linear in pattern x address length.
+
+    The pattern is a list of tokens; matching keeps the set of reachable address positions as the bits
+    of one integer (a bit-parallel NFA), so no input makes it backtrack: ``*`` extends every reachable
+    position through its run of non-'/' characters in a few shifts, whatever the number of stars.
+    """
+
+    __slots__ = ("pattern", "tokens", "prefix")
+
+    def __init__(self, pattern: str, tokens: tuple[tuple[str, Any], ...]) -> None:
+        self.pattern = pattern
+        self.tokens = tokens
+        prefix = []
+        for kind, arg in tokens:
+            if kind != "lit":
+                break
+            prefix.append(arg)
+        self.prefix = "".join(prefix)  # every match starts with it (a cheap pre-filter)
+
+    def match(self, address: str) -> bool:
+        if not address.startswith(self.prefix):
+            return False
+        n = len(address)
+        masks: dict[str, int] = {}
+        for i, ch in enumerate(address):
+            masks[ch] = masks.get(ch, 0) | (1 << i)
+        slash = masks.get("/", 0)
+        full = (1 << n) - 1
+        plain = full & ~slash  # positions holding a non-'/' character
+        state = 1  # position 0 reachable
+        for kind, arg in self.tokens:
+            if kind == "lit":
+                state = (state & masks.get(arg, 0)) << 1
+            elif kind == "one":
+                state = (state & plain) << 1
+            elif kind == "star":
+                state = _star(state, plain)
+            elif kind == "set":
+                chars, negate = arg
+                m = 0
+                for ch, bits in masks.items():
+                    if ch != "/" and _in_set(ch, chars) != negate:
+                        m |= bits
+                state = (state & m) << 1
+            elif kind == "alt":
+                out = 0
+                for option in arg:
+                    x = state
+                    for ch in option:
+                        x = (x & masks.get(ch, 0)) << 1
+                        if not x:
+                            break
+                    out |= x
+                state = out
+            else:  # "deep": '//' = '/' then any number of whole segments, each ending in '/'
+                state = (state & slash) << 1
+                if state:
+                    low = state & -state
+                    state |= (slash << 1) & ~((low << 1) - 1)
+            if not state:
+                return False
+        return bool(state >> n & 1)
+
+    def __repr__(self) -> str:
+        return f"AddressPattern({self.pattern!r})"
+
+
+def _star(state: int, plain: int) -> int:
+    """Every position reachable from ``state`` over a run of non-'/' characters (log-step doubling)."""
+    run, step = plain, 1
+    while run and state:
+        grown = state | ((state & run) << step)
+        if grown == state:
+            break
+        state = grown
+        run &= run >> step  # positions starting 2*step non-'/' characters in a row
+        step <<= 1
+    return state
+
+
+def _in_set(ch: str, chars: tuple[tuple[str, str], ...]) -> bool:
+    return any(lo <= ch <= hi for lo, hi in chars)
+
+
 @functools.lru_cache(maxsize=512)
-def compile_pattern(pattern: str) -> re.Pattern[str] | None:
-    """An OSC 1.0 address pattern as a regex over whole addresses; None if it is malformed.
+def compile_pattern(pattern: str) -> AddressPattern | None:
+    """An OSC 1.0 address pattern as an :class:`AddressPattern`; None if malformed or too long.
 
     ``?`` one character, ``*`` any run (neither crosses '/'), ``[abc]`` / ``[a-z]`` / ``[!a-z]``
     a character set, ``{foo,bar}`` alternatives. OSC 1.1's ``//`` (any depth) is also accepted.
+    Patterns over :data:`MAX_PATTERN_CHARS` characters are refused.
     """
-    out = ["^"]
+    if len(pattern) > MAX_PATTERN_CHARS:
+        return None
+    tokens: list[tuple[str, Any]] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         if c == "*":
-            out.append("[^/]*")
+            if not tokens or tokens[-1][0] != "star":  # '**' is '*'
+                tokens.append(("star", None))
         elif c == "?":
-            out.append("[^/]")
+            tokens.append(("one", None))
         elif c == "[":
             close = pattern.find("]", i + 1)
             if close < 0:
@@ -379,29 +471,35 @@ def compile_pattern(pattern: str) -> re.Pattern[str] | None:
             if not body or "/" in body:
                 return None
             # '-' between two characters is a range; anywhere else it is itself.
-            chars = "".join("-" if ch == "-" and 0 < k < len(body) - 1 else re.escape(ch)
-                            for k, ch in enumerate(body))
-            out.append(("[^/" if negate else "[") + chars + "]")
+            ranges: list[tuple[str, str]] = []
+            k = 0
+            while k < len(body):
+                if k + 2 < len(body) and body[k + 1] == "-":
+                    lo, hi = body[k], body[k + 2]
+                    if lo > hi:
+                        return None
+                    ranges.append((lo, hi))
+                    k += 3
+                else:
+                    ranges.append((body[k], body[k]))
+                    k += 1
+            tokens.append(("set", (tuple(ranges), negate)))
             i = close
         elif c == "{":
             close = pattern.find("}", i + 1)
             if close < 0:
                 return None
             options = pattern[i + 1 : close].split(",")
-            if any("/" in o for o in options):
+            if any("/" in o or not WILDCARD_CHARS.isdisjoint(o) for o in options):
                 return None
-            out.append("(?:" + "|".join(re.escape(o) for o in options) + ")")
+            tokens.append(("alt", tuple(dict.fromkeys(options))))
             i = close
         elif c == "/" and pattern.startswith("//", i):
-            out.append("/(?:.*/)?")
+            tokens.append(("deep", None))
             i += 1
         elif c in "]}":
             return None
         else:
-            out.append(re.escape(c))
+            tokens.append(("lit", c))
         i += 1
-    out.append("$")
-    try:
-        return re.compile("".join(out))
-    except re.error:
-        return None
+    return AddressPattern(pattern, tuple(tokens))
