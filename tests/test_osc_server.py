@@ -493,6 +493,67 @@ def test_a_future_bundle_falls_due_as_one(queue: CommandQueue) -> None:
     server.handle_datagram(builder.build().dgram, ("127.0.0.1", 9999))
     held = queue.drain(time.perf_counter())
     assert held == []
-    due_s = {cmd.apply_at_s for cmd in queue._deferred}
+    due_s = {entry[0] for entry in queue._heap}
     assert len(due_s) == 1
     assert [(c.kind, c.value) for c in queue.drain(due_s.pop())] == sent
+
+
+def test_open_bind_without_allowlist_warns(queue: CommandQueue, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="vjengine.control.osc_server"):
+        with OscServer(queue, host="0.0.0.0", port=0):
+            pass
+        assert any("no allowlist" in r.getMessage() and "--osc-allow" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        with OscServer(queue, host="0.0.0.0", port=0, allow=["10.0.0.0/8"]), OscServer(queue, port=0):
+            pass
+        assert not any("no allowlist" in r.getMessage() for r in caplog.records)
+
+
+def test_status_reply_port_from_an_unlisted_remote_sender_is_ignored(queue: CommandQueue) -> None:
+    """16 bytes in, a kilobyte out at a port of the sender's choosing: only for trusted senders."""
+    srv = OscServer(queue, host="0.0.0.0", port=0)  # not started: handle_datagram is the receive path
+    srv.handle_datagram(encode_message("/vj/status", [53]), ("10.1.2.3", 40000))
+    srv.handle_datagram(encode_message("/vj/status", [9001]), ("127.0.0.1", 40001))
+    trusted = OscServer(queue, host="0.0.0.0", port=0, allow=["10.0.0.0/8"])
+    trusted.handle_datagram(encode_message("/vj/status", [9001]), ("10.1.2.3", 40002))
+    replies = [c.value for c in queue.drain()]
+    assert replies == [("10.1.2.3", 40000), ("127.0.0.1", 9001), ("10.1.2.3", 9001)]
+
+
+def test_status_reply_over_the_network_goes_to_the_source_port(queue: CommandQueue) -> None:
+    other_ip = _non_loopback_ipv4()
+    if other_ip is None:
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    provider = lambda: {"fps": 60.0}  # noqa: E731
+    with OscServer(queue, host="0.0.0.0", port=0, status_provider=provider) as srv, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as victim:
+        sock.bind((other_ip, 0))
+        victim.bind((other_ip, 0))
+        sock.settimeout(5.0)
+        victim.settimeout(0.2)  # the reply already came to sock: nothing can still be on its way here
+        sock.sendto(encode_message("/vj/status", [victim.getsockname()[1]]), (other_ip, srv.port))
+        replies = {m.address for m in decode_packet(sock.recvfrom(65536)[0])}
+        assert "/vj/status/fps" in replies
+        with pytest.raises(socket.timeout):
+            victim.recvfrom(65536)
+
+
+def test_loopback_flood_of_future_bundles_is_bounded(queue: CommandQueue) -> None:
+    """Bundles timed 9 s ahead, as fast as loopback takes them: the held queue stays small."""
+    with OscServer(queue, port=0, axis_names=AXES) as srv, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for i in range(20_000):
+            b = osc_bundle_builder.OscBundleBuilder(time.time() + 9.0)
+            b.add_content(osc_message_builder.OscMessageBuilder(address="/vj/axis/mood").build())
+            m = osc_message_builder.OscMessageBuilder(address="/vj/axis/*")
+            m.add_arg(i / 20_000)
+            b.add_content(m.build())
+            sock.sendto(b.build().dgram, ("127.0.0.1", srv.port))
+        def through() -> bool:  # an untimed tap behind the flood (resent: the kernel may drop one)
+            sock.sendto(encode_message("/vj/tap"), ("127.0.0.1", srv.port))
+            return any(c.kind == "tap" for c in queue.drain())
+
+        assert wait_until(through, 30.0)
+    assert srv.stats.snapshot()["deferred"] > 1_000
+    assert 0 < queue.deferred <= queue.max_deferred
+    assert queue.deferred < srv.stats.snapshot()["deferred"] / 5  # coalesced, not one per command

@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from vjengine.control.commands import Command, CommandQueue
+from vjengine.control.commands import COALESCE_KINDS, Command, CommandQueue
 from vjengine.control.osc_space import (
     DEFAULT_HOST,
     DEFAULT_MAX_DEFER_S,
@@ -67,7 +67,6 @@ SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux: per-socket count of d
 # sitting on seconds of stale control messages.
 RECV_BUFFER_BYTES = 512 * 1024  # Linux doubles it for bookkeeping: ~1300 small datagrams
 STATUS_BUNDLE_BYTES = 1024
-COALESCE_KINDS = frozenset({"axis", "fx", "intensity", "blackout", "bpm", "crossfade"})
 COALESCE_MAX_S = 0.002
 _MSG_TRUNC = int(socket.MSG_TRUNC)  # a plain int: IntFlag arithmetic costs microseconds per datagram
 _UNPACK_ONE = {"f": struct.Struct(">f").unpack_from, "i": struct.Struct(">i").unpack_from}
@@ -173,6 +172,15 @@ def parse_allowlist(entries: Iterable[str] | None) -> tuple[ipaddress.IPv4Networ
         except ValueError:
             raise ConfigError(f"OSC allowlist entry {entry!r} is not an IP address or network (e.g. 192.168.1.0/24)") from None
     return tuple(networks)
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _sender_allowed(host: str, networks: tuple) -> bool:
@@ -293,6 +301,10 @@ class OscServer:
                 self.worker = "thread"
         if self._worker_handle is None:
             self._start_thread()
+        if self.allow is None and not _is_loopback_host(self.host):
+            log.warning("OSC listens on %s:%d with no allowlist: anyone on the network can control the show "
+                        "(give --osc-allow ADDRESS_OR_NETWORK to limit it); /vj/status replies go only to the "
+                        "sender's own port", self.host, self.port)
         log.info("OSC listening on %s:%d%s%s", self.host, self.port,
                  f" (allow {', '.join(map(str, self.allow))})" if self.allow else "",
                  " in a worker process" if self.worker == "process" else "")
@@ -509,6 +521,12 @@ class OscServer:
                     continue
                 if route.spec.kind == "status":
                     reply_to = (sender[0], value or sender[1])
+                    if reply_to[1] != sender[1] and not self._may_redirect(sender[0]):
+                        # an unlisted remote sender could aim our ~1 KB reply at any port: answer the source
+                        self._log.warning("status_redirect", "OSC /vj/status from %s:%d asked for a reply to port "
+                                          "%d; replying to the sender's own port (use --osc-allow to trust it)",
+                                          sender[0], sender[1], reply_to[1])
+                        reply_to = sender
                     if self.status_provider is not None:
                         self._answer_status(reply_to)
                         answered = True
@@ -569,15 +587,28 @@ class OscServer:
             self._put(cmd)
 
     def _put(self, cmd: Command) -> None:
-        ok = self.queue.put(cmd)
+        ok = self.queue.put(cmd, coalesce=self.coalesce)
         with self.stats._lock:
             if ok:
                 self.stats.enqueued += 1
             else:
                 self.stats.queue_full += 1
-        if not ok:
+        if not ok and cmd.apply_at_s is not None:
+            self._log.warning("defer_full", "OSC: too many commands timed for the future (or too far ahead); "
+                              "dropped %s %s", cmd.kind, cmd.target)
+        elif not ok:
             self._log.warning("queue_full", "OSC: the command queue is full (is the render thread running?); "
                               "dropped %s %s", cmd.kind, cmd.target)
+
+    def _may_redirect(self, host: str) -> bool:
+        """Whether a /vj/status reply may go to a port the sender names: senders on this machine, or
+        senders an explicit allowlist admitted (the packet only got here if it did)."""
+        if self.allow is not None:
+            return True
+        try:
+            return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        except ValueError:
+            return False
 
     def _answer_status(self, reply_to: tuple[str, int]) -> None:
         assert self.status_provider is not None

@@ -311,7 +311,9 @@ def render_markdown() -> str:
         f"`vj live` listens for OSC on UDP `{DEFAULT_HOST}:{DEFAULT_PORT}` (loopback only). To accept another",
         "machine (TouchDesigner or Resolume on a second laptop) pass `--osc-host 0.0.0.0`, and preferably",
         "`--osc-allow 192.168.1.20` (repeatable; an address or a network like `192.168.1.0/24`) so nobody",
-        f"else on the venue network can drive the show. Datagrams over `--osc-max-packet` bytes "
+        "else on the venue network can drive the show (without it `vj live` warns, and a `/vj/status` from",
+        "another machine is answered only to the sender's own port, never to a port it names). Datagrams",
+        f"over `--osc-max-packet` bytes "
         f"(default {DEFAULT_MAX_PACKET_BYTES}) are dropped.",
         "",
         "Wire it up with `vj osc-monitor` first: it prints every message that arrives, what it would do,",
@@ -353,6 +355,9 @@ def render_markdown() -> str:
         "`/vj/status` replies from the server thread with one message per value, in bundles, to the sender:",
         "`/vj/status/<key>` for each key of the show's state snapshot (nested keys joined by `/`), then",
         "`/vj/status/end`. The show supplies the snapshot; it is never read from the render state directly.",
+        "Wildcard address patterns are matched in linear time and may be at most 256 characters long.",
+        "Commands timed for the future (bundle time tags) wait in a queue of at most 4096, at most 10 s ahead;",
+        "a newer value for the same fader due within 5 ms of a held one replaces it.",
         "",
         "## Rejections",
         "",

@@ -51,7 +51,7 @@ class _BatchQueue(CommandQueue):
         super().__init__(maxsize=1)
         self.items: list[Command] = []
 
-    def put(self, cmd: Command) -> bool:
+    def put(self, cmd: Command, **_: object) -> bool:
         self.items.append(cmd)
         return True
 
@@ -263,7 +263,7 @@ class WorkerHandle:
         _, commands, events, status_requests, logs, snap = message
         enqueued = queue_full = 0
         for cmd in commands:
-            if server.queue.put(cmd):
+            if server.queue.put(cmd, coalesce=server.coalesce):
                 enqueued += 1
             else:
                 queue_full += 1
