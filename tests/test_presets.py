@@ -58,6 +58,17 @@ BAD = [
     ('name="x"\n[fx]\nsparkle = 1\n', "fx.sparkle", "unknown effect parameter"),
     ('name="x"\n[fx]\nflash = { mode = "orbit" }\n', "fx.flash.mode", "must be one of"),
     ('name="x"\n[fx]\nzoom = { mode = "direct", feature = "rms", wobble = 2 }\n', "fx.zoom.wobble", "unknown key"),
+    ('name="x"\n[fx]\nfeedback = 1e300\n', "fx.feedback", "must be in [0, 0.99]"),
+    ('name="x"\n[fx]\nfeedback = -5\n', "fx.feedback", "must be in [0, 0.99]"),
+    ('name="x"\n[fx]\nkaleidoscope = 9223372036854775807\n', "fx.kaleidoscope", "must be in [0, 32]"),
+    ('name="x"\n[fx]\nkaleidoscope = 2.5\n', "fx.kaleidoscope", "whole number"),
+    ('name="x"\n[fx]\nmirror = 4\n', "fx.mirror", "must be in [0, 3]"),
+    ('name="x"\n[fx]\nflash = nan\n', "fx.flash", "must be finite"),
+    ('name="x"\n[fx]\nzoom = inf\n', "fx.zoom", "must be finite"),
+    ('name="x"\n[fx]\nstrobe_hz = -1\n', "fx.strobe_hz", "must be in"),
+    ('name="x"\n[fx]\nzoom = { mode = "direct", feature = "rms", out_max = 40 }\n', "fx.zoom.out_min", "must be in [1, 16]"),
+    ('name="x"\n[fx]\nflash = { mode = "direct", feature = "rms", out_max = 3 }\n', "fx.flash.out_max", "must be in [0, 1]"),
+    ('name="x"\n[fx]\nfeedback = { mode = "lfo", center = 0.5, depth = 2 }\n', "fx.feedback", "center +- depth"),
     ('name = 3\n', "name", "non-empty string"),
     ('name="x"\nglide_ms = -1\n', "glide_ms", "ms in"),
     ('name="x"\n[[layer\n', "", "not valid TOML"),
@@ -82,6 +93,21 @@ def test_fx_params_are_the_renderers_effects():
     assert set(fx_params()) <= set(Effects.__dataclass_fields__)
     assert {"flash", "zoom", "hue_deg", "feedback", "strobe_hz", "intensity"} <= set(fx_params())
     assert "strobe_max_hz" not in fx_params()  # the photosensitivity cap is not a preset's business
+
+
+def test_fx_ranges_are_what_the_renderer_keeps():
+    """Every in-range preset value reaches the screen unclamped; just outside, the renderer would clamp."""
+    from vjengine.mapping.preset import FX_RANGES
+    from vjengine.render.effects import Effects
+
+    assert set(FX_RANGES) == set(fx_params())
+    for param, (lo, hi, integer) in FX_RANGES.items():
+        for value in (lo, hi):
+            kept = getattr(Effects(**{param: value}).sanitized(), param)
+            if param.endswith("_deg"):
+                continue  # angles wrap
+            assert kept == value, (param, value, kept)
+        assert getattr(Effects(**{param: hi + 1}).sanitized(), param) != hi + 1 or param.endswith("_deg")
 
 
 def _touch_later(path: Path, text: str) -> None:

@@ -49,6 +49,49 @@ def fx_params() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(Effects) if f.name not in ("strobe_max_hz", "blackout"))
 
 
+# What each effect parameter accepts in a preset (the ranges Effects.sanitized() clamps to); integer
+# parameters take whole numbers only. A value outside is an error naming the key, like every other key.
+FX_RANGES: dict[str, tuple[float, float, bool]] = {  # param -> (lowest, highest, integer)
+    "intensity": (0.0, 1.0, False),
+    "flash": (0.0, 1.0, False),
+    "zoom": (1.0, 16.0, False),
+    "hue_deg": (-1e6, 1e6, False),
+    "mirror": (0, 3, True),
+    "kaleidoscope": (0, 32, True),
+    "kaleidoscope_deg": (-1e6, 1e6, False),
+    "feedback": (0.0, 0.99, False),
+    "feedback_zoom": (0.5, 2.0, False),
+    "strobe_hz": (0.0, 1000.0, False),
+}
+
+
+def _check_fx_range(param: str, spec: Any, source: Any, key: str) -> None:
+    """Refuse a preset [fx] value outside the parameter's range (instead of clamping it silently)."""
+    rng = FX_RANGES.get(param)
+    if rng is None:
+        return
+    lo, hi, integer = rng
+    what = f"[{lo:g}, {hi:g}]" + (" (a whole number)" if integer else "")
+
+    def check(value: float, k: str) -> None:
+        if not lo <= value <= hi or (integer and value != int(value)):
+            raise fail(source, k, f"must be in {what}, got {value!r}")
+
+    mode = getattr(spec, "mode", "const")
+    if mode == "const":
+        check(spec.value, key)
+    elif mode == "lfo":
+        low = max(spec.center - abs(spec.depth), spec.out_min)
+        high = min(spec.center + abs(spec.depth), spec.out_max)
+        for value, k in ((low, "center"), (high, "depth")):
+            if not lo <= value <= hi:
+                raise fail(source, join_key(key, k), f"center +- depth (clipped to out_min..out_max) must stay "
+                           f"in {what}, reaches {value!r}")
+    else:
+        check(spec.out_min, join_key(key, "out_min"))
+        check(spec.out_max, join_key(key, "out_max"))
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -139,6 +182,7 @@ def parse_preset(data: dict[str, Any], source: str | Path, path: Path | None = N
             spec = _mode_table(value, FX_MODE_SPECS, source, key)
             if getattr(spec, "axes", ()):
                 raise fail(source, join_key(key, "axes"), "effects have no axes")
+        _check_fx_range(param, spec, source, key)
         fx[param] = spec
     return Preset(
         name=name.strip(), layers=tuple(layers), fx=fx, description=description, seed=seed, path=path, **timings
