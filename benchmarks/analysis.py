@@ -1,15 +1,20 @@
 """Benchmark of the live audio analysis: CPU cost, beat tracking quality, latency.
 
-Prints tables, then one JSON line (keys: cpu_ms_per_audio_s, f_measure, f_measure_librosa,
-f_measure_aubio, onset_latency_ms_p99, ...).
+Prints tables, then one JSON line (keys: cpu_ms_per_audio_s and its _median; f_measure, cmlt, amlt,
+downbeat_f, lock_s, never_locked, octave_errors: means (lock: median) over the recordings for our
+tracker, with _librosa / _aubio for theirs and _synthetic for the synthetic set; per_clip;
+cpu_ms_per_audio_s_clips per tracker; onset_latency_ms_p99, ...).
 
 - CPU: the analysis fed like a show (256-frame device blocks, polled at 60 fps) over a dance loop,
   as CPU ms per second of audio and per video frame; also fed in large blocks (`vj analyze`). Ten
   runs spread over the benchmark: the best (least disturbed on a shared machine) and the median.
-- Beat tracking on every clip in ../shared/data/audio and on synthesized dance loops: F-measure,
-  CMLt, AMLt (mir_eval), mean signed timing error of matched beats and time to lock (the first beat
-  that starts a run of 4 correct ones), for our causal tracker fed block by block, librosa's
-  offline ``beat_track`` and aubio's causal ``tempo`` (hop 256, window 1024).
+- Beat tracking on every annotated recording in ../shared/data/audio (``name.beats``: time and
+  beat-in-bar; ``name.beats.csv``: columns ``beats`` and ``metre_auto``) and on synthetic music with
+  known beats: per clip and mean F-measure, CMLt, AMLt and downbeat F (mir_eval, 70 ms), ``lock_s``
+  (from the first annotated beat until every later beat is within 70 ms) and the metrical level
+  (estimated / annotated beat rate late in the clip; outside 0.9..1.1 it is an octave error), for
+  our causal tracker fed block by block, librosa's offline ``beat_track`` and aubio's causal
+  ``tempo`` (hop 256, window 1024), and each one's CPU per audio second on the recordings.
 - Latency from a sample entering the ring (the end of its 256-frame device block) to its onset
   flag appearing in the AudioFrame, with polls at 60 fps (simulated clock; the measured compute
   time per poll is added). Beats are predicted (and shown half a frame ahead), so their figure is
@@ -21,12 +26,14 @@ Run: ``python benchmarks/analysis.py`` (needs mir_eval and librosa; aubio option
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from vjengine.audio.analyzer import Analyzer  # noqa: E402
 from vjengine.audio.engine import AudioEngine  # noqa: E402
 from vjengine.audio.sources import load_audio  # noqa: E402
-from vjengine.audio.synth import click_train, dance_loop  # noqa: E402
+from vjengine.audio.synth import click_train, dance_loop, groove  # noqa: E402
 
 SHARED_AUDIO = next((p / "shared" / "data" / "audio" for p in (REPO.parent, REPO.parent.parent)
                      if (p / "shared" / "data" / "audio").is_dir()), REPO.parent / "shared" / "data" / "audio")
@@ -96,38 +103,68 @@ class CpuCost:
 
 
 # ----------------------------------------------------------------------------- beat tracking
-def load_clips() -> list[tuple[str, np.ndarray, int, np.ndarray]]:
+class Clip(NamedTuple):
+    name: str
+    x: np.ndarray
+    sr: int
+    beats: np.ndarray            # reference beat times (s)
+    downbeats: np.ndarray | None  # reference downbeats (s), None when not annotated
+    real: bool
+    steady: bool                  # a steady tempo (lock_s counts against the 2 s target)
+
+
+def _annotations(audio: Path) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """``name.beats`` (time, beat-in-bar) or ``name.beats.csv`` (columns ``beats``, ``metre_auto``)."""
+    plain, table = audio.with_suffix(".beats"), audio.with_name(audio.stem + ".beats.csv")
+    if plain.is_file():
+        ann = np.loadtxt(plain, comments="#", ndmin=2)
+        return ann[:, 0], (ann[ann[:, 1] == 1, 0] if ann.shape[1] > 1 else None)
+    if table.is_file():
+        with open(table, newline="") as f:
+            rows = list(csv.DictReader(f))
+        beats = np.array([float(r["beats"]) for r in rows])
+        pos = np.array([float(r.get("metre_auto") or 0) for r in rows])
+        return beats, (beats[pos == 1] if (pos == 1).any() else None)
+    return None
+
+
+def load_clips() -> list[Clip]:
+    """Every annotated recording in ../shared/data/audio, then synthetic music with known beats."""
     clips = []
     if SHARED_AUDIO.is_dir():
         for audio in sorted(SHARED_AUDIO.glob("*/*")):
             if audio.suffix.lower() not in (".wav", ".flac"):
                 continue
-            beats = audio.with_suffix(".beats")
-            if beats.is_file():
+            ann = _annotations(audio)
+            if ann is not None:
                 x, sr = load_audio(audio)
-                clips.append((audio.name, x, sr, np.loadtxt(beats, usecols=0, comments="#", ndmin=1)))
+                clips.append(Clip(audio.stem, x, sr, ann[0], ann[1], True, True))
     for bpm in (124.0, 128.0, 140.0, 174.0, 90.0):
         x, b = dance_loop(bpm=bpm, seconds=30.0, sr=44100, seed=int(bpm))
-        clips.append((f"dance_loop_{bpm:g}", x, 44100, b))
+        clips.append(Clip(f"dance_loop_{bpm:g}", x, 44100, b, None, False, True))
+    for name, kw in (("groove_waltz_96_swing", dict(bpm=96.0, beats_per_bar=3, swing=0.6)),
+                     ("groove_150", dict(bpm=150.0)),
+                     ("groove_ride_120_130", dict(bpm=120.0, end_bpm=129.6))):
+        x, b, d = groove(seconds=30.0, sr=44100, seed=3, **kw)
+        clips.append(Clip(name, x, 44100, b, d, False, "end_bpm" not in kw))
     return clips
 
 
-def ours(x: np.ndarray, sr: int) -> np.ndarray:
-    a = Analyzer(sr)
-    a.record = True
+def ours(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    a = Analyzer(sr, record=True)
     for i in range(0, x.size, BLOCK):
         a.process(x[i:i + BLOCK])
-    return np.array(a.beat_times)
+    return np.array(a.beat_times), np.array(a.downbeat_times)
 
 
-def librosa_beats(x: np.ndarray, sr: int) -> np.ndarray:
+def librosa_beats(x: np.ndarray, sr: int) -> tuple[np.ndarray, None]:
     import librosa
 
     _, beats = librosa.beat.beat_track(y=x, sr=sr, units="time")
-    return np.asarray(beats)
+    return np.asarray(beats), None
 
 
-def aubio_beats(x: np.ndarray, sr: int) -> np.ndarray:
+def aubio_beats(x: np.ndarray, sr: int) -> tuple[np.ndarray, None]:
     import aubio
 
     tracker = aubio.tempo("default", 1024, BLOCK, sr)
@@ -136,51 +173,97 @@ def aubio_beats(x: np.ndarray, sr: int) -> np.ndarray:
     for i in range(0, x.size - BLOCK + 1, BLOCK):
         if tracker(x[i:i + BLOCK])[0]:
             out.append(tracker.get_last_s())
-    return np.array(out)
+    return np.array(out), None
 
 
-def score(ref: np.ndarray, est: np.ndarray, duration_s: float) -> dict:
+def lock_time(est: np.ndarray, ref: np.ndarray) -> float:
+    """Seconds from the first annotated beat (music start) until every following estimated beat (up
+    to the last annotation) lies within 70 ms of a reference beat; nan if the last one misses."""
+    est = est[est <= ref[-1] + 0.07]
+    if est.size == 0:
+        return float("nan")
+    hit = np.min(np.abs(est[:, None] - ref[None, :]), axis=1) <= 0.07
+    if not hit[-1]:
+        return float("nan")
+    misses = np.nonzero(~hit)[0]
+    return max(0.0, float(est[misses[-1] + 1] if misses.size else est[0]) - float(ref[0]))
+
+
+def metrical_level(est: np.ndarray, ref: np.ndarray) -> float:
+    """Estimated over annotated beat rate in the second half of the clip (1 = the annotated level);
+    over the whole clip when the half holds under three beats."""
+    half = ref[0] + 0.5 * (ref[-1] - ref[0])
+    e, r = est[est >= half], ref[ref >= half]
+    if e.size < 3 or r.size < 3:  # a short clip: all of it
+        e, r = est[est >= ref[0] - 0.07], ref
+    if e.size < 2 or r.size < 2:
+        return float("nan")
+    return float(np.median(np.diff(r)) / np.median(np.diff(e)))
+
+
+def score(clip: Clip, est: np.ndarray, est_down: np.ndarray | None) -> dict:
     import mir_eval
 
-    if duration_s >= 10.0:
-        ref_s, est_s = mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(est)
-    else:  # mir_eval's default trim drops everything in a short clip
-        ref_s, est_s = ref, est
+    ref = clip.beats
+    trim = clip.x.size / clip.sr >= 10.0  # mir_eval's default 5 s trim drops everything in a short clip
+    cut = mir_eval.beat.trim_beats if trim else (lambda b: b)
+    ref_s, est_s = cut(ref), cut(est)
     f = mir_eval.beat.f_measure(ref_s, est_s)
     cmlt = amlt = 0.0
     if est_s.size > 1 and ref_s.size > 1:
         _, cmlt, _, amlt = mir_eval.beat.continuity(ref_s, est_s)
-    errors = []
-    for e in est:
-        d = ref - e
-        j = int(np.argmin(np.abs(d))) if ref.size else -1
-        if j >= 0 and abs(d[j]) <= 0.07:
-            errors.append(e - ref[j])
-    hit = np.array([np.min(np.abs(ref - e)) <= 0.07 for e in est]) if est.size else np.zeros(0, bool)
-    lock = float("nan")
-    for i in range(max(0, hit.size - 3)):
-        if hit[i:i + 4].all():
-            lock = float(est[i])
-            break
-    return {"f": float(f), "cmlt": float(cmlt), "amlt": float(amlt),
-            "err_ms": float(np.mean(errors) * 1000) if errors else float("nan"), "lock_s": lock}
+    down_f = None
+    if clip.downbeats is not None and est_down is not None:
+        down_f = float(mir_eval.beat.f_measure(cut(clip.downbeats), cut(est_down))) if est_down.size else 0.0
+    level = metrical_level(est, ref)
+    return {"f": float(f), "cmlt": float(cmlt), "amlt": float(amlt), "downbeat_f": down_f,
+            "lock_s": lock_time(est, ref), "level": level,
+            "octave_error": bool(not (0.9 < level < 1.1)) if np.isfinite(level) else True}
 
 
-def beat_tracking() -> tuple[list[dict], str | None]:
+TRACKERS = {"ours": ours, "librosa": librosa_beats, "aubio": aubio_beats}
+
+
+def beat_tracking() -> tuple[list[dict], dict, str | None]:
     try:
         import aubio  # noqa: F401
         aubio_error = None
     except ImportError as exc:
         aubio_error = f"aubio not installed ({exc}); try: pip install aubio"
+    names = [t for t in TRACKERS if t != "aubio" or aubio_error is None]
     rows = []
-    for name, x, sr, ref in load_clips():
-        dur = x.size / sr
-        row = {"clip": name, "duration_s": dur, "ours": score(ref, ours(x, sr), dur),
-               "librosa": score(ref, librosa_beats(x, sr), dur)}
-        if aubio_error is None:
-            row["aubio"] = score(ref, aubio_beats(x, sr), dur)
+    cpu = {t: 0.0 for t in names}
+    audio_s = {t: 0.0 for t in names}
+    for clip in load_clips():
+        row = {"clip": clip.name, "real": clip.real, "steady": clip.steady, "duration_s": clip.x.size / clip.sr}
+        for t in names:
+            c0 = time.process_time()
+            est, est_down = TRACKERS[t](clip.x, clip.sr)
+            if clip.real:
+                cpu[t] += time.process_time() - c0
+                audio_s[t] += clip.x.size / clip.sr
+            row[t] = score(clip, est, est_down)
         rows.append(row)
-    return rows, aubio_error
+    cpu_ms = {t: cpu[t] / max(audio_s[t], 1e-9) * 1000 for t in names}
+    return rows, cpu_ms, aubio_error
+
+
+def _mean(rows: list[dict], tracker: str, key: str) -> float | None:
+    vals = [r[tracker][key] for r in rows if r[tracker][key] is not None and np.isfinite(r[tracker][key])]
+    return float(np.mean(vals)) if vals else None
+
+
+def _json_num(v):
+    """Rounded float, None for nan/inf (not valid JSON), anything else as is."""
+    if isinstance(v, float):
+        return round(v, 4) if np.isfinite(v) else None
+    return v
+
+
+def _fmt(v, width: int = 6, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return f"{'-':>{width}}"
+    return f"{v:{width}.{digits}f}"
 
 
 # ----------------------------------------------------------------------------- latency
@@ -231,7 +314,7 @@ def main() -> int:
     load_1min = os.getloadavg()[0]
     cost = CpuCost()
     cost.measure(4)
-    rows, aubio_error = beat_tracking()
+    rows, cpu_by_tracker, aubio_error = beat_tracking()
     cost.measure(3)
     lat = latency()
     cost.measure(3)
@@ -244,28 +327,37 @@ def main() -> int:
     print(f"  per video frame: mean {cpu['frame_ms_mean']:.2f} ms, p99 {cpu['frame_ms_p99']:.2f} ms, "
           f"max {cpu['frame_ms_max']:.2f} ms (own thread only if > ~2 ms)")
     print()
-    trackers = ["ours", "librosa"] + ([] if aubio_error else ["aubio"])
-    print("Beat tracking (F, CMLt, AMLt from mir_eval; err = mean signed error of beats within 70 ms; "
-          "lock = first of 4 correct beats)")
-    print(f"  {'clip':<22} {'tracker':<8} {'F':>6} {'CMLt':>6} {'AMLt':>6} {'err ms':>7} {'lock s':>7}")
+    trackers = [t for t in TRACKERS if t != "aubio" or aubio_error is None]
+    print("Beat tracking: ours (causal, fed in 256-frame blocks), librosa (offline beat_track), aubio (causal tempo)")
+    print("  F, CMLt, AMLt, downbeat F from mir_eval (70 ms; clips >= 10 s trimmed by 5 s); lock = s from the first")
+    print("  annotated beat until every later beat is within 70 ms; level = estimated / annotated beat rate late in")
+    print("  the clip (an octave error outside 0.9..1.1)")
+    print(f"  {'clip':<24} {'tracker':<8} {'F':>6} {'CMLt':>6} {'AMLt':>6} {'dbF':>6} {'lock s':>6} {'level':>6}")
     for row in rows:
         for t in trackers:
-            s = row[t]
-            print(f"  {row['clip']:<22} {t:<8} {s['f']:6.3f} {s['cmlt']:6.3f} {s['amlt']:6.3f} "
-                  f"{s['err_ms']:7.1f} {s['lock_s']:7.2f}")
+            s_ = row[t]
+            print(f"  {row['clip']:<24} {t:<8} {_fmt(s_['f'])} {_fmt(s_['cmlt'])} {_fmt(s_['amlt'])} "
+                  f"{_fmt(s_['downbeat_f'])} {_fmt(s_['lock_s'], 6, 2)} {_fmt(s_['level'], 6, 2)}"
+                  f"{'  octave error' if s_['octave_error'] else ''}")
     if aubio_error:
         print(f"  (aubio skipped: {aubio_error})")
-    mean = {t: float(np.mean([r[t]["f"] for r in rows])) for t in trackers}
-    print("  mean F: " + ", ".join(f"{t} {mean[t]:.3f}" for t in trackers))
-    real = [r for r in rows if not r["clip"].startswith("dance_loop")]
-    mean_real = {t: float(np.mean([r[t]["f"] for r in real])) if real else float("nan") for t in trackers}
-    print("  mean F on the recordings only: " + ", ".join(f"{t} {mean_real[t]:.3f}" for t in trackers))
-    print("  (librosa's offline tracker follows the off-beat hats/bass of the synthetic loops: right tempo,"
-          " AMLt ~1, but F ~0 there)")
-    if not aubio_error:
-        below = [r["clip"] for r in rows if r["ours"]["f"] < r["aubio"]["f"] - 1e-9]
-        print(f"  ours >= aubio on every clip: {'yes' if not below else 'no, below on ' + ', '.join(below)}")
-    print(f"  ours / librosa mean F: {mean['ours'] / max(mean['librosa'], 1e-9):.2f} (target >= 0.9)")
+    groups = {"recordings": [r for r in rows if r["real"]], "synthetic": [r for r in rows if not r["real"]]}
+    summary: dict = {}
+    for group, members in groups.items():
+        print(f"  mean over the {len(members)} {group}:")
+        for t in trackers:
+            m = {k: _mean(members, t, k) for k in ("f", "cmlt", "amlt", "downbeat_f")}
+            locks = [r[t]["lock_s"] for r in members if r["steady"]]
+            done = [v for v in locks if np.isfinite(v)]
+            m["lock_s_median"] = float(np.median(done)) if done else None
+            m["never_locked"] = len(locks) - len(done)
+            m["octave_errors"] = int(sum(r[t]["octave_error"] for r in members))
+            summary[(group, t)] = m
+            print(f"    {t:<8} F {_fmt(m['f'])}  CMLt {_fmt(m['cmlt'])}  AMLt {_fmt(m['amlt'])}  downbeat F "
+                  f"{_fmt(m['downbeat_f'])}  median lock {_fmt(m['lock_s_median'], 5, 2)} s (never: {m['never_locked']})  octave errors "
+                  f"{m['octave_errors']}/{len(members)}")
+    print("  CPU ms per audio second on the recordings: " + ", ".join(f"{t} {cpu_by_tracker[t]:.1f}" for t in trackers)
+          + " (ours includes per-hop recording; librosa is offline)")
     print()
     print("Latency (sample enters the ring -> flag in the AudioFrame; 60 fps polls, 256-frame blocks)")
     print(f"  onset: p50 {lat['onset_latency_ms_p50']:.1f} ms, p99 {lat['onset_latency_ms_p99']:.1f} ms "
@@ -278,14 +370,16 @@ def main() -> int:
         "cpu_ms_per_audio_s_batch": round(cpu["cpu_ms_per_audio_s_batch"], 2),
         "load_avg_1min": round(load_1min, 2),
         "frame_ms_p99": round(cpu["frame_ms_p99"], 3),
-        "f_measure": round(mean["ours"], 4),
-        "f_measure_librosa": round(mean["librosa"], 4),
-        "f_measure_aubio": round(mean["aubio"], 4) if not aubio_error else None,
         "aubio_error": aubio_error,
-        "f_measure_recordings": round(mean_real["ours"], 4),
-        "f_measure_recordings_librosa": round(mean_real["librosa"], 4),
-        "f_measure_recordings_aubio": round(mean_real["aubio"], 4) if not aubio_error else None,
-        "per_clip_f": {r["clip"]: {t: round(r[t]["f"], 4) for t in trackers} for r in rows},
+        "per_clip": {r["clip"]: {t: {k: _json_num(v) for k, v in r[t].items()} for t in trackers} for r in rows},
+        **{f"{k}{'' if t == 'ours' else '_' + t}{'' if g == 'recordings' else '_synthetic'}":
+           (round(v, 4) if isinstance(v, float) else v)
+           for (g, t), m in summary.items()
+           for k, v in (("f_measure", m["f"]), ("cmlt", m["cmlt"]), ("amlt", m["amlt"]),
+                        ("downbeat_f", m["downbeat_f"]), ("lock_s", m["lock_s_median"]),
+                        ("never_locked", m["never_locked"]),
+                        ("octave_errors", m["octave_errors"]))},
+        "cpu_ms_per_audio_s_clips": {t: round(v, 2) for t, v in cpu_by_tracker.items()},
         "onset_latency_ms_p50": round(lat["onset_latency_ms_p50"], 2),
         "onset_latency_ms_p99": round(lat["onset_latency_ms_p99"], 2),
         "beat_latency_ms_p50": round(lat["beat_latency_ms_p50"], 2),
