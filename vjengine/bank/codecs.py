@@ -105,8 +105,9 @@ def decode(blocks: np.ndarray, codec: str, width: int, height: int, channels: in
 
 
 def low_tier_size(width: int, height: int, max_side: int = LOW_TIER_MAX_SIDE) -> tuple[int, int]:
-    """The low tier's frame size: at most ``max_side`` on the long side, a multiple of 4, at least 4."""
-    scale = min(1.0, max_side / max(width, height))
+    """The low tier's frame size: a quarter of the frame's long side but at most ``max_side``, a
+    multiple of 4, at least 4 (512x512 -> 128x128: 8 KB in BC1)."""
+    scale = min(max_side / max(width, height), 0.25)
     return (max(4, int(round(width * scale / 4)) * 4), max(4, int(round(height * scale / 4)) * 4))
 
 

@@ -7,7 +7,7 @@ This module is the only code that reads or writes bank files; the builder writes
     frames.safetensors   tensor "frames", row-major over the axes: codec "raw": uint8 [N, H, W, C],
                          C = 3 or 4; codec "bc1"/"bc7": GPU block data uint8 [N, H/4, W/4, 8|16]
     latents.safetensors  optional tensor "latents": float16/float32 [N, ...]
-    low.safetensors      (version 2) tensor "low": every frame at <= 128 px, BC1 blocks [N, h/4, w/4, 8]
+    low.safetensors      (version 2) tensor "low": every frame at 1/4 size, <= 128 px, BC1 blocks [N, h/4, w/4, 8]
     checksums.safetensors (version 2) uint32 CRC-32 per frame: tensors "frames", "low", "latents"
     reports/             optional: anything a tool wants to keep beside the bank (seam report, ...)
 

@@ -1,0 +1,153 @@
+"""Streaming residency on a real GL context with real compressed textures: a bank larger than its GPU
+budget plays with every tap full resolution or the same frame's low tier, within the budget; bad
+frames are survived; the upload path per codec and driver; bad budgets and codecs exit 2."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from vjengine.bank import Axis, codecs, open_bank, write_bank
+from vjengine.bank.format import FRAMES_FILE
+from vjengine.errors import DeviceError
+from vjengine.render.residency import ResidentFrames, upload_path
+
+SIDE = 64
+
+
+def _frames(n, side=SIDE):
+    """Each frame a distinct flat colour pattern, so every frame (and its low tier) is told apart."""
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (n, 1, 1, 3))
+    y, x = np.mgrid[0:side, 0:side]
+    ramp = ((x + y) * 40 // (2 * side))[None, :, :, None]
+    return np.clip(base + ramp, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def big_bank(tmp_path_factory):
+    """2,000 frames on a 40 x 50 grid (the second axis cyclic), BC1."""
+    path = tmp_path_factory.mktemp("res") / "big"
+    frames = _frames(2000)
+    write_bank(path, (Axis("a", tuple(range(40))), Axis("b", tuple(range(50)), cyclic=True)), frames, codec="bc1")
+    return open_bank(path), frames
+
+
+def test_upload_path_per_codec_and_driver():
+    s3tc, bptc = "GL_EXT_texture_compression_s3tc", "GL_ARB_texture_compression_bptc"
+    assert upload_path("raw", [], "llvmpipe (LLVM 15)") == "raw"
+    assert upload_path("bc1", [s3tc, bptc], "llvmpipe (LLVM 15)") == "native"
+    assert upload_path("bc7", [s3tc, bptc], "llvmpipe (LLVM 15)") == "cpu"  # llvmpipe decodes BPTC per fetch
+    assert upload_path("bc7", [s3tc, bptc], "NVIDIA GeForce RTX 3050 Laptop GPU/PCIe/SSE2") == "native"
+    with pytest.raises(DeviceError, match=r"mybank: this GPU \(Mali-G52\) cannot sample bc7 textures .*"
+                                          r"vj-bank compress mybank --codec bc1 -o OUT \(or --codec raw\)"):
+        upload_path("bc7", ["GL_KHR_texture_compression_astc_ldr"], "Mali-G52", bank="mybank")
+
+
+def _taps_for(coord, sizes, cyclic):
+    from vjengine.bank import grid
+
+    idx, w = grid.neighbours(coord, sizes, cyclic)
+    return sorted({int(i) for i, wt in zip(idx, w) if wt > 0} or {int(idx[0])})
+
+
+def test_a_budget_of_5_percent_plays_every_region_full_res_or_low_tier(ctx, big_bank):
+    bank, frames = big_bank
+    frame_bytes = (SIDE // 4) ** 2 * 8
+    low_bytes = bank.count * bank.low[0].nbytes
+    budget = (100 * frame_bytes + low_bytes) / (1 << 20)  # 100 of 2,000 frames: 5 %
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=budget)
+    assert res.path == "native" and res.slots == 100
+    full = {i: codecs.decode(bank.blocks[i], "bc1", SIDE, SIDE, 3) for i in range(bank.count)}
+    lw, lh = bank.low_size
+    low = {i: codecs.decode(bank.low[i], "bc1", lw, lh, 3) for i in range(bank.count)}
+    # a path through every region: rows of the grid, back and forth, wrapping the cyclic axis
+    path = [(r / 39, (r * 7 + t) / 50 % 1.0) for r in range(0, 40, 3) for t in np.linspace(0, 10, 12)]
+    low_seen = full_seen = 0
+    for step, coord in enumerate(path):
+        taps = _taps_for(coord, bank.sizes, bank.cyclic)
+        where = res.layers_for(taps)
+        assert res.resident_bytes <= res.budget_bytes
+        if step % 9 == 0:  # read back what each tap samples: that frame, full or low, nothing else
+            for i, (array, layer) in zip(taps, where):
+                got = array.read(layer)[..., :3].astype(int)
+                if id(array) in res.low_ids:
+                    assert got.shape[:2] == (lh, lw)
+                    assert np.abs(got - low[i]).max() <= 2, f"tap {i} at {coord} is not its own low tier"
+                    low_seen += 1
+                else:
+                    assert np.abs(got - full[i]).max() <= 2, f"tap {i} at {coord} is not its own frame"
+                    full_seen += 1
+        res.tick(0.004)
+    assert low_seen and full_seen
+    assert res.resident == res.slots and res.uploads > res.slots  # the LRU cycled
+    assert res.miss_to_sharp_ms and max(res.miss_to_sharp_ms) < 5000
+    res.release()
+
+
+def test_wait_full_never_draws_the_low_tier(ctx, big_bank):
+    bank, _ = big_bank
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=0.5, wait_full=True)
+    for coord in [(0.0, 0.0), (0.5, 0.99), (1.0, 0.5), (0.25, 0.1)]:
+        where = res.layers_for(_taps_for(coord, bank.sizes, bank.cyclic))
+        assert not any(id(a) in res.low_ids for a, _ in where)
+    assert res.low_tier_share == 0.0
+    res.release()
+
+
+def test_prefetch_follows_the_heading(ctx, big_bank):
+    bank, _ = big_bank
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, prefetch_s=0.5)
+    import time
+
+    # move along the cyclic axis at a steady pace, with time to prefetch each frame
+    for k in range(30):
+        res.layers_for(_taps_for((0.5, k / 200), bank.sizes, bank.cyclic))
+        res.tick(0.01)
+        time.sleep(0.002)  # a frame interval: the heading is cells per second
+    ahead = [bank.index((19, c)) for c in range(8, 12)] + [bank.index((20, c)) for c in range(8, 12)]
+    assert all(res.slot_of[i] >= 0 for i in ahead), "frames ahead of the heading were not prefetched"
+    res.release()
+
+
+def test_budget_too_small_for_one_blend_names_the_minimum(ctx, big_bank):
+    bank, _ = big_bank
+    with pytest.raises(DeviceError, match=r"--gpu-budget-mb 0.1 cannot hold one blend: it needs at least "
+                                          r"0.25 MB \(4 frames of 0.002 MB plus the low tier's 0.24 MB\)"):
+        ResidentFrames(ctx, bank, gpu_budget_mb=0.1)
+
+
+def test_bc7_on_llvmpipe_decodes_on_the_cpu(ctx, tmp_path):
+    frames = _frames(6, 32)
+    bank = open_bank(write_bank(tmp_path / "b7", (Axis("x", tuple(range(6))),), frames, codec="bc7"))
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=16, wait_full=True)
+    if "llvmpipe" not in ctx.info["GL_RENDERER"]:
+        pytest.skip("the CPU path is for software renderers")
+    assert res.path == "cpu"
+    (array, layer), = res.layers_for([4])
+    np.testing.assert_array_equal(array.read(layer)[..., :3], codecs.decode(bank.blocks[4], "bc7", 32, 32, 3))
+    res.release()
+
+
+def test_a_bad_frame_is_logged_once_and_drawn_as_a_neighbour(ctx, tmp_path, caplog):
+    frames = _frames(12, 32)
+    path = write_bank(tmp_path / "b", (Axis("a", (0, 1, 2)), Axis("b", (0, 1, 2, 3))), frames, codec="bc1")
+    bank = open_bank(path)
+    offset = bank.blocks.offset + 5 * bank.blocks[0].nbytes + 3
+    del bank
+    with open(path / FRAMES_FILE, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xff\xff")
+    bank = open_bank(path)
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=1, wait_full=True)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            (array, layer), = res.layers_for([5])
+    assert sum("frame 5 (cell a=1, b=1) fails its checksum" in r.message for r in caplog.records) == 1
+    got = array.read(layer)[..., :3].astype(int)
+    # one of the frames one cell away: (0, 1), (2, 1), (1, 0), (1, 2)
+    errors = {j: np.abs(got - codecs.decode(bank.blocks[j], "bc1", 32, 32, 3)).max() for j in (1, 9, 4, 6)}
+    assert min(errors.values()) <= 2, errors
+    res.release()

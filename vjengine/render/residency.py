@@ -1,0 +1,510 @@
+"""Streaming residency: a bank of any size on the GPU within a memory budget.
+
+:class:`ResidentFrames` is a frame source for the compositor (the same small interface as
+:class:`~vjengine.render.textures.BankTextures`: ``width``, ``height``, ``sizes``, ``cyclic``,
+``split``, ``layers_for(indices)``, ``tick(budget_s)``). It keeps:
+
+- the **low tier** of a version 2 bank (every frame at <= 128 px, BC1) resident for the whole show,
+  uploaded at open (10,000 frames: 80 MB, under a second);
+- an **LRU cache of full-resolution frames** in texture arrays of a fixed number of slots, sized from
+  the GPU budget (``gpu_budget_mb``, by default from the driver's memory info where it reports it).
+
+``layers_for`` answers at once: a resident frame from its slot, a missing one from the low tier (and
+queues it). ``tick`` uploads queued frames, then prefetches along where the blend is heading (the
+velocity of the taps' grid position), within a per-frame time budget. Offline render and replay pass
+``wait_full=True``: a missing frame is uploaded before ``layers_for`` returns, so they stay frame-exact.
+
+Block-compressed frames go to the GPU as-is (``glCompressedTexSubImage3D`` through PyOpenGL on the
+moderngl context: moderngl has no compressed texture arrays) where the driver samples them well; where
+it would decode per texel fetch in software (BC7 on llvmpipe), they are decoded on the CPU as they are
+uploaded, into an RGBA8 cache (``path`` says which). Every uploaded frame is checked against the
+bank's checksum: a bad frame is logged once and drawn as its nearest good neighbour from then on.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import moderngl
+import numpy as np
+
+from vjengine.bank import codecs
+from vjengine.bank.grid import strides
+from vjengine.errors import BankError, DeviceError
+from vjengine.render.context import max_array_layers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GPU_BUDGET_MB = 1024.0
+_REQUIRED_EXTENSIONS = {
+    "bc1": ("GL_EXT_texture_compression_s3tc", "GL_EXT_texture_compression_dxt1"),
+    "bc7": ("GL_ARB_texture_compression_bptc", "GL_EXT_texture_compression_bptc"),
+}
+# Renderers that decode some block formats in software, per texel fetch (BPTC on llvmpipe: ~200x
+# slower than RGBA8 in a 4-tap blend). S3TC they decode cheaply.
+_SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "lavapipe")
+_SLOW_IN_SOFTWARE = ("bc7",)
+_NVX_CURRENT_AVAILABLE_KB = 0x9049
+_ATI_TEXTURE_FREE_MEMORY = 0x87FC
+
+
+def upload_path(codec: str, extensions: Iterable[str], renderer: str, *, bank: str = "bank") -> str:
+    """How frames of ``codec`` reach this GPU: "raw" (plain RGBA8), "native" (block data as-is) or
+    "cpu" (decoded on the CPU at upload, into RGBA8). Raises :class:`DeviceError` naming the codec and
+    the conversion when the driver lacks the codec entirely."""
+    if codec == "raw":
+        return "raw"
+    exts = set(extensions)
+    if not any(e in exts for e in _REQUIRED_EXTENSIONS[codec]):
+        raise DeviceError(
+            f"{bank}: this GPU ({renderer}) cannot sample {codec} textures (no {_REQUIRED_EXTENSIONS[codec][0]}); "
+            f"convert the bank: vj-bank compress {bank} --codec {'bc1' if codec != 'bc1' else 'raw'} -o OUT "
+            "(or --codec raw)")
+    software = any(name in renderer.lower() for name in _SOFTWARE_RENDERERS)
+    if software and codec in _SLOW_IN_SOFTWARE:
+        return "cpu"
+    return "native"
+
+
+def default_budget_mb(ctx: moderngl.Context) -> tuple[float, str]:
+    """A GPU budget for frames: half the free video memory the driver reports (NVIDIA, AMD), else
+    ``DEFAULT_GPU_BUDGET_MB``; and where the figure came from."""
+    from OpenGL import GL
+
+    exts = set(ctx.extensions)
+    try:
+        if "GL_NVX_gpu_memory_info" in exts:
+            kb = int(GL.glGetIntegerv(_NVX_CURRENT_AVAILABLE_KB))
+            return max(64.0, kb / 1024 / 2), "half of GL_NVX_gpu_memory_info's free memory"
+        if "GL_ATI_meminfo" in exts:
+            kb = int(np.asarray(GL.glGetIntegerv(_ATI_TEXTURE_FREE_MEMORY)).ravel()[0])
+            return max(64.0, kb / 1024 / 2), "half of GL_ATI_meminfo's free texture memory"
+    except Exception:  # a driver that lists the extension but fails the query
+        pass
+    return DEFAULT_GPU_BUDGET_MB, "default (the driver reports no memory info)"
+
+
+def _gl():
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl" if not os.environ.get("DISPLAY") else "glx")
+    from OpenGL import GL
+    from OpenGL.raw.GL.VERSION.GL_1_3 import glCompressedTexImage3D, glCompressedTexSubImage3D
+
+    return GL, glCompressedTexImage3D, glCompressedTexSubImage3D
+
+
+class FrameArray:
+    """One GL_TEXTURE_2D_ARRAY of ``layers`` frames of ``size``: block-compressed (``gl_format``, made
+    through PyOpenGL on moderngl's texture object) or RGBA8. ``use(unit)`` binds it like a moderngl
+    texture."""
+
+    def __init__(self, ctx: moderngl.Context, size: tuple[int, int], layers: int, *, codec: str | None,
+                 linear: bool = False) -> None:
+        self.size, self.layers, self.codec = size, layers, codec
+        w, h = size
+        if codec is None:
+            self.tex = ctx.texture_array((w, h, layers), 4, alignment=1)
+            self.layer_bytes = w * h * 4
+        else:
+            info = codecs.CODEC_INFO[codec]
+            self.layer_bytes = (w // 4) * (h // 4) * info.block_bytes
+            self.tex = ctx.texture_array((4, 4, 1), 4)  # a name to re-specify as compressed storage
+            GL, image3d, _ = _gl()
+            GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, self.tex.glo)
+            image3d(GL.GL_TEXTURE_2D_ARRAY, 0, info.gl_format, w, h, layers, 0, self.layer_bytes * layers, None)
+            err = GL.glGetError()
+            if err:
+                self.tex.release()
+                raise DeviceError(f"the GPU refused a {w}x{h}x{layers} {codec} texture array "
+                                  f"({self.layer_bytes * layers / 1e6:.0f} MB, GL error 0x{err:x}); lower --gpu-budget-mb")
+        f = moderngl.LINEAR if linear else moderngl.NEAREST
+        self.tex.filter = (f, f)
+        self.tex.repeat_x = self.tex.repeat_y = False
+
+    @property
+    def nbytes(self) -> int:
+        return self.layer_bytes * self.layers
+
+    def write(self, layer: int, data: np.ndarray) -> None:
+        """Upload ``data`` (blocks [n, H/4, W/4, B] or RGBA8 pixels [n, H, W, 4]) at ``layer``."""
+        data = np.ascontiguousarray(data)
+        n = data.shape[0]
+        w, h = self.size
+        if self.codec is None:
+            self.tex.write(data, viewport=(0, 0, layer, w, h, n), alignment=1)
+            return
+        GL, _, sub3d = _gl()
+        GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, self.tex.glo)
+        sub3d(GL.GL_TEXTURE_2D_ARRAY, 0, 0, 0, layer, w, h, n, codecs.CODEC_INFO[self.codec].gl_format,
+              data.nbytes, data.ctypes.data_as(ctypes.c_void_p))
+
+    def use(self, location: int = 0) -> None:
+        self.tex.use(location)
+
+    def read(self, layer: int) -> np.ndarray:
+        """One layer as RGBA8 [H, W, 4] (the driver's decode): for tests."""
+        GL, _, _ = _gl()
+        w, h = self.size
+        out = np.empty((self.layers, h, w, 4), np.uint8)
+        GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, self.tex.glo)
+        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
+        GL.glGetTexImage(GL.GL_TEXTURE_2D_ARRAY, 0, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, out.ctypes.data_as(ctypes.c_void_p))
+        return out[layer]
+
+    def release(self) -> None:
+        self.tex.release()
+
+
+def _to_rgba(pixels: np.ndarray) -> np.ndarray:
+    if pixels.shape[-1] == 4:
+        return pixels
+    out = np.empty((*pixels.shape[:-1], 4), np.uint8)
+    out[..., :3] = pixels
+    out[..., 3] = 255
+    return out
+
+
+class ResidentFrames:
+    """The frames of one bank within a GPU budget (see the module docstring).
+
+    ``gpu_budget_mb``: the most the bank's frames may take on the GPU (low tier included; None: from
+    the driver's memory info); ``wait_full``: upload a missing frame before returning (offline);
+    ``prefetch_s``: how far ahead along the current heading to prefetch. Raises
+    :class:`DeviceError` (exit 2) when the codec is not supported or the budget cannot hold one blend.
+    """
+
+    def __init__(self, ctx: moderngl.Context, bank, *, gpu_budget_mb: float | None = None,
+                 wait_full: bool = False, prefetch_s: float = 0.5, progress: bool = False) -> None:
+        self.ctx = ctx
+        self.bank = bank
+        self.width, self.height, self.channels = bank.width, bank.height, bank.channels
+        self.sizes = tuple(bank.sizes)
+        self.cyclic = tuple(bank.cyclic)
+        self.count = bank.count
+        self.wait_full = wait_full
+        self.prefetch_s = prefetch_s
+        self.path = upload_path(bank.codec, ctx.extensions, ctx.info.get("GL_RENDERER", "?"), bank=str(bank.path))
+        if gpu_budget_mb is None:
+            gpu_budget_mb, self.budget_source = default_budget_mb(ctx)
+        else:
+            self.budget_source = "--gpu-budget-mb"
+        self.budget_bytes = int(gpu_budget_mb * (1 << 20))
+        self._cache_codec = bank.codec if self.path == "native" else None
+        if self._cache_codec is None:
+            self.frame_bytes = self.width * self.height * 4
+        else:
+            self.frame_bytes = int(np.prod(codecs.block_shape(bank.codec, self.width, self.height)))
+        self.max_layers = max_array_layers(ctx)
+        self.trust_checksums = bank.checksums is not None and not bank.checksum_problem
+        if bank.checksum_problem:
+            log.warning("%s; frames are not checked in this show", bank.checksum_problem)
+
+        # the low tier: every frame, small, for the whole show
+        self.low_arrays: list[FrameArray] = []
+        self.low_bytes = 0
+        low_native = "GL_EXT_texture_compression_s3tc" in set(ctx.extensions)
+        if bank.low is not None:
+            lw, lh = bank.low_size
+            per_low = (lw // 4) * (lh // 4) * 8 if low_native else lw * lh * 4
+            self.low_bytes = per_low * self.count
+        taps = 1 << len(self.sizes)
+        need = self.low_bytes + taps * self.frame_bytes
+        if self.budget_bytes < need:
+            raise DeviceError(
+                f"bank {bank.path}: --gpu-budget-mb {gpu_budget_mb:g} cannot hold one blend: it needs at least "
+                f"{need / (1 << 20):.2f} MB ({taps} frames of {self.frame_bytes / (1 << 20):.3f} MB"
+                + (f" plus the low tier's {self.low_bytes / (1 << 20):.2f} MB" if self.low_bytes else "") + ")")
+        self.slots = int(min(self.count, (self.budget_bytes - self.low_bytes) // self.frame_bytes))
+        self.arrays: list[FrameArray] = []
+        self.bad = np.zeros(self.count, dtype=bool)
+        self.slot_of = np.full(self.count, -1, dtype=np.int64)
+        self.frame_in = np.full(self.slots, -1, dtype=np.int64)
+        self._lru: OrderedDict[int, None] = OrderedDict()  # resident frame indices, oldest first
+        self._free = list(range(self.slots - 1, -1, -1))
+        self._pending: OrderedDict[int, float] = OrderedDict()  # missed frame -> time first missed
+        self._prefetch: list[int] = []
+        self._protected: set[int] = set()
+        self._last_centre: np.ndarray | None = None
+        self._last_t: float | None = None
+        self._velocity = np.zeros(len(self.sizes))
+        self._warned: set[str] = set()
+        self.upload_s = 0.0
+        self.uploads = 0
+        self.frames_drawn = 0
+        self.frames_low = 0      # frames in which any tap came from the low tier
+        self.last_low_taps = 0
+        self.miss_to_sharp_ms: list[float] = []
+        t0 = time.perf_counter()
+        try:
+            per = self.max_layers
+            for a in range(-(-self.slots // per)):
+                n = min(per, self.slots - a * per)
+                self.arrays.append(FrameArray(ctx, (self.width, self.height), n, codec=self._cache_codec))
+            if bank.low is not None:
+                self._upload_low(low_native)
+        except Exception:
+            self.release()
+            raise
+        self.open_s = time.perf_counter() - t0
+        log.info("%s: %s frames, %d of %d resident at most (%.0f of %.0f MB budget, %s), low tier %.0f MB; "
+                 "ready in %.2f s", bank.path.name, {"native": f"{bank.codec} on the GPU",
+                                                      "cpu": f"{bank.codec} decoded on the CPU",
+                                                      "raw": "raw"}[self.path],
+                 self.slots, self.count, self.resident_bytes_max / (1 << 20), gpu_budget_mb, self.budget_source,
+                 self.low_bytes / (1 << 20), self.open_s)
+
+    # --- the low tier ------------------------------------------------------------------------
+
+    def _upload_low(self, native: bool) -> None:
+        bank = self.bank
+        lw, lh = bank.low_size
+        per = self.max_layers
+        chunk = 256
+        table = bank.checksums.get("low") if self.trust_checksums else None
+        for a in range(-(-self.count // per)):
+            first, n = a * per, min(per, self.count - a * per)
+            arr = FrameArray(self.ctx, (lw, lh), n, codec="bc1" if native else None, linear=True)
+            self.low_arrays.append(arr)
+            for s in range(0, n, chunk):
+                blocks = np.array(bank.low[first + s: first + min(n, s + chunk)])
+                if table is not None:
+                    for k in range(len(blocks)):
+                        if codecs.crc32(blocks[k]) != int(table[first + s + k]):
+                            self._warn_once("low", f"{bank.path}: low-tier frame {first + s + k} fails its checksum "
+                                                   "(logged once); it is drawn as a neighbour while missing")
+                            self.bad_low(first + s + k)
+                data = blocks if native else np.stack([codecs.decode(b, "bc1", lw, lh, 4) for b in blocks])
+                arr.write(s, data)
+
+    def bad_low(self, index: int) -> None:
+        self._bad_low = getattr(self, "_bad_low", set())
+        self._bad_low.add(int(index))
+
+    # --- the compositor's interface ----------------------------------------------------------
+
+    @property
+    def split(self) -> bool:
+        return len(self.arrays) + len(self.low_arrays) > 1
+
+    @property
+    def low_ids(self) -> set[int]:
+        """``id()`` of the low-tier arrays: a tap on one of them samples a smaller image."""
+        return {id(a) for a in self.low_arrays}
+
+    @property
+    def resident(self) -> int:
+        return len(self._lru)
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of frames on the GPU now: the filled slots and the low tier."""
+        return len(self._lru) * self.frame_bytes + self.low_bytes
+
+    @property
+    def resident_bytes_max(self) -> int:
+        return sum(a.nbytes for a in self.arrays) + self.low_bytes
+
+    @property
+    def low_tier_share(self) -> float:
+        """The fraction of drawn frames so far in which any tap came from the low tier."""
+        return self.frames_low / max(1, self.frames_drawn)
+
+    @property
+    def complete(self) -> bool:
+        return self.resident == self.count
+
+    def status(self) -> dict:
+        """For the HUD and --stats."""
+        return {"path": self.path, "codec": self.bank.codec, "resident": self.resident, "total": self.count,
+                "slots": self.slots, "resident_mb": self.resident_bytes / (1 << 20),
+                "budget_mb": self.budget_bytes / (1 << 20), "low_tier_pct": 100.0 * self.low_tier_share,
+                "low_taps_now": self.last_low_taps, "bad_frames": int(self.bad.sum())}
+
+    def layers_for(self, indices: Iterable[int]) -> list[tuple[object, int]]:
+        """Where each frame can be sampled now: ``[(array, layer), ...]`` in order. A frame not
+        resident comes from the low tier (and is queued), unless ``wait_full`` (or the bank has no low
+        tier): then it is uploaded first."""
+        indices = [self._substitute(int(i)) for i in indices]
+        self._protected = set(indices)
+        self._note_position(indices)
+        out = []
+        low_taps = 0
+        now = time.perf_counter()
+        for i in indices:
+            if self.slot_of[i] < 0 and (self.wait_full or not self.low_arrays or i in getattr(self, "_bad_low", ())):
+                self._load(i)
+                i = self._substitute(i)  # the upload may have found it bad
+            slot = int(self.slot_of[i])
+            if slot >= 0:
+                self._lru.move_to_end(i)
+                a, layer = divmod(slot, self.max_layers)
+                out.append((self.arrays[a], layer))
+            else:
+                self._pending.setdefault(i, now)
+                self._pending.move_to_end(i, last=False)
+                a, layer = divmod(i, self.max_layers)
+                out.append((self.low_arrays[a], layer))
+                low_taps += 1
+        self.frames_drawn += 1
+        self.frames_low += low_taps > 0
+        self.last_low_taps = low_taps
+        return out
+
+    def tick(self, budget_s: float) -> None:
+        """Per drawn frame: upload missed frames, then prefetch, for about ``budget_s`` seconds."""
+        deadline = time.perf_counter() + max(0.0, budget_s)
+        while self._pending and time.perf_counter() < deadline:
+            i, _ = next(iter(self._pending.items()))
+            if not self._load(i):
+                break
+        if not self._pending and time.perf_counter() < deadline:
+            if not self._prefetch:
+                self._plan_prefetch()
+            while self._prefetch and time.perf_counter() < deadline:
+                i = self._prefetch.pop()
+                if self.slot_of[i] < 0 and not self.bad[i]:
+                    if not self._load(i, prefetch=True):
+                        self._prefetch.clear()
+                        break
+
+    # --- uploads -----------------------------------------------------------------------------
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message)
+
+    def _slot(self, prefetch: bool) -> int | None:
+        if self._free:
+            return self._free.pop()
+        for victim in self._lru:  # oldest first; never one the current blend uses
+            if victim not in self._protected:
+                if prefetch and victim in self._recent():
+                    return None  # the cache holds only what is in use or near: prefetch no further
+                slot = int(self.slot_of[victim])
+                del self._lru[victim]
+                self.slot_of[victim] = -1
+                self.frame_in[slot] = -1
+                return slot
+        return None
+
+    def _recent(self) -> set[int]:
+        # the newest quarter of the cache counts as "near": prefetch never evicts it
+        n = max(1 << len(self.sizes), len(self._lru) // 4)
+        return set(list(self._lru)[-n:])
+
+    def _load(self, i: int, prefetch: bool = False) -> bool:
+        """Upload frame ``i`` into a slot (evicting the least recently used); False if none is free."""
+        t0 = time.perf_counter()
+        missed_at = self._pending.pop(i, None)
+        try:
+            stored = self.bank.read_stored(i, 1)
+        except (BankError, OSError) as exc:
+            self._warn_once("read", f"{self.bank.path}: cannot read frame {i}: {exc}; drawing its neighbours")
+            self._mark_bad(i)
+            return True
+        if self.trust_checksums and not self.bank.frame_ok(i, stored[0]):
+            cell = ", ".join(f"{a.name}={c}" for a, c in zip(self.bank.axes, self.bank.cell(i)))
+            self._warn_once(f"bad{i}", f"{self.bank.path}: frame {i} (cell {cell}) fails its checksum; "
+                                       "drawing its nearest good neighbour instead (vj-bank validate lists every bad frame)")
+            self._mark_bad(i)
+            return True
+        slot = self._slot(prefetch)
+        if slot is None:
+            if missed_at is not None:
+                self._pending[i] = missed_at
+            return False
+        if self.path == "native":
+            data = stored
+        elif self.path == "cpu":
+            data = _to_rgba(codecs.decode(stored[0], self.bank.codec, self.width, self.height, 4))[None]
+        else:
+            data = _to_rgba(stored)
+        a, layer = divmod(slot, self.max_layers)
+        self.arrays[a].write(layer, data)
+        self.slot_of[i] = slot
+        self.frame_in[slot] = i
+        self._lru[i] = None
+        self.uploads += 1
+        now = time.perf_counter()
+        self.upload_s += now - t0
+        if missed_at is not None:
+            self.miss_to_sharp_ms.append((now - missed_at) * 1000.0)
+        return True
+
+    def _mark_bad(self, i: int) -> None:
+        self.bad[i] = True
+        self._pending.pop(i, None)
+
+    def _substitute(self, i: int) -> int:
+        """``i``, or when it is bad, the nearest good frame one cell away (then two, ...)."""
+        if not self.bad[i]:
+            return i
+        cell = np.array(self.bank.cell(i))
+        for dist in range(1, max(self.sizes)):
+            for d, n in enumerate(self.sizes):
+                for step in (-dist, dist):
+                    c = cell.copy()
+                    c[d] += step
+                    if self.cyclic[d]:
+                        c[d] %= n
+                    elif not 0 <= c[d] < n:
+                        continue
+                    j = self.bank.index(c)
+                    if not self.bad[j]:
+                        return j
+        return i
+
+    # --- prefetch ----------------------------------------------------------------------------
+
+    def _note_position(self, indices: list[int]) -> None:
+        cells = np.array([self.bank.cell(i) for i in indices], dtype=np.float64)
+        centre = cells.mean(axis=0)
+        now = time.perf_counter()
+        if self._last_centre is not None and self._last_t is not None and now > self._last_t:
+            delta = centre - self._last_centre
+            for d, n in enumerate(self.sizes):
+                if self.cyclic[d]:  # the short way round
+                    delta[d] = (delta[d] + n / 2) % n - n / 2
+            v = delta / (now - self._last_t)
+            self._velocity = 0.7 * self._velocity + 0.3 * v
+        if self._last_centre is None or np.any(np.abs(centre - self._last_centre) > 0):
+            self._prefetch = []  # moved: plan again from here
+        self._last_centre, self._last_t = centre, now
+
+    def _plan_prefetch(self) -> None:
+        """Frames around where the blend will be over the next ``prefetch_s``, nearest first (popped
+        from the end)."""
+        if self._last_centre is None:
+            return
+        order: list[int] = []
+        seen: set[int] = set()
+        st = strides(self.sizes)
+        steps = 8
+        for k in range(1, steps + 1):
+            c = self._last_centre + self._velocity * (self.prefetch_s * k / steps)
+            lo = np.floor(c).astype(np.int64)
+            for corner in range(1 << len(self.sizes)):
+                idx = 0
+                ok = True
+                for d, n in enumerate(self.sizes):
+                    v = lo[d] + ((corner >> d) & 1)
+                    if self.cyclic[d]:
+                        v %= n
+                    elif not 0 <= v < n:
+                        ok = False
+                        break
+                    idx += int(v) * int(st[d])
+                if ok and idx not in seen:
+                    seen.add(idx)
+                    order.append(idx)
+        self._prefetch = [i for i in reversed(order) if self.slot_of[i] < 0]
+
+    def release(self) -> None:
+        for a in [*self.arrays, *self.low_arrays]:
+            a.release()
+        self.arrays, self.low_arrays = [], []
