@@ -227,6 +227,7 @@ class ResidentFrames:
         self._free = list(range(self.slots - 1, -1, -1))
         self._pending: OrderedDict[int, float] = OrderedDict()  # missed frame -> time first missed
         self._prefetch: list[int] = []
+        self._fill = 0  # idle filling: the next frame index to try
         self._protected: set[int] = set()
         self._last_centre: np.ndarray | None = None
         self._last_t: float | None = None
@@ -370,6 +371,13 @@ class ResidentFrames:
                     if not self._load(i, prefetch=True):
                         self._prefetch.clear()
                         break
+        # idle with free slots (a bank that fits, or the start of a show): fill them in index order
+        while not self._pending and self._free and time.perf_counter() < deadline:
+            while self._fill < self.count and (self.slot_of[self._fill] >= 0 or self.bad[self._fill]):
+                self._fill += 1
+            if self._fill >= self.count:
+                break
+            self._load(self._fill, prefetch=True)
 
     # --- uploads -----------------------------------------------------------------------------
 
