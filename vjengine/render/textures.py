@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import moderngl
 import numpy as np
 
-from vjengine.errors import DeviceError
+from vjengine.errors import BankError, DeviceError
 from vjengine.render.context import max_array_layers
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class BankTextures:
         self._next = 0  # streaming: the first frame that may still be missing
         self._progress = progress
         self._bar = None
+        self.failed: str | None = None  # why the rest of the bank cannot be read (the file changed under us)
         try:
             self._allocate()
             if upload == "eager":
@@ -122,7 +123,11 @@ class BankTextures:
         """Upload frames first..first+count-1 (all in one array)."""
         a, layer = self.layout.locate(first)
         read = getattr(self.bank, "read_frames", None)  # plain reads: a file changed under us is an error, not SIGBUS
-        block = read(first, count) if read is not None else np.ascontiguousarray(self.bank.frames[first: first + count])
+        try:
+            block = read(first, count) if read is not None else np.ascontiguousarray(self.bank.frames[first: first + count])
+        except BankError as exc:
+            self._give_up(exc)
+            return
         self.arrays[a].write(block, viewport=(0, 0, layer, self.width, self.height, count), alignment=1)
         self.resident[first: first + count] = True
         if self._progress:
@@ -132,6 +137,17 @@ class BankTextures:
                 self._bar = tqdm(total=self.nbytes, unit="B", unit_scale=True, unit_divisor=1024,
                                  desc=f"uploading {self.bank.path.name}", leave=False)
             self._bar.update(block.nbytes)
+
+    def _give_up(self, exc: BankError) -> None:
+        """The bank file changed under us: keep the frames already on the GPU, read nothing more (the
+        rest stay black), say so once. The show goes on."""
+        if self.failed is None:
+            self.failed = str(exc)
+            have = int(self.resident.sum())
+            log.error("%s; keeping the %d of %d frames already on the GPU (the others show black) and reading "
+                      "no more of this bank", exc, have, self.layout.count)
+        self.resident[:] = True  # nothing more will be read
+        self._next = self.layout.count
 
     def _upload_range(self, start: int, stop: int, chunk_bytes: int, deadline: float | None = None) -> None:
         """Upload the missing frames in start..stop-1 in chunks, until done or past ``deadline``."""
@@ -164,6 +180,8 @@ class BankTextures:
         err = self.ctx.error
         if err != "GL_NO_ERROR":
             raise DeviceError(f"bank {self.bank.path}: GL error {err} while uploading frames")
+        if self.failed is not None:
+            return
         log.info("uploaded %s: %d frames in %d array(s), %.0f MB in %.2f s", self.bank.path, self.layout.count,
                  self.layout.arrays, self.nbytes / 1e6, self.upload_s)
 
