@@ -19,7 +19,8 @@ uniform sampler2DArray frames0;    // the one array holding the whole bank
 #endif
 uniform int layer[K];              // the frame's layer in that array
 uniform float weight[K];           // n-linear weights, summing to 1
-uniform vec2 size;                 // bank resolution, pixels
+uniform vec2 size;                 // blend resolution (the bank's, times the render scale), pixels
+uniform vec2 texel_scale;          // bank texels per blend texel (1 at full render scale)
 uniform mat3 hue;                  // hue rotation (identity = off)
 
 #if CROSSFADE
@@ -42,7 +43,7 @@ out vec4 color;
 #define TAP(i) acc += weight[i] * texelFetch(FRAMES(i), ivec3(texel, layer[i]), 0);
 
 void main() {
-    ivec2 texel = ivec2(gl_FragCoord.xy);
+    ivec2 texel = ivec2(gl_FragCoord.xy * texel_scale);
     vec2 uv = gl_FragCoord.xy / size;
     vec4 acc = vec4(0.0);
     TAP(0)

@@ -204,3 +204,35 @@ def test_upload_progress_bar_runs_to_completion(ctx, tmp_path, capsys, upload):
         assert "uploading bank" in capsys.readouterr().err
     finally:
         r.release()
+
+
+def test_render_scale_and_tap_limit_are_cheaper_approximations(ctx, tmp_path):
+    """The frame-rate governor's levers: a smaller blend, and only the nearest cells."""
+    from vjengine.render.renderer import Renderer, blend_taps, nearest_taps
+
+    bank = random_bank(tmp_path / "b", (3, 3), width=64, height=48, smooth=True)
+    r = Renderer(ctx, bank, output_size=(64, 48), progress=False, raise_errors=True, upload="eager")
+    coord = (0.3, 0.6)
+    r.render(coord)
+    full = r.read_rgb().astype(int)
+    r.set_render_scale(0.5)
+    assert r.image.size == (32, 24)
+    r.render(coord)
+    half = r.read_rgb().astype(int)
+    assert half.shape == full.shape
+    assert 0 < np.abs(half - full).mean() < 12  # the same picture, softer
+    r.set_render_scale(1.0)
+    r.render(coord)
+    assert np.array_equal(r.read_rgb().astype(int), full)  # restored exactly
+    taps = blend_taps(coord, bank.sizes, bank.cyclic)
+    near = nearest_taps(taps, 1)
+    assert len(near.indices) == 1 and near.indices[0] == taps.indices[np.argmax(taps.weights)]
+    r.max_k = 1
+    r.render(coord)
+    one = r.read_rgb().astype(int)
+    r.max_k = None
+    r2 = Renderer(ctx, bank, output_size=(64, 48), progress=False, raise_errors=True, upload="eager")
+    grid_coord = [bank.cell(int(near.indices[0]))[d] / (bank.sizes[d] - 1) for d in range(2)]
+    r2.render(grid_coord)
+    assert np.array_equal(one, r2.read_rgb().astype(int))  # exactly the nearest frame
+    assert_no_gl_error(ctx)

@@ -56,6 +56,14 @@ def blend_taps(coord: Sequence[float], sizes: Sequence[int], cyclic: Sequence[bo
     return Taps(np.fromiter(merged.keys(), np.int64), np.fromiter(merged.values(), np.float64))
 
 
+def nearest_taps(taps: Taps, k: int) -> Taps:
+    """The ``k`` heaviest taps (the nearest cells), weights renormalised to sum to 1."""
+    k = max(1, int(k))
+    order = np.argsort(-taps.weights, kind="stable")[:k]
+    weights = taps.weights[order]
+    return Taps(taps.indices[order], weights / weights.sum())
+
+
 def program_k(taps: int) -> int:
     """The smallest compiled tap count that holds ``taps`` taps."""
     for k in TAP_COUNTS:
@@ -135,6 +143,8 @@ class Renderer:
         self.upload = upload
         self.stream_budget_s = max(0.0, stream_budget_ms) / 1000.0
         self.failures = 0
+        self.render_scale = 1.0  # see set_render_scale
+        self.max_k: int | None = None  # at most this many blend taps (the nearest cells); None: all
         self.textures: BankTextures | None = None
         self.bank = None
         self._blend_programs: dict[tuple, tuple[moderngl.Program, moderngl.VertexArray]] = {}
@@ -177,7 +187,22 @@ class Renderer:
             self.textures.release()
         self.textures, self.bank = new, bank
         self.max_taps = program_k(1 << len(bank.sizes))
-        size = (bank.width, bank.height)
+        self._allocate_state()
+        self._fresh = True
+
+    def set_render_scale(self, scale: float) -> None:
+        """Blend at ``scale`` (0 < scale <= 1) times the bank's resolution: fewer texels to blend when the
+        machine is busy (the frame-rate governor lowers it, then restores it); the output pass scales
+        up as it always does. Changing it restarts the trails."""
+        scale = min(max(float(scale), 0.05), 1.0)
+        if scale != self.render_scale:
+            self.render_scale = scale
+            self._allocate_state()
+            self._fresh = True
+
+    def _allocate_state(self) -> None:
+        bank = self.bank
+        size = (max(1, round(bank.width * self.render_scale)), max(1, round(bank.height * self.render_scale)))
         if not self._state or self._state[0].size != size:
             _release_framebuffers(self.ctx, [*self._fbos, self._graded_fbo, self._scratch_fbo])
             for tex in [*self._state, self._graded, self._scratch]:
@@ -189,7 +214,6 @@ class Renderer:
             self._graded_fbo = self.ctx.framebuffer([self._graded])
             self._scratch = self._bank_res_texture(size)
             self._scratch_fbo = self.ctx.framebuffer([self._scratch])
-        self._fresh = True
 
     def _bank_res_texture(self, size: tuple[int, int]) -> moderngl.Texture:
         tex = self.ctx.texture(size, 4)
@@ -296,8 +320,10 @@ class Renderer:
             prog["frames"].write(np.asarray(samplers, np.int32).tobytes())
         prog["layer"].write(np.asarray(layers, np.int32).tobytes())
         prog["weight"].write(np.asarray(ws, np.float32).tobytes())
+        sw, sh = self._state[0].size
+        prog["texel_scale"].value = (self.bank.width / sw, self.bank.height / sh)
         if "size" in prog:  # only the crossfade and feedback variants use it
-            prog["size"].value = (float(self.bank.width), float(self.bank.height))
+            prog["size"].value = (float(sw), float(sh))
         return len(units)
 
     def blend(self, coord: Sequence[float], fx: Effects = _NEUTRAL, dt_s: float = 1 / 60, *,
@@ -313,6 +339,8 @@ class Renderer:
         else:
             self._show_graded = False
         taps = blend_taps(coord, self.bank.sizes, self.bank.cyclic)
+        if self.max_k is not None and len(taps.indices) > self.max_k:
+            taps = nearest_taps(taps, self.max_k)
         k = program_k(len(taps.indices))
         mix = 0.0
         other_renderer = None
