@@ -236,3 +236,47 @@ def test_bc1_refuses_rgba(tmp_path):
         write_bank(tmp_path / "c", (Axis("x", (0, 1)),), smooth_frames(2, 8, 4), codec="bc1")
     bank = open_bank(write_bank(tmp_path / "c7", (Axis("x", (0, 1)),), smooth_frames(2, 8, 4), codec="bc7"))
     assert bank.channels == 4 and bank.frames[1].shape == (8, 8, 4)
+
+
+def _work_folder(bank_path, frames, latents, per_shard=5):
+    """The build's work folder as bank_builder's store writes it: checksummed shards of cells."""
+    from bank_builder.store import WorkDir
+
+    with WorkDir(bank_path.with_name(bank_path.name + ".work"), "0123456789abcdef0123", {"spec": "test"}) as work:
+        for s in range(0, len(frames), per_shard):
+            cells = list(range(s, min(len(frames), s + per_shard)))
+            work.write_shard(f"batch{s:03d}", {"frames": frames[cells], "latents": latents[cells]}, {"cells": cells})
+
+
+@pytest.mark.parametrize("codec", ["raw", "bc1"])
+def test_repair_remakes_just_the_bad_cells_from_the_work_folder(tmp_path, codec):
+    frames = smooth_frames()
+    lat = np.random.default_rng(1).standard_normal((12, 4, 2)).astype(np.float16)
+    path = write_bank(tmp_path / "b", AXES, frames, lat, codec=codec)
+    good = {f: (path / f).read_bytes() for f in (FRAMES_FILE, LATENTS_FILE, LOW_FILE, CHECKSUMS_FILE)}
+    _flip(path / FRAMES_FILE, 0.4)
+    _flip(path / LATENTS_FILE, 0.8)
+    _flip(path / LOW_FILE, 0.9)
+    # without a work folder: exit 2 naming the cells and where it looked; the bank is untouched
+    bad = _vj_bank("repair", "--no-progress", str(path))
+    assert bad.returncode == 2 and "cannot repair frame(s)" in bad.stderr and "no work folder at" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    _work_folder(path, frames, lat)
+    out = _vj_bank("repair", "--no-progress", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "repaired" in out.stdout and "1 frames" in out.stdout and "1 latents" in out.stdout and "1 low" in out.stdout
+    validate_bank(path)
+    for f, data in good.items():  # bit for bit what was built
+        assert (path / f).read_bytes() == data, f
+    again = _vj_bank("repair", "--no-progress", str(path))
+    assert again.returncode == 0 and "nothing to repair" in again.stdout
+
+
+def test_repair_ignores_a_work_folder_of_another_build(tmp_path):
+    frames = smooth_frames()
+    lat = np.zeros((12, 4, 2), np.float16)
+    path = write_bank(tmp_path / "b", AXES, frames, lat)
+    _flip(path / FRAMES_FILE, 0.4)
+    _work_folder(path, 255 - frames, lat)  # other frames, same cells
+    bad = _vj_bank("repair", "--no-progress", str(path))
+    assert bad.returncode == 2 and "does not hold them" in bad.stderr

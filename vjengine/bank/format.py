@@ -584,7 +584,7 @@ def validate_bank(path: str | os.PathLike[str], *, progress: bool = False) -> Ba
             more = f" and {len(idx) - 8} more" if len(idx) > 8 else ""
             parts.append(f"{len(idx)} bad {_KIND_TEXT[kind]}: {shown}{more}")
         raise BankError(f"{bank.path}: checksum mismatch: " + "; ".join(parts)
-                        + (" (vj-bank repair can re-make them)" if bank.latents is not None else ""))
+                        + f" (vj-bank repair {bank.path} re-makes them from the build's work folder)")
     return bank
 
 
