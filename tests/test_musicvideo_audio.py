@@ -133,3 +133,27 @@ def test_abab_song_sections_within_a_bar(tmp_path):
     assert starts[0] == 0.0 and np.allclose(starts[1:], bounds, atol=bar_s)
     assert (tmp_path / "an" / "analysis.png").stat().st_size > 10_000
     assert (tmp_path / "an" / "chords.txt").read_text().count("\n") >= 4
+
+
+def test_audio_frames_carry_harmony_and_drums_to_mapping_and_osc():
+    from vjengine.control.osc_out import out_values
+    from vjengine.mapping.features import read_feature
+
+    x, _ = chord_progression(["Am", "Dm", "E", "Am"], beats_per_chord=4, repeats=2, sr=SR, kick=True)
+    eng = AudioEngine.offline(SR)
+    changes, drums = 0, []
+    for i in range(1, int(len(x) / SR * FPS) + 1):
+        t = i / FPS
+        eng.feed(x[int((i - 1) / FPS * SR):int(t * SR)])
+        f = eng.poll(t)
+        changes += read_feature(f, "chord_change") == 1.0
+        drums.append(read_feature(f, "drums"))
+    assert key_name(f.key) == "A minor" and read_feature(f, "mode") == 0.0
+    assert read_feature(f, "key") == pytest.approx(9 / 12)
+    assert chord_name(f.chord) == "Am" and read_feature(f, "chord_root") == pytest.approx(9 / 12)
+    assert 7 <= changes <= 10  # 8 chords
+    assert max(drums) > 0.8 and min(drums[FPS * 2:]) < 0.5  # the kicks pulse through the drums level
+    osc = out_values(f)
+    assert osc["/vj/harmony/key_name"] == "A minor" and osc["/vj/harmony/chord_name"] == "Am"
+    assert osc["/vj/harmony/hue"] == pytest.approx(f.harmony_hue)
+    assert osc["/vj/harmony/hue"] == pytest.approx(0.0, abs=0.05) or osc["/vj/harmony/hue"] > 0.95  # Am ~ C

@@ -22,6 +22,7 @@ import numpy as np
 
 from vjengine.audio.features import DEFAULT_BANDS, SpectralFrontEnd, hop_size_for
 from vjengine.audio.frame import AudioFrame
+from vjengine.audio.musicfeatures import MusicFeatures
 from vjengine.audio.trackers import (BarTracker, BeatClock, OnsetTracker, TempoConfig, TempoTracker, _octave_related,
                                      beat_offset)
 
@@ -119,6 +120,7 @@ class Analyzer:
         self.front = SpectralFrontEnd(samplerate=self.samplerate, n_fft=self.n_fft, bands=cfg.bands,
                                       max_hops=_MAX_BATCH_HOPS, onset_floor_db=cfg.gate_db - 30.0)
         self.band_names = self.front.band_names
+        self.music = MusicFeatures(self.front.n_mels, hop_s=self.hop_s)  # harmony + drums/harmonic (HPSS)
         nm, nk = self.front.n_mels, self.front.n_kick
         self._flux_w = np.zeros((2, nm + nk), dtype=np.float32)  # row means: mel flux, kick flux
         self._flux_w[0, :nm] = 1.0 / nm
@@ -296,7 +298,9 @@ class Analyzer:
         cols_head[:] = cols_next
         band_rows = feat.band_cols.T.tolist()  # m x [band dB ..., total power, centroid numerator]
 
+        first_hop = self.n_hops
         gates = self._run_trackers(m, energies, band_rows, fluxes, feat.chroma)
+        self.music.process(first_hop, feat.onset_db, feat.chroma, gates)
 
         last = self._last
         nb = len(self._bands)
@@ -620,6 +624,7 @@ class Analyzer:
             "input_status": input_status,
             "gate_open": self._last["gate"],
             "hops": self._hops_since_snapshot,
+            **self.music.fields(),
         })
         for k in self._flags:
             self._flags[k] = False

@@ -53,6 +53,12 @@ class AudioFrame:
       HUD ("pulse 48 kHz, 0 overruns", "device lost, retrying").
     - ``gate_open``: the input is above the noise gate.
     - ``hops``: how many analysis hops this frame covered (0 when no new audio arrived).
+    - ``key``: 0..23 (C..B major, then C..B minor; -1 before enough music), ``key_confidence`` 0..1;
+      ``chord`` the same for the current triad (-1: none), ``chord_confidence`` 0..1, ``chord_change``
+      True on the frame the chord changed; ``harmony_hue`` 0..1 the chord's place on the circle of
+      fifths (minor with its relative major), smoothed (:mod:`vjengine.audio.harmony`).
+    - ``drums`` / ``harmonic``: 0..1 levels of the percussive and harmonic parts (streaming HPSS,
+      :mod:`vjengine.audio.hpss`), adaptive gain and envelope like the bands.
     """
 
     time_s: float = 0.0
@@ -86,6 +92,14 @@ class AudioFrame:
     gate_open: bool = False
     hops: int = 0
     downbeat_confidence: float = 0.0
+    key: int = -1
+    key_confidence: float = 0.0
+    chord: int = -1
+    chord_confidence: float = 0.0
+    chord_change: bool = False
+    harmony_hue: float = 0.0
+    drums: float = 0.0
+    harmonic: float = 0.0
 
     @classmethod
     def silent(cls, status: str = "no audio yet", *, time_s: float = 0.0) -> "AudioFrame":

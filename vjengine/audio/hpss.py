@@ -37,7 +37,7 @@ class StreamingHPSS:
     (percussive). The medians are ``np.partition`` over strided views, one call each per batch.
     """
 
-    def __init__(self, n_bins: int, *, hop_s: float, every: int = 4, time_cols: int = 11, freq_bins: int = 11,
+    def __init__(self, n_bins: int, *, hop_s: float, every: int = 8, time_cols: int = 7, freq_bins: int = 11,
                  range_db: float = 30.0, attack_ms: float = 5.0, release_ms: float = 140.0) -> None:
         self.n_bins = int(n_bins)
         self.every = max(1, int(every))
@@ -46,7 +46,9 @@ class StreamingHPSS:
         self.col_s = float(hop_s) * self.every
         self.range_db = range_db
         self._hops = 0
-        self._hist = np.zeros((self.time_cols - 1, self.n_bins), dtype=np.float32)  # past columns, oldest first
+        # past columns (oldest first), then room for the new ones
+        self._buf = np.zeros((self.time_cols - 1 + 4, self.n_bins), dtype=np.float32)
+        self._views: dict[int, tuple] = {}
         self._k_att = math.exp(-self.col_s / (attack_ms * 1e-3))
         self._k_rel = math.exp(-self.col_s / (release_ms * 1e-3))
         self._ref = [-60.0, -60.0]
@@ -56,34 +58,60 @@ class StreamingHPSS:
         self.percussive_share = 0.0
         self.last_masks: np.ndarray | None = None  # percussive mask of the last batch's columns [cols, bins]
 
-    def process(self, power: np.ndarray, *, keep_masks: bool = False) -> None:
-        """Fold in ``m`` new hops of band power (linear, ``[n_bins, m]``)."""
+    def process(self, power: np.ndarray, *, keep_masks: bool = False, first_hop: int | None = None,
+                db: bool = False) -> None:
+        """Fold in ``m`` new hops of band power (``[n_bins, m]``, linear, or dB with ``db=True``: only
+        the columns on the grid are converted); ``first_hop``: the stream's index of the first hop
+        (default: counted here)."""
         m = power.shape[1]
+        if first_hop is not None:
+            self._hops = first_hop
         first = (-self._hops) % self.every  # the batch's hops that fall on the column grid
         self._hops += m
         if first >= m:
             return
-        cols = np.ascontiguousarray(power[:, first::self.every].T, dtype=np.float32)  # [c, bins]
-        c = cols.shape[0]
-        t, f, nb = self.time_cols, self.freq_bins, self.n_bins
-        buf = np.concatenate([self._hist, cols])  # [t - 1 + c, bins]
-        s0, s1 = buf.strides
-        win = np.lib.stride_tricks.as_strided(buf, shape=(c, nb, t), strides=(s0, s1, s0), writeable=False)
+        sel = power[:, first::self.every]
+        c = sel.shape[1]
+        views = self._views.get(c) or self._make_views(c)
+        new, win, pad_cols, fwin = views
+        t, half = self.time_cols, self.freq_bins // 2
+        if db:
+            np.multiply(sel.T, 0.1, out=new)
+            np.power(10.0, new, out=new)
+        else:
+            new[:] = sel.T
+        pad_cols[:] = new
         harm = np.partition(win, t // 2, axis=2)[:, :, t // 2]
-        half = f // 2
-        pad = np.zeros((c, nb + f - 1), dtype=np.float32)
-        pad[:, half:half + nb] = cols
-        p0, p1 = pad.strides
-        fwin = np.lib.stride_tricks.as_strided(pad, shape=(c, nb, f), strides=(p0, p1, p1), writeable=False)
         perc = np.partition(fwin, half, axis=2)[:, :, half]
-        h2, p2 = harm * harm, perc * perc
+        h2 = harm * harm
+        p2 = perc * perc
         mask_p = p2 / (h2 + p2 + 1e-30)
-        ep = np.einsum("ij,ij->i", mask_p, cols)
-        eh = cols.sum(axis=1) - ep
+        ep = np.einsum("ij,ij->i", mask_p, new).tolist()
+        tot = new.sum(axis=1).tolist()
         if keep_masks:
             self.last_masks = mask_p
-        self._hist = buf[c:]
-        self._levels(eh.tolist(), ep.tolist())
+        buf = self._buf
+        buf[:t - 1] = buf[c:c + t - 1]  # the last t - 1 columns for the next batch
+        self._levels([a - b for a, b in zip(tot, ep)], ep)
+
+    def _make_views(self, c: int) -> tuple:
+        """Strided views for a batch of ``c`` columns: the time windows over the history buffer and
+        the frequency windows over a zero-padded copy (made once per ``c``)."""
+        t, f, nb = self.time_cols, self.freq_bins, self.n_bins
+        if self._buf.shape[0] < t - 1 + c:
+            old = self._buf
+            self._buf = np.zeros((t - 1 + c, nb), dtype=np.float32)
+            self._buf[:t - 1] = old[:t - 1]
+            self._views.clear()
+        buf = self._buf
+        s0, s1 = buf.strides
+        win = np.lib.stride_tricks.as_strided(buf, shape=(c, nb, t), strides=(s0, s1, s0), writeable=False)
+        pad = np.zeros((c, nb + f - 1), dtype=np.float32)
+        p0, p1 = pad.strides
+        fwin = np.lib.stride_tricks.as_strided(pad, shape=(c, nb, f), strides=(p0, p1, p1), writeable=False)
+        views = (buf[t - 1:t - 1 + c], win, pad[:, f // 2:f // 2 + nb], fwin)
+        self._views[c] = views
+        return views
 
     def _levels(self, eh: list, ep: list) -> None:
         ka, kr, inv = self._k_att, self._k_rel, 1.0 / self.range_db

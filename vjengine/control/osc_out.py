@@ -23,6 +23,7 @@ from vjengine.control.osc_space import (
 )
 from vjengine.control.osc_wire import encode_float_message, encode_message, pack_bundles
 from vjengine.errors import ConfigError
+from vjengine.audio.harmony import chord_name, key_name
 from vjengine.mapping.features import BAND_NAMES, read_feature
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,13 @@ _FEATURE_OUT: tuple[tuple[str, str], ...] = (
     ("/vj/beat/downbeat", "downbeat"),
     ("/vj/beat/phase", "beat_phase"),
     ("/vj/beat/bar_phase", "bar_phase"),
+    ("/vj/audio/drums", "drums"),
+    ("/vj/audio/harmonic", "harmonic"),
+    ("/vj/harmony/key", "key"),
+    ("/vj/harmony/mode", "mode"),
+    ("/vj/harmony/chord_root", "chord_root"),
+    ("/vj/harmony/chord_change", "chord_change"),
+    ("/vj/harmony/hue", "harmony_hue"),
 )
 
 
@@ -69,6 +77,11 @@ def out_values(
     """
     values: dict[str, float | str] = {address: read_feature(frame, name) for address, name in _FEATURE_OUT}
     values["/vj/beat/bpm"] = _finite(getattr(frame, "bpm", 0.0))
+    try:
+        values["/vj/harmony/key_name"] = key_name(int(getattr(frame, "key", -1)))
+        values["/vj/harmony/chord_name"] = chord_name(int(getattr(frame, "chord", -1)))
+    except (TypeError, ValueError, IndexError):
+        values["/vj/harmony/key_name"], values["/vj/harmony/chord_name"] = "none", "N"
     for name, position in zip(axis_names, coord):
         values[f"/vj/coord/{name}"] = _finite(position)
     if preset_index is not None:

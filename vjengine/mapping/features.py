@@ -5,7 +5,7 @@ names map onto the snapshot's fields, so a preset is validated against :data:`FE
 time and the frame loop never meets an unknown name.
 
 Continuous features are 0..1 (the audio engine's adaptive gain and gate). Pulses (``kick``,
-``onset``, ``beat``, ``downbeat``) are 1.0 on the frame where the event happened, else 0.0; the
+``onset``, ``beat``, ``downbeat``, ``chord_change``) are 1.0 on the frame where the event happened, else 0.0; the
 ``*_env`` features are their decaying envelopes.
 """
 
@@ -36,16 +36,37 @@ FEATURES: dict[str, str] = {
     "confidence": "beat clock confidence 0..1",
     "one": "constant 1 (for fixed speeds)",
     **{f"chroma{i}": f"chroma bin {i} (C=0) 0..1" for i in range(12)},
+    "key": "the key's tonic 0..1 (pitch class / 12, C = 0)",
+    "mode": "1 in a major key, 0 in a minor key",
+    "key_confidence": "how clearly the key stands out 0..1",
+    "chord_root": "the chord's root 0..1 (pitch class / 12, C = 0)",
+    "chord_minor": "1 on a minor chord, 0 on a major one",
+    "chord_confidence": "how clearly the chord stands out 0..1",
+    "chord_change": "1 on a frame where the chord changed, else 0",
+    "harmony_hue": "the chord on the circle of fifths 0..1 (minor with its relative major): a colour wheel",
+    "drums": "percussive level 0..1 (HPSS)",
+    "harmonic": "harmonic (sustained) level 0..1 (HPSS)",
 }
 
-TRIGGERS: tuple[str, ...] = ("kick", "onset", "beat", "downbeat")
+TRIGGERS: tuple[str, ...] = ("kick", "onset", "beat", "downbeat", "chord_change")
 
 _FIELDS = {
     "rms": "level", "level": "level", "centroid": "centroid", "flux": "onset_strength",
     "onset_env": "onset_env", "kick_env": "kick_env", "beat_env": "beat_env",
     "beat_phase": "beat_phase", "bar_phase": "bar_phase", "confidence": "confidence",
+    "key_confidence": "key_confidence", "chord_confidence": "chord_confidence", "harmony_hue": "harmony_hue",
+    "drums": "drums", "harmonic": "harmonic",
 }
-_PULSES = {"onset": "onset", "kick": "kick", "beat": "beat", "downbeat": "bar"}
+_PULSES = {"onset": "onset", "kick": "kick", "beat": "beat", "downbeat": "bar", "chord_change": "chord_change"}
+
+
+def _pitch(value: Any) -> int:
+    """A key or chord index (0..23; -1 none) -> its root 0..11, or -1."""
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        return -1
+    return v % 12 if 0 <= v < 24 else -1
 
 
 def _finite(value: Any) -> float:
@@ -82,6 +103,15 @@ def read_feature(frame: Any, name: str) -> float:
     pulse = _PULSES.get(name)
     if pulse is not None:
         return 1.0 if getattr(frame, pulse, False) else 0.0
+    if name in ("key", "mode", "chord_root", "chord_minor"):
+        idx = getattr(frame, "chord" if name.startswith("chord") else "key", -1)
+        root = _pitch(idx)
+        if root < 0:
+            return 0.0
+        if name in ("key", "chord_root"):
+            return root / 12.0
+        minor = int(idx) >= 12
+        return float(not minor) if name == "mode" else float(minor)
     if name.startswith("chroma"):
         c = getattr(frame, "chroma", ()) or ()
         i = int(name[6:])
