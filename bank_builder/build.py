@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from bank_builder.interpolate import nested_slerp
-from bank_builder.plan import GridPlan, KeySets, cell_params, denoise_start
+from bank_builder.plan import GridPlan, KeySets, batch_key, cell_params
 from bank_builder.seams import seam_report, summarize, write_seam_report
 from bank_builder.spec import BankSpec
 from bank_builder.store import WorkDir
@@ -35,22 +35,25 @@ from bank_builder.store import WorkDir
 log = logging.getLogger("bank_builder")
 
 TOOL_NAME = "vjengine bank_builder"
-BUILD_FORMAT = 1  # bump when the way cells are made changes (invalidates old work directories)
+BUILD_FORMAT = 2  # bump when the way cells are made changes (invalidates old work directories)
 
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """How to run a build (not what to build: that is the spec)."""
+    """How to run a build (not what to build: that is the spec). None of these change a cell's bytes on
+    the CPU; on a GPU a batched build agrees with an exact one to float rounding."""
 
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int | None = None          # keyframes per UNet batch (default: 8 on a GPU, 4 on the CPU)
+    batch_size: int | None = None          # keyframes per UNet batch (default: from free GPU memory; 4 on the CPU)
     decode_batch_size: int | None = None   # in-betweens per decode batch (default: 2 x batch_size)
     compile_unet: bool = False
     threads: int | None = None
     work_dir: str | None = None            # default: <output>.work beside the bank
     keep_work: bool = False
     progress: bool = True
+    exact: bool | None = None              # one cell per model call (default: on the CPU only)
+    shuffle_seed: int | None = None        # make batches in a shuffled order (tests: order invariance)
 
 
 @dataclass
@@ -62,6 +65,8 @@ class BuildResult:
     seams: dict[str, Any]
     timings_s: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    batch_size: int = 0
+    retries: int = 0                        # batches halved after running out of memory
 
 
 def default_work_dir(output: Path) -> Path:
@@ -69,15 +74,22 @@ def default_work_dir(output: Path) -> Path:
 
 
 def _batches(cells: Sequence[int], size: int, key: Callable[[int], Any] = lambda i: 0) -> list[list[int]]:
-    """Cut ``cells`` into batches of at most ``size`` that share ``key`` (kept in cell order)."""
+    """Cut ``cells`` into batches of at most ``size`` that share ``key`` (kept in the given order)."""
     groups: dict[Any, list[int]] = defaultdict(list)
     for c in cells:
         groups[key(c)].append(c)
     out = []
-    for k in sorted(groups):
+    for k in sorted(groups, key=repr):
         g = groups[k]
         out.extend(g[i:i + size] for i in range(0, len(g), size))
     return out
+
+
+def shard_name(phase: str, cells: Sequence[int]) -> str:
+    """A shard is named by its cells, not by its batch number, so batches of any size (a resume with
+    another --batch-size, a halved batch after an out-of-memory, another machine) never collide."""
+    digest = hashlib.sha1(",".join(map(str, cells)).encode()).hexdigest()[:10]
+    return f"{phase}_{min(cells):09d}_{digest}"
 
 
 class _Builder:
@@ -87,12 +99,16 @@ class _Builder:
         self._generator = None
         self.latents: dict[int, np.ndarray] = {}   # keyframe latents (float32), by flat index
         self.frames: dict[int, np.ndarray] = {}    # uniform keyframe frames, for the adaptive step
+        self.done: set[int] = set()                # cells some shard already holds
         self.made_now = 0
+        self.retries = 0
         self.bar = None
         self.timings_s: dict[str, float] = defaultdict(float)
         self.scaling_factor: float | None = None
+        self.model_info: dict[str, Any] | None = None  # family, attention, ... (kept in the keyframe shards)
+        self.rng = np.random.default_rng(options.shuffle_seed) if options.shuffle_seed is not None else None
 
-    # the model is loaded only when some batch actually needs it (a resume after the last shard skips it)
+    # the model is loaded only when some cell actually needs it (a resume after the last shard skips it)
     @property
     def generator(self):
         if self._generator is None:
@@ -101,7 +117,8 @@ class _Builder:
             o = self.options
             log.info("loading %s", self.spec.model)
             self._generator = Generator(self.spec, device=o.device, dtype=o.dtype, compile_unet=o.compile_unet,
-                                        threads=o.threads)
+                                        threads=o.threads, exact=o.exact)
+            self.scaling_factor = self._generator.scaling_factor
         return self._generator
 
     def device_kind(self) -> str:
@@ -112,61 +129,121 @@ class _Builder:
         return pick_device("auto").split(":")[0]
 
     def batch_sizes(self, device_kind: str) -> tuple[int, int]:
-        b = self.options.batch_size or (8 if device_kind in ("cuda", "mps") else 4)
+        b = self.options.batch_size
+        if b is None:
+            if self._generator is not None and device_kind == "cuda":
+                b = self._generator.suggest_batch_size(cell_params(self.spec, self.plan.cell(0)))
+            else:
+                b = 8 if device_kind in ("cuda", "mps") else 4
         return b, self.options.decode_batch_size or 2 * b
 
     def _tick(self, n: int) -> None:
         if self.bar is not None:
             self.bar.update(n)
 
-    def run_keyframes(self, work: WorkDir, phase: str, cells: Sequence[int], batch: int, keep_frames: bool) -> None:
-        strength_of = lambda i: denoise_start(self.spec.steps, cell_params(self.spec, self.plan.cell(i)).strength)
-        for b, chunk in enumerate(_batches(cells, batch, strength_of)):
-            name = f"{phase}_{b:06d}"
-            got = work.read_shard(name)
-            if got is not None and got[1].get("cells") != chunk:
-                log.warning("shard %s holds other cells; it will be made again", name)
-                got = None
+    def index(self, work: WorkDir, keep_frames: bool) -> None:
+        """Read every finished shard (checksums verified; a damaged one is deleted and made again)."""
+        for shard in sorted(work.shards.glob("*.safetensors")):
+            got = work.read_shard(shard.stem)
             if got is None:
-                gen = self.generator
-                params = [cell_params(self.spec, self.plan.cell(i)) for i in chunk]
-                latents = gen.generate(params)
-                frames = gen.decode(latents)
-                t0 = time.perf_counter()
-                work.write_shard(name, {"latents": latents.astype(np.float32), "frames": frames},
-                                 {"cells": chunk, "scaling_factor": gen.scaling_factor})
-                self.timings_s["write"] += time.perf_counter() - t0
-                self.made_now += len(chunk)
-                arrays = {"latents": latents, "frames": frames}
-            else:
-                arrays = got[0]
-            self.scaling_factor = got[1].get("scaling_factor") if got is not None else self.generator.scaling_factor
-            for k, i in enumerate(chunk):
-                self.latents[i] = np.asarray(arrays["latents"][k], dtype=np.float32)
-                if keep_frames:
-                    self.frames[i] = np.asarray(arrays["frames"][k])
-            self._tick(len(chunk))
+                continue
+            arrays, meta = got
+            cells = [int(c) for c in meta.get("cells", [])]
+            if len(cells) != len(arrays["frames"]):
+                log.warning("shard %s does not match its cell list; it will be made again", shard)
+                shard.unlink(missing_ok=True)
+                continue
+            self.done.update(cells)
+            if meta.get("scaling_factor") is not None:
+                self.scaling_factor = meta["scaling_factor"]
+            if meta.get("model") is not None:
+                self.model_info = meta["model"]
+            if shard.stem.startswith(("key_", "adapt_")):
+                for k, i in enumerate(cells):
+                    self.latents[i] = np.asarray(arrays["latents"][k], dtype=np.float32)
+                    if keep_frames and shard.stem.startswith("key_"):
+                        self.frames[i] = np.asarray(arrays["frames"][k])
+
+    def _order(self, cells: Sequence[int]) -> list[int]:
+        cells = list(cells)
+        if self.rng is not None:
+            self.rng.shuffle(cells)
+        return cells
+
+    def run_keyframes(self, work: WorkDir, phase: str, cells: Sequence[int], batch: int, keep_frames: bool) -> None:
+        params = {i: cell_params(self.spec, self.plan.cell(i)) for i in cells if i not in self.done}
+        group = lambda i: batch_key(self.spec, params[i])
+        chunks = _batches(self._order(params), batch, group)
+        if self.rng is not None:
+            self.rng.shuffle(chunks)
+        for chunk in chunks:
+            self._make_keyframes(work, phase, chunk, params, keep_frames)
+
+    def _make_keyframes(self, work: WorkDir, phase: str, chunk: list[int], params, keep_frames: bool) -> None:
+        from bank_builder.errors import OutOfMemoryError
+
+        gen = self.generator
+        try:
+            latents = gen.generate([params[i] for i in chunk])
+            frames = gen.decode(latents)
+        except OutOfMemoryError:
+            if len(chunk) == 1:
+                raise
+            self.retries += 1
+            half = len(chunk) // 2
+            log.warning("out of memory on a batch of %d keyframes: making it as %d + %d", len(chunk), half,
+                        len(chunk) - half)
+            self._make_keyframes(work, phase, chunk[:half], params, keep_frames)
+            self._make_keyframes(work, phase, chunk[half:], params, keep_frames)
+            return
+        t0 = time.perf_counter()
+        work.write_shard(shard_name(phase, chunk), {"latents": latents.astype(np.float32), "frames": frames},
+                         {"cells": chunk, "scaling_factor": gen.scaling_factor, "model": gen.model_info()})
+        self.model_info = gen.model_info()
+        self.timings_s["write"] += time.perf_counter() - t0
+        self.made_now += len(chunk)
+        self.done.update(chunk)
+        for k, i in enumerate(chunk):
+            self.latents[i] = np.asarray(latents[k], dtype=np.float32)
+            if keep_frames:
+                self.frames[i] = np.asarray(frames[k])
+        self._tick(len(chunk))
 
     def inbetween_latent(self, index: int, keys: KeySets) -> np.ndarray:
         corners, fractions = self.plan.sources(index, keys)
         return nested_slerp([self.latents[c] for c in corners], fractions).astype(np.float32)
 
     def run_inbetweens(self, work: WorkDir, cells: Sequence[int], keys: KeySets, batch: int) -> None:
-        for b, chunk in enumerate(_batches(cells, batch)):
-            name = f"dense_{b:06d}"
-            got = work.read_shard(name)
-            if got is not None and got[1].get("cells") != chunk:
-                got = None
-            if got is None:
-                t0 = time.perf_counter()
-                latents = np.stack([self.inbetween_latent(i, keys) for i in chunk])
-                self.timings_s["slerp"] += time.perf_counter() - t0
-                frames = self.generator.decode(latents)
-                t0 = time.perf_counter()
-                work.write_shard(name, {"latents": latents, "frames": frames}, {"cells": chunk})
-                self.timings_s["write"] += time.perf_counter() - t0
-                self.made_now += len(chunk)
-            self._tick(len(chunk))
+        chunks = _batches(self._order(c for c in cells if c not in self.done), batch)
+        if self.rng is not None:
+            self.rng.shuffle(chunks)
+        for chunk in chunks:
+            self._make_inbetweens(work, chunk, keys)
+
+    def _make_inbetweens(self, work: WorkDir, chunk: list[int], keys: KeySets) -> None:
+        from bank_builder.errors import OutOfMemoryError
+
+        t0 = time.perf_counter()
+        latents = np.stack([self.inbetween_latent(i, keys) for i in chunk])
+        self.timings_s["slerp"] += time.perf_counter() - t0
+        try:
+            frames = self.generator.decode(latents)
+        except OutOfMemoryError:
+            if len(chunk) == 1:
+                raise
+            self.retries += 1
+            half = len(chunk) // 2
+            log.warning("out of memory decoding %d in-betweens: decoding them as %d + %d", len(chunk), half,
+                        len(chunk) - half)
+            self._make_inbetweens(work, chunk[:half], keys)
+            self._make_inbetweens(work, chunk[half:], keys)
+            return
+        t0 = time.perf_counter()
+        work.write_shard(shard_name("dense", chunk), {"latents": latents, "frames": frames}, {"cells": chunk})
+        self.timings_s["write"] += time.perf_counter() - t0
+        self.made_now += len(chunk)
+        self.done.update(chunk)
+        self._tick(len(chunk))
 
 
 def made_by(spec: BankSpec, options: BuildOptions, device_kind: str, batch: int, decode_batch: int,
@@ -187,8 +264,8 @@ def made_by(spec: BankSpec, options: BuildOptions, device_kind: str, batch: int,
         "spec_file": Path(spec.source).name,
         "spec": spec.to_json(),
         "spec_sha256": spec.digest(),
-        "build": {"device": device_kind, "dtype": options.dtype, "batch_size": batch,
-                  "decode_batch_size": decode_batch, "compile": options.compile_unet},
+        # what changes the bytes only: batch sizes, order, resumes and --compile do not (see BuildOptions)
+        "build": {"device": device_kind, "dtype": options.dtype},
         "keyframes": {a.name: list(k) for a, k in zip(spec.axes, keys)},
         "versions": versions,
         **extra,
@@ -216,81 +293,104 @@ def _check_output(output: Path) -> None:
 
 
 def build_bank(spec: BankSpec, output: str | Path, options: BuildOptions | None = None) -> BuildResult:
-    """Build (or resume building) the bank ``spec`` describes at ``output``; returns what was done."""
-    from vjengine.bank import Axis, BankWriter
+    """Build (or resume building) the bank ``spec`` describes at ``output``; returns what was done.
 
+    The model is loaded (and every model, LoRA and size error raised) before any cell is made; a
+    build that fails before its first shard leaves no work directory behind.
+    """
     options = options or BuildOptions()
     output = Path(output)
     _check_output(output)
-    t_start = time.perf_counter()
     b = _Builder(spec, output, options)
     device_kind = b.device_kind()
-    batch, decode_batch = b.batch_sizes(device_kind)
     work_root = Path(options.work_dir) if options.work_dir else default_work_dir(output)
     identity = {"build_format": BUILD_FORMAT, "spec": spec.to_json(), "device": device_kind, "dtype": options.dtype}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    plan = b.plan
+    root_existed = work_root.exists()
+    work = WorkDir(work_root, digest, identity)
+    path_existed = work.path.exists()
+    with work:
+        try:
+            return _build(b, work, device_kind)
+        except BaseException:
+            if not path_existed and not any(work.shards.glob("*.safetensors")):
+                work.remove(root_too=not root_existed)
+            raise
+
+
+def _build(b: _Builder, work: WorkDir, device_kind: str) -> BuildResult:
+    from vjengine.bank import Axis, BankWriter
+
+    spec, options, output, plan = b.spec, b.options, b.output, b.plan
+    t_start = time.perf_counter()
     uniform_cells = plan.keyframe_cells(plan.uniform_keys)
     has_adaptive = any(a.adaptive for a in spec.axes)
+    log.info("work directory %s", work.path)
+    b.index(work, keep_frames=has_adaptive)
+    if len(b.done) < spec.count:
+        gen = b.generator  # load now: model errors come before any work, and before the progress bar
+    batch, decode_batch = b.batch_sizes(device_kind)
+    if b._generator is not None and options.compile_unet and len(b.done) < spec.count:
+        log.info("torch.compile warm-up (not counted as progress)")
+        gen.warm_up(cell_params(spec, plan.cell(uniform_cells[0])), batch)
+    if options.progress:
+        from tqdm import tqdm
 
-    with WorkDir(work_root, digest, identity) as work:
-        log.info("work directory %s", work.path)
-        if options.progress:
-            from tqdm import tqdm
+        b.bar = tqdm(total=spec.count, initial=len(b.done), unit="frame", desc="vj-bank build", dynamic_ncols=True)
+    try:
+        b.run_keyframes(work, "key", uniform_cells, batch, keep_frames=has_adaptive)
+        keys = plan.uniform_keys
+        if has_adaptive:
+            keys = plan.refine(lambda i: b.frames[i])
+            extra_cells = sorted(set(plan.keyframe_cells(keys)) - set(uniform_cells))
+            b.run_keyframes(work, "adapt", extra_cells, batch, keep_frames=False)
+            b.frames.clear()
+        dense = plan.dense_cells(keys)
+        b.run_inbetweens(work, dense, keys, decode_batch)
+    finally:
+        if b.bar is not None:
+            b.bar.close()
 
-            b.bar = tqdm(total=spec.count, unit="frame", desc="vj-bank build", dynamic_ncols=True)
-        try:
-            b.run_keyframes(work, "key", uniform_cells, batch, keep_frames=has_adaptive)
-            keys = plan.uniform_keys
-            if has_adaptive:
-                keys = plan.refine(lambda i: b.frames[i])
-                extra_cells = sorted(set(plan.keyframe_cells(keys)) - set(uniform_cells))
-                b.run_keyframes(work, "adapt", extra_cells, batch, keep_frames=False)
-                b.frames.clear()
-            dense = plan.dense_cells(keys)
-            b.run_inbetweens(work, dense, keys, decode_batch)
-        finally:
-            if b.bar is not None:
-                b.bar.close()
-
-        # pack: copy every shard into the bank, in the same order every time
+    # pack: copy every shard into the bank, in the same order every time
+    t0 = time.perf_counter()
+    latent_shape = next(iter(b.latents.values())).shape
+    axes = [Axis(a.name, a.values(), a.cyclic) for a in spec.axes]
+    n_key = len(plan.keyframe_cells(keys))
+    with BankWriter(output, axes, spec.width, spec.height, 3, latent_shape=latent_shape,
+                    latent_dtype=spec.latent_dtype) as writer:
+        filled = np.zeros(spec.count, dtype=bool)
+        for shard in sorted(work.shards.glob("*.safetensors")):
+            got = work.read_shard(shard.stem)
+            if got is None:
+                raise RuntimeError(f"{shard} went bad after it was checked; run the build again")
+            arrays, meta = got
+            for k, i in enumerate(meta["cells"]):
+                writer.frames[i] = arrays["frames"][k]
+                writer.latents[i] = arrays["latents"][k].astype(spec.latent_dtype)
+                filled[i] = True
+        if not filled.all():
+            missing = np.flatnonzero(~filled)[:5].tolist()
+            raise RuntimeError(f"work directory {work.path} is missing cells {missing}...; run the build again")
+        b.timings_s["pack"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        latent_shape = next(iter(b.latents.values())).shape
-        axes = [Axis(a.name, a.values(), a.cyclic) for a in spec.axes]
-        n_key = len(plan.keyframe_cells(keys))
-        with BankWriter(output, axes, spec.width, spec.height, 3, latent_shape=latent_shape,
-                        latent_dtype=spec.latent_dtype) as writer:
-            filled = np.zeros(spec.count, dtype=bool)
-            for shard in sorted(work.shards.glob("*.safetensors")):
-                got = work.read_shard(shard.stem)
-                if got is None:
-                    raise RuntimeError(f"{shard} went bad after it was checked; run the build again")
-                arrays, meta = got
-                for k, i in enumerate(meta["cells"]):
-                    writer.frames[i] = arrays["frames"][k]
-                    writer.latents[i] = arrays["latents"][k].astype(spec.latent_dtype)
-                    filled[i] = True
-            if not filled.all():
-                missing = np.flatnonzero(~filled)[:5].tolist()
-                raise RuntimeError(f"work directory {work.path} is missing cells {missing}...; run the build again")
-            b.timings_s["pack"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            report = seam_report(writer.frames, spec.sizes, [a.cyclic for a in spec.axes], [a.name for a in spec.axes])
-            write_seam_report(report, writer.reports_dir)
-            b.timings_s["seams"] += time.perf_counter() - t0
-            scaling = b.scaling_factor
-            writer.manifest["made_by"] = made_by(spec, options, device_kind, batch, decode_batch, keys, {
-                "latents": {"space": "unet (scaled: decode latents / scaling_factor)",
-                            "scaling_factor": scaling, "dtype": spec.latent_dtype},
-                "seams": summarize(report),
-            })
-            writer.commit()
-        if not options.keep_work:
-            work.remove()
+        report = seam_report(writer.frames, spec.sizes, [a.cyclic for a in spec.axes], [a.name for a in spec.axes])
+        write_seam_report(report, writer.reports_dir)
+        b.timings_s["seams"] += time.perf_counter() - t0
+        extra: dict[str, Any] = {
+            "latents": {"space": "unet (scaled: decode latents / scaling_factor)",
+                        "scaling_factor": b.scaling_factor, "dtype": spec.latent_dtype},
+            "seams": summarize(report),
+        }
+        if b.model_info is not None:
+            extra["model"] = b.model_info
+        writer.manifest["made_by"] = made_by(spec, options, device_kind, batch, decode_batch, keys, extra)
+        writer.commit()
+    if not options.keep_work:
+        work.remove()
 
     timings = dict(b.timings_s)
     if b._generator is not None:
         timings.update({k: v for k, v in b._generator.timings_s.items()})
-    result = BuildResult(path=output, keyframes=n_key, inbetweens=spec.count - n_key, made_now=b.made_now,
-                         seams=report, timings_s=timings, elapsed_s=time.perf_counter() - t_start)
-    return result
+    return BuildResult(path=output, keyframes=n_key, inbetweens=spec.count - n_key, made_now=b.made_now,
+                       seams=report, timings_s=timings, elapsed_s=time.perf_counter() - t_start,
+                       batch_size=batch, retries=b.retries)

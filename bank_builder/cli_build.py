@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 from bank_builder import BUILD_EXTRA_HINT
@@ -27,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="keyframes per UNet batch (default 8 GPU, 4 CPU)")
     parser.add_argument("--decode-batch-size", type=int, default=None,
                         help="in-between frames per decode batch (default 2 x batch size)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on long GPU builds)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the UNet (pays off on long GPU builds; the warm-up is not counted)")
+    parser.add_argument("--exact", action="store_true",
+                        help="one cell per model call on a GPU too, so every cell is bit-identical whatever the "
+                             "batch size (the CPU always works this way)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (on a busy machine 1 can be much faster than all cores)")
     parser.add_argument("--work-dir", default=None, help="where finished batches are kept (default: OUTPUT.work)")
     parser.add_argument("--keep-work", action="store_true", help="keep the work directory after the bank is packed")
@@ -91,10 +96,20 @@ def run(args: argparse.Namespace) -> int:
     options = BuildOptions(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                            decode_batch_size=args.decode_batch_size, compile_unet=args.compile,
                            threads=args.threads, work_dir=str(work_dir), keep_work=args.keep_work,
-                           progress=not args.no_progress)
-    result = build_bank(spec, output, options)
+                           progress=not args.no_progress, exact=True if args.exact else None)
+    try:
+        result = build_bank(spec, output, options)
+    except KeyboardInterrupt:
+        kept = list(work_dir.glob("*/shards/*.safetensors")) if work_dir.exists() else []
+        if kept:
+            print(f"\ninterrupted: {len(kept)} finished batches are kept in {work_dir}; run the same command again "
+                  "to resume where it stopped", file=sys.stderr)
+        else:
+            print("\ninterrupted before the first batch was finished; nothing was kept", file=sys.stderr)
+        return 130
     print(f"wrote {result.path}: {result.keyframes} keyframes + {result.inbetweens} in-betweens "
-          f"({result.made_now} made now) in {result.elapsed_s:.1f} s")
+          f"({result.made_now} made now) in {result.elapsed_s:.1f} s"
+          + (f", {result.retries} batches halved after running out of memory" if result.retries else ""))
     t = result.timings_s
     split = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(t.items()) if v > 0)
     print(f"time split: {split}")
@@ -103,5 +118,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"seam report: {result.path / 'reports' / 'seams.png'}")
     if args.json:
         print(json.dumps({"path": str(result.path), "keyframes": result.keyframes, "inbetweens": result.inbetweens,
-                          "made_now": result.made_now, "timings_s": t, "seams": result.seams["overall"]}))
+                          "made_now": result.made_now, "batch_size": result.batch_size, "retries": result.retries,
+                          "timings_s": t, "seams": result.seams["overall"]}))
     return 0

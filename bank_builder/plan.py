@@ -27,12 +27,14 @@ class CellParams:
     jitter: tuple[tuple[int, float], ...]        # (axis index, amplitude or angle in degrees)
     guidance: float
     strength: float | None                       # img2img strength, None for text-to-image
+    lora_weights: tuple[tuple[str, float], ...] = ()  # (LoRA name, weight) from lora_weight axes
 
 
 def cell_params(spec: BankSpec, cell: Sequence[int]) -> CellParams:
     prompt_position, seed_position = 0.0, None
     token_weights: list[tuple[str, float]] = []
     jitter: list[tuple[int, float]] = []
+    lora_weights: list[tuple[str, float]] = []
     guidance = spec.guidance
     strength = spec.strength if spec.img2img else None
     for d, (axis, i) in enumerate(zip(spec.axes, cell)):
@@ -49,7 +51,15 @@ def cell_params(spec: BankSpec, cell: Sequence[int]) -> CellParams:
             strength = v
         elif axis.kind == "jitter":
             jitter.append((d, v))
-    return CellParams(prompt_position, tuple(token_weights), seed_position, tuple(jitter), guidance, strength)
+        elif axis.kind == "lora_weight":
+            lora_weights.append((axis.lora, v))
+    return CellParams(prompt_position, tuple(token_weights), seed_position, tuple(jitter), guidance, strength,
+                      tuple(lora_weights))
+
+
+def batch_key(spec: BankSpec, params: CellParams) -> tuple:
+    """Cells that may share one UNet batch have equal keys: the img2img start step and the LoRA weights."""
+    return (denoise_start(spec.steps, params.strength), params.lora_weights)
 
 
 def denoise_start(steps: int, strength: float | None) -> int:

@@ -2,9 +2,10 @@
 
 A spec looks like this (see ``presets/banks/`` for complete examples)::
 
-    model = "stabilityai/sd-turbo"     # hub id, local diffusers folder, or .safetensors/.ckpt file
+    model = "stabilityai/sd-turbo"     # SD 1.x/2.x or SDXL: hub id, diffusers folder, .safetensors/.ckpt file
     model_config = "configs/sd15"      # optional: local config folder for a single-file model (offline)
-    scheduler = "default"              # default, ddim, euler, euler_a, dpm++, unipc, lcm, pndm, lms, heun
+    scheduler = "default"              # default, ddim, euler, euler_a, dpm++, unipc, lcm, tcd, pndm, lms, heun
+    timestep_spacing = "default"       # or trailing (Turbo / Hyper-SD / LCM LoRAs at 1-4 steps), leading, linspace
     steps = 1
     guidance = 0.0                     # classifier-free guidance; <= 1 means none (as in diffusers)
     size = [512, 512]                  # width, height: multiples of 8
@@ -15,8 +16,13 @@ A spec looks like this (see ``presets/banks/`` for complete examples)::
     init_image = "art.png"             # optional: img2img from the artist's own image
     strength = 0.6                     # img2img strength when no strength axis varies it
 
+    [[lora]]                           # any number; fused into the model before baking
+    file = "loras/ink.safetensors"     # a .safetensors file, or a hub repo id (+ weight_name = "x.safetensors")
+    weight = 0.8
+    name = "ink"                       # optional (defaults to the file's stem); a lora_weight axis names it
+
     [[axes]]
-    kind = "seed"                      # prompt, seed, token_weight, guidance, strength, jitter
+    kind = "seed"                      # prompt, seed, token_weight, guidance, strength, jitter, lora_weight
     name = "noise"                     # optional, defaults to the kind
     seeds = [1, 2, 3]
     count = 24
@@ -33,20 +39,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bank_builder.errors import SpecError
 from vjengine.config import ConfigError, load_toml, parse_toml
 
-AXIS_KINDS = ("prompt", "seed", "token_weight", "guidance", "strength", "jitter")
-SCHEDULERS = ("default", "ddim", "euler", "euler_a", "dpm++", "unipc", "lcm", "pndm", "lms", "heun")
+AXIS_KINDS = ("prompt", "seed", "token_weight", "guidance", "strength", "jitter", "lora_weight")
+SCHEDULERS = ("default", "ddim", "euler", "euler_a", "dpm++", "unipc", "lcm", "tcd", "pndm", "lms", "heun")
+TIMESTEP_SPACINGS = ("default", "leading", "trailing", "linspace")
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 MAX_AXES = 4
 MAX_AXIS_COUNT = 10_000
 _TOP_KEYS = {"model", "model_config", "scheduler", "steps", "guidance", "size", "seed", "prompt",
-             "negative_prompt", "decoder", "init_image", "strength", "latent_dtype", "description", "axes"}
+             "negative_prompt", "decoder", "init_image", "strength", "latent_dtype", "description", "axes",
+             "lora", "timestep_spacing"}
+_LORA_KEYS = {"file", "weight", "name", "weight_name"}
 _AXIS_COMMON = {"kind", "name", "count", "densify", "adaptive", "cyclic"}
 _AXIS_KEYS = {
     "prompt": _AXIS_COMMON | {"prompts"},
@@ -55,6 +64,7 @@ _AXIS_KEYS = {
     "guidance": _AXIS_COMMON | {"range"},
     "strength": _AXIS_COMMON | {"range"},
     "jitter": _AXIS_COMMON | {"range", "radius", "p", "seed"},
+    "lora_weight": _AXIS_COMMON | {"lora", "range"},
 }
 _CYCLIC_KINDS = ("prompt", "seed", "jitter")
 _ONE_PER_BANK = ("prompt", "seed", "guidance", "strength")
@@ -82,6 +92,7 @@ class AxisSpec:
     radius: float = 0.0
     p: float = 2.0
     seed: int = 0
+    lora: str = ""
 
     def position(self, index: int) -> float:
         """The axis parameter at cell ``index``: a position along the prompt/seed list (0 = first),
@@ -108,6 +119,18 @@ class AxisSpec:
 
 
 @dataclass(frozen=True)
+class LoraSpec:
+    """One ``[[lora]]`` entry: a LoRA file (.safetensors) or hub repo, fused at ``weight`` before baking
+    (or, when a ``lora_weight`` axis names it, kept as an adapter whose weight the axis sets)."""
+
+    name: str
+    file: str
+    file_is_path: bool
+    weight: float = 1.0
+    weight_name: str | None = None
+
+
+@dataclass(frozen=True)
 class BankSpec:
     """A validated bank spec. ``to_json()`` is what goes into the manifest's ``made_by``."""
 
@@ -129,6 +152,8 @@ class BankSpec:
     latent_dtype: str
     description: str
     axes: tuple[AxisSpec, ...] = field(default_factory=tuple)
+    loras: tuple[LoraSpec, ...] = ()
+    timestep_spacing: str = "default"
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -149,10 +174,22 @@ class BankSpec:
     def axis(self, kind: str) -> AxisSpec | None:
         return next((a for a in self.axes if a.kind == kind), None)
 
+    @property
+    def axis_loras(self) -> tuple[str, ...]:
+        """Names of the LoRAs a ``lora_weight`` axis varies (kept as adapters, not fused)."""
+        return tuple(a.lora for a in self.axes if a.kind == "lora_weight")
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("source")
         d["axes"] = [_axis_json(a) for a in self.axes]
+        # keys a spec without LoRAs or spacing never had stay out, so older banks keep their digest
+        if not self.loras:
+            d.pop("loras")
+        else:
+            d["loras"] = [{k: v for k, v in asdict(lo).items() if v is not None} for lo in self.loras]
+        if self.timestep_spacing == "default":
+            d.pop("timestep_spacing")
         return d
 
     def digest(self) -> str:
@@ -315,6 +352,15 @@ def spec_from_dict(table: dict[str, Any], *, source: str = "<spec>", base_dir: P
             raise r.fail("init_image", f"file not found: {ipath}")
         init_image = str(ipath.resolve())
     strength = r.number("strength", 0.6, lo=0.0, hi=1.0)
+    timestep_spacing = r.string("timestep_spacing", "default")
+    if timestep_spacing not in TIMESTEP_SPACINGS:
+        raise r.fail("timestep_spacing", f"must be one of {', '.join(TIMESTEP_SPACINGS)}, got {timestep_spacing!r}")
+    raw_loras = r.get("lora", list, [], what="a list of [[lora]] tables")
+    loras = tuple(_parse_lora(lo, i, source, base_dir) for i, lo in enumerate(raw_loras))
+    lora_names = [lo.name for lo in loras]
+    for i, n in enumerate(lora_names):
+        if n in lora_names[:i]:
+            raise SpecError(f"{source}: lora[{i}].name: two [[lora]] entries are named {n!r}; give each its own name")
     latent_dtype = r.string("latent_dtype", "float16")
     if latent_dtype not in ("float16", "float32"):
         raise r.fail("latent_dtype", f"must be 'float16' or 'float32', got {latent_dtype!r}")
@@ -352,6 +398,22 @@ def spec_from_dict(table: dict[str, Any], *, source: str = "<spec>", base_dir: P
                 key = "strength" if strength_axis is None else f"axes[{strength_axis}].range"
                 raise SpecError(f"{source}: {key}: strength {s} with {steps} steps runs no denoising step "
                                 f"(steps x strength must be >= 1); raise steps or strength")
+    for i, a in enumerate(axes):
+        if a.kind != "lora_weight":
+            continue
+        if not loras:
+            raise SpecError(f"{source}: axes[{i}]: a lora_weight axis needs a [[lora]] entry (file = ...) to weigh")
+        if not a.lora:
+            if len(loras) > 1:
+                raise SpecError(f"{source}: axes[{i}].lora: name which [[lora]] this axis weighs "
+                                f"(one of {', '.join(lora_names)})")
+            axes = axes[:i] + (replace(a, lora=loras[0].name),) + axes[i + 1:]
+        elif a.lora not in lora_names:
+            raise SpecError(f"{source}: axes[{i}].lora: no [[lora]] entry is named {a.lora!r} "
+                            f"(names: {', '.join(lora_names)})")
+    weighed = [a.lora for a in axes if a.kind == "lora_weight"]
+    if len(set(weighed)) < len(weighed):
+        raise SpecError(f"{source}: axes: two lora_weight axes weigh the same LoRA {weighed[0]!r}")
     guidance_axis = next((i for i, a in enumerate(axes) if a.kind == "guidance"), None)
     if guidance_axis is not None and min(axes[guidance_axis].range) < 1.0:
         raise SpecError(f"{source}: axes[{guidance_axis}].range: guidance below 1.0 means no guidance "
@@ -359,7 +421,33 @@ def spec_from_dict(table: dict[str, Any], *, source: str = "<spec>", base_dir: P
     return BankSpec(source=source, model=model, model_is_path=model_is_path, model_config=model_config,
                     scheduler=scheduler, steps=steps, guidance=guidance, width=width, height=height, seed=seed,
                     prompt=prompt, negative_prompt=negative_prompt, decoder=decoder, init_image=init_image,
-                    strength=strength, latent_dtype=latent_dtype, description=description, axes=axes)
+                    strength=strength, latent_dtype=latent_dtype, description=description, axes=axes,
+                    loras=loras, timestep_spacing=timestep_spacing)
+
+
+def _parse_lora(raw: Any, i: int, source: str, base_dir: Path) -> LoraSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: lora[{i}]: must be a table ([[lora]])")
+    r = _Reader(raw, source, f"lora[{i}].")
+    r.check_keys(_LORA_KEYS, "a [[lora]] entry")
+    file = r.string("file", non_empty=True).strip()
+    local = _resolve_path(file, base_dir)
+    is_path = local.exists() or _looks_like_path(file) or file.lower().endswith((".bin", ".pt", ".pth"))
+    if is_path:
+        if not local.is_file():
+            raise r.fail("file", f"LoRA file not found: {local}")
+        if local.suffix.lower() != ".safetensors":
+            raise r.fail("file", f"{local.name}: LoRAs are read only as .safetensors (a {local.suffix or 'suffix-less'} "
+                         "file may hold pickled code, which vj-bank never runs); convert it or get the "
+                         ".safetensors release")
+        file = str(local.resolve())
+    weight = r.number("weight", 1.0, lo=-4.0, hi=4.0)
+    default_name = Path(file).stem if is_path else file.rstrip("/").split("/")[-1]
+    name = r.string("name", default_name, non_empty=True).strip()
+    weight_name = r.string("weight_name", None, non_empty=True)
+    if weight_name is not None and is_path:
+        raise r.fail("weight_name", "only for a hub repo (it picks the file inside the repo); file is a local file")
+    return LoraSpec(name=name, file=file, file_is_path=is_path, weight=weight, weight_name=weight_name)
 
 
 def _parse_axis(raw: Any, i: int, source: str, base_seed: int) -> AxisSpec:
@@ -399,6 +487,11 @@ def _parse_axis(raw: Any, i: int, source: str, base_seed: int) -> AxisSpec:
             raise r.fail("range", f"token weights must be >= 0, got {list(extra['range'])}")
     elif kind == "guidance":
         extra["range"] = r.pair("range")
+    elif kind == "lora_weight":
+        extra["lora"] = r.string("lora", "", non_empty=False).strip()
+        extra["range"] = r.pair("range")
+        if max(abs(v) for v in extra["range"]) > 4:
+            raise r.fail("range", f"LoRA weights beyond +-4 only make noise; got {list(extra['range'])}")
     elif kind == "strength":
         extra["range"] = r.pair("range")
         if not all(0.0 < s <= 1.0 for s in extra["range"]):

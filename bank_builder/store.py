@@ -129,10 +129,12 @@ class WorkDir:
     def has_valid_shard(self, name: str) -> bool:
         return self.read_shard(name) is not None
 
-    def remove(self) -> None:
-        """Delete this spec's work (after a successful pack), and the root if it is then empty."""
+    def remove(self, root_too: bool = True) -> None:
+        """Delete this spec's work (after a successful pack, or a failure before its first shard), and
+        the root if it is then empty (``root_too``)."""
         shutil.rmtree(self.path, ignore_errors=True)
-        try:
-            self.root.rmdir()
-        except OSError:
-            pass
+        if root_too:
+            try:
+                self.root.rmdir()
+            except OSError:
+                pass

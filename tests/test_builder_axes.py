@@ -174,7 +174,9 @@ def test_densified_cells_are_decoded_slerps(tmp_path, tiny_model, tiny_taesd):
     assert made_by["spec"]["decoder"] == str(tiny_taesd)
     assert made_by["keyframes"] == {"seed": [0, 3], "guidance": [0, 2]}
     assert {"torch", "diffusers", "transformers", "python"} <= set(made_by["versions"])
-    assert made_by["build"]["batch_size"] == 2
+    assert made_by["build"] == {"device": "cpu", "dtype": "auto"}  # batch sizes do not change the bytes
+    assert made_by["model"]["family"] == "sd" and made_by["model"]["exact"] is True
+    assert made_by["model"]["attention"] == "AttnProcessor2_0"
     assert (bank.path / "reports" / "seams.png").is_file() and made_by["seams"]["axes"][0]["name"] == "seed"
 
 
@@ -230,7 +232,11 @@ def test_hub_model_not_found_offline_hint(tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "model 'nobody-here/no-such-model' not found" in r.stderr
     assert "HF_HUB_OFFLINE" in r.stderr and "local diffusers folder" in r.stderr
+    assert "`hf download nobody-here/no-such-model`" in r.stderr and "huggingface-cli" not in r.stderr
     assert "Traceback" not in r.stderr
+    # the library's own reason is given whole (the message used to stop mid-word)
+    assert r.stderr.rstrip().endswith(")") and "..." not in r.stderr
+    assert not (tmp_path / "b.work").exists(), "a build that failed before any cell leaves no work directory"
 
 
 def test_adaptive_adds_keyframes_and_up_to_date_bank_is_kept(tmp_path, tiny_model):
