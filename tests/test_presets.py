@@ -194,3 +194,88 @@ def test_keys_select_presets_in_file_order():
     assert lib.find("techno-kick-morph") == lib.find("2-techno-kick-morph") == lib.find("Techno Kick Morph") == 1
     assert lib.find("nope") is None
     assert lib.find(99) is None
+
+
+def _poll_in_a_thread(lib) -> list[int]:
+    """poll() in a thread with a deadline: a blocking read fails the test instead of hanging it."""
+    import threading
+
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(lib.poll()), daemon=True)
+    t.start()
+    t.join(timeout=20.0)
+    assert not t.is_alive(), "poll() blocked"
+    return out[0]
+
+
+def test_a_fifo_in_a_watched_folder_never_blocks(tmp_path):
+    from vjengine.mapping import PresetLibrary
+
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    (folder / "a.toml").write_text(GOOD)
+    lib = PresetLibrary()
+    lib.watch_dir(folder)
+    os.mkfifo(folder / "stuck.toml")  # nobody ever writes to it: opening it for reading would block
+    (folder / "broken.toml").write_text('name = "b"\n[fx]\nfeedback = 1e300\n')
+    (folder / "c.toml").write_text(GOOD.replace('"live"', '"late"'))
+    assert _poll_in_a_thread(lib) == [1]
+    assert [p.name for p in lib.presets] == ["live", "late"]
+    errors = " ".join(lib.errors)
+    assert "stuck.toml: not a regular file" in errors and "broken.toml: fx.feedback" in errors
+    assert lib.text(1) == GOOD.replace('"live"', '"late"')  # the text read, for the set log
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_preset(folder / "stuck.toml")  # also at start-up (--preset, watch_dir)
+
+
+def test_watching_reads_files_off_the_polling_thread(tmp_path):
+    import threading
+
+    from _osc_helpers import wait_until
+    from vjengine.mapping import PresetLibrary
+
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    path = folder / "a.toml"
+    path.write_text(GOOD)
+    lib = PresetLibrary()
+    lib.watch_dir(folder)
+    readers: set[str] = set()
+    real = PresetLibrary._scan
+
+    def spy(self, *a, **k):  # records which thread does the file I/O
+        readers.add(threading.current_thread().name)
+        return real(self, *a, **k)
+
+    lib._scan = spy.__get__(lib)  # noqa: SLF001
+    lib.start_watching(interval_s=0.02)
+    try:
+        os.mkfifo(folder / "stuck.toml")
+        _touch_later(path, GOOD.replace('feature = "rms"', 'feature = "high"'))
+        (folder / "b.toml").write_text(GOOD.replace('"live"', '"second"'))
+        changed: list[int] = []
+        assert wait_until(lambda: bool(changed.extend(lib.poll())) or set(changed) >= {0, 1}, 10.0)
+        assert lib[0].layers[0].feature == "high" and lib[1].name == "second"
+        assert readers == {"vj-presets"}  # never the caller's thread
+        # a later edit of the file added by the watcher is picked up too (its index is known)
+        _touch_later(folder / "b.toml", GOOD.replace('"live"', '"renamed"'))
+        assert wait_until(lambda: 1 in lib.poll(), 10.0) and lib[1].name == "renamed"
+    finally:
+        lib.stop_watching()
+
+
+def test_a_stalled_scan_is_reported_once(tmp_path, caplog):
+    import time as _time
+
+    from vjengine.mapping import PresetLibrary
+
+    lib = PresetLibrary()
+    lib.watch_dir(tmp_path)
+    lib.start_watching(interval_s=60.0)
+    try:
+        lib._watcher.scan_started = _time.monotonic() - 10.0  # noqa: SLF001 - as a hung share would leave it
+        with caplog.at_level("ERROR"):
+            assert lib.poll() == [] and lib.poll() == []
+        assert sum("have not answered" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        lib.stop_watching()

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vjengine.config import build, fail, join_key, load_toml, parse_toml
+from vjengine.config import build, fail, join_key, parse_toml
 from vjengine.errors import ConfigError
 from vjengine.mapping.modes import FX_MODE_SPECS, MODE_SPECS, RENAMED_KEYS
 
@@ -190,9 +190,9 @@ def parse_preset(data: dict[str, Any], source: str | Path, path: Path | None = N
 
 
 def load_preset(path: str | Path) -> Preset:
-    """Load and validate one preset file."""
+    """Load and validate one preset file (a FIFO or device there is an error, never a hang)."""
     path = Path(path)
-    return parse_preset(load_toml(path), path, path)
+    return parse_preset(parse_toml(read_text_file(path), path), path, path)
 
 
 def preset_from_text(text: str, source: str = "<preset>") -> Preset:
@@ -222,6 +222,8 @@ class PresetLibrary:
         self._dirs: list[Path] = []
         self._refused: dict[Path, tuple[tuple[int, int], str]] = {}  # new files that did not validate
         self.generation = 0  # bumps when any preset changes
+        self._watcher: _Watcher | None = None
+        self._texts: dict[int, str] = {}
         for p in presets or []:
             self.add(p)
 
@@ -297,45 +299,58 @@ class PresetLibrary:
         return None
 
     def poll(self) -> list[int]:
-        """Reload files changed on disk; returns the indices whose preset changed."""
-        changed = []
-        for i, e in enumerate(self._entries):
-            if e.path is None:
-                continue
-            st = _stat(e.path)
-            if st == (e.mtime_ns, e.size):
-                continue
-            e.mtime_ns, e.size = st
-            try:
-                e.preset = load_preset(e.path)
-            except ConfigError as exc:
-                msg = str(exc)
-                if msg != e.error:
-                    log.error("preset not reloaded, keeping the last good one: %s", msg)
-                e.error = msg
-                continue
-            except Exception as exc:  # noqa: BLE001 - never let a reload take the show down
-                e.error = f"{e.path}: {exc}"
-                log.exception("preset reload failed: %s", e.path)
-                continue
-            if e.error:
-                log.info("preset %s reloaded; error cleared", e.path)
-            else:
-                log.info("preset %s reloaded", e.path)
-            e.error = None
-            changed.append(i)
-        changed += self._new_files()
-        if changed:
-            self.generation += 1
-        return changed
+        """Apply files changed on disk; returns the indices whose preset changed.
 
-    def _new_files(self) -> list[int]:
-        """Append the valid ``*.toml`` files that appeared in the watched folders."""
-        if not self._dirs:
-            return []
-        known = {e.path.resolve() for e in self._entries if e.path is not None}
-        added = []
-        for folder in self._dirs:
+        With :meth:`start_watching` the files are read on a watcher thread and this only applies what
+        it found (no file I/O, never blocks: the render thread calls it). Without, it scans here.
+        """
+        watcher = self._watcher
+        if watcher is not None:
+            watcher.check_stalled()
+            results = watcher.take()
+            changed = self._apply(results)
+            if results:
+                watcher.refresh()  # the indices of what was just added
+            return changed
+        return self._apply(self._scan())
+
+    def start_watching(self, interval_s: float = 0.5) -> None:
+        """Read preset files on a background thread from now on (see :meth:`poll`)."""
+        if self._watcher is None:
+            self._watcher = _Watcher(self, interval_s)
+            self._watcher.start()
+
+    def stop_watching(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+
+    def text(self, index: int) -> str:
+        """The text of preset ``index`` as last read from its file ("" for presets built in code)."""
+        return self._texts.get(index, "")
+
+    def _scan_state(self) -> tuple[list[tuple[int, Path, tuple[int, int]]], list[Path], set[Path]]:
+        entries = [(i, e.path, (e.mtime_ns, e.size)) for i, e in enumerate(self._entries) if e.path is not None]
+        return entries, list(self._dirs), {p.resolve() for _, p, _ in entries}
+
+    def _scan(self, state=None, seen: dict[Path, tuple[int, int]] | None = None) -> list[tuple]:
+        """The file I/O of a poll: stat, read and parse what changed. Returns results for _apply."""
+        entries, dirs, known = state if state is not None else self._scan_state()
+        seen = {} if seen is None else seen
+        results: list[tuple] = []
+        for i, path, st0 in entries:
+            st = _stat(path)
+            if st == seen.get(path, st0):
+                continue
+            seen[path] = st
+            try:
+                text = read_text_file(path)
+                results.append(("reload", i, st, parse_preset(parse_toml(text, path), path, path), text))
+            except ConfigError as exc:
+                results.append(("error", i, st, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - never let a reload take the show down
+                results.append(("error", i, st, f"{path}: {exc}"))
+        for folder in dirs:
             try:
                 found = sorted(folder.glob("*.toml"))
             except OSError:
@@ -345,20 +360,157 @@ class PresetLibrary:
                 if key in known:
                     continue
                 st = _stat(path)
-                refused = self._refused.get(key)
-                if refused is not None and refused[0] == st:
+                if seen.get(key) == st:
                     continue  # still the same bad file
+                seen[key] = st
                 try:
-                    preset = load_preset(path)
+                    text = read_text_file(path)
+                    results.append(("new", key, st, parse_preset(parse_toml(text, path), path, path), text))
+                    known.add(key)
                 except ConfigError as exc:
-                    self._refused[key] = (st, str(exc))
-                    log.error("new preset not added: %s", exc)
+                    results.append(("refused", key, st, str(exc)))
+                except Exception as exc:  # noqa: BLE001
+                    results.append(("refused", key, st, f"{path}: {exc}"))
+        return results
+
+    def _apply(self, results: list[tuple]) -> list[int]:
+        changed = []
+        for result in results:
+            kind = result[0]
+            if kind == "reload":
+                _, i, st, preset, text = result
+                e = self._entries[i]
+                e.mtime_ns, e.size = st
+                e.preset = preset
+                self._texts[i] = text
+                log.info("preset %s reloaded%s", e.path, "; error cleared" if e.error else "")
+                e.error = None
+                changed.append(i)
+            elif kind == "error":
+                _, i, st, msg = result
+                e = self._entries[i]
+                e.mtime_ns, e.size = st
+                if msg != e.error:
+                    log.error("preset not reloaded, keeping the last good one: %s", msg)
+                e.error = msg
+            elif kind == "new":
+                _, key, st, preset, text = result
+                if any(x.path is not None and x.path.resolve() == key for x in self._entries):
                     continue
                 self._refused.pop(key, None)
-                added.append(self.add(preset))
-                known.add(key)
-                log.info("preset %s added (%d presets now)", path, len(self._entries))
-        return added
+                index = self.add(preset)
+                self._entries[index].mtime_ns, self._entries[index].size = st
+                self._texts[index] = text
+                changed.append(index)
+                log.info("preset %s added (%d presets now)", preset.path, len(self._entries))
+            elif kind == "refused":
+                _, key, st, msg = result
+                if self._refused.get(key, (None, None))[1] != msg:
+                    log.error("new preset not added: %s", msg)
+                self._refused[key] = (st, msg)
+        if changed:
+            self.generation += 1
+        return changed
+
+
+class _Watcher:
+    """Runs PresetLibrary._scan every ``interval_s`` on its own thread; the render thread takes the
+    results. A scan stuck in the file system (a hung network share) is reported once by ``poll``."""
+
+    STALL_S = 5.0
+
+    def __init__(self, library: PresetLibrary, interval_s: float) -> None:
+        import threading  # noqa: PLC0415
+
+        self.library = library
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._results: list[tuple] = []
+        self._seen: dict[Path, tuple[int, int]] = {}
+        self._state: Any = None
+        self._stop = threading.Event()
+        self.scan_started: float | None = None
+        self._stall_logged = False
+        self._thread = threading.Thread(target=self._run, name="vj-presets", daemon=True)
+
+    def start(self) -> None:
+        self._state = self.library._scan_state()  # noqa: SLF001
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time  # noqa: PLC0415
+
+        while not self._stop.wait(self.interval_s):
+            with self._lock:
+                state = self._state
+            entries, dirs, known = state
+            self.scan_started = time.monotonic()
+            try:
+                results = self.library._scan((entries, dirs, set(known)), self._seen)  # noqa: SLF001
+            except Exception as exc:  # noqa: BLE001
+                log.error("preset watcher: %s", exc)
+                results = []
+            self.scan_started = None
+            for r in results:  # what this scan found is known from now on
+                if r[0] == "new":
+                    known.add(r[1])
+            if results:
+                with self._lock:
+                    self._results.extend(results)
+
+    def take(self) -> list[tuple]:
+        """The results found since the last call (render thread; never blocks for long)."""
+        with self._lock:
+            results, self._results = self._results, []
+        return results
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._state = self.library._scan_state()  # noqa: SLF001
+
+    def check_stalled(self) -> None:
+        import time  # noqa: PLC0415
+
+        started = self.scan_started
+        if started is not None and time.monotonic() - started > self.STALL_S:
+            if not self._stall_logged:
+                self._stall_logged = True
+                log.error("preset files have not answered for %.0f s (a hung network share?); the show goes on "
+                          "with the presets it has", time.monotonic() - started)
+        elif started is None:
+            self._stall_logged = False
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+
+
+def read_text_file(path: Path, max_bytes: int = 1 << 20) -> str:
+    """A regular file's text, opened so that a FIFO or device cannot block (O_NONBLOCK, then fstat):
+    anything but a regular file, or one over ``max_bytes``, is a :class:`ConfigError` naming it."""
+    import stat as stat_mod  # noqa: PLC0415
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: not a regular file (a FIFO, socket or device?); ignored")
+        if st.st_size > max_bytes:
+            raise ConfigError(f"{path}: {st.st_size} bytes, more than a preset may have ({max_bytes})")
+        data = os.read(fd, max_bytes + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
 
 
 def _stat(path: Path | None) -> tuple[int, int]:
