@@ -171,9 +171,27 @@ class _ChildServer(OscServer):
         return (stats.packets, stats.kernel_dropped, stats.messages) != getattr(self, "_last_sent", None)
 
 
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM the moment the show process dies (even of SIGKILL), so an orphaned worker
+    never keeps the OSC port. Elsewhere the closed pipe stops us a little later."""
+    try:
+        import ctypes  # noqa: PLC0415
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _child_main(config: dict[str, Any]) -> int:
     """Entry point of the worker process (``python -m vjengine.control.osc_worker CONFIG_JSON``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the show; it stops us through the pipe
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # so is a closed terminal
+    parent = config.pop("parent_pid", None)
+    _die_with_parent()
+    if parent is not None and os.getppid() != parent:
+        return 0  # the show ended before we started: do not hold its port
     nice = config.pop("nice", 0)
     if nice:
         try:
@@ -212,6 +230,7 @@ class WorkerHandle:
             "axis_names": None if server.space.axis_names is None else list(server.space.axis_names),
             "fx_params": None if server.space.fx_params is None else list(server.space.fx_params),
             "max_defer_s": server.max_defer_s, "coalesce": server.coalesce, "nice": server.worker_nice,
+            "parent_pid": os.getpid(),
         }
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # import vjengine as we did
