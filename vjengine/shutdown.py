@@ -1,0 +1,64 @@
+"""Ending a show cleanly on SIGTERM, SIGHUP and SIGINT alike.
+
+systemd and docker stop a service with SIGTERM, a closed terminal sends SIGHUP, Ctrl-C SIGINT. All
+three end `vj live` the same way: the frame being drawn finishes, the loop stops, and the normal
+shutdown runs (the set log's end marker, the last second of the log and the frame hashes flushed,
+the last frame saved, the OSC worker stopped, the audio device closed). A second signal while that
+runs interrupts it (KeyboardInterrupt), for a show that will not stop.
+
+    with GracefulStop(on_stop=lambda name: setattr(loop, "quit", True)) as stop:
+        while not stop.requested and loop.step():
+            ...
+
+Handlers can only be installed from the main thread; elsewhere it does nothing (and says so once).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None), signal.SIGINT)
+                if s is not None)
+
+
+class GracefulStop:
+    def __init__(self, on_stop: Callable[[str], None] | None = None,
+                 signals: tuple[signal.Signals, ...] = SIGNALS) -> None:
+        self.on_stop = on_stop
+        self.signals = signals
+        self.requested: str | None = None  # the name of the first signal received
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.requested is not None:
+            raise KeyboardInterrupt(f"{name} while stopping")
+        self.requested = name
+        log.info("%s: ending the show (the frame in progress finishes, then everything is closed)", name)
+        if self.on_stop is not None:
+            self.on_stop(name)
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("not the main thread: signal handlers left as they are")
+            return self
+        for sig in self.signals:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except (OSError, ValueError):
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            try:
+                signal.signal(sig, previous)
+            except (OSError, ValueError):
+                pass
+        self._previous.clear()
