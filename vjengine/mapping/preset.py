@@ -440,6 +440,9 @@ class _Watcher:
     def _run(self) -> None:
         import time  # noqa: PLC0415
 
+        from vjengine.priority import lower_this_thread  # noqa: PLC0415
+
+        lower_this_thread()  # the render thread comes first
         while not self._stop.wait(self.interval_s):
             with self._lock:
                 state = self._state

@@ -64,6 +64,9 @@ class StatsWriter:
         self.frames += 1
 
     def _run(self) -> None:
+        from vjengine.priority import lower_this_thread  # noqa: PLC0415
+
+        lower_this_thread()  # the render thread comes first
         while not self._stop.wait(self._flush_s):
             self._write_pending()
 
