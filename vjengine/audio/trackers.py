@@ -237,15 +237,18 @@ class TempoTracker:
             self._halved = False
             return
         period = 60.0 * self.frame_rate_hz / raw
-        even, odd = grid_salience(history, period, frame_rate_hz=self.frame_rate_hz)
+        even, odd, spread3 = grid_salience(history, period, frame_rate_hz=self.frame_rate_hz, triple=True)
         weak, strong = min(odd, even), max(odd, even)
         gain = 2.0 * strong / max(strong + weak, 1e-9)
+        spread2 = 2.0 * (strong - weak) / max(strong + weak, 1e-9)
+        if spread2 < 0.25 and spread3 > 3.0 * spread2:
+            gain = 1.0  # the pulses group in threes, not twos (a fast triple metre): halving cuts across bars
         prior_ratio = self._prior_at(half) / self._prior_at(raw)
         evidence = gain * prior_ratio
-        if self._ev_raw <= 0 or abs(raw / self._ev_raw - 1.0) > 0.06:  # a new tempo: start afresh
-            self.level_evidence = evidence
-        else:  # smoothed over a few updates: one bar's evidence is noisy
-            self.level_evidence += self._ev_k * (evidence - self.level_evidence)
+        if self._ev_raw <= 0 or abs(raw / self._ev_raw - 1.0) > 0.06:  # a new tempo: start from neutral
+            self.level_evidence = 1.0
+        # smoothed over a few updates: the first bars' evidence is noisy
+        self.level_evidence += self._ev_k * (evidence - self.level_evidence)
         self._ev_raw = raw
         evidence = self.level_evidence
         halve = evidence > cfg.half_gain
@@ -322,7 +325,7 @@ def beat_offset(history: np.ndarray, period_hops: float, *, weight_s: float, fra
 
 def grid_salience(history: np.ndarray, period_hops: float, *, frame_rate_hz: float,
                   span_s: float = 4.0, hit_threshold: float | None = None,
-                  tolerance_hops: int = 2) -> tuple[float, float]:
+                  tolerance_hops: int = 2, triple: bool = False) -> tuple:
     """Mean onset strength on the even and on the odd pulses of the best-aligned grid of this period.
 
     With ``hit_threshold`` (for an event history, e.g. kicks as 1.0), the share of pulses whose
@@ -333,7 +336,7 @@ def grid_salience(history: np.ndarray, period_hops: float, *, frame_rate_hz: flo
     d, _ = beat_offset(history, period_hops, weight_s=span_s, frame_rate_hz=frame_rate_hz)
     n_beats = int(min(span_s * frame_rate_hz / period_hops, (history.size - 1 - d) // period_hops))
     if n_beats < 2:
-        return 1.0, 1.0
+        return (1.0, 1.0, 0.0) if triple else (1.0, 1.0)
     k = np.arange(n_beats + 1, dtype=np.float64)
     offsets = np.arange(-tolerance_hops, tolerance_hops + 1)
     pos = (history.size - 1) - d - k[:, None] * period_hops + offsets[None, :]
@@ -341,6 +344,10 @@ def grid_salience(history: np.ndarray, period_hops: float, *, frame_rate_hz: flo
     if hit_threshold is not None:
         vals = (vals >= hit_threshold).astype(np.float64)
     even, odd = vals[0::2], vals[1::2]
+    if triple:  # also the spread of the pulse means folded in threes, relative to their mean
+        folds = [float(np.add.reduce(vals[i::3])) / vals[i::3].size for i in range(3)] if vals.size >= 6 else [1.0] * 3
+        return (float(np.add.reduce(even)) / even.size, float(np.add.reduce(odd)) / odd.size,
+                (max(folds) - min(folds)) / (sum(folds) / 3.0 + 1e-9))
     return float(np.add.reduce(even)) / even.size, float(np.add.reduce(odd)) / odd.size
 
 
@@ -397,24 +404,27 @@ class BeatClock:
 
 
 class BarTracker:
-    """Metre (3 or 4 beats a bar) and downbeat from per-beat evidence, with a confidence.
+    """Metre (2, 3 or 4 beats a bar) and downbeat from per-beat evidence, with a confidence.
 
     Fed once per beat (``add_beat``) with the beat's index, its bass/kick onset strength and how
     much the harmony changed over it. Each evidence value is normalised by its running mean and
-    folded into per-position averages for a bar of 3 and of 4 (decaying over ``memory_bars``).
-    The metre is the folding whose positions differ most (an accent pattern of period 3 averages
-    out when folded by 4, and the reverse); the downbeat is its strongest position. ``confidence``
-    (0..1) is how clearly that position beats the runner-up, scaled down until a few bars are in.
+    folded into per-position averages for bars of 2, 3 and 4 (decaying over ``memory_bars``). A
+    triple metre is chosen when folding in threes shows a clearer accent than in twos or fours
+    (a period-3 accent averages out when folded by 2 or 4, and the reverse); otherwise 4 when the
+    strongest position clearly beats the one two beats away, else 2. The downbeat is the strongest
+    position; ``confidence`` (0..1) is how clearly it beats the runner-up, scaled down until a few
+    bars are in.
     """
 
-    METRES = (3, 4)
+    METRES = (2, 3, 4)
 
     def __init__(self, *, memory_bars: float = 6.0, min_bars: float = 2.0, harmony_weight: float = 1.0,
-                 metre_margin: float = 1.25, fixed_metre: int = 0) -> None:
+                 metre_margin: float = 1.25, four_margin: float = 0.12, fixed_metre: int = 0) -> None:
         self.memory_bars = memory_bars
         self.min_bars = min_bars
         self.harmony_weight = harmony_weight
         self.metre_margin = metre_margin
+        self.four_margin = four_margin
         self.fixed_metre = fixed_metre
         self.reset()
 
@@ -455,12 +465,17 @@ class BarTracker:
         if self.fixed_metre:
             metre = self.fixed_metre
         else:
-            c3, c4 = self._contrast(3)[0], self._contrast(4)[0]
-            metre = self.metre
-            if metre == 4 and c3 > self.metre_margin * c4 and self.beats >= 3 * self.min_bars:
+            c2, c3, c4 = (self._contrast(m)[0] for m in self.METRES)
+            duple = max(c2, c4)
+            triple = c3 > self.metre_margin * duple if self.metre != 3 else c3 * self.metre_margin > duple
+            if triple and self.beats >= 3 * self.min_bars:
                 metre = 3
-            elif metre == 3 and c4 > self.metre_margin * c3:
-                metre = 4
+            else:
+                acc4 = self._acc[4]
+                best = max(range(4), key=acc4.__getitem__)
+                split = (acc4[best] - acc4[(best + 2) % 4]) / (acc4[best] + 1e-9)
+                margin = self.four_margin * (0.5 if self.metre == 4 else 1.0)  # hysteresis
+                metre = 4 if split > margin else 2
         contrast, best, margin = self._contrast(metre)
         self.metre, self.downbeat = metre, best
         bars_in = min(self._seen[metre]) / self.min_bars
