@@ -1,0 +1,125 @@
+"""PBO readback on a headless context, the hub's pacing and hand-over, the frame counter."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from vjengine.output.counter import counter_image, read_counter, stamp_fbo
+from vjengine.output.hub import OutputHub
+from vjengine.output.readback import Readback, fit_rect
+from vjengine.output.sink import OutFrame, Sink
+from vjengine.output.url import parse_out_url
+
+
+def _fbo(ctx, size, seed):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
+    tex = ctx.texture(size, 4, pixels.tobytes())
+    return ctx.framebuffer([tex]), pixels
+
+
+def test_same_size_readback_is_double_buffered(ctx):
+    size = (64, 36)
+    rb = Readback(ctx, size)
+    (fa, pa), (fb, pb) = _fbo(ctx, size, 1), _fbo(ctx, size, 2)
+    rb.submit(fa, "a")
+    assert rb.collect(keep=1) == []  # the newest stays in flight
+    rb.submit(fb, "b")
+    [(arr, meta)] = rb.collect(keep=1)
+    assert meta == "a" and np.array_equal(arr, pa)  # bottom row first, as stored
+    [(arr, meta)] = rb.collect(keep=0)
+    assert meta == "b" and np.array_equal(arr, pb)
+    rb.release()
+
+
+def test_scaled_readback_letterboxes(ctx):
+    src = ctx.framebuffer([ctx.texture((64, 32), 4)])
+    src.clear(1.0, 0.0, 0.0, 1.0)
+    rb = Readback(ctx, (32, 32))
+    rb.submit(src)
+    [(arr, _)] = rb.collect(keep=0)
+    x, y, w, h = fit_rect((64, 32), (32, 32))
+    assert (x, y, w, h) == (0, 8, 32, 16)
+    assert np.all(arr[y:y + h, :, 0] == 255) and np.all(arr[y:y + h, :, 1] == 0)
+    assert np.all(arr[:y, :, :3] == 0) and np.all(arr[y + h:, :, :3] == 0)  # bars
+    rb.release()
+
+
+def test_counter_roundtrip_through_gl(ctx):
+    fbo = ctx.framebuffer([ctx.texture((320, 180), 4)])
+    for n in (0, 1, 517, 65535):
+        fbo.clear(0.3, 0.3, 0.3, 1.0)
+        stamp_fbo(fbo, n)
+        img = np.frombuffer(fbo.read(components=3, alignment=1), np.uint8).reshape(180, 320, 3)[::-1]
+        assert read_counter(img) == n
+        assert read_counter(counter_image(n, 200, 100)) == n
+    assert read_counter(np.full((100, 200, 3), 128, np.uint8)) is None
+
+
+class Collect(Sink):
+    """A sink that keeps what it is sent (the base class's worker thread and mailbox)."""
+
+    kind = "collect"
+
+    def __init__(self, url):
+        super().__init__(parse_out_url(url))
+        self.frames: list[OutFrame] = []
+        self.got = threading.Event()
+
+    def send(self, frame):
+        self.frames.append(frame)
+        if len(self.frames) >= 3:
+            self.got.set()
+
+
+def test_hub_paces_each_sink_and_hands_over_top_down(ctx):
+    fbo = ctx.framebuffer([ctx.texture((160, 90), 4)])
+    fast, slow = Collect("ndi://fast?fps=60"), Collect("udp://127.0.0.1:9?fps=20&size=80x46")
+    hub = OutputHub([fast, slow]).start(ctx, (160, 90))
+    try:
+        for n in range(60):  # one second of 60 fps frames, clocked by the caller
+            fbo.clear(0.2, 0.2, 0.2, 1.0)
+            stamp_fbo(fbo, n)
+            hub.on_frame(fbo, number=n, drawn_s=100.0 + n / 60)
+        assert fast.got.wait(10) and slow.got.wait(10)
+        hub.on_frame(fbo, number=60, drawn_s=101.0)
+    finally:
+        hub.close()
+    assert fast.sent + fast.dropped >= 55  # every frame went to the 60 fps sink
+    assert 15 <= slow.sent + slow.dropped <= 25  # a third of them to the 20 fps one
+    for f in fast.frames:
+        assert f.size == (160, 90) and read_counter(f.rgba) == f.number
+    assert slow.frames[0].size == (80, 46)
+    numbers = [f.number for f in fast.frames]
+    assert numbers == sorted(numbers)
+    status = hub.status()
+    assert status[0]["url"] == "ndi://fast?fps=60" and status[0]["state"] == "stopped"
+
+
+def test_stuck_sink_drops_and_counts_without_blocking(ctx):
+    class Stuck(Collect):
+        def __init__(self, url):
+            super().__init__(url)
+            self.release = threading.Event()
+            self.entered = threading.Event()
+
+        def send(self, frame):
+            self.entered.set()
+            self.release.wait(30)
+
+    fbo = ctx.framebuffer([ctx.texture((64, 36), 4)])
+    stuck = Stuck("ndi://stuck?fps=60")
+    hub = OutputHub([stuck]).start(ctx, (64, 36))
+    try:
+        hub.on_frame(fbo, number=0, drawn_s=0.0)
+        hub.on_frame(fbo, number=1, drawn_s=1 / 60)
+        assert stuck.entered.wait(10)
+        for n in range(2, 50):  # the render thread goes on while the sink is stuck
+            hub.on_frame(fbo, number=n, drawn_s=n / 60)
+        assert stuck.dropped >= 45
+        assert hub.status()[0]["dropped"] == stuck.dropped
+    finally:
+        stuck.release.set()
+        hub.close()

@@ -1,0 +1,121 @@
+"""Reading the output back without stalling the render thread: a ring of pixel-buffer objects.
+
+``Readback(ctx, size)`` owns ``depth`` (2) PBOs of ``size``. Per frame the render thread calls
+``submit`` (asks GL to copy the frame into the next PBO: it returns at once on a GPU, where the copy
+happens in the background) and then ``collect(keep=1)``, which maps the PBO submitted the frame
+before, by now filled, into a fresh numpy array. A source of another size is first scaled (and
+letterboxed) into a framebuffer of ``size`` by one textured pass.
+
+Frames come back bottom row first, as GL stores them; :class:`vjengine.output.sink.OutFrame.rgba`
+flips them for free (a view).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import moderngl
+import numpy as np
+
+from vjengine.render.context import load_program
+
+
+def fit_rect(src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest rectangle of ``src``'s aspect inside ``dst``, centred: (x, y, w, h) in pixels."""
+    sw, sh = src
+    dw, dh = dst
+    scale = min(dw / sw, dh / sh)
+    w = max(1, min(dw, round(sw * scale)))
+    h = max(1, min(dh, round(sh * scale)))
+    return (dw - w) // 2, (dh - h) // 2, w, h
+
+
+class Readback:
+    """See the module docstring. All methods on the GL thread."""
+
+    def __init__(self, ctx: moderngl.Context, size: tuple[int, int], depth: int = 2) -> None:
+        self.ctx = ctx
+        self.size = (int(size[0]), int(size[1]))
+        w, h = self.size
+        self.pbos = [ctx.buffer(reserve=w * h * 4) for _ in range(max(1, depth))]
+        self._next = 0
+        self.pending: collections.deque[tuple[moderngl.Buffer, Any]] = collections.deque()
+        self._fbo: moderngl.Framebuffer | None = None
+        self._copy: moderngl.Framebuffer | None = None
+        self._prog: moderngl.Program | None = None
+        self._vao: moderngl.VertexArray | None = None
+        self.overruns = 0
+
+    def _scale_target(self) -> moderngl.Framebuffer:
+        if self._fbo is None:
+            self._fbo = self.ctx.framebuffer([self.ctx.texture(self.size, 4)])
+            self._prog = load_program(self.ctx, "out_scale", vertex="fullscreen")
+            self._prog["source"].value = 0
+            self._vao = self.ctx.vertex_array(self._prog, [])
+        return self._fbo
+
+    def _texture_of(self, source: moderngl.Framebuffer, size: tuple[int, int]) -> moderngl.Texture:
+        """A texture holding ``source`` (its own colour attachment, or a copy for a window's screen)."""
+        atts = getattr(source, "color_attachments", ())
+        if atts and isinstance(atts[0], moderngl.Texture):
+            return atts[0]
+        if self._copy is None or self._copy.size != size:
+            if self._copy is not None:
+                for att in self._copy.color_attachments:
+                    att.release()
+                self._copy.release()
+            self._copy = self.ctx.framebuffer([self.ctx.texture(size, 4)])
+        self.ctx.copy_framebuffer(self._copy, source)
+        return self._copy.color_attachments[0]
+
+    def submit(self, source: moderngl.Framebuffer, meta: Any = None,
+               source_size: tuple[int, int] | None = None) -> None:
+        """Queue a copy of ``source`` (its viewport, or ``source_size`` from the origin) into the next PBO."""
+        if len(self.pending) >= len(self.pbos):  # nobody collected: the oldest is lost
+            self.pending.popleft()
+            self.overruns += 1
+        x, y, sw, sh = source.viewport if source_size is None else (0, 0, *source_size)
+        pbo = self.pbos[self._next]
+        self._next = (self._next + 1) % len(self.pbos)
+        w, h = self.size
+        if (sw, sh) == self.size:
+            source.read_into(pbo, viewport=(x, y, w, h), components=4, alignment=1)
+        else:
+            texture = self._texture_of(source, (x + sw, y + sh))
+            fbo = self._scale_target()
+            fbo.use()
+            fbo.clear(0.0, 0.0, 0.0, 1.0)
+            rect = fit_rect((sw, sh), self.size)
+            fbo.viewport = rect
+            self._prog["rect"].value = tuple(float(v) for v in rect)
+            texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            texture.use(0)
+            self._vao.render(moderngl.TRIANGLES, vertices=3)
+            fbo.viewport = (0, 0, w, h)
+            fbo.read_into(pbo, viewport=(0, 0, w, h), components=4, alignment=1)
+            source.use()
+        self.pending.append((pbo, meta))
+
+    def collect(self, keep: int = 1) -> list[tuple[np.ndarray, Any]]:
+        """Every queued frame but the newest ``keep``, as (uint8 [H, W, 4] bottom row first, meta)."""
+        out = []
+        w, h = self.size
+        while len(self.pending) > keep:
+            pbo, meta = self.pending.popleft()
+            arr = np.empty((h, w, 4), np.uint8)
+            pbo.read_into(arr)
+            out.append((arr, meta))
+        return out
+
+    def release(self) -> None:
+        for obj in (*self.pbos, self._vao, self._prog):
+            if obj is not None:
+                obj.release()
+        for fbo in (self._fbo, self._copy):
+            if fbo is not None:
+                for att in fbo.color_attachments:
+                    att.release()
+                fbo.release()
+        self.pbos = []
+        self.pending.clear()

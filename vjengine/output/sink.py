@@ -1,0 +1,192 @@
+"""The sink interface: a frame mailbox on the render thread's side, a worker thread on the other.
+
+The render thread calls :meth:`Sink.offer` (never blocks, never raises): the frame replaces any frame
+the worker has not taken yet, and that one is counted as dropped. The worker thread opens the sink,
+sends frames, and when sending fails closes it and opens it again after a pause (a receiver that went
+away and came back), counting ``reconnects``; the projector output never waits for any of it.
+
+A subclass implements ``open()``, ``send(frame)`` and ``close()`` (all on the worker thread), and may
+implement ``check()`` (on the main thread before the show, raising :class:`ConfigError` for what can
+never work: a missing library, device or operating system).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vjengine.output.url import OutSpec
+
+log = logging.getLogger(__name__)
+
+RETRY_S = (0.25, 0.5, 1.0, 2.0)  # pause before the 1st, 2nd, 3rd, later re-open
+
+
+@dataclass(frozen=True)
+class OutFrame:
+    """One frame for the sinks: ``bottom_up`` RGBA uint8 [H, W, 4] as GL reads it (last row on top),
+    ``number`` counts drawn frames, ``drawn_s`` is the perf_counter time it was drawn."""
+
+    bottom_up: np.ndarray
+    number: int
+    drawn_s: float
+
+    @property
+    def rgba(self) -> np.ndarray:
+        """Top row first (a view)."""
+        return self.bottom_up[::-1]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.bottom_up.shape[1]), int(self.bottom_up.shape[0])
+
+
+class Sink:
+    """Base class; see the module docstring."""
+
+    kind = "sink"
+
+    def __init__(self, spec: OutSpec) -> None:
+        self.spec = spec
+        self.size: tuple[int, int] | None = spec.size
+        self.fps = float(spec.fps)
+        self.state = "starting"
+        self.detail = ""
+        self.sent = 0
+        self.dropped = 0
+        self.errors = 0
+        self.reconnects = 0
+        self.last_number = -1
+        self._slot: OutFrame | None = None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._opened = False
+
+    # --- the subclass's part (worker thread, except check) ------------------------------------
+
+    def check(self) -> None:
+        """Raise ConfigError for what can never work here (main thread, before the show)."""
+
+    def open(self) -> None:
+        """Connect or create the sender (worker thread). Raise to retry later."""
+
+    def send(self, frame: OutFrame) -> None:
+        """Send one frame (worker thread). Raise when the connection is gone."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the sender (worker thread, or the stopping thread)."""
+
+    def idle(self) -> None:
+        """Called on the worker thread when no frame came for a while (keep-alives)."""
+
+    # --- the render thread's side --------------------------------------------------------------
+
+    def offer(self, frame: OutFrame) -> None:
+        """Hand over a frame; replaces (and counts as dropped) one the worker has not taken."""
+        with self._cond:
+            if self._slot is not None:
+                self.dropped += 1
+            self._slot = frame
+            self._cond.notify()
+
+    def start(self, size: tuple[int, int]) -> Sink:
+        """Start the worker; ``size`` is the show's output size, used when the URL gave none."""
+        if self.size is None:
+            self.size = (int(size[0]) & ~1, int(size[1]) & ~1)
+        self._thread = threading.Thread(target=self._run, name=f"vj-out-{self.spec.scheme}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self._opened:
+            self._close_quietly()
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        w, h = self.size or (0, 0)
+        out = {"url": self.spec.label, "kind": self.kind, "state": self.state, "size": f"{w}x{h}",
+               "fps": self.fps, "sent": self.sent, "dropped": self.dropped, "errors": self.errors,
+               "reconnects": self.reconnects}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+    def hud_line(self) -> str:
+        line = f"out {self.spec.label}: {self.state}  sent {self.sent}  dropped {self.dropped}"
+        if self.reconnects:
+            line += f"  reconnects {self.reconnects}"
+        return line
+
+    # --- worker ---------------------------------------------------------------------------------
+
+    def _take(self, timeout_s: float) -> OutFrame | None:
+        with self._cond:
+            if self._slot is None and not self._stop.is_set():
+                self._cond.wait(timeout_s)
+            frame, self._slot = self._slot, None
+            return frame
+
+    def _close_quietly(self) -> None:
+        self._opened = False
+        try:
+            self.close()
+        except Exception as exc:  # noqa: BLE001
+            log.debug("%s close: %s", self.spec.label, exc)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            if not self._opened:
+                try:
+                    self.open()
+                    self._opened = True
+                    self.state, self.detail = "live", ""
+                    if failures:
+                        log.info("out %s: back", self.spec.label)
+                    failures = 0
+                except Exception as exc:  # noqa: BLE001
+                    self.errors += 1
+                    self.state, self.detail = "retrying", f"{type(exc).__name__}: {exc}"[:200]
+                    if failures == 0:
+                        log.warning("out %s: cannot open (%s); retrying", self.spec.label, self.detail)
+                    self._close_quietly()
+                    self._stop.wait(RETRY_S[min(failures, len(RETRY_S) - 1)])
+                    failures += 1
+                    continue
+            frame = self._take(0.5)
+            if frame is None:
+                try:
+                    self.idle()
+                except Exception as exc:  # noqa: BLE001
+                    self._lost(exc)
+                continue
+            try:
+                self.send(frame)
+                self.sent += 1
+                self.last_number = frame.number
+            except Exception as exc:  # noqa: BLE001
+                self.dropped += 1
+                self._lost(exc)
+                failures = 1
+        self.state = "stopped"
+
+    def _lost(self, exc: Exception) -> None:
+        self.errors += 1
+        self.reconnects += 1
+        self.state, self.detail = "reconnecting", f"{type(exc).__name__}: {exc}"[:200]
+        log.warning("out %s: lost (%s); reconnecting", self.spec.label, self.detail)
+        self._close_quietly()
+        self._stop.wait(RETRY_S[0])
