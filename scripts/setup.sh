@@ -17,8 +17,8 @@ done
 
 # GL through Mesa (EGL for headless rendering), PortAudio for line-in.
 pkgs="libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libportaudio2 libasound2-plugins"
-# Test stand-ins for a display, a sound card and a VJ's OSC software.
-[ "$dev" = 1 ] && pkgs="$pkgs xvfb x11-apps xdotool pulseaudio pulseaudio-utils liblo-tools"
+# Test stand-ins for a display, a sound card, a VJ's OSC software and a phone's browser.
+[ "$dev" = 1 ] && pkgs="$pkgs xvfb x11-apps xdotool pulseaudio pulseaudio-utils liblo-tools chromium chromium-driver"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -83,8 +83,8 @@ def test_hub_paces_each_sink_and_hands_over_top_down(ctx):
             fbo.clear(0.2, 0.2, 0.2, 1.0)
             stamp_fbo(fbo, n)
             hub.on_frame(fbo, number=n, drawn_s=100.0 + n / 60)
+        hub.flush()
         assert fast.got.wait(10) and slow.got.wait(10)
-        hub.on_frame(fbo, number=60, drawn_s=101.0)
     finally:
         hub.close()
     assert fast.sent + fast.dropped >= 55  # every frame went to the 60 fps sink

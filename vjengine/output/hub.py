@@ -54,7 +54,7 @@ class OutputHub:
     def _due(self, key: int, fps: float, now_s: float) -> bool:
         period = 1.0 / fps
         due_s = self._next_due.get(key, 0.0)
-        if now_s < due_s - 0.25 * period:
+        if now_s < due_s - 0.4 * period:  # early by less than that: on time (jitter)
             return False
         self._next_due[key] = max(due_s + period, now_s + 0.5 * period)
         return True
@@ -82,19 +82,32 @@ class OutputHub:
 
                     rb = self._readbacks[size] = Readback(self.ctx, size)
                 rb.submit(source, (number, now_s, tuple(takers)), source_size=source_size)
-            for size, rb in self._readbacks.items():
-                for arr, (n, t, takers) in rb.collect(keep=1 if size in groups else 0):
-                    frame = OutFrame(arr, n, t)
-                    for sink in takers:
-                        if sink is None:
-                            self._latest[size] = frame
-                        else:
-                            sink.offer(frame)
+            self._deliver(groups)
         except Exception as exc:  # noqa: BLE001  (a broken readback must not stop the show)
-            self.failures += 1
-            if not self._logged:
-                self._logged = True
-                log.error("video out readback failed (%s: %s); the show goes on", type(exc).__name__, exc)
+            self._failed(exc)
+
+    def _deliver(self, submitted) -> None:
+        for size, rb in self._readbacks.items():
+            for arr, (n, t, takers) in rb.collect(keep=1 if size in submitted else 0):
+                frame = OutFrame(arr, n, t)
+                for sink in takers:
+                    if sink is None:
+                        self._latest[size] = frame
+                    else:
+                        sink.offer(frame)
+
+    def flush(self) -> None:
+        """Hand over every frame still in flight (the last frame before a pause or the end)."""
+        try:
+            self._deliver(())
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if not self._logged:
+            self._logged = True
+            log.error("video out readback failed (%s: %s); the show goes on", type(exc).__name__, exc)
 
     def status(self) -> list[dict[str, Any]]:
         return [s.status() for s in self.sinks]
@@ -103,6 +116,8 @@ class OutputHub:
         return [s.hud_line() for s in self.sinks]
 
     def close(self) -> None:
+        if self.ctx is not None:
+            self.flush()
         for sink in self.sinks:
             try:
                 sink.stop()

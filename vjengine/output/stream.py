@@ -56,7 +56,7 @@ class TsSink(Sink):
                 "-f", "rawvideo", "-pix_fmt", "rgba", "-s", f"{w}x{h}", "-framerate", f"{fps:g}",
                 "-use_wallclock_as_timestamps", "1", "-i", "pipe:0",
                 "-vf", "vflip", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-                "-threads", "2", "-g", str(max(1, round(fps))), "-bf", "0", "-pix_fmt", "yuv420p",
+                "-threads", "2", "-g", str(max(1, round(fps / 2))), "-bf", "0", "-pix_fmt", "yuv420p",
                 "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{kbps // 2}k",
                 "-fps_mode", "passthrough", "-flush_packets", "1", "-muxdelay", "0",
                 "-f", "mpegts", self.target()]

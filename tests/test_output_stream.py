@@ -1,0 +1,98 @@
+"""srt:// and udp:// with a real ffmpeg receiver: frames of a counter bank arrive in order, all of
+them on loopback; an SRT receiver that goes away and comes back gets the show again."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from _output_helpers import FfmpegReceiver, counter_bank, free_port, udp_bound
+
+from vjengine.output.hub import OutputHub
+from vjengine.output.sinks import open_sinks
+from vjengine.render.renderer import Renderer
+
+SIZE = (320, 180)
+COUNT = 90
+SRT_COUNT = 600  # SRT takes 5 s to notice a receiver gone
+
+
+def _show(ctx, bank, hub, frames, start=0, fps=30.0, flush=False):
+    """Render frames start..start+frames-1 of the counter bank through the hub, paced at ``fps``."""
+    r = Renderer(ctx, bank, output_size=SIZE, fit="stretch", progress=False, raise_errors=True, upload="eager")
+    t0 = time.perf_counter()
+    for k in range(frames):
+        i = start + k
+        r.render([i / (bank.count - 1)], None, 1 / fps)
+        hub.on_frame(r.output, number=i)
+        delay = t0 + (k + 1) / fps - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)  # real-time pacing of the show, not a wait for a condition
+    if flush:
+        hub.flush()  # hands over the last frame read back
+    r.release()
+
+
+def _check_order(numbers, sent, count=COUNT):
+    got = [n for n in numbers if n is not None]
+    assert len(got) == len(numbers), f"unreadable counters in {numbers}"
+    assert got == sorted(set(got)), f"out of order or repeated: {got}"
+    assert set(got) <= set(range(count))
+    return got
+
+
+@pytest.mark.slow
+def test_udp_receiver_gets_every_frame_in_order(ctx, tmp_path):
+    bank = counter_bank(tmp_path / "counter", COUNT, *SIZE)
+    port = free_port()
+    rx = FfmpegReceiver(f"udp://127.0.0.1:{port}", SIZE)
+    [sink] = open_sinks([f"udp://127.0.0.1:{port}?fps=30"])
+    hub = OutputHub([sink]).start(ctx, SIZE)
+    try:
+        assert udp_bound(port), "the ffmpeg receiver did not open its socket"
+        _show(ctx, bank, hub, COUNT, flush=True)
+        assert sink.state == "live" and sink.errors == 0
+    finally:
+        hub.close()  # ffmpeg flushes its encoder on the way out
+        rx.wait_number(COUNT - 6, 20)  # a decoder may hold its last frames until more come
+        rx.stop()
+    got = _check_order(rx.numbers, sink.sent)
+    # A receiver starts decoding at a key frame (two a second); from there on nothing is missing but
+    # what the sink itself dropped and counted.
+    assert got and got[-1] >= COUNT - 6, got
+    missing = set(range(got[0], got[-1] + 1)) - set(got)
+    assert len(missing) <= sink.dropped, (sorted(missing), sink.status())
+    assert sink.sent + sink.dropped >= 0.9 * COUNT  # the hub paces the sink at its own 30 fps
+
+
+@pytest.mark.slow
+def test_srt_receiver_leaves_and_comes_back(ctx, tmp_path):
+    bank = counter_bank(tmp_path / "counter", SRT_COUNT, 160, 96)
+    port = free_port()
+    listen = f"srt://127.0.0.1:{port}?mode=listener"
+    rx = FfmpegReceiver(listen, SIZE)
+    assert udp_bound(port), "the SRT listener did not open its socket"
+    [sink] = open_sinks([f"srt://127.0.0.1:{port}?fps=30"])
+    hub = OutputHub([sink]).start(ctx, SIZE)
+    try:
+        _show(ctx, bank, hub, 30)
+        assert rx.wait_for(5, 20), f"SRT receiver got {len(rx.numbers)} frames; sink {sink.status()}"
+        rx.stop()  # the receiver goes away ...
+        first = _check_order(rx.numbers, sink.sent, SRT_COUNT)
+        _show(ctx, bank, hub, 15, start=30)  # ... the show goes on (and the sink notices) ...
+        rx2 = FfmpegReceiver(listen, SIZE)  # ... and it comes back
+        assert udp_bound(port)
+        deadline = time.monotonic() + 30
+        start = 45
+        while not rx2.wait_for(5, 0) and time.monotonic() < deadline and start < SRT_COUNT - 10:
+            # SRT notices a receiver gone after its peer idle time-out (5 s); ffmpeg exits; the sink restarts it
+            _show(ctx, bank, hub, 10, start=start)  # the show goes on until the receiver has it again
+            start += 10
+        assert rx2.wait_for(5, 10), f"no frames after the receiver came back; sink {sink.status()}"
+    finally:
+        hub.close()
+        rx.stop()
+    rx2.stop()
+    second = _check_order(rx2.numbers, sink.sent, SRT_COUNT)
+    assert sink.reconnects >= 1
+    assert min(second) > max(first)
