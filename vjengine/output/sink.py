@@ -147,6 +147,12 @@ class Sink:
             log.debug("%s close: %s", self.spec.label, exc)
 
     def _run(self) -> None:
+        try:  # below the render thread: encoding must not take the show's CPU (ffmpeg inherits it)
+            from vjengine.priority import lower_this_thread  # noqa: PLC0415
+
+            lower_this_thread()
+        except Exception:  # noqa: BLE001
+            pass
         failures = 0
         while not self._stop.is_set():
             if not self._opened:

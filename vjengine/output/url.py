@@ -13,8 +13,8 @@ URL                         sink                                                
 ``http://HOST:PORT/``       MJPEG stream plus the operator page                    (built in)
 ==========================  =====================================================  =============
 
-Every URL takes ``?size=WxH`` and ``?fps=N`` (defaults: the show's size; 60 for NDI, Syphon and
-Spout, 30 for the others); ``http`` also ``quality=1..95`` and ``token=...``; ``srt`` also
+Every URL takes ``?size=WxH`` and ``?fps=N`` (defaults: the show's size, half of it for ``http``;
+60 fps for NDI, Syphon and Spout, 30 for the others); ``http`` also ``quality=1..95`` and ``token=...``; ``srt`` also
 ``mode=caller|listener`` and ``latency=MS``.
 """
 

@@ -149,6 +149,8 @@ class WebSink(Sink):
         return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
 
     def start(self, size: tuple[int, int]) -> Sink:
+        if self.size is None:  # a preview for a phone or a second screen: half the show's size
+            self.size = (max(16, int(size[0]) // 2) & ~1, max(16, int(size[1]) // 2) & ~1)
         self.check()
         self._serve_thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                               name="vj-out-http", daemon=True)

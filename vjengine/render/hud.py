@@ -152,7 +152,12 @@ class Hud:
     def draw(self, target: moderngl.Framebuffer, **fields) -> None:
         """Lay out and draw the HUD over ``target`` (within its viewport)."""
         _, _, vw, vh = target.viewport
-        verts = self.layout(viewport=(vw, vh), **fields).array()[: _MAX_QUADS * 6]
+        self.draw_batch(target, self.layout(viewport=(vw, vh), **fields))
+
+    def draw_batch(self, target: moderngl.Framebuffer, batch: TextBatch) -> None:
+        """Draw quads laid out by the caller (pixels, origin top-left of ``target``'s viewport)."""
+        _, _, vw, vh = target.viewport
+        verts = batch.array()[: _MAX_QUADS * 6]
         if len(verts) == 0:
             return
         self.vbo.write(verts.tobytes())

@@ -319,15 +319,20 @@ class Window:
             self._frame_times.append(now - self._last_swap_s)
         self._last_swap_s = now
 
-    def close(self) -> None:
-        """Destroy the window and its context."""
+    def make_current(self) -> None:
+        """Make this window's GL context current (two windows: the projector and the operator)."""
+        self._glfw.make_context_current(self._win)
+
+    def close(self, terminate: bool = True) -> None:
+        """Destroy the window and its context (and glfw, unless another window stays open)."""
         if self._hud is not None:
             self._hud.release()
             self._hud = None
         if self._win is not None:
             self._glfw.destroy_window(self._win)
             self._win = None
-        self._glfw.terminate()
+        if terminate:
+            self._glfw.terminate()
 
     def __enter__(self) -> Window:
         return self
