@@ -179,5 +179,8 @@ def describe(spec: BankSpec) -> str:
             if len(set(starts)) < len(starts):
                 lines.append(f"  warning: axis {a.name!r}: some strength keyframes run the same number of the "
                              f"{spec.steps} steps (img2img strength is quantised to steps); raise steps or densify")
+    for lo in spec.loras:
+        how = "weighed by an axis" if lo.name in spec.axis_loras else f"fused at weight {lo.weight:g}"
+        lines.append(f"  LoRA {lo.name!r} ({lo.file}): {how}")
     lines.append(f"  {n_keys} keyframes by the full pipeline, {spec.count - n_keys} in-betweens by slerp + decode")
     return "\n".join(lines)

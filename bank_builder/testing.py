@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 TINY_CROSS_ATTENTION_DIM = 32
 
@@ -99,6 +100,105 @@ def make_tiny_pipeline(folder: str | Path, *, seed: int = 0, scheduler: str = "d
         p.unlink()
     tok_dir.rmdir()
     return pipe
+
+
+def _tiny_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    tok_dir = folder / "_tok_src"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    _write_tokenizer_files(tok_dir)
+    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77)
+    for p in tok_dir.iterdir():
+        p.unlink()
+    tok_dir.rmdir()
+    return tokenizer
+
+
+TINY_SDXL_SAMPLE_SIZE = 4  # latent side the tiny SDXL "was trained at": 32 px frames
+
+
+def make_tiny_sdxl_pipeline(folder: str | Path, *, seed: int = 0, scheduler: str = "euler"):
+    """A tiny SDXL-shaped pipeline (two CLIP text encoders, the second with a projection giving the
+    pooled embedding; a UNet with ``text_time`` micro-conditioning), seeded random weights, saved
+    with ``save_pretrained``. ``StableDiffusionXLPipeline.from_pretrained(folder)`` loads it."""
+    import torch
+    from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
+                           StableDiffusionXLPipeline, UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    hidden, hidden_2, time_dim = 32, 32, 8
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=TINY_SDXL_SAMPLE_SIZE, in_channels=4,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=time_dim, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * time_dim + hidden_2, cross_attention_dim=hidden + hidden_2,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16, 32, 32), in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1, norm_num_groups=8, sample_size=32, scaling_factor=0.13025, force_upcast=True,
+    )
+    tokenizer = _tiny_tokenizer(folder)
+    tokenizer_2 = _tiny_tokenizer(folder)
+
+    def text_config(size: int, layers: int) -> CLIPTextConfig:
+        return CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, hidden_size=size, intermediate_size=37, layer_norm_eps=1e-5,
+            num_attention_heads=4, num_hidden_layers=layers, vocab_size=len(tokenizer), hidden_act="gelu",
+            projection_dim=hidden_2, max_position_embeddings=77)
+
+    text_encoder = CLIPTextModel(text_config(hidden, 3))
+    text_encoder_2 = CLIPTextModelWithProjection(text_config(hidden_2, 3))
+    common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                  num_train_timesteps=1000, timestep_spacing="leading")
+    sched = (EulerAncestralDiscreteScheduler if scheduler == "euler_a" else EulerDiscreteScheduler)(**common)
+    pipe = StableDiffusionXLPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2, scheduler=sched, force_zeros_for_empty_prompt=True,
+    )
+    pipe.save_pretrained(folder)
+    return pipe
+
+
+def make_tiny_lora(pipe, path: str | Path, *, seed: int = 0, rank: int = 4, text_encoder: bool = True) -> Path:
+    """A random LoRA for ``pipe`` (UNet attention projections, and the text encoders' if
+    ``text_encoder``), saved as one .safetensors file in diffusers' format, as LoRA trainers write it.
+
+    ``pipe`` is changed (the LoRA layers stay injected): pass a throw-away copy."""
+    import torch
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    unet_cfg = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                          target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    text_cfg = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                          target_modules=["q_proj", "k_proj", "v_proj", "out_proj"])
+    layers: dict[str, Any] = {}
+    pipe.unet.add_adapter(unet_cfg, adapter_name="_make")
+    layers["unet_lora_layers"] = get_peft_model_state_dict(pipe.unet, adapter_name="_make")
+    encoders = [("text_encoder", pipe.text_encoder)]
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        encoders.append(("text_encoder_2", pipe.text_encoder_2))
+    if text_encoder:
+        for name, enc in encoders:
+            inject_adapter_in_model(text_cfg, enc, adapter_name="_make")
+            layers[f"{name}_lora_layers"] = get_peft_model_state_dict(enc, adapter_name="_make")
+    # scale the random up-projections down so the LoRA is a visible change, not noise
+    for group in layers.values():
+        for k in group:
+            if "lora_B" in k:
+                group[k] = group[k] * 0.5
+    type(pipe).save_lora_weights(str(path.parent), weight_name=path.name, **layers)
+    return path
 
 
 def make_tiny_taesd(folder: str | Path, *, seed: int = 0):

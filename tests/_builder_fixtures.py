@@ -73,3 +73,27 @@ def cli_env() -> dict[str, str]:
 
 def bank_cli(*args: str) -> list[str]:
     return [sys.executable, "-c", BANK_CMD, *args]
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    """A tiny random-weight SDXL-shaped pipeline (two text encoders, pooled embeddings, micro-conditioning)."""
+    require_build_extra()
+    import torch
+
+    from bank_builder.testing import make_tiny_sdxl_pipeline
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("tiny-sdxl") / "model"
+    make_tiny_sdxl_pipeline(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_pipe(tiny_sdxl):
+    """The tiny SDXL model loaded by diffusers itself: the reference the builder must reproduce."""
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

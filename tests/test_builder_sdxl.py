@@ -1,0 +1,137 @@
+"""SDXL through every axis kind, checked cell by cell against diffusers' own SDXL pipelines.
+
+The tiny SDXL-shaped model has both text encoders (the second with the projection that gives the
+pooled embedding) and a ``text_time`` UNet (micro-conditioning), so every SDXL code path runs. Cells
+whose conditioning diffusers cannot express itself (a blend of prompts, a token weight, a slerp of
+seeds, jitter) are compared with diffusers given the builder's embeddings or noise: the UNet loop,
+micro-conditioning, CFG and decoding are then diffusers' own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _builder_fixtures import require_build_extra, tiny_sdxl, tiny_sdxl_pipe, write_spec  # noqa: F401
+
+require_build_extra()
+
+import torch  # noqa: E402
+
+from bank_builder.build import BuildOptions, build_bank  # noqa: E402
+from bank_builder.errors import SpecError  # noqa: E402
+from bank_builder.plan import cell_params  # noqa: E402
+from bank_builder.spec import load_spec  # noqa: E402
+from vjengine.bank import open_bank  # noqa: E402
+
+SIZE, STEPS, TOL = 32, 2, 2
+
+
+def head(model, *, guidance=3.0, prompt='prompt = "a red cat"\n', extra=""):
+    return (f'model = "{model}"\nsteps = {STEPS}\nguidance = {guidance}\nsize = [{SIZE}, {SIZE}]\nseed = 7\n'
+            f'{prompt}{extra}')
+
+
+def build(tmp_path, text, name="bank", **opts):
+    spec = load_spec(write_spec(tmp_path, text, name + ".toml"))
+    opts.setdefault("progress", False)
+    build_bank(spec, tmp_path / name, BuildOptions(**opts))
+    return spec, open_bank(tmp_path / name)
+
+
+def ref(pipe, prompt=None, *, seed=7, guidance=3.0, cond=None, latents=None, steps=STEPS, **kw):
+    """diffusers' StableDiffusionXLPipeline for one cell, as uint8 [H, W, 3]."""
+    if cond is not None:
+        kw["prompt_embeds"] = torch.from_numpy(cond[0]).float()[None]
+        kw["pooled_prompt_embeds"] = torch.from_numpy(cond[1]).float()[None]
+    if latents is not None:
+        kw["latents"] = torch.from_numpy(latents).float()[None]
+    out = pipe(prompt, height=SIZE, width=SIZE, num_inference_steps=steps, guidance_scale=guidance,
+               generator=torch.Generator("cpu").manual_seed(seed), output_type="np", **kw).images[0]
+    return np.round(out * 255).astype(np.uint8)
+
+
+def close(a, b, tol=TOL):
+    return int(np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max()) <= tol
+
+
+def generator(spec):
+    from bank_builder.pipeline import Generator
+
+    return Generator(spec)
+
+
+def test_sdxl_prompt_and_token_weight_axes(tmp_path, tiny_sdxl, tiny_sdxl_pipe):
+    text = head(tiny_sdxl, prompt="") + (
+        '[[axes]]\nkind = "prompt"\nprompts = ["a red cat", "a neon dog"]\ncount = 3\n'
+        '[[axes]]\nkind = "token_weight"\ntoken = "red"\nrange = [1.0, 2.0]\ncount = 2\n')
+    spec, bank = build(tmp_path, text)
+    assert bank.made_by["model"]["family"] == "sdxl"
+    # the ends of the prompt axis at weight 1 are diffusers' own images of the two prompts
+    assert close(bank.frames[bank.index((0, 0))], ref(tiny_sdxl_pipe, "a red cat"))
+    assert close(bank.frames[bank.index((2, 0))], ref(tiny_sdxl_pipe, "a neon dog"))
+    gen = generator(spec)
+    # the blend (both encoders' embeddings and the pooled embedding lerped) and a token weight
+    for cell in [(1, 0), (0, 1), (1, 1)]:
+        cond = gen.cell_conditioning(cell_params(spec, cell))
+        assert close(bank.frames[bank.index(cell)], ref(tiny_sdxl_pipe, cond=cond)), cell
+    mid, _ = gen.cell_conditioning(cell_params(spec, (1, 0)))
+    ends = gen.prompt_embeds.numpy()
+    assert np.allclose(mid, (ends[0] + ends[1]) / 2, atol=1e-6) and mid.shape == (77, 64)
+    # the token weight scales the token's rows in both encoders' halves
+    (p1,), (p2,) = gen.token_positions_per_encoder["red"][0]
+    w2, _ = gen.cell_conditioning(cell_params(spec, (0, 1)))
+    ratio = w2 / ends[0]
+    assert ratio[p1, :32].mean() == pytest.approx(2 * np.delete(ratio[:, :32], p1, axis=0).mean(), rel=1e-6)
+    assert ratio[p2, 32:].mean() == pytest.approx(2 * np.delete(ratio[:, 32:], p2, axis=0).mean(), rel=1e-6)
+
+
+def test_sdxl_seed_guidance_and_jitter_axes(tmp_path, tiny_sdxl, tiny_sdxl_pipe):
+    text = head(tiny_sdxl) + ('[[axes]]\nkind = "seed"\nseeds = [5, 9]\ncount = 3\n'
+                              '[[axes]]\nkind = "guidance"\nrange = [1.0, 4.0]\ncount = 2\n'
+                              '[[axes]]\nkind = "jitter"\nrange = [0.0, 0.3]\ncount = 2\n')
+    spec, bank = build(tmp_path, text, batch_size=3)
+    assert close(bank.frames[bank.index((0, 1, 0))], ref(tiny_sdxl_pipe, "a red cat", seed=5, guidance=4.0))
+    assert close(bank.frames[bank.index((2, 1, 0))], ref(tiny_sdxl_pipe, "a red cat", seed=9, guidance=4.0))
+    # the comparisons can fail: another seed, or other micro-conditioning, is another picture
+    assert not close(bank.frames[bank.index((0, 1, 0))], bank.frames[bank.index((2, 1, 0))], 10)
+    assert not close(bank.frames[bank.index((0, 1, 0))],
+                     ref(tiny_sdxl_pipe, "a red cat", seed=5, guidance=4.0, original_size=(64, 64)), 10)
+    # guidance 1.0: no CFG, as diffusers
+    assert close(bank.frames[bank.index((2, 0, 0))], ref(tiny_sdxl_pipe, "a red cat", seed=9, guidance=1.0))
+    gen = generator(spec)
+    for cell, g in [((1, 1, 0), 4.0), ((0, 1, 1), 4.0), ((1, 0, 1), 1.0)]:  # seed slerp, jitter, both
+        noise = gen.cell_noise(cell_params(spec, cell)).astype(np.float32)
+        assert close(bank.frames[bank.index(cell)], ref(tiny_sdxl_pipe, "a red cat", guidance=g, latents=noise)), cell
+    lat = np.asarray(bank.latents, np.float32)
+    assert np.abs(lat[bank.index((0, 1, 0))] - lat[bank.index((0, 1, 1))]).mean() > 1e-3
+
+
+def test_sdxl_strength_axis_is_diffusers_img2img(tmp_path, tiny_sdxl, tiny_sdxl_pipe):
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    art = np.linspace(0, 255, SIZE)[None, :, None] * np.ones((SIZE, 1, 3)) * 0.7 + rng.uniform(0, 70, (SIZE, SIZE, 3))
+    Image.fromarray(art.astype(np.uint8)).save(tmp_path / "art.png")
+    text = head(tiny_sdxl, extra='init_image = "art.png"\n').replace(f"steps = {STEPS}", "steps = 4") + (
+        '[[axes]]\nkind = "strength"\nrange = [0.5, 1.0]\ncount = 2\n')
+    _, bank = build(tmp_path, text)
+    img2img = StableDiffusionXLImg2ImgPipeline(**tiny_sdxl_pipe.components, requires_aesthetics_score=False)
+    img2img.set_progress_bar_config(disable=True)
+    vae = tiny_sdxl_pipe.vae
+    x = torch.from_numpy(np.asarray(Image.open(tmp_path / "art.png").convert("RGB"), np.float32) / 127.5 - 1)
+    with torch.no_grad():
+        init = vae.encode(x.permute(2, 0, 1)[None]).latent_dist.mean * vae.config.scaling_factor
+    for i, strength in enumerate((0.5, 1.0)):
+        out = img2img("a red cat", image=init, strength=strength, num_inference_steps=4, guidance_scale=3.0,
+                      generator=torch.Generator("cpu").manual_seed(7), output_type="np").images[0]
+        assert close(bank.frames[i], np.round(out * 255).astype(np.uint8)), f"strength {strength}"
+
+
+def test_sdxl_size_it_cannot_take_is_refused_before_work(tmp_path, tiny_sdxl):
+    text = head(tiny_sdxl).replace(f"size = [{SIZE}, {SIZE}]", "size = [256, 256]") + (
+        '[[axes]]\nkind = "seed"\nseeds = [1, 2]\ncount = 2\n')
+    with pytest.raises(SpecError, match=r"size: 256x256 is not a size this SDXL model can take \(trained at 32x32"):
+        build(tmp_path, text)
+    assert not (tmp_path / "bank").exists() and not (tmp_path / "bank.work").exists()
