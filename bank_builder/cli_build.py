@@ -41,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="validate the spec and print the plan; load no model")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line at the end")
+    parser.add_argument("--lyrics", default=None, metavar="LRC",
+                        help="timed lyrics (.lrc or .csv time,line[,style,negative]): the prompt axis becomes the "
+                             "lyric lines (axis `lyrics`); SPEC gives the model, size, steps and other axes")
+    parser.add_argument("--style", default=None, help="with --lyrics: added to every line's prompt "
+                                                      "(default: SPEC's prompt)")
+    parser.add_argument("--cells-per-line", type=int, default=4, help="with --lyrics: cells from one line to the next")
+    parser.add_argument("--write-spec", default=None, metavar="TOML", help="with --lyrics: save the spec it made")
 
 
 def _positive(value: int | None, flag: str) -> None:
@@ -68,7 +75,15 @@ def run(args: argparse.Namespace) -> int:
     from bank_builder.plan import describe
     from bank_builder.spec import load_spec
 
-    spec = load_spec(args.spec)
+    if args.lyrics:
+        from bank_builder.lyrics import load_lyrics_spec, spec_toml
+
+        spec, table = load_lyrics_spec(args.spec, args.lyrics, style=args.style, cells_per_line=args.cells_per_line)
+        if args.write_spec:
+            Path(args.write_spec).write_text(spec_toml(table), encoding="utf-8")
+            print(f"wrote {args.write_spec}")
+    else:
+        spec = load_spec(args.spec)
     _positive(args.batch_size, "--batch-size")
     _positive(args.decode_batch_size, "--decode-batch-size")
     _positive(args.threads, "--threads")

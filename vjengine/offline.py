@@ -307,18 +307,31 @@ def render_song(args: argparse.Namespace) -> int:
         log.info("preview: %s (%dx%d)", preview, *psize)
         if args.preview_only:
             return 0
-    with AtomicOutput(output) as tmp:
-        if refine is None:
+    if refine is None:
+        with AtomicOutput(output) as tmp:
             _render_song_to(args, tmp, size, fps, start_s, duration_s)
-        else:
-            from bank_builder.refine import refine_video  # noqa: PLC0415
+        return 0
+    import hashlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
 
-            rough = output.with_name(f"{output.stem}.rough{output.suffix or '.mp4'}")
-            if not rough.is_file():  # a resumed refine reuses the rough render
-                with AtomicOutput(rough) as rtmp:
-                    _render_song_to(args, rtmp, size, fps, start_s, duration_s)
-            refine_video(refine, rough, tmp, song=args.song, start_s=start_s, duration_s=duration_s,
-                         progress=not args.no_progress)
+    from bank_builder.refine import refine_video, work_dir_for  # noqa: PLC0415
+
+    # the rough render and the refined pieces stay until the output is complete: a killed run
+    # started again with the same arguments redoes only what is missing
+    work = work_dir_for(output)
+    work.mkdir(parents=True, exist_ok=True)
+    same = {k: v for k, v in sorted(vars(args).items()) if k not in ("refine", "no_progress", "output", "command",
+                                                                     "func", "preview", "preview_only")}
+    key = hashlib.sha256(json.dumps(same, default=str).encode()).hexdigest()[:12]
+    rough = work / f"rough-{key}{output.suffix or '.mp4'}"
+    if not rough.is_file():
+        with AtomicOutput(rough) as rtmp:
+            _render_song_to(args, rtmp, size, fps, start_s, duration_s)
+    with AtomicOutput(output) as tmp:
+        refine_video(refine, rough, tmp, song=args.song, start_s=start_s, duration_s=duration_s,
+                     progress=not args.no_progress, work_dir=work)
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
