@@ -114,6 +114,101 @@ def make_big_banks(grid: int, bc7_full: bool) -> dict[str, Path]:
     return paths
 
 
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+
+
+def compression(paths: dict[str, Path], grid: int, sample: int) -> dict:
+    """Stored-size ratios, PSNR against raw over ``sample`` frames spread over the grid, encode rate."""
+    from vjengine.bank import codecs, open_bank
+
+    raw = open_bank(paths["raw"])
+    n = raw.count
+    idx = np.linspace(0, n - 1, sample).astype(int)
+    out: dict = {}
+    for c in ("bc1", "bc7"):
+        info = codecs.CODEC_INFO[c]
+        stored_per_frame = (SIDE // 4) ** 2 * info.block_bytes
+        out[f"ratio_{c}"] = raw.stored_frame_bytes / stored_per_frame
+        bank = open_bank(paths[c]) if c in paths else None
+        errs = []
+        t_enc = 0.0
+        for i in idx:
+            ref = np.asarray(raw.frames[i])
+            if bank is not None:
+                dec = bank.frames[i]
+            else:
+                t0 = time.perf_counter()
+                blocks = codecs.encode(ref, c)
+                t_enc += time.perf_counter() - t0
+                dec = codecs.decode(blocks, c, SIDE, SIDE, 3)
+            errs.append(float(np.mean((dec.astype(np.float64) - ref.astype(np.float64)) ** 2)))
+        out[f"psnr_{c}_db"] = 10 * np.log10(255.0 ** 2 / max(float(np.mean(errs)), 1e-12))
+        out[f"psnr_{c}_db_min"] = 10 * np.log10(255.0 ** 2 / max(float(np.max(errs)), 1e-12))
+        if bank is not None:  # encode rate measured here, on a few frames
+            t0 = time.perf_counter()
+            for i in idx[: max(4, sample // 10)]:
+                codecs.encode(np.asarray(raw.frames[i]), c)
+            t_enc = time.perf_counter() - t0
+            out[f"encode_fps_{c}"] = max(4, sample // 10) / t_enc
+        else:
+            out[f"encode_fps_{c}"] = sample / t_enc
+        out[f"{c}_full_bank"] = bank is not None
+    return out
+
+
+def drop_page_cache(paths: list[Path]) -> bool:
+    """Evict these files from the page cache (POSIX_FADV_DONTNEED); True if it was possible."""
+    ok = True
+    for p in paths:
+        try:
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+        except (OSError, AttributeError):
+            ok = False
+    return ok
+
+
+def load(path: Path) -> dict:
+    """Time to the first drawn frame of a cold bank, against reading its manifest, checksum table and
+    low tier from disk."""
+    from vjengine.bank.format import CHECKSUMS_FILE, LOW_FILE, MANIFEST
+
+    files = [path / MANIFEST, path / CHECKSUMS_FILE, path / LOW_FILE, path / "frames.safetensors"]
+    cold = drop_page_cache(files)
+    t0 = time.perf_counter()
+    for f in files[:3]:
+        with open(f, "rb") as fh:
+            while fh.read(8 << 20):
+                pass
+    read_s = time.perf_counter() - t0
+    drop_page_cache(files)
+    code = (
+        "import sys, time, json; t0 = time.perf_counter()\n"
+        "from vjengine.render.context import headless_context\n"
+        "from vjengine.render.renderer import Renderer\n"
+        "from vjengine.bank import open_bank\n"
+        "ctx = headless_context(); t_ctx = time.perf_counter() - t0\n"
+        "t1 = time.perf_counter(); bank = open_bank(sys.argv[1])\n"
+        "r = Renderer(ctx, bank, output_size=(1280, 720), progress=False, gpu_budget_mb=1024)\n"
+        "r.render((0.37, 0.61)); ctx.finish()\n"
+        "print(json.dumps({'first_frame_s': time.perf_counter() - t1, 'ctx_s': t_ctx}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0:
+        raise SystemExit(f"first-frame run failed:\n{proc.stderr[-3000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"read_low_s": read_s, "first_frame_s": res["first_frame_s"], "cold": cold,
+            "load_vs_raw_read": res["first_frame_s"] / max(read_s, 1e-9)}
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--make-only":
     g = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     print(make_big_banks(g, "--bc7-full" in sys.argv))

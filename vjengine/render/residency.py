@@ -179,6 +179,8 @@ class ResidentFrames:
 
     def __init__(self, ctx: moderngl.Context, bank, *, gpu_budget_mb: float | None = None,
                  wait_full: bool = False, prefetch_s: float = 0.5, progress: bool = False) -> None:
+        self._t_created = time.perf_counter()
+        self.first_frame_s: float | None = None  # creation to the first layers_for
         self.ctx = ctx
         self.bank = bank
         self.width, self.height, self.channels = bank.width, bank.height, bank.channels
@@ -239,6 +241,8 @@ class ResidentFrames:
         self.frames_low = 0      # frames in which any tap came from the low tier
         self.last_low_taps = 0
         self.miss_to_sharp_ms: list[float] = []
+        self.low_history = bytearray()  # per layers_for call: 1 if any tap came from the low tier
+        self.resident_bytes_peak = 0
         t0 = time.perf_counter()
         try:
             per = self.max_layers
@@ -319,11 +323,23 @@ class ResidentFrames:
         return self.resident == self.count
 
     def status(self) -> dict:
-        """For the HUD and --stats."""
-        return {"path": self.path, "codec": self.bank.codec, "resident": self.resident, "total": self.count,
-                "slots": self.slots, "resident_mb": self.resident_bytes / (1 << 20),
-                "budget_mb": self.budget_bytes / (1 << 20), "low_tier_pct": 100.0 * self.low_tier_share,
-                "low_taps_now": self.last_low_taps, "bad_frames": int(self.bad.sum())}
+        """For --stats: where frames come from, what is resident, how often the low tier stood in."""
+        return {"bank": self.bank.name, "path": self.path, "codec": self.bank.codec, "resident": self.resident,
+                "total": self.count, "slots": self.slots, "resident_mb": self.resident_bytes / (1 << 20),
+                "resident_mb_max": self.resident_bytes_peak / (1 << 20), "budget_mb": self.budget_bytes / (1 << 20),
+                "low_tier_mb": self.low_bytes / (1 << 20), "low_tier_pct": 100.0 * self.low_tier_share,
+                "bad_frames": int(self.bad.sum()), "uploads": self.uploads, "upload_s": self.upload_s,
+                "open_s": self.open_s, "first_frame_s": self.first_frame_s,
+                "miss_to_sharp_ms": [round(x, 2) for x in self.miss_to_sharp_ms],
+                "low_frames": self.low_history.decode("ascii") if self.low_history else ""}
+
+    def hud_line(self) -> str:
+        """One HUD line: ``frames 812/10000 resident · bc1 on GPU · low tier 3% (now 1 tap)``."""
+        where = {"native": f"{self.bank.codec} on GPU", "cpu": f"{self.bank.codec} CPU-decoded", "raw": "raw"}[self.path]
+        now = f" (now {self.last_low_taps} tap{'s' if self.last_low_taps != 1 else ''})" if self.last_low_taps else ""
+        bad = f" · {int(self.bad.sum())} bad" if self.bad.any() else ""
+        return (f"frames {self.resident}/{self.count} resident · {where} · "
+                f"low tier {100.0 * self.low_tier_share:.0f}%{now}{bad}")
 
     def layers_for(self, indices: Iterable[int]) -> list[tuple[object, int]]:
         """Where each frame can be sampled now: ``[(array, layer), ...]`` in order. A frame not
@@ -353,6 +369,10 @@ class ResidentFrames:
         self.frames_drawn += 1
         self.frames_low += low_taps > 0
         self.last_low_taps = low_taps
+        self.low_history.append(49 if low_taps else 48)  # "1" / "0"
+        self.resident_bytes_peak = max(self.resident_bytes_peak, self.resident_bytes)
+        if self.first_frame_s is None:
+            self.first_frame_s = time.perf_counter() - self._t_created
         return out
 
     def tick(self, budget_s: float) -> None:
@@ -437,6 +457,7 @@ class ResidentFrames:
         self.slot_of[i] = slot
         self.frame_in[slot] = i
         self._lru[i] = None
+        self.resident_bytes_peak = max(self.resident_bytes_peak, self.resident_bytes)
         self.uploads += 1
         now = time.perf_counter()
         self.upload_s += now - t0
