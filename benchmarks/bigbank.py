@@ -209,7 +209,165 @@ def load(path: Path) -> dict:
             "load_vs_raw_read": res["first_frame_s"] / max(read_s, 1e-9)}
 
 
+def small_banks(root: Path) -> dict[tuple[int, str], Path]:
+    """Banks that fit in memory for the render ratio: K=4 (8 x 8) and K=16 (3 x 3 x 3 x 3), 512x512,
+    raw, bc1, bc7 (made once)."""
+    from vjengine.bank import Axis, open_bank, write_bank
+    from vjengine.errors import BankError
+
+    out = {}
+    for k, sizes in ((4, (8, 8)), (16, (3, 3, 3, 3))):
+        n = int(np.prod(sizes))
+        frames = None
+        for c in ("raw", "bc1", "bc7"):
+            p = root / f"bigbank-render-k{k}-{c}"
+            try:
+                open_bank(p)
+            except BankError:
+                if frames is None:
+                    frames = np.stack([procedural_frame(i / n, (i * 7 % n) / n) for i in range(n)])
+                axes = tuple(Axis(f"a{d}", tuple(range(s)), cyclic=d == len(sizes) - 1) for d, s in enumerate(sizes))
+                write_bank(p, axes, frames, codec=c)
+            out[(k, c)] = p
+    return out
+
+
+def render_ratio(paths: dict[tuple[int, str], Path], frames: int) -> dict:
+    """Seconds per 1920x1080 frame per codec and K (every frame resident), and the upload path."""
+    from vjengine.bank import open_bank
+    from vjengine.render.context import headless_context
+    from vjengine.render.renderer import Renderer
+
+    ctx = headless_context()
+    rng = np.random.default_rng(3)
+    out: dict = {}
+    for k in (4, 16):
+        for c in ("raw", "bc1", "bc7"):
+            bank = open_bank(paths[(k, c)])
+            r = Renderer(ctx, bank, output_size=(1920, 1080), progress=False, gpu_budget_mb=1024, wait_full=True)
+            coords = [tuple(rng.random(len(bank.sizes))) for _ in range(frames)]
+            for co in coords[:3]:
+                r.render(co)
+            r.textures.tick(10.0)  # everything resident before timing
+            ctx.finish()
+            times = []
+            for co in coords:
+                t0 = time.perf_counter()
+                r.render(co)
+                ctx.finish()
+                times.append(time.perf_counter() - t0)
+            out[(k, c)] = float(np.median(times))
+            out[("path", c)] = r.textures.path
+            r.release()
+    res = {"paths": {c: out[("path", c)] for c in ("raw", "bc1", "bc7")}}
+    for k in (4, 16):
+        for c in ("raw", "bc1", "bc7"):
+            res[f"ms_k{k}_{c}"] = out[(k, c)] * 1000
+    for c in ("bc1", "bc7"):
+        res[f"render_ratio_{c}"] = max(out[(k, c)] / out[(k, "raw")] for k in (4, 16))
+    return res
+
+
+def live(bank: Path, preset: str, seconds: float, budget_mb: float, work: Path) -> dict:
+    """``vj live`` headless at 1280x720 with the demo audio; the residency figures from --stats."""
+    import subprocess
+
+    from vjengine.demo import demo_audio_path
+
+    stats = work / f"stats-{preset}.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("DISPLAY", None)
+    cmd = [sys.executable, "-m", "vjengine.cli", "live", str(bank), "--headless", "--audio-file",
+           str(demo_audio_path()), "--loop", "--duration", str(seconds), "--size", "1280x720", "--preset", preset,
+           "--gpu-budget-mb", str(budget_mb), "--stats", str(stats), "--no-osc"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 300)
+    if proc.returncode != 0 or not stats.is_file():
+        raise SystemExit(f"vj live failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    st = json.loads(stats.read_text())
+    interval = np.array(st["interval_ms"][60:] or st["interval_ms"])
+    period = float(np.median(interval)) if len(interval) else 1000 / 60
+    res = st["residency"][0]
+    low = np.frombuffer(res["low_frames"].encode(), np.uint8) == ord("1")
+    fps_nominal = 60
+    after_1s = low[fps_nominal:] if len(low) > fps_nominal else low
+    miss = np.array(res["miss_to_sharp_ms"] or [0.0])
+    return {"fps": 1000.0 / period, "dropped_pct": float(np.mean(interval > 1.5 * 1000 / 60) * 100) if len(interval) else 0.0,
+            "low_tier_pct": float(np.mean(low) * 100) if len(low) else 0.0,
+            "low_tier_pct_after_1s": float(np.mean(after_1s) * 100) if len(after_1s) else 0.0,
+            "miss_to_sharp_ms_p99": float(np.percentile(miss, 99)), "misses": int(len(res["miss_to_sharp_ms"])),
+            "resident_mb_max": float(res["resident_mb_max"]), "first_frame_s": float(res["first_frame_s"] or 0.0),
+            "frames": int(st["frames"]), "path": res["path"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--grid", type=int, default=100, help="grid side (default 100: 10,000 frames)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="live run length per preset (default 60)")
+    ap.add_argument("--budget-mb", type=float, default=1024.0)
+    ap.add_argument("--sample", type=int, default=200, help="frames for the PSNR (default 200)")
+    ap.add_argument("--render-frames", type=int, default=30)
+    ap.add_argument("--bc7-full", action="store_true", help="also make the full-size BC7 bank (slow)")
+    args = ap.parse_args()
+    os.environ.setdefault("VJ_CACHE_DIR", str(Path(tempfile.gettempdir()) / "vj-bench-cache"))
+    t0 = time.perf_counter()
+    paths = make_big_banks(args.grid, args.bc7_full)
+    make_s = time.perf_counter() - t0
+    comp = compression(paths, args.grid, args.sample)
+    rend = render_ratio(small_banks(cache_root()), args.render_frames)
+    ld = load(paths["bc1"])
+    with tempfile.TemporaryDirectory(prefix="vj-bigbank-") as tmp:
+        orbit = live(paths["bc1"], "1-chill-orbit", args.seconds, args.budget_mb, Path(tmp))
+        kick = live(paths["bc1"], "2-techno-kick-morph", args.seconds, args.budget_mb, Path(tmp))
+    n = args.grid * args.grid
+    rows = [
+        ("bank", f"{args.grid}x{args.grid} = {n} frames of {SIDE}x{SIDE} RGB ({n * SIDE * SIDE * 3 / 1e9:.1f} GB raw)"),
+        ("banks made in (s, 0 = cached)", f"{make_s:.0f}"),
+        ("ratio bc1 / bc7", f"{comp['ratio_bc1']:.1f} / {comp['ratio_bc7']:.1f}"),
+        ("PSNR bc1 / bc7 (dB, mean; worst frame)",
+         f"{comp['psnr_bc1_db']:.1f} / {comp['psnr_bc7_db']:.1f}; {comp['psnr_bc1_db_min']:.1f} / {comp['psnr_bc7_db_min']:.1f}"),
+        ("bc7 figures from", "the full bank" if comp["bc7_full_bank"] else f"{args.sample} sampled frames (no --bc7-full)"),
+        ("encode frames/s bc1 / bc7", f"{comp['encode_fps_bc1']:.0f} / {comp['encode_fps_bc7']:.1f}"),
+        ("upload path raw / bc1 / bc7", " / ".join(rend["paths"][c] for c in ("raw", "bc1", "bc7"))),
+        *((f"1920x1080 ms/frame K={k} raw / bc1 / bc7",
+           " / ".join(f"{rend[f'ms_k{k}_{c}']:.1f}" for c in ("raw", "bc1", "bc7"))) for k in (4, 16)),
+        ("render ratio bc1 / bc7 (worse K)", f"{rend['render_ratio_bc1']:.2f} / {rend['render_ratio_bc7']:.2f}"),
+        ("first frame (s) / read manifest+low (s)", f"{ld['first_frame_s']:.2f} / {ld['read_low_s']:.2f}"
+                                                    + ("" if ld["cold"] else " (page cache not dropped)")),
+        ("load_vs_raw_read", f"{ld['load_vs_raw_read']:.1f}"),
+    ]
+    for name, lv in (("orbit", orbit), ("kick-morph", kick)):
+        rows += [
+            (f"[{name}] fps / dropped %", f"{lv['fps']:.1f} / {lv['dropped_pct']:.2f}"),
+            (f"[{name}] low tier % (all; after 1 s)", f"{lv['low_tier_pct']:.2f}; {lv['low_tier_pct_after_1s']:.2f}"),
+            (f"[{name}] misses, miss->sharp p99 (ms)", f"{lv['misses']}, {lv['miss_to_sharp_ms_p99']:.1f}"),
+            (f"[{name}] resident MB max / budget", f"{lv['resident_mb_max']:.0f} / {args.budget_mb:.0f}"),
+            (f"[{name}] first frame (s)", f"{lv['first_frame_s']:.2f}"),
+        ]
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print(json.dumps({
+        "ratio_bc1": round(comp["ratio_bc1"], 2), "ratio_bc7": round(comp["ratio_bc7"], 2),
+        "psnr_bc1_db": round(comp["psnr_bc1_db"], 2), "psnr_bc7_db": round(comp["psnr_bc7_db"], 2),
+        "encode_fps_bc1": round(comp["encode_fps_bc1"], 1), "encode_fps_bc7": round(comp["encode_fps_bc7"], 2),
+        "render_ratio_bc1": round(rend["render_ratio_bc1"], 3), "render_ratio_bc7": round(rend["render_ratio_bc7"], 3),
+        "path_bc1": rend["paths"]["bc1"], "path_bc7": rend["paths"]["bc7"],
+        "fps": round(min(orbit["fps"], kick["fps"]), 2),
+        "dropped_pct": round(max(orbit["dropped_pct"], kick["dropped_pct"]), 3),
+        "low_tier_pct_orbit_after_1s": round(orbit["low_tier_pct_after_1s"], 3),
+        "low_tier_pct_kick_morph": round(kick["low_tier_pct"], 3),
+        "miss_to_sharp_ms_p99": round(max(orbit["miss_to_sharp_ms_p99"], kick["miss_to_sharp_ms_p99"]), 2),
+        "resident_mb_max": round(max(orbit["resident_mb_max"], kick["resident_mb_max"]), 1),
+        "first_frame_s": round(max(ld["first_frame_s"], orbit["first_frame_s"], kick["first_frame_s"]), 3),
+        "load_vs_raw_read": round(ld["load_vs_raw_read"], 2),
+    }))
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--make-only":
     g = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     print(make_big_banks(g, "--bc7-full" in sys.argv))
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,8 @@
 // Compiled per variant: K taps in {1, 2, 4, 8, 16} (a #define, so the taps are unrolled: a uniform
 // loop bound made llvmpipe ~10x slower); SPLIT 1 when the bank spans several texture arrays (a sampler
 // per tap; a single sampler is much cheaper on llvmpipe); CROSSFADE, HUE, FEEDBACK and GRADE 0/1
-// (llvmpipe runs both sides of a branch on a uniform, so switched-off stages are compiled out).
+// (llvmpipe runs both sides of a branch on a uniform, so switched-off stages are compiled out); LOW
+// (defined) when a tap samples the streaming low tier.
 // Without FEEDBACK the output is the displayed image (intensity and flash applied here). With FEEDBACK
 // it is the trail state, and the output pass applies intensity and flash, so they stay out of the loop.
 // Fragment stage only: the vertex stage is fullscreen.glsl.
@@ -40,7 +41,14 @@ uniform float flash;               // mix toward white (beat flash or strobe)
 
 out vec4 color;
 
+#ifdef LOW
+// Some taps come from the low tier (a smaller copy of every frame, filtered LINEAR): sample all taps
+// by uv. Full-resolution arrays are NEAREST and uv sits on texel centres, so they read the same texel
+// texelFetch would.
+#define TAP(i) acc += weight[i] * texture(FRAMES(i), vec3(uv, float(layer[i])));
+#else
 #define TAP(i) acc += weight[i] * texelFetch(FRAMES(i), ivec3(texel, layer[i]), 0);
+#endif
 
 void main() {
     ivec2 texel = ivec2(gl_FragCoord.xy * texel_scale);
