@@ -173,12 +173,15 @@ class ResidentFrames:
 
     ``gpu_budget_mb``: the most the bank's frames may take on the GPU (low tier included; None: from
     the driver's memory info); ``wait_full``: upload a missing frame before returning (offline);
-    ``prefetch_s``: how far ahead along the current heading to prefetch. Raises
+    ``prefetch_s``: how far ahead along the current heading to prefetch; ``sync_budget_ms``: how long
+    ``layers_for`` may spend uploading the current frame's misses before it falls back to the low
+    tier (the rest come in ``tick``). Raises
     :class:`DeviceError` (exit 2) when the codec is not supported or the budget cannot hold one blend.
     """
 
     def __init__(self, ctx: moderngl.Context, bank, *, gpu_budget_mb: float | None = None,
-                 wait_full: bool = False, prefetch_s: float = 0.5, progress: bool = False) -> None:
+                 wait_full: bool = False, prefetch_s: float = 0.5, sync_budget_ms: float = 3.0,
+                 progress: bool = False) -> None:
         self._t_created = time.perf_counter()
         self.first_frame_s: float | None = None  # creation to the first layers_for
         self.ctx = ctx
@@ -189,6 +192,7 @@ class ResidentFrames:
         self.count = bank.count
         self.wait_full = wait_full
         self.prefetch_s = prefetch_s
+        self.sync_budget_s = max(0.0, sync_budget_ms) / 1000.0
         self.path = upload_path(bank.codec, ctx.extensions, ctx.info.get("GL_RENDERER", "?"), bank=str(bank.path))
         if gpu_budget_mb is None:
             gpu_budget_mb, self.budget_source = default_budget_mb(ctx)
@@ -351,8 +355,11 @@ class ResidentFrames:
         out = []
         low_taps = 0
         now = time.perf_counter()
+        sync_until = now + self.sync_budget_s
         for i in indices:
-            if self.slot_of[i] < 0 and (self.wait_full or not self.low_arrays or i in getattr(self, "_bad_low", ())):
+            if self.slot_of[i] < 0 and (self.wait_full or not self.low_arrays or i in getattr(self, "_bad_low", ())
+                                        or time.perf_counter() < sync_until):
+                self._pending.setdefault(i, now)
                 self._load(i)
                 i = self._substitute(i)  # the upload may have found it bad
             slot = int(self.slot_of[i])
