@@ -544,3 +544,17 @@ class ResidentFrames:
         for a in [*self.arrays, *self.low_arrays]:
             a.release()
         self.arrays, self.low_arrays = [], []
+
+
+def frame_source(ctx: moderngl.Context, bank, *, gpu_budget_mb: float | None = None, wait_full: bool = False,
+                 streaming: bool = False, progress: bool = False, upload: str = "stream",
+                 memory_budget_mb: float | None = None):
+    """The frames of ``bank`` for a compositor: :class:`ResidentFrames` for a block-compressed bank,
+    whenever a GPU budget is given, or when ``streaming`` (the live show); otherwise the whole bank
+    resident (:class:`~vjengine.render.textures.BankTextures`, as before version 2)."""
+    if streaming or gpu_budget_mb is not None or bank.codec != "raw":
+        return ResidentFrames(ctx, bank, gpu_budget_mb=gpu_budget_mb, wait_full=wait_full, progress=progress)
+    from vjengine.render.textures import DEFAULT_MEMORY_BUDGET_MB, BankTextures
+
+    return BankTextures(ctx, bank, progress=progress, upload=upload,
+                        memory_budget_mb=memory_budget_mb or DEFAULT_MEMORY_BUDGET_MB)
