@@ -234,6 +234,7 @@ class ResidentFrames:
         self._pending: OrderedDict[int, float] = OrderedDict()  # missed frame -> time first missed
         self._prefetch: list[int] = []
         self._fill = 0  # idle filling: the next frame index to try
+        self._near: set[int] = set()  # the newest quarter of the LRU: prefetch does not evict it
         self._protected: set[int] = set()
         self._last_centre: np.ndarray | None = None
         self._last_t: float | None = None
@@ -392,6 +393,7 @@ class ResidentFrames:
         if not self._pending and time.perf_counter() < deadline:
             if not self._prefetch:
                 self._plan_prefetch()
+            self._near = self._recent() if not self._free else set()
             while self._prefetch and time.perf_counter() < deadline:
                 i = self._prefetch.pop()
                 if self.slot_of[i] < 0 and not self.bad[i]:
@@ -418,7 +420,7 @@ class ResidentFrames:
             return self._free.pop()
         for victim in self._lru:  # oldest first; never one the current blend uses
             if victim not in self._protected:
-                if prefetch and victim in self._recent():
+                if prefetch and victim in self._near:
                     return None  # the cache holds only what is in use or near: prefetch no further
                 slot = int(self.slot_of[victim])
                 del self._lru[victim]
