@@ -357,7 +357,7 @@ def _build(b: _Builder, work: WorkDir, device_kind: str) -> BuildResult:
     axes = [Axis(a.name, a.values(), a.cyclic) for a in spec.axes]
     n_key = len(plan.keyframe_cells(keys))
     with BankWriter(output, axes, spec.width, spec.height, 3, latent_shape=latent_shape,
-                    latent_dtype=spec.latent_dtype) as writer:
+                    latent_dtype=spec.latent_dtype, codec=spec.codec) as writer:
         filled = np.zeros(spec.count, dtype=bool)
         for shard in sorted(work.shards.glob("*.safetensors")):
             got = work.read_shard(shard.stem)

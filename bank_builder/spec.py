@@ -54,7 +54,7 @@ MAX_AXES = 4
 MAX_AXIS_COUNT = 10_000
 _TOP_KEYS = {"model", "model_config", "scheduler", "steps", "guidance", "size", "seed", "prompt",
              "negative_prompt", "decoder", "init_image", "strength", "latent_dtype", "description", "axes",
-             "lora", "timestep_spacing"}
+             "lora", "timestep_spacing", "codec"}
 _LORA_KEYS = {"file", "weight", "name", "weight_name"}
 _AXIS_COMMON = {"kind", "name", "count", "densify", "adaptive", "cyclic"}
 _AXIS_KEYS = {
@@ -154,6 +154,7 @@ class BankSpec:
     axes: tuple[AxisSpec, ...] = field(default_factory=tuple)
     loras: tuple[LoraSpec, ...] = ()
     timestep_spacing: str = "default"
+    codec: str = "raw"  # how the bank stores its frames: raw, bc1 or bc7 (the pack step; not the pixels)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -190,6 +191,9 @@ class BankSpec:
             d["loras"] = [{k: v for k, v in asdict(lo).items() if v is not None} for lo in self.loras]
         if self.timestep_spacing == "default":
             d.pop("timestep_spacing")
+        # the frame codec is how the pack stores the frames, not what the model makes: one work folder
+        # serves every codec, and the manifest says the codec itself
+        d.pop("codec")
         return d
 
     def digest(self) -> str:
@@ -365,6 +369,9 @@ def spec_from_dict(table: dict[str, Any], *, source: str = "<spec>", base_dir: P
     if latent_dtype not in ("float16", "float32"):
         raise r.fail("latent_dtype", f"must be 'float16' or 'float32', got {latent_dtype!r}")
     description = r.string("description", "")
+    codec = r.string("codec", "raw")
+    if codec not in ("raw", "bc1", "bc7"):
+        raise r.fail("codec", f"must be 'raw', 'bc1' or 'bc7' (GPU block compression), got {codec!r}")
 
     raw_axes = r.get("axes", list, what="a list of [[axes]] tables")
     if not 1 <= len(raw_axes) <= MAX_AXES:
@@ -422,7 +429,7 @@ def spec_from_dict(table: dict[str, Any], *, source: str = "<spec>", base_dir: P
                     scheduler=scheduler, steps=steps, guidance=guidance, width=width, height=height, seed=seed,
                     prompt=prompt, negative_prompt=negative_prompt, decoder=decoder, init_image=init_image,
                     strength=strength, latent_dtype=latent_dtype, description=description, axes=axes,
-                    loras=loras, timestep_spacing=timestep_spacing)
+                    loras=loras, timestep_spacing=timestep_spacing, codec=codec)
 
 
 def _parse_lora(raw: Any, i: int, source: str, base_dir: Path) -> LoraSpec:
