@@ -105,7 +105,7 @@ def render_main(args: argparse.Namespace) -> int:
     from vjengine.mapping.preset import PresetLibrary, shipped_preset_paths
     from vjengine.render.context import headless_context
     from vjengine.render.renderer import Renderer
-    from vjengine.show.fx import make_effects, osc_fx_names
+    from vjengine.effects import make_effects, osc_fx_names
     from vjengine.show.state import BankEntry, ShowState
 
     if args.switch_interval_ms > 0:

@@ -77,13 +77,13 @@ def first_frame(bank_path: Path, audio_path: Path, workdir: Path) -> tuple[float
     runner = (
         "import sys, time, os\n"
         "mark = sys.argv[1]\n"
-        "import vjengine.app as app\n"
-        "orig = app.HeadlessPresenter.present\n"
-        "def present(self, renderer, *a, **k):\n"
-        "    out = orig(self, renderer, *a, **k)\n"
+        "import vjengine.presenters as presenters\n"
+        "orig = presenters.HeadlessPresenter.present\n"
+        "def present(self, compositor, *a, **k):\n"
+        "    out = orig(self, compositor, *a, **k)\n"
         "    open(mark, 'w').write(repr(time.time()))\n"
         "    os._exit(0)\n"
-        "app.HeadlessPresenter.present = present\n"
+        "presenters.HeadlessPresenter.present = present\n"
         "from vjengine.cli import main\n"
         "sys.exit(main(sys.argv[2:]))\n"
     )
@@ -113,7 +113,7 @@ def main() -> int:
     import moderngl
 
     from vjengine.render.context import headless_context, load_program
-    from vjengine.render.effects import Effects
+    from vjengine.effects import Effects
     from vjengine.render.renderer import Renderer
     from vjengine.render.textures import BankTextures
 

@@ -139,12 +139,15 @@ def test_loop_survives_failing_audio_render_and_bad_commands(assets, caplog):
     """Audio that raises, a renderer that raises and garbage commands: the loop keeps going, logs once."""
     import argparse
 
-    from vjengine.app import FrameLoop, HeadlessPresenter, build_setup
     from vjengine.clock import FixedStepClock
     from vjengine.control.commands import Command, CommandQueue
+    from vjengine.frameloop import FrameLoop
     from vjengine.offline import PushAudio, read_song
+    from vjengine.presenters import HeadlessPresenter
+    from vjengine.render.compositor import Compositor
     from vjengine.render.context import headless_context
-    from vjengine.render.renderer import Renderer
+    from vjengine.render.textures import BankTextures
+    from vjengine.show.setup import build_setup
     from vjengine.show.state import ShowState
 
     setup = build_setup([str(assets["a"])], argparse.Namespace(preset=None, crossfade=None, quantize=None, cues=None))
@@ -162,8 +165,9 @@ def test_loop_survives_failing_audio_render_and_bad_commands(assets, caplog):
             return good.poll(now_s)
 
     ctx = headless_context()
-    renderer = Renderer(ctx, setup.banks[0], output_size=(32, 32), progress=False)
-    real_render = renderer.render
+    compositor = Compositor(ctx, output_size=(32, 32))
+    textures = BankTextures(ctx, setup.banks[0], progress=False)
+    real_render = compositor.render
     calls = {"n": 0}
 
     def flaky_render(*a, **k):
@@ -172,10 +176,10 @@ def test_loop_survives_failing_audio_render_and_bad_commands(assets, caplog):
             raise RuntimeError("GL lost")
         return real_render(*a, **k)
 
-    renderer.render = flaky_render
+    compositor.render = flaky_render
     queue = CommandQueue()
-    loop = FrameLoop(clock=FixedStepClock(30), queue=queue, show=show, audio=FlakyAudio(), renderers=[renderer],
-                     presenter=HeadlessPresenter((32, 32), 30, pace=False))
+    loop = FrameLoop(clock=FixedStepClock(30), queue=queue, show=show, audio=FlakyAudio(), compositor=compositor,
+                     banks=[textures], presenter=HeadlessPresenter((32, 32), 30, pace=False))
     with caplog.at_level(logging.ERROR):
         for i in range(30):
             queue.put(Command("axis", "a0", float("nan"), source="osc"))
@@ -187,7 +191,8 @@ def test_loop_survives_failing_audio_render_and_bad_commands(assets, caplog):
     assert sum("GL lost" in r.getMessage() for r in caplog.records) == 1
     queue.put(Command("quit", source="key"))
     assert not loop.step()
-    renderer.release()
+    compositor.release()
+    textures.release()
     ctx.release()
 
 
@@ -215,12 +220,15 @@ def test_bank_crossfade_on_the_bar_in_pixels(tmp_path):
     import argparse
 
     from _show_helpers import BeatClock
-    from vjengine.app import FrameLoop, HeadlessPresenter, build_setup
     from vjengine.bank import Axis, write_bank
     from vjengine.clock import FixedStepClock
     from vjengine.control.commands import Command, CommandQueue
+    from vjengine.frameloop import FrameLoop
+    from vjengine.presenters import HeadlessPresenter
+    from vjengine.render.compositor import Compositor
     from vjengine.render.context import headless_context
-    from vjengine.render.renderer import Renderer
+    from vjengine.render.textures import BankTextures
+    from vjengine.show.setup import build_setup
     from vjengine.show.state import ShowState
 
     for name, rgb in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
@@ -241,16 +249,17 @@ def test_bank_crossfade_on_the_bar_in_pixels(tmp_path):
 
     audio = Audio()
     ctx = headless_context()
-    renderers = [Renderer(ctx, b, output_size=(8, 8), progress=False) for b in setup.banks]
+    compositor = Compositor(ctx, output_size=(8, 8))
+    textures = [BankTextures(ctx, b, progress=False) for b in setup.banks]
     queue = CommandQueue()
-    loop = FrameLoop(clock=FixedStepClock(30), queue=queue, show=show, audio=audio, renderers=renderers,
-                     presenter=HeadlessPresenter((8, 8), 30, pace=False))
+    loop = FrameLoop(clock=FixedStepClock(30), queue=queue, show=show, audio=audio, compositor=compositor,
+                     banks=textures, presenter=HeadlessPresenter((8, 8), 30, pace=False))
     colours, bars = [], []
     for n in range(150):
         if n == 20:
             queue.put(Command("bank", "", "blue", source="osc"))
         loop.step()
-        colours.append(renderers[show.bank_index].read_rgb()[4, 4].astype(int))
+        colours.append(compositor.read_rgb()[4, 4].astype(int))
         bars.append(audio.frame.bar)
     first_bar = next(i for i in range(21, 150) if bars[i])
     assert all(c[0] > 250 and c[2] < 5 for c in colours[:first_bar])  # red until the bar
@@ -261,6 +270,7 @@ def test_bank_crossfade_on_the_bar_in_pixels(tmp_path):
     assert all(c[2] > 250 and c[0] < 5 for c in colours[first_bar + 31:])  # then all blue
     reds = [c[0] for c in colours[first_bar:first_bar + 31]]
     assert reds == sorted(reds, reverse=True)
-    for r in renderers:
-        r.release()
+    compositor.release()
+    for t in textures:
+        t.release()
     ctx.release()

@@ -11,7 +11,7 @@ import pytest
 from _show_helpers import DEMO_AXES, frame
 from vjengine.errors import ConfigError
 from vjengine.mapping import Mapper, PresetLibrary, load_preset, resolve_preset_ref, shipped_preset_paths
-from vjengine.mapping.preset import fx_params
+from vjengine.effects import PRESET_FX_FIELDS
 from vjengine.show.state import BankEntry, ShowState
 
 
@@ -88,11 +88,11 @@ def test_validation_errors_name_file_and_key(tmp_path, text, key, words):
 
 
 def test_fx_params_are_the_renderers_effects():
-    from vjengine.render.effects import Effects
+    from vjengine.effects import Effects
 
-    assert set(fx_params()) <= set(Effects.__dataclass_fields__)
-    assert {"flash", "zoom", "hue_deg", "feedback", "strobe_hz", "intensity"} <= set(fx_params())
-    assert "strobe_max_hz" not in fx_params()  # the photosensitivity cap is not a preset's business
+    assert set(PRESET_FX_FIELDS) <= set(Effects.__dataclass_fields__)
+    assert {"flash", "zoom", "hue_deg", "feedback", "strobe_hz", "intensity"} <= set(PRESET_FX_FIELDS)
+    assert "strobe_max_hz" not in PRESET_FX_FIELDS  # the photosensitivity cap is not a preset's business
 
 
 def test_fx_ranges_are_what_the_renderer_keeps():

@@ -7,7 +7,8 @@ import pytest
 
 from _render_util import assert_no_gl_error, random_bank
 from vjengine.bank import grid
-from vjengine.render.renderer import Renderer, blend_taps, program_k
+from vjengine.render.compositor import blend_taps, program_k
+from vjengine.render.renderer import Renderer
 from vjengine.render.textures import plan_layout
 
 CASES = [  # sizes, cyclic, channels
@@ -119,7 +120,7 @@ def test_warm_up_then_render_still_matches(ctx, tmp_path):
     r = Renderer(ctx, bank, fit="stretch", progress=False, raise_errors=True)
     try:
         r.warm_up()
-        assert len(r._blend_programs) >= 3 * 8  # K = 1, 2, 4; every switch combination
+        assert r.compositor.programs >= 3 * 12  # K = 1, 2, 4; every switch combination
         assert_no_gl_error(ctx)
         coord = [0.8, 0.4]
         r.render(coord)
@@ -183,7 +184,7 @@ def test_streaming_upload_shows_the_first_frame_before_the_whole_bank(ctx, tmp_p
         assert r.textures.resident.sum() == 4 and not r.textures.complete
         expected = grid.blend(np.asarray(bank.frames), coord, sizes, (False, False))
         assert np.abs(r.read_rgb() - expected).max() <= 1.0
-        r.stream_budget_s = 1.0  # now stream the rest
+        r.compositor.stream_budget_s = 1.0  # now stream the rest
         r.render(coord)
         assert r.textures.complete and r.textures.resident.all()
         for coord in ([0.0, 0.0], [1.0, 1.0], [0.77, 0.12]):
@@ -208,7 +209,8 @@ def test_upload_progress_bar_runs_to_completion(ctx, tmp_path, capsys, upload):
 
 def test_render_scale_and_tap_limit_are_cheaper_approximations(ctx, tmp_path):
     """The frame-rate governor's levers: a smaller blend, and only the nearest cells."""
-    from vjengine.render.renderer import Renderer, blend_taps, nearest_taps
+    from vjengine.render.compositor import blend_taps, nearest_taps
+    from vjengine.render.renderer import Renderer
 
     bank = random_bank(tmp_path / "b", (3, 3), width=64, height=48, smooth=True)
     r = Renderer(ctx, bank, output_size=(64, 48), progress=False, raise_errors=True, upload="eager")

@@ -9,16 +9,11 @@ import pytest
 
 from _render_util import random_bank
 from vjengine.bank import grid
-from vjengine.render.effects import (
-    MIRROR_BOTH,
-    MIRROR_HORIZONTAL,
-    MIRROR_VERTICAL,
-    Effects,
-    FlashGate,
-    hue_matrix,
-    output_vertices,
-)
+from vjengine.effects import MIRROR_BOTH, MIRROR_HORIZONTAL, MIRROR_VERTICAL, Effects
+from vjengine.render.compositor import Compositor
+from vjengine.render.effects import FlashGate, hue_matrix, output_vertices
 from vjengine.render.renderer import Renderer
+from vjengine.render.textures import BankTextures
 
 SIZES, CYCLIC = (3, 4), (False, True)
 COORD = [0.37, 0.61]
@@ -224,20 +219,22 @@ def test_flash_gate_caps_beat_flashes_too():
 
 def test_crossfade_between_two_banks(ctx, tmp_path, bank):
     other = random_bank(tmp_path / "other", (2, 2, 2), width=24, height=24, seed=99)
-    r = Renderer(ctx, bank, fit="stretch", progress=False, raise_errors=True)
-    r2 = Renderer(ctx, other, fit="stretch", progress=False, raise_errors=True)
+    ta = BankTextures(ctx, bank, progress=False)
+    tb = BankTextures(ctx, other, progress=False)
+    c = Compositor(ctx, output_size=(24, 24), fit="stretch", raise_errors=True)
     try:
         coord2 = [0.2, 0.7, 0.4]
         for mix in (0.0, 0.3, 1.0):
-            r.render(COORD, Effects(), crossfade=(r2, coord2, mix))
+            c.render(a=(ta, COORD), b=(tb, coord2, mix), fx=Effects())
             expected = (1 - mix) * oracle(bank) + mix * oracle(other, coord2)
-            assert np.abs(r.read_rgb() - expected).max() <= 1.5, mix
-        r.render(COORD, Effects(), crossfade=(other, coord2, 0.5))  # a bank: uploaded once, cached
-        expected = 0.5 * oracle(bank) + 0.5 * oracle(other, coord2)
-        assert np.abs(r.read_rgb() - expected).max() <= 1.5
+            assert np.abs(c.read_rgb() - expected).max() <= 1.5, mix
+        c.render(a=(tb, coord2), b=(ta, COORD, 0.25), fx=Effects())  # the other way round
+        expected = 0.75 * oracle(other, coord2) + 0.25 * oracle(bank)
+        assert np.abs(c.read_rgb() - expected).max() <= 1.5
     finally:
-        r.release()
-        r2.release()
+        c.release()
+        ta.release()
+        tb.release()
 
 
 def test_bad_parameters_do_not_raise(ctx, bank):
@@ -253,7 +250,7 @@ def test_crossfade_within_one_bank_keeps_the_trail(ctx, bank):
         a, b = [0.1, 0.2], [0.9, 0.6]
         r.render(a, Effects(feedback=0.5))
         first = r.read_rgb().astype(np.float64)
-        r.render(a, Effects(feedback=0.5), crossfade=(r, b, 0.5))
+        r.compositor.render(a=(r.textures, a), b=(r.textures, b, 0.5), fx=Effects(feedback=0.5))
         mixed = 0.5 * oracle(bank, a) + 0.5 * oracle(bank, b)
         expected = 0.5 * mixed + 0.5 * first
         assert np.abs(r.read_rgb() - expected).max() <= 2.0
@@ -262,7 +259,7 @@ def test_crossfade_within_one_bank_keeps_the_trail(ctx, bank):
 
 
 def test_only_the_sampled_texels_are_blended_and_the_output_is_unchanged(ctx, tmp_path):
-    from vjengine.render.renderer import needed_rect
+    from vjengine.render.compositor import needed_rect
 
     # a 16:9 fill of a square bank samples the middle 9/16 of its rows
     verts = output_vertices((64, 64), (160, 90), "fill", Effects())

@@ -40,10 +40,13 @@ def assets(tmp_path_factory):
 def test_recorded_loop_replays_hash_identical(assets, tmp_path):
     """The frame loop with jittery frame times, commands from 'keys' and 'OSC' mid-show, a bank switch
     on the bar and a preset hot-reload; then `vj render --replay`: every frame hash matches."""
-    from vjengine.app import FrameLoop, HeadlessPresenter, build_setup, record_header
+    from vjengine.frameloop import FrameHashes, FrameLoop
     from vjengine.offline import PushAudio, read_song
+    from vjengine.presenters import HeadlessPresenter
+    from vjengine.render.compositor import Compositor
     from vjengine.render.context import headless_context
-    from vjengine.render.renderer import Renderer
+    from vjengine.render.textures import BankTextures
+    from vjengine.show.setup import build_setup, record_header
     from vjengine.show.record import Recorder
     from vjengine.show.state import ShowState
 
@@ -62,15 +65,16 @@ def test_recorded_loop_replays_hash_identical(assets, tmp_path):
     samples, sr = read_song(assets["song"])
     size = (80, 48)
     ctx = headless_context()
-    renderers = [Renderer(ctx, b, output_size=size, fit="fill", progress=False) for b in setup.banks]
+    compositor = Compositor(ctx, output_size=size, fit="fill")
+    textures = [BankTextures(ctx, b, progress=False) for b in setup.banks]
     log_path, live_hashes = tmp_path / "set.jsonl", tmp_path / "live.txt"
     rec = Recorder(log_path, record_header(setup, show, size, "fill", {"file": str(assets["song"])}, 3.0))
     queue = CommandQueue()
     with open(live_hashes, "w") as hashes:
         loop = FrameLoop(clock=JitterClock(), queue=queue, show=show, audio=PushAudio(samples, sr),
-                         renderers=renderers, presenter=HeadlessPresenter(size, 60, pace=False), recorder=rec,
-                         frame_hashes=hashes)
-        loop._next_poll_s = 0.0
+                         compositor=compositor, banks=textures, presenter=HeadlessPresenter(size, 60, pace=False),
+                         recorder=rec, output_hooks=[FrameHashes(hashes)])
+        loop.check_presets_next_frame()
         for n in range(200):
             if n == 20:
                 queue.put(Command("axis", "a1", 0.8, source="osc"))
@@ -80,12 +84,12 @@ def test_recorded_loop_replays_hash_identical(assets, tmp_path):
             if n == 60:
                 preset.write_text(preset.read_text().replace("feedback = 0.5", "feedback = 0.2"))
                 os.utime(preset, ns=(0, 10**18))
-                loop._next_poll_s = 0.0
+                loop.check_presets_next_frame()
             if n == 90:
                 queue.put(Command("preset", "", "chill-orbit", source="key"))
             if n == 100:
                 (more / "late.toml").write_text('name = "late"\n[[layer]]\nmode = "lfo"\naxes = [0, 1]\n')
-                loop._next_poll_s = 0.0
+                loop.check_presets_next_frame()
             if n == 110:
                 queue.put(Command("preset", "", "late", source="osc"))
             if n == 120:
@@ -94,8 +98,9 @@ def test_recorded_loop_replays_hash_identical(assets, tmp_path):
                 queue.put(Command("blackout", "", False, source="key"))
             loop.step()
     rec.close()
-    for r in renderers:
-        r.release()
+    compositor.release()
+    for t in textures:
+        t.release()
     ctx.release()
 
     log = SetLog(log_path)

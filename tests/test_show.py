@@ -11,7 +11,7 @@ from vjengine.control.commands import KINDS, Command
 from vjengine.errors import ConfigError
 from vjengine.mapping import AxisInfo, PresetLibrary, preset_from_text, shipped_preset_paths
 from vjengine.show.cues import CueRunner, load_cues, parse_cue_csv
-from vjengine.show.fx import FX_CONTROLS, make_effects, osc_fx_names
+from vjengine.effects import FX_CONTROLS, make_effects, osc_fx_names
 from vjengine.show.record import Recorder, SetLog, frame_from_dict, frame_to_dict
 from vjengine.show.setlist import load_setlist
 from vjengine.show.state import BankEntry, ShowState

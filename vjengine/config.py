@@ -188,3 +188,17 @@ def join_key(key: str, name: str) -> str:
     return f"{key}.{name}" if key else name
 
 
+
+
+MAX_SIDE = 16384
+
+
+def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
+    """``"1920x1080"`` -> (1920, 1080): each side 16..16384 pixels; a ConfigError names ``option``."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: must be WIDTHxHEIGHT, e.g. 1920x1080") from None
+    if not (16 <= w <= MAX_SIDE and 16 <= h <= MAX_SIDE):
+        raise ConfigError(f"{option} {text!r}: width and height must be 16..{MAX_SIDE}")
+    return w, h

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from vjengine.app import add_show_arguments, build_setup, open_audio, run_guarded
+from vjengine.app import open_audio, run_show
+from vjengine.live_options import add_show_arguments
+from vjengine.show.setup import build_setup
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,4 +24,4 @@ def run(args: argparse.Namespace) -> int:
 
     setup = build_setup([str(demo_bank_path())], args)
     audio, info = open_audio(args, demo=True)
-    return run_guarded(args, setup, audio, info)
+    return run_show(args, setup, audio, info)

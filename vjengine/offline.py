@@ -7,7 +7,7 @@ to ``n / fps`` s), renders headless through EGL and pipes frames to imageio-ffmp
 ``--preset`` the first shipped preset.
 
 ``vj render --replay set.jsonl -o set.mp4`` renders a ``vj live --record`` log: the same frames,
-commands, preset edits and frame times go through the same :class:`~vjengine.app.FrameLoop`, so
+commands, preset edits and frame times go through the same :class:`~vjengine.frameloop.FrameLoop`, so
 each recorded frame becomes one video frame with the same pixels (at the recorded size).
 """
 
@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from vjengine.app import FrameLoop, Presenter, ShowSetup, build_setup, load_library, parse_size
+from vjengine.config import parse_size, parse_toml
 from vjengine.control.commands import CommandQueue
 from vjengine.errors import ConfigError, VJError
+from vjengine.frameloop import FrameHashes, FrameLoop, Presenter
 from vjengine.mapping.preset import PresetLibrary, parse_preset
-from vjengine.config import parse_toml
+from vjengine.show.setup import ShowSetup, build_setup
 from vjengine.show.record import SetLog
 from vjengine.show.state import BankEntry, ShowState
 
@@ -123,7 +124,7 @@ class PushAudio:
 class EncoderPresenter(Presenter):
     """Reads each rendered frame back (RGBA) and queues it for ffmpeg (h264, yuv420p, AAC audio).
 
-    Draw into the renderer's own output (``target`` None): that is the framebuffer read here.
+    Draw into the compositor's own output (``target`` None): that is the framebuffer read here.
     """
 
     def __init__(self, path: str | Path, size: tuple[int, int], fps: float, *, audio_path: str | None = None,
@@ -166,10 +167,10 @@ class EncoderPresenter(Presenter):
             except BaseException as exc:  # noqa: BLE001
                 self._error = exc
 
-    def present(self, renderer: Any) -> None:
+    def present(self, compositor: Any) -> None:
         if self._error is not None:
             raise VJError(f"{self.path}: ffmpeg failed: {self._error}")
-        fbo = renderer.output
+        fbo = compositor.output
         data = fbo.read(viewport=fbo.viewport, components=4, alignment=1)
         self._queue.put(data)
         self.frames += 1
@@ -195,15 +196,36 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, unit="frame", desc=desc, dynamic_ncols=True, smoothing=0.1)
 
 
-def _close_render(bar: Any, hashes: Any, presenter: Any, renderers: list[Any], ctx: Any) -> None:
+def _open_gl(banks: list[Any], size: tuple[int, int], fit: str) -> tuple[Any, Any, list[Any]]:
+    """A headless context, the output's compositor (every shader variant compiled) and each bank's
+    frames on the GPU."""
+    from vjengine.render.compositor import Compositor  # noqa: PLC0415
+    from vjengine.render.context import headless_context  # noqa: PLC0415
+    from vjengine.render.textures import BankTextures  # noqa: PLC0415
+
+    ctx = headless_context()
+    compositor = Compositor(ctx, output_size=size, fit=fit)
+    textures = [BankTextures(ctx, b, progress=False, upload="stream") for b in banks]
+    for tex in textures:
+        compositor.warm_up(tex)
+    return ctx, compositor, textures
+
+
+def _hooks(path: str | None) -> tuple[Any, list[Any]]:
+    hashes = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+    return hashes, ([FrameHashes(hashes)] if hashes is not None else [])
+
+
+def _close_render(bar: Any, hashes: Any, presenter: Any, compositor: Any, textures: list[Any], ctx: Any) -> None:
     """Finish an offline render in order: progress bar, hash file, encoder (muxes), then GL."""
     if bar is not None:
         bar.close()
     if hashes is not None:
         hashes.close()
     presenter.close()
-    for r in renderers:
-        r.release()
+    compositor.release()
+    for t in textures:
+        t.release()
     ctx.release()
 
 
@@ -338,8 +360,6 @@ def render_song(args: argparse.Namespace) -> int:
 def _render_song_to(args: argparse.Namespace, out_path: Path, size: tuple[int, int], fps: float, start_s: float,
                     duration_s: float | None) -> None:
     from vjengine.clock import FixedStepClock  # noqa: PLC0415
-    from vjengine.render.context import headless_context  # noqa: PLC0415
-    from vjengine.render.renderer import Renderer  # noqa: PLC0415
 
     samples, sr = read_song(args.song, start_s, duration_s)
     n_frames = max(1, int(math.floor(len(samples) / sr * fps + 1e-9)))
@@ -353,9 +373,7 @@ def _render_song_to(args: argparse.Namespace, out_path: Path, size: tuple[int, i
     cues = song_cues(args, setup, start_s)
     show = ShowState(setup.entries, setup.library, preset=setup.preset_index, crossfade_s=setup.crossfade_s,
                      quantize=setup.quantize)  # type: ignore[arg-type]
-    ctx = headless_context()
-    fit = args.fit or "fill"
-    renderers = [Renderer(ctx, b, output_size=size, fit=fit, progress=False) for b in setup.banks]
+    ctx, compositor, textures = _open_gl(setup.banks, size, args.fit or "fill")
     audio = PushAudio(samples, sr)
     bar = _progress(n_frames, not args.no_progress, Path(args.output).name)
     audio_path: str | None = None
@@ -370,16 +388,16 @@ def _render_song_to(args: argparse.Namespace, out_path: Path, size: tuple[int, i
             write_song_part(args.song, audio_path, start_s, len(samples) / sr)
     presenter = EncoderPresenter(out_path, size, fps, audio_path=audio_path, quality=args.quality, progress=bar,
                                  duration_s=n_frames / fps)
-    hashes = open(args.frame_hashes, "w", encoding="utf-8") if args.frame_hashes else None  # noqa: SIM115
-    loop = FrameLoop(clock=FixedStepClock(fps), queue=CommandQueue(), show=show, audio=audio, renderers=renderers,
-                     presenter=presenter, cues=cues, frame_hashes=hashes, strobe_max_hz=args.strobe_max_hz,
-                     reload_presets=False)
+    hashes, hooks = _hooks(args.frame_hashes)
+    loop = FrameLoop(clock=FixedStepClock(fps), queue=CommandQueue(), show=show, audio=audio, compositor=compositor,
+                     banks=textures, presenter=presenter, cues=cues, output_hooks=hooks,
+                     strobe_max_hz=args.strobe_max_hz, reload_presets=False)
     t0 = time.perf_counter()
     try:
         for _ in range(n_frames):
             loop.step()
     finally:
-        _close_render(bar, hashes, presenter, renderers, ctx)
+        _close_render(bar, hashes, presenter, compositor, textures, ctx)
         if tmp_dir is not None:
             tmp_dir.cleanup()
     wall = time.perf_counter() - t0
@@ -411,9 +429,7 @@ def replay_library(header: dict[str, Any], source: Path) -> PresetLibrary:
             raise ConfigError(f"{where}: the log holds no text for this preset")
         path = Path(entry["path"]) if entry.get("path") else None
         lib.add(parse_preset(parse_toml(text, where), where, path))
-    # the recorded text is authoritative: never reload from disk
-    for e in lib._entries:  # noqa: SLF001
-        e.path = None
+    lib.forget_files()  # the recorded text is authoritative
     return lib
 
 
@@ -424,8 +440,6 @@ def render_replay(args: argparse.Namespace) -> int:
 
 def _render_replay_to(args: argparse.Namespace, out_path: Path) -> int:
     from vjengine.bank import open_bank  # noqa: PLC0415
-    from vjengine.render.context import headless_context  # noqa: PLC0415
-    from vjengine.render.renderer import Renderer  # noqa: PLC0415
 
     setlog = SetLog(args.replay)
     h = setlog.header
@@ -449,9 +463,7 @@ def _render_replay_to(args: argparse.Namespace, out_path: Path) -> int:
     lib = replay_library(h, Path(args.replay))
     show = ShowState(entries, lib, preset=int(h.get("preset_index", 0)), bank=int(h.get("bank_index", 0)),
                      crossfade_s=float(h.get("crossfade_s", 2.0)), quantize=h.get("quantize", "bar"))
-    ctx = headless_context()
-    fit = args.fit or h.get("fit", "fill")
-    renderers = [Renderer(ctx, b, output_size=size, fit=fit, progress=False) for b in banks]
+    ctx, compositor, textures = _open_gl(banks, size, args.fit or h.get("fit", "fill"))
     if args.duration is not None:
         total = min(total, int(args.duration * fps))
     audio_info = h.get("audio") or {}
@@ -462,9 +474,9 @@ def _render_replay_to(args: argparse.Namespace, out_path: Path) -> int:
     bar = _progress(total, not args.no_progress, Path(args.output).name)
     presenter = EncoderPresenter(out_path, size, fps, audio_path=None if args.no_audio else audio_file,
                                  quality=args.quality, progress=bar, duration_s=total / fps)
-    hashes = open(args.frame_hashes, "w", encoding="utf-8") if args.frame_hashes else None  # noqa: SIM115
-    loop = FrameLoop(clock=_ReplayClock(), queue=CommandQueue(), show=show, audio=None, renderers=renderers,
-                     presenter=presenter, frame_hashes=hashes,
+    hashes, hooks = _hooks(args.frame_hashes)
+    loop = FrameLoop(clock=_ReplayClock(), queue=CommandQueue(), show=show, audio=None, compositor=compositor,
+                     banks=textures, presenter=presenter, output_hooks=hooks,
                      strobe_max_hz=float(h.get("strobe_max_hz", args.strobe_max_hz)), reload_presets=False)
     diverged = 0
     n = 0
@@ -488,7 +500,7 @@ def _render_replay_to(args: argparse.Namespace, out_path: Path) -> int:
                                 rf.index, rf.output, {"bank": state.bank, "coord": state.coord})
             n += 1
     finally:
-        _close_render(bar, hashes, presenter, renderers, ctx)
+        _close_render(bar, hashes, presenter, compositor, textures, ctx)
     log.info("%s: replayed %d frames%s", args.output, n, "" if not diverged else f" (diverged at frame {diverged - 1})")
     return 0
 
@@ -503,4 +515,4 @@ def run(args: argparse.Namespace) -> int:
     return render_song(args)
 
 
-__all__ = ["read_song", "PushAudio", "EncoderPresenter", "render_song", "render_replay", "load_library"]
+__all__ = ["read_song", "PushAudio", "EncoderPresenter", "render_song", "render_replay"]

@@ -21,6 +21,7 @@ from vjengine.audio.analyzer import AnalysisConfig, Analyzer
 from vjengine.audio.capture import CaptureSource
 from vjengine.audio.frame import AudioFrame
 from vjengine.audio.sources import FileSource, PushSource, open_source
+from vjengine.logonce import LogOnce
 
 __all__ = ["AudioEngine", "CaptureSource", "FileSource", "PushSource", "open_source"]
 
@@ -45,7 +46,7 @@ class AudioEngine:
         self.latency_ms = latency_ms
         self._frame = AudioFrame.silent(source.status)
         self._last_now: float | None = None
-        self._errors_logged: set[str] = set()
+        self._once = LogOnce(log)
         self._was_ok = True
 
     @classmethod
@@ -81,6 +82,11 @@ class AudioEngine:
         """The last snapshot ``poll`` returned."""
         return self._frame
 
+    @property
+    def last_arrival_s(self) -> float | None:
+        """``time.perf_counter()`` when the newest audio reached the source (None if it cannot say)."""
+        return getattr(self.source, "last_arrival_s", None)
+
     def feed(self, samples: np.ndarray) -> None:
         """Push samples (only for a :class:`PushSource`: the offline renderer's fixed-step clock)."""
         if not isinstance(self.source, PushSource):
@@ -107,10 +113,8 @@ class AudioEngine:
                 lookahead_s = min(_MAX_LOOKAHEAD_S, max(0.0, 0.5 * (now_s - self._last_now)))
             self._frame = self.analyzer.snapshot(input_ok=ok, input_status=self.status, lookahead_s=lookahead_s)
         except Exception as exc:  # the frame loop never raises: log once, keep the last good frame
-            key = type(exc).__name__ + str(exc)[:80]
-            if key not in self._errors_logged:
-                self._errors_logged.add(key)
-                log.exception("audio analysis failed; keeping the last frame: %s", exc)
+            self._once(type(exc).__name__ + str(exc)[:80], "audio analysis failed; keeping the last frame: %s",
+                       exc, exc=exc)
         if now_s is not None:
             self._last_now = now_s
         return self._frame

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
         axis_names = [axis.name for axis in open_bank(args.bank).axes]
     if args.fx is None:
-        from vjengine.show.fx import osc_fx_names  # noqa: PLC0415
+        from vjengine.effects import osc_fx_names  # noqa: PLC0415
 
         fx_params = osc_fx_names()
     else:

@@ -343,9 +343,9 @@ def render_markdown() -> str:
             for s in INPUTS
         ),
     )
-    lines += ["", "Effect parameters the show declares (`vjengine.show.fx.FX_CONTROLS`); 0..1 maps linearly onto",
+    lines += ["", "Effect parameters the show declares (`vjengine.effects.FX_CONTROLS`); 0..1 maps linearly onto",
               "the effect's own range:", ""]
-    from vjengine.show.fx import FX_CONTROLS  # noqa: PLC0415 - the show owns the effect list; docs only
+    from vjengine.effects import FX_CONTROLS  # noqa: PLC0415 - docs only
 
     lines += _table(
         ("address", "drives", "0 ->", "1 ->"),

@@ -25,44 +25,19 @@ reloads a file when it changes on disk: a bad edit keeps the last good preset an
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vjengine.bank.format import MAX_AXES
 from vjengine.config import build, fail, join_key, parse_toml
+from vjengine.effects import FX_RANGES, PRESET_FX_FIELDS
 from vjengine.errors import ConfigError
 from vjengine.mapping.modes import FX_MODE_SPECS, MODE_SPECS, RENAMED_KEYS
 
 log = logging.getLogger(__name__)
-
-MAX_AXES = 4
-
-def fx_params() -> tuple[str, ...]:
-    """The effect parameters a preset may drive: the renderer's ``Effects`` fields, in their units
-    (``flash`` 0..1, ``zoom`` >= 1, ``hue_deg``, ``feedback`` 0..0.99, ``strobe_hz``, ...), except the
-    show-level ``blackout`` and ``strobe_max_hz`` (the photosensitivity cap)."""
-    from vjengine.render.effects import Effects  # noqa: PLC0415 - pure numpy, no GL
-
-    return tuple(f.name for f in dataclasses.fields(Effects) if f.name not in ("strobe_max_hz", "blackout"))
-
-
-# What each effect parameter accepts in a preset (the ranges Effects.sanitized() clamps to); integer
-# parameters take whole numbers only. A value outside is an error naming the key, like every other key.
-FX_RANGES: dict[str, tuple[float, float, bool]] = {  # param -> (lowest, highest, integer)
-    "intensity": (0.0, 1.0, False),
-    "flash": (0.0, 1.0, False),
-    "zoom": (1.0, 16.0, False),
-    "hue_deg": (-1e6, 1e6, False),
-    "mirror": (0, 3, True),
-    "kaleidoscope": (0, 32, True),
-    "kaleidoscope_deg": (-1e6, 1e6, False),
-    "feedback": (0.0, 0.99, False),
-    "feedback_zoom": (0.5, 2.0, False),
-    "strobe_hz": (0.0, 1000.0, False),
-}
 
 
 def _check_fx_range(param: str, spec: Any, source: Any, key: str) -> None:
@@ -168,7 +143,7 @@ def parse_preset(data: dict[str, Any], source: str | Path, path: Path | None = N
     raw_fx = data.get("fx", {})
     if not isinstance(raw_fx, dict):
         raise fail(source, "fx", "must be a table")
-    known_fx = fx_params()
+    known_fx = PRESET_FX_FIELDS
     fx: dict[str, Any] = {}
     for param, value in raw_fx.items():
         key = f"fx.{param}"
@@ -324,6 +299,13 @@ class PresetLibrary:
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.stop()
+
+    def forget_files(self) -> None:
+        """Never read a file again (a replay: the recorded text is authoritative)."""
+        self.stop_watching()
+        for e in self._entries:
+            e.path = None
+        self._dirs.clear()
 
     def text(self, index: int) -> str:
         """The text of preset ``index`` as last read from its file ("" for presets built in code)."""

@@ -1,4 +1,5 @@
-"""Post-effect parameters and the pure math behind them (no GL here, so it is testable on its own).
+"""The pure math behind the post effects (no GL here, so it is testable on its own); the
+``Effects`` values themselves live in :mod:`vjengine.effects`.
 
 The chain, per frame: blend the bank frames (bank resolution) -> crossfade with another bank -> hue
 rotate -> feedback trails -> [kept as the feedback state] -> intensity -> beat flash / strobe (toward
@@ -10,73 +11,13 @@ Blackout clears the output.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-MIRROR_OFF, MIRROR_HORIZONTAL, MIRROR_VERTICAL, MIRROR_BOTH = 0, 1, 2, 3
-MAX_KALEIDOSCOPE_SEGMENTS = 32
+from vjengine.effects import MIRROR_BOTH, MIRROR_HORIZONTAL, MIRROR_VERTICAL, Effects
+
 FIT_MODES = ("fit", "fill", "stretch")
 STROBE_ON_S = 1.0 / 30.0  # how long one strobe flash stays white (at least one rendered frame)
-
-
-@dataclass
-class Effects:
-    """Post-effect parameters; the defaults are neutral (the output is the plain blend).
-
-    - ``intensity``: output gain, 0..1 (0 = black, 1 = as blended).
-    - ``flash``: beat flash, 0..1, mix toward white (the mapping sets an envelope per frame).
-    - ``zoom``: zoom pulse, magnification about the centre, >= 1.
-    - ``hue_deg``: hue rotation in degrees (rotation of RGB about the grey axis).
-    - ``mirror``: 0 off, 1 left half mirrored onto the right, 2 top half onto the bottom, 3 both.
-    - ``kaleidoscope``: number of mirrored wedges (0 or 1 = off, up to 32; even counts are seamless,
-      an odd count leaves one seam); replaces ``mirror``.
-    - ``kaleidoscope_deg``: rotation of the wedge pattern in degrees.
-    - ``feedback``: trails, 0..0.99: fraction of the previous output kept per 1/60 s.
-    - ``feedback_zoom``: magnification of the trail per 1/60 s (1 = still ghosting, 1.02 = tunnel).
-    - ``strobe_hz``: requested strobe rate (0 = off).
-    - ``strobe_max_hz``: the photosensitivity cap on flashes per second, strobe and beat flash rises
-      together (default 3, the WCAG three-flashes limit; 0 or less allows no flashes at all).
-    - ``blackout``: output black.
-    """
-
-    intensity: float = 1.0
-    flash: float = 0.0
-    zoom: float = 1.0
-    hue_deg: float = 0.0
-    mirror: int = MIRROR_OFF
-    kaleidoscope: int = 0
-    kaleidoscope_deg: float = 0.0
-    feedback: float = 0.0
-    feedback_zoom: float = 1.0
-    strobe_hz: float = 0.0
-    strobe_max_hz: float = 3.0
-    blackout: bool = False
-
-    def sanitized(self) -> Effects:
-        """A copy with every field finite and inside its range (the frame loop never raises)."""
-
-        def num(value: float, default: float, lo: float, hi: float) -> float:
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                return default
-            return default if not math.isfinite(v) else min(max(v, lo), hi)
-
-        return Effects(
-            intensity=num(self.intensity, 1.0, 0.0, 1.0),
-            flash=num(self.flash, 0.0, 0.0, 1.0),
-            zoom=num(self.zoom, 1.0, 1.0, 16.0),
-            hue_deg=num(self.hue_deg, 0.0, -1e6, 1e6) % 360.0,
-            mirror=int(num(self.mirror, 0, 0, 3)),
-            kaleidoscope=int(num(self.kaleidoscope, 0, 0, MAX_KALEIDOSCOPE_SEGMENTS)),
-            kaleidoscope_deg=num(self.kaleidoscope_deg, 0.0, -1e6, 1e6) % 360.0,
-            feedback=num(self.feedback, 0.0, 0.0, 0.99),
-            feedback_zoom=num(self.feedback_zoom, 1.0, 0.5, 2.0),
-            strobe_hz=num(self.strobe_hz, 0.0, 0.0, 1000.0),
-            strobe_max_hz=num(self.strobe_max_hz, 3.0, 0.0, 1000.0),
-            blackout=bool(self.blackout),
-        )
 
 
 def hue_matrix(hue_deg: float) -> np.ndarray:

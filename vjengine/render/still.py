@@ -14,23 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vjengine.config import parse_size
 from vjengine.demo import resolve_bank_path
 from vjengine.errors import VJError
 
 log = logging.getLogger(__name__)
 
 MIRROR_NAMES = {"off": 0, "horizontal": 1, "vertical": 2, "both": 3}
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"1920x1080"`` -> (1920, 1080)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise VJError(f"--size must look like 1920x1080, got {text!r}") from None
-    if not (1 <= w <= 16384 and 1 <= h <= 16384):
-        raise VJError(f"--size {text!r} is out of range (1..16384 per side)")
-    return w, h
 
 
 def parse_coord(text: str | None, bank) -> list[float]:
@@ -108,7 +98,7 @@ def render_still(bank, coord, *, size=None, fit="fit", fx=None, memory_budget_mb
 
 def run(args: argparse.Namespace) -> int:
     from vjengine.bank import open_bank
-    from vjengine.render.effects import MAX_KALEIDOSCOPE_SEGMENTS, Effects
+    from vjengine.effects import MAX_KALEIDOSCOPE_SEGMENTS, Effects
 
     start = time.perf_counter()
     bank = open_bank(resolve_bank_path(args.bank))

@@ -7,9 +7,13 @@ the whole bank stays resident). Rows are stored top row first, so texel ``(x, y)
 ``[y, x]`` of the bank frame.
 
 Two ways to upload: ``"eager"`` uploads everything before returning (a tqdm bar shows it);
-``"stream"`` allocates the arrays and uploads nothing yet: the renderer makes the frames a blend needs
-resident first (``ensure``) and streams the rest in a few milliseconds per frame (``upload_some``), so
-the first frame of a large bank appears at once instead of after the whole upload.
+``"stream"`` allocates the arrays and uploads nothing yet: the frames a blend needs are made resident
+first (``layers_for``) and the rest stream in a few milliseconds per frame (``tick``), so the first
+frame of a large bank appears at once instead of after the whole upload.
+
+The compositor uses only ``width``, ``height``, ``sizes``, ``cyclic``, ``split``, ``layers_for`` and
+``tick`` (:class:`vjengine.render.compositor.FrameSource`): a residency scheme that keeps only part
+of a bank on the GPU can replace everything behind them.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ class BankTextures:
         self.ctx = ctx
         self.bank = bank
         self.width, self.height, self.channels = bank.width, bank.height, bank.channels
+        self.sizes = tuple(bank.sizes)
+        self.cyclic = tuple(bank.cyclic)
         if self.channels not in (3, 4):
             raise ValueError(f"bank {bank.path}: frames need 3 or 4 channels, got {self.channels}")
         self.frame_bytes = self.width * self.height * self.channels
@@ -103,6 +109,22 @@ class BankTextures:
     @property
     def complete(self) -> bool:
         return self._next >= self.layout.count
+
+    @property
+    def split(self) -> bool:
+        """Whether the frames span more than one texture array."""
+        return self.layout.arrays > 1
+
+    def layers_for(self, indices: Iterable[int]) -> list[tuple[moderngl.TextureArray, int]]:
+        """Make these frames resident now; ``[(texture_array, layer), ...]`` in the same order."""
+        indices = [int(i) for i in indices]
+        self.ensure(indices)
+        return [self.locate(i) for i in indices]
+
+    def tick(self, budget_s: float) -> None:
+        """Per drawn frame: stream missing frames for about ``budget_s`` seconds."""
+        if not self.complete:
+            self.upload_some(budget_s)
 
     def _allocate(self) -> None:
         w, h, c = self.width, self.height, self.channels

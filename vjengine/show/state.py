@@ -26,7 +26,7 @@ from vjengine.mapping.features import bars_elapsed, beats_elapsed
 from vjengine.mapping.mapper import Controls, Mapper, short_delta, wrap_or_clamp
 from vjengine.mapping.modes import AxisInfo
 from vjengine.mapping.preset import MAX_AXES, PresetLibrary
-from vjengine.show.fx import resolve_override
+from vjengine.effects import resolve_override
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,288 @@
+"""The frame loop: one show, one frame at a time, the same code live and replayed.
+
+The render thread (the main thread) owns GL. Once per frame, in this order (each a timed stage)::
+
+    inputs:  dt = clock.tick(); window events; preset files re-read; commands drained
+    audio:   AudioEngine.poll (every new hop analysed); cues due at the song time
+    map:     commands applied; ShowState.update -> FrameState
+    render:  compositor.render(a=(bank, coord), b=(faded-from bank, coord, mix), fx, dt, target)
+    hooks:   each output hook (compositor, state): frame hashes, readback sinks, ...
+    present: swap / encode / nothing
+
+Nothing in the loop raises: each failure is logged once (:class:`~vjengine.logonce.LogOnce`) and
+the last good state is kept. ``step()`` runs a live frame; a replay calls ``run_frame(...)`` with
+the recorded inputs, so both draw through exactly the same code.
+
+Output hooks are callables ``hook(compositor, state)`` run after the frame is drawn and before it
+is presented: ``compositor.frame_target`` holds the frame (``compositor.read_rgb()`` reads it back).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vjengine.control.commands import Command, CommandQueue
+from vjengine.effects import DEFAULT_STROBE_MAX_HZ, make_effects
+from vjengine.logonce import LogOnce
+from vjengine.show.state import FrameState, ShowState
+
+log = logging.getLogger(__name__)
+
+PRESET_POLL_S = 0.5  # how often preset files are checked for edits (a stat each)
+STAGES = ("inputs", "audio", "map", "render", "hooks", "present")
+
+OutputHook = Callable[[Any, FrameState], None]
+
+
+@dataclass
+class LoopStats:
+    """Timing of the loop (perf_counter based, ms): the last ``keep`` frames (None: all, for --stats).
+
+    ``frame_ms``: work per frame (tick .. after present); ``interval_ms``: present to present;
+    ``latency_ms``: newest audio block arrival -> the frame that used it presented; ``stages``: ms
+    per frame of each of :data:`STAGES`.
+    """
+
+    keep: int | None = 3600
+    frames: int = 0
+    frame_ms: collections.deque = field(init=False)
+    interval_ms: collections.deque = field(init=False)
+    latency_ms: collections.deque = field(init=False)
+    stages: dict[str, collections.deque] = field(init=False)
+    last_present_s: float | None = None
+
+    def __post_init__(self) -> None:
+        self.frame_ms = collections.deque(maxlen=self.keep)
+        self.interval_ms = collections.deque(maxlen=self.keep)
+        self.latency_ms = collections.deque(maxlen=self.keep)
+        self.stages = {name: collections.deque(maxlen=self.keep) for name in STAGES}
+
+    def stage(self, name: str, seconds: float) -> None:
+        self.stages[name].append(seconds * 1000.0)
+
+    def frame(self, t0: float, t1: float, arrival_s: float | None) -> None:
+        """One frame done: started at ``t0``, presented at ``t1`` (perf_counter seconds)."""
+        self.frames += 1
+        self.frame_ms.append((t1 - t0) * 1000.0)
+        if self.last_present_s is not None:
+            self.interval_ms.append((t1 - self.last_present_s) * 1000.0)
+        self.last_present_s = t1
+        if arrival_s is not None:
+            self.latency_ms.append((t1 - float(arrival_s)) * 1000.0)
+
+    def recent_fps(self, n: int = 60) -> float:
+        recent = list(itertools.islice(reversed(self.interval_ms), n))
+        return 1000.0 / (sum(recent) / len(recent)) if recent else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frames": self.frames, "frame_ms": list(self.frame_ms), "interval_ms": list(self.interval_ms),
+                "latency_ms": list(self.latency_ms), "stages_ms": {k: list(v) for k, v in self.stages.items()}}
+
+
+class Presenter:
+    """Where frames go: a window (swap), nothing (headless), or an encoder. Subclasses override."""
+
+    target: Any = None  # framebuffer to draw into (None: the compositor's own output)
+    size: tuple[int, int] = (0, 0)
+
+    def begin_frame(self) -> None:
+        """Poll window events (keys become Commands on the queue)."""
+
+    def present(self, compositor: Any) -> None:
+        """Swap / encode / nothing."""
+
+    def should_close(self) -> bool:
+        return False
+
+    def handle_request(self, request: str) -> None:
+        """``fullscreen`` / ``hud`` toggles (``quit`` is handled by the loop)."""
+
+    def set_hud(self, lines: list[str]) -> None:
+        """Status lines for the HUD."""
+
+    def close(self) -> None:
+        pass
+
+
+class FrameHashes:
+    """An output hook writing a SHA-256 of every frame's pixels, one per line (checks replays)."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def __call__(self, compositor: Any, state: FrameState) -> None:
+        self.file.write(hashlib.sha256(compositor.read_rgb().tobytes()).hexdigest() + "\n")
+
+
+class FrameLoop:
+    """One show, one frame at a time (see the module docstring).
+
+    ``compositor``: the output's :class:`~vjengine.render.compositor.Compositor`; ``banks``: each
+    bank's frames on the GPU (``BankTextures``), indexed like the show's banks; ``output_hooks``:
+    called after each frame is drawn; ``on_frame(audio_frame, state)``: after it is presented.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Any,
+        queue: CommandQueue,
+        show: ShowState,
+        audio: Any,
+        compositor: Any,
+        banks: Sequence[Any],
+        presenter: Presenter,
+        recorder: Any = None,
+        cues: Any = None,
+        output_hooks: Sequence[OutputHook] = (),
+        strobe_max_hz: float = DEFAULT_STROBE_MAX_HZ,
+        on_frame: Callable[[Any, FrameState], None] | None = None,
+        reload_presets: bool = True,
+        stats_history: int | None = 3600,
+    ) -> None:
+        self.clock = clock
+        self.queue = queue
+        self.show = show
+        self.audio = audio
+        self.compositor = compositor
+        self.banks = list(banks)
+        self.presenter = presenter
+        self.recorder = recorder
+        self.cues = cues
+        self.output_hooks = list(output_hooks)
+        self.strobe_max_hz = strobe_max_hz
+        self.on_frame = on_frame
+        self.reload_presets = reload_presets
+        self.stats = LoopStats(keep=stats_history)
+        self.once = LogOnce(log)
+        self.quit = False
+        self.last_audio: Any = None
+        self._next_poll_s = PRESET_POLL_S
+
+    def check_presets_next_frame(self) -> None:
+        """Look for preset file edits on the next frame rather than within ``PRESET_POLL_S``."""
+        self._next_poll_s = 0.0
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        """Log a failure of one part of the frame once; the loop carries on with its last good state."""
+        self.once(what, "%s failed, keeping the last good state: %r", what, exc, exc=exc)
+
+    def step(self) -> bool:
+        """Run one live frame; False once the show should stop."""
+        t0 = time.perf_counter()
+        dt_s = self.clock.tick()
+        now_s = self.clock.now_s
+        try:
+            self.presenter.begin_frame()
+        except Exception as exc:  # noqa: BLE001
+            self.failed("window events", exc)
+        reloads: list[tuple[int, str]] = []
+        if self.reload_presets and now_s >= self._next_poll_s:  # a few stats per second
+            self._next_poll_s = now_s + PRESET_POLL_S
+            try:
+                for i in self.show.presets.poll():
+                    reloads.append((i, self.show.presets.text(i)))
+            except Exception as exc:  # noqa: BLE001
+                self.failed("preset reload", exc)
+        try:
+            commands = self.queue.drain()
+        except Exception as exc:  # noqa: BLE001
+            self.failed("commands", exc)
+            commands = []
+        t_audio = time.perf_counter()
+        self.stats.stage("inputs", t_audio - t0)
+        try:  # every new hop is analysed inside poll
+            frame = self.audio.poll(now_s)
+            self.last_audio = frame
+        except Exception as exc:  # noqa: BLE001
+            self.failed("audio", exc)
+            frame = self.last_audio
+        if frame is None:
+            from vjengine.audio.frame import AudioFrame  # noqa: PLC0415
+
+            frame = AudioFrame.silent("no audio")
+        if self.cues is not None:  # song time = audio stream time
+            try:
+                commands = commands + self.cues.due(float(getattr(frame, "time_s", now_s)), frame)
+            except Exception as exc:  # noqa: BLE001
+                self.failed("cues", exc)
+        self.stats.stage("audio", time.perf_counter() - t_audio)
+        self.run_frame(dt_s, now_s, frame, commands, reloads, changed_presets=bool(reloads))
+        arrival = None
+        if getattr(frame, "hops", 0):
+            arrival = getattr(self.audio, "last_arrival_s", None)
+        self.stats.frame(t0, time.perf_counter(), arrival)
+        return not self.quit
+
+    def run_frame(self, dt_s: float, now_s: float, frame: Any, commands: list[Command],
+                  reloads: Sequence[tuple[int, str]] = (), *, changed_presets: bool = False) -> FrameState:
+        """Everything after the inputs are known: apply, map, draw, hooks, record, present."""
+        show = self.show
+        t_map = time.perf_counter()
+        if changed_presets:
+            show.presets_changed()
+        for cmd in commands:
+            show.apply(cmd, frame)
+        for req in show.requests:
+            if req == "quit":
+                self.quit = True
+            else:
+                try:
+                    self.presenter.handle_request(req)
+                except Exception as exc:  # noqa: BLE001
+                    self.failed(f"request {req}", exc)
+        show.requests.clear()
+        state = show.update(frame, dt_s)
+        t_draw = time.perf_counter()
+        self.draw(state, dt_s)
+        t_hooks = time.perf_counter()
+        for hook in self.output_hooks:
+            try:
+                hook(self.compositor, state)
+            except Exception as exc:  # noqa: BLE001
+                self.failed(f"output hook {getattr(hook, '__name__', type(hook).__name__)}", exc)
+        if self.recorder is not None:
+            try:
+                self.recorder.frame(dt_s, now_s, frame, list(commands), list(reloads), output={
+                    "bank": state.bank, "coord": list(state.coord), "mix": state.mix,
+                    "from_bank": state.from_bank, "from_coord": list(state.from_coord)})
+            except Exception as exc:  # noqa: BLE001
+                self.failed("set log", exc)
+        t_present = time.perf_counter()
+        try:
+            self.presenter.present(self.compositor)
+        except Exception as exc:  # noqa: BLE001
+            self.failed("present", exc)
+        t_done = time.perf_counter()
+        self.stats.stage("map", t_draw - t_map)
+        self.stats.stage("render", t_hooks - t_draw)
+        self.stats.stage("hooks", t_present - t_hooks)
+        self.stats.stage("present", t_done - t_present)
+        if self.on_frame is not None:
+            try:
+                self.on_frame(frame, state)
+            except Exception as exc:  # noqa: BLE001
+                self.failed("frame hook", exc)
+        if self.presenter.should_close():
+            self.quit = True
+        return state
+
+    def draw(self, state: FrameState, dt_s: float) -> None:
+        """The frame through the compositor: the shown bank, and the faded-from one while a crossfade runs."""
+        try:
+            fx = make_effects(state.fx, intensity=state.intensity, blackout=state.blackout,
+                              strobe_max_hz=self.strobe_max_hz)
+            b = None
+            if state.from_bank is not None and state.mix < 1.0:
+                b = (self.banks[state.from_bank], state.from_coord, 1.0 - state.mix)
+            self.compositor.render(a=(self.banks[state.bank], state.coord), b=b, fx=fx, dt_s=dt_s,
+                                   target=self.presenter.target)
+        except Exception as exc:  # noqa: BLE001
+            self.failed("render", exc)

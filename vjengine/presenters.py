@@ -1,0 +1,81 @@
+"""Where a live show's frames go: a glfw window (vsync, HUD, keys) or nowhere (headless, paced)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from vjengine.control.commands import Command
+from vjengine.frameloop import Presenter
+from vjengine.show.state import ShowState
+
+
+def display_available() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class HeadlessPresenter(Presenter):
+    """Offscreen: frames stay in the compositor's output; paced to ``fps`` in real time when live."""
+
+    def __init__(self, size: tuple[int, int], fps: float, *, pace: bool = True) -> None:
+        self.size = size
+        self.period_s = 1.0 / fps
+        self.pace = pace
+        self._next = time.perf_counter() + self.period_s
+
+    def present(self, compositor: Any) -> None:
+        if not self.pace:
+            return
+        now = time.perf_counter()
+        wait = self._next - now
+        if wait > 0:
+            time.sleep(wait)
+            self._next += self.period_s
+        else:  # late: do not try to catch up with a burst
+            self._next = now + self.period_s
+
+
+class WindowPresenter(Presenter):
+    """A glfw window (vsync, HUD, keys -> Commands on the queue)."""
+
+    def __init__(self, window: Any, show: ShowState) -> None:
+        self.window = window
+        self.show = show
+        self.lines: list[str] = []
+        self.input_level: float | None = None
+        self._bank: int | None = None
+
+    @property
+    def target(self) -> Any:  # type: ignore[override]
+        return self.window.screen
+
+    @property
+    def size(self) -> tuple[int, int]:  # type: ignore[override]
+        return tuple(self.window.size)
+
+    def begin_frame(self) -> None:
+        self.window.poll()
+
+    def present(self, compositor: Any) -> None:
+        show = self.show
+        if self._bank != show.bank_index:  # arrow keys nudge the current bank's axes
+            self._bank = show.bank_index
+            self.window.axis_names = [a.name for a in show.axes]
+        self.window.blackout_on = show.blackout  # B toggles from the state, whoever set it
+        last = show.last
+        self.window.draw_hud(coord=last.coord if last else None, input_level=self.input_level, lines=self.lines)
+        self.window.swap()
+
+    def should_close(self) -> bool:
+        return bool(self.window.should_close)
+
+    def handle_request(self, request: str) -> None:
+        if request in ("fullscreen", "hud"):
+            self.window.handle_command(Command(request, source="show"))
+
+    def set_hud(self, lines: list[str]) -> None:
+        self.lines = list(lines)
+
+    def close(self) -> None:
+        self.window.close()
