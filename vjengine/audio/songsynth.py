@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vjengine.audio.synth import _hat, _kick
+from vjengine.audio.synth import hat_sound, kick_sound
 
 # note names -> pitch class, for readable progressions ("Am", "F#", "Bb")
 _PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -74,7 +74,7 @@ def chord_progression(chords: list[str], *, bpm: float = 120.0, beats_per_chord:
         out[i * seg:(i + 1) * seg] += _pad_chord(root, minor, seg, sr) * 0.08
         truth.append((i * seg / sr, (i + 1) * seg / sr, chord_index(name)))
     if kick:
-        k = _kick(sr)
+        k = kick_sound(sr)
         step = int(round(beat_s * sr))
         for s in range(0, out.size, step):
             e = min(out.size, s + k.size)
@@ -99,8 +99,8 @@ def form_song(form: str = "ABAB", *, bars: int = 8, bpm: float = 120.0, sr: int 
     rng = np.random.default_rng(seed)
     beat = int(round(60.0 / bpm * sr))
     bar = 4 * beat
-    kick = _kick(sr)
-    hat = _hat(sr, rng)
+    kick = kick_sound(sr)
+    hat = hat_sound(sr, rng)
     out = np.zeros(bar * bars * len(form))
     bounds = []
     for s, letter in enumerate(form):
@@ -129,7 +129,7 @@ def kick_and_pad(*, seconds: float = 8.0, bpm: float = 120.0, sr: int = 44100) -
     n = int(seconds * sr)
     pad = (_pad_chord(0, False, n, sr) * 0.08).astype(np.float32)
     kick = np.zeros(n, dtype=np.float32)
-    k = _kick(sr)
+    k = kick_sound(sr)
     step = int(round(60.0 / bpm * sr))
     for s in range(0, n, step):
         e = min(n, s + k.size)

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.signal
 
 
-def _kick(sr: int, *, length_s: float = 0.32) -> np.ndarray:
+def kick_sound(sr: int, *, length_s: float = 0.32) -> np.ndarray:
     """A dance kick: a sine sweeping 150 -> 48 Hz with a click on top and an exponential decay."""
     t = np.arange(int(length_s * sr)) / sr
     freq = 48.0 + 102.0 * np.exp(-t / 0.03)
@@ -20,7 +20,7 @@ def _kick(sr: int, *, length_s: float = 0.32) -> np.ndarray:
     return ((body + click) * fade).astype(np.float32)
 
 
-def _hat(sr: int, rng: np.random.Generator, *, length_s: float = 0.06, open_: bool = False) -> np.ndarray:
+def hat_sound(sr: int, rng: np.random.Generator, *, length_s: float = 0.06, open_: bool = False) -> np.ndarray:
     n = int((0.16 if open_ else length_s) * sr)
     noise = rng.standard_normal(n)
     sos = scipy.signal.butter(4, 7000.0 / (sr / 2), btype="high", output="sos")
@@ -63,10 +63,10 @@ def dance_loop(*, bpm: float = 124.0, seconds: float = 16.0, sr: int = 48000, se
     n_beats = int(np.floor(seconds / beat_s - 1e-9)) + 1
     beat_samples = np.round(np.arange(n_beats) * beat_s * sr).astype(np.int64)
     beat_samples = beat_samples[beat_samples < n]
-    kick_s = _kick(sr)
-    hat_closed = _hat(sr, rng)
-    hat_open = _hat(sr, rng, open_=True)
-    tick = _hat(sr, rng, length_s=0.02) * 0.3
+    kick_s = kick_sound(sr)
+    hat_closed = hat_sound(sr, rng)
+    hat_open = hat_sound(sr, rng, open_=True)
+    tick = hat_sound(sr, rng, length_s=0.02) * 0.3
     # bassline (semitones over A1 = 55 Hz), one note per off-beat 8th, a bar-long pattern
     pattern = [0, 0, 3, 0, 7, 0, 5, 3]
     for i, b in enumerate(beat_samples):
@@ -98,7 +98,7 @@ def click_train(*, bpm: float, seconds: float, sr: int = 48000, kind: str = "cli
         t = np.arange(int(0.02 * sr)) / sr
         sound = (np.sin(2 * np.pi * 1000.0 * t) * np.exp(-t / 0.002)).astype(np.float32)
     elif kind == "kick":
-        sound = _kick(sr)
+        sound = kick_sound(sr)
     else:
         raise ValueError(f"kind must be 'click' or 'kick', got {kind!r}")
     sound = sound / np.max(np.abs(sound))
@@ -162,7 +162,7 @@ def groove(*, bpm: float = 124.0, seconds: float = 16.0, sr: int = 44100, beats_
         cur = bpm if end_bpm is None else bpm + (end_bpm - bpm) * t / seconds
         t += 60.0 / cur
     beats = np.array(beats)
-    kick_s, snare_s, hat_s = _kick(sr), _snare(sr, rng), _hat(sr, rng)
+    kick_s, snare_s, hat_s = kick_sound(sr), _snare(sr, rng), hat_sound(sr, rng)
     for i, b in enumerate(beats):
         period = (beats[i + 1] if i + 1 < beats.size else b + 60.0 / bpm) - b
         pos = i % beats_per_bar
