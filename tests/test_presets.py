@@ -97,10 +97,9 @@ def test_fx_params_are_the_renderers_effects():
 
 def test_fx_ranges_are_what_the_renderer_keeps():
     """Every in-range preset value reaches the screen unclamped; just outside, the renderer would clamp."""
-    from vjengine.mapping.preset import FX_RANGES
-    from vjengine.render.effects import Effects
+    from vjengine.effects import FX_RANGES, Effects
 
-    assert set(FX_RANGES) == set(fx_params())
+    assert set(FX_RANGES) == set(PRESET_FX_FIELDS)
     for param, (lo, hi, integer) in FX_RANGES.items():
         for value in (lo, hi):
             kept = getattr(Effects(**{param: value}).sanitized(), param)

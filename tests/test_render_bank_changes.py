@@ -14,7 +14,7 @@ sys.path.insert(0, sys.argv[2])
 import numpy as np
 from _render_util import make_context, random_bank
 from vjengine.render.renderer import Renderer
-from vjengine.render.effects import Effects
+from vjengine.effects import Effects
 
 records = []
 class Keep(logging.Handler):
@@ -24,8 +24,8 @@ logging.getLogger().setLevel(logging.INFO)
 
 ctx = make_context()
 bank = random_bank(__import__("pathlib").Path(sys.argv[1]), (8, 8), width=32, height=24)
-r = Renderer(ctx, bank, output_size=(64, 48), upload="stream", progress=False, raise_errors=True)
-r.stream_budget_s = 0.0  # stream nothing in the background: only what a blend needs is read
+# stream nothing in the background: only what a blend needs is read
+r = Renderer(ctx, bank, output_size=(64, 48), upload="stream", progress=False, raise_errors=True, stream_budget_ms=0)
 r.render((0.0, 0.0), Effects(), 1 / 60)
 first = r.read_rgb().copy()
 f = os.path.join(sys.argv[1], "frames.safetensors")

@@ -218,8 +218,8 @@ def test_render_scale_and_tap_limit_are_cheaper_approximations(ctx, tmp_path):
     r.render(coord)
     full = r.read_rgb().astype(int)
     r.set_render_scale(0.5)
-    assert r.image.size == (32, 24)
     r.render(coord)
+    assert r.image.size == (32, 24)
     half = r.read_rgb().astype(int)
     assert half.shape == full.shape
     assert 0 < np.abs(half - full).mean() < 12  # the same picture, softer

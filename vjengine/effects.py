@@ -26,6 +26,21 @@ MIRROR_OFF, MIRROR_HORIZONTAL, MIRROR_VERTICAL, MIRROR_BOTH = 0, 1, 2, 3
 MAX_KALEIDOSCOPE_SEGMENTS = 32
 DEFAULT_STROBE_MAX_HZ = 3.0
 
+# What each effect parameter may be: param -> (lowest, highest, integer). ``Effects.sanitized`` keeps
+# values inside; a preset value outside is an error naming its key (``vjengine.mapping.preset``).
+FX_RANGES: dict[str, tuple[float, float, bool]] = {
+    "intensity": (0.0, 1.0, False),
+    "flash": (0.0, 1.0, False),
+    "zoom": (1.0, 16.0, False),
+    "hue_deg": (-1e6, 1e6, False),
+    "mirror": (0, 3, True),
+    "kaleidoscope": (0, MAX_KALEIDOSCOPE_SEGMENTS, True),
+    "kaleidoscope_deg": (-1e6, 1e6, False),
+    "feedback": (0.0, 0.99, False),
+    "feedback_zoom": (0.5, 2.0, False),
+    "strobe_hz": (0.0, 1000.0, False),
+}
+
 
 @dataclass
 class Effects:
@@ -70,21 +85,16 @@ class Effects:
                 return default
             return default if not math.isfinite(v) else min(max(v, lo), hi)
 
-        return Effects(
-            intensity=num(self.intensity, 1.0, 0.0, 1.0),
-            flash=num(self.flash, 0.0, 0.0, 1.0),
-            zoom=num(self.zoom, 1.0, 1.0, 16.0),
-            hue_deg=num(self.hue_deg, 0.0, -1e6, 1e6) % 360.0,
-            mirror=int(num(self.mirror, 0, 0, 3)),
-            kaleidoscope=int(num(self.kaleidoscope, 0, 0, MAX_KALEIDOSCOPE_SEGMENTS)),
-            kaleidoscope_deg=num(self.kaleidoscope_deg, 0.0, -1e6, 1e6) % 360.0,
-            feedback=num(self.feedback, 0.0, 0.0, 0.99),
-            feedback_zoom=num(self.feedback_zoom, 1.0, 0.5, 2.0),
-            strobe_hz=num(self.strobe_hz, 0.0, 0.0, 1000.0),
-            strobe_max_hz=num(self.strobe_max_hz, DEFAULT_STROBE_MAX_HZ, 0.0, 1000.0),
-            blackout=bool(self.blackout),
-        )
+        values: dict[str, object] = {}
+        for name, (lo, hi, integer) in FX_RANGES.items():
+            default = _DEFAULTS[name]
+            v = num(getattr(self, name), default, lo, hi)
+            values[name] = int(v) if integer else v % 360.0 if name.endswith("_deg") else v
+        return Effects(**values, strobe_max_hz=num(self.strobe_max_hz, DEFAULT_STROBE_MAX_HZ, 0.0, 1000.0),
+                       blackout=bool(self.blackout))
 
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Effects)}
 
 # Effects fields a preset may drive (the photosensitivity cap and blackout are show settings).
 PRESET_FX_FIELDS: tuple[str, ...] = tuple(
