@@ -63,3 +63,22 @@ def test_render_lyrics_needs_the_axis(tmp_path, capsys):
     rc = main(["render", str(song(tmp_path / "s.wav", seconds=1.0)), "--bank", str(bank), "--lyrics", str(lrc),
                "-o", str(tmp_path / "o.mp4"), "--no-progress"])
     assert rc == 2 and "has no axis 'lyrics'" in capsys.readouterr().err
+
+
+def test_transcription_without_weights_says_how(tmp_path, capsys):
+    from _show_banks import song
+
+    wav = song(tmp_path / "s.wav", seconds=0.5)
+    assert main(["lyrics", str(wav), "--model", str(tmp_path / "whisper-small"), "-o", str(tmp_path / "s.lrc")]) == 2
+    err = capsys.readouterr().err
+    assert "whisper-small" in err and "download a Whisper model" in err
+    assert not (tmp_path / "s.lrc").exists()
+    (tmp_path / "weights").mkdir()
+    try:
+        import faster_whisper  # noqa: F401
+    except ModuleNotFoundError:
+        try:
+            import whisper  # noqa: F401
+        except ModuleNotFoundError:
+            assert main(["lyrics", str(wav), "--model", str(tmp_path / "weights")]) == 2
+            assert "pip install 'vjengine[transcribe]'" in capsys.readouterr().err

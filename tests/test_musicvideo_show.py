@@ -148,3 +148,38 @@ def test_end_and_duration_conflict(assets, tmp_path):
     base = ["render", str(assets["song"]), "-o", str(tmp_path / "z.mp4"), "--no-progress"]
     assert main([*base, "--start", "2", "--end", "1"]) == 2
     assert main([*base, "--duration", "1", "--end", "2"]) == 2
+
+
+def test_offline_stems_give_per_stem_features(assets, tmp_path, capsys):
+    from vjengine.audio.hpss import HPSSSeparator
+    from vjengine.audio.songsynth import kick_and_pad
+    from vjengine.mapping.features import read_feature
+    from vjengine.offline import PushAudio
+
+    sr = 22050
+    kick, pad = kick_and_pad(seconds=4.0, sr=sr)
+    stems = HPSSSeparator().separate(kick + pad, sr)
+    audio = PushAudio(kick + pad, sr, stems)
+    frames = [audio.poll(i / 30) for i in range(1, 120)]
+    assert set(frames[-1].stems) == {"drums", "harmonic"}
+    drums = np.array([read_feature(f, "stem_drums") for f in frames[30:]])
+    harm = np.array([read_feature(f, "stem_harmonic") for f in frames[30:]])
+    assert drums.max() - drums.min() > 2 * (harm.max() - harm.min())  # the drums stem pulses, the pad holds
+    out = tmp_path / "stems.mp4"
+    assert main(["render", str(assets["song"]), "--stems", "hpss", "-o", str(out), "--size", "64x64", "--fps", "10",
+                 "--duration", "1", "--no-progress"]) == 0 and out.is_file()
+    assert main(["render", str(assets["song"]), "--stems", f"demucs:{tmp_path / 'none.th'}", "-o",
+                 str(tmp_path / "d.mp4"), "--no-progress"]) == 2
+    assert "demucs" in capsys.readouterr().err and not (tmp_path / "d.mp4").exists()
+
+
+def test_live_section_cues_need_a_sections_file(tmp_path):
+    from vjengine.show.cues import require_resolved
+
+    sheet = tmp_path / "cues.toml"
+    sheet.write_text('[[cue]]\nsection = "B"\npreset = 3\n')
+    with pytest.raises(ConfigError, match=r"cue\[0\]: section 'B': live, the sheet must name"):
+        require_resolved(load_cues(sheet))
+    (tmp_path / "s.txt").write_text("0\t8\tA\n8\t16\tB\n")
+    sheet.write_text('sections = "s.txt"\n[[cue]]\nsection = "B"\npreset = 3\n')
+    require_resolved(load_cues(sheet))

@@ -275,6 +275,10 @@ def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info:
 
 def run(args: argparse.Namespace) -> int:
     setup = build_setup(args.banks, args)
+    if setup.cues is not None:
+        from vjengine.show.cues import require_resolved  # noqa: PLC0415
+
+        require_resolved(setup.cues.cues)  # live has no song to find sections in
     audio, info = open_audio(args)
     return run_show(args, setup, audio, info)
 

@@ -21,6 +21,7 @@ VJ_COMMANDS: dict[str, tuple[str, str]] = {
     "still": ("vjengine.render.still", "render one frame of a bank headless to a PNG"),
     "render": ("vjengine.offline", "render a song (or a recorded set) offline to mp4"),
     "analyze": ("vjengine.audio.analyze", "run the live audio analysis over a file"),
+    "lyrics": ("vjengine.show.transcribe", "timed lyrics (.lrc) from a song by a speech model (optional extra)"),
     "devices": ("vjengine.audio.devices", "list audio input devices"),
     "monitors": ("vjengine.render.monitors", "list monitors for --monitor"),
     "osc-monitor": ("vjengine.control.osc_monitor", "print OSC messages as they arrive, and rejects"),

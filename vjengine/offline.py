@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lyrics-axis", default=None, metavar="NAME", help="the axis --lyrics walks (default lyrics)")
     parser.add_argument("--sections", default=None, metavar="TXT",
                         help="sections.txt for cues that name sections (default: found from the song)")
+    parser.add_argument("--stems", default=None, metavar="SEP",
+                        help="separate the song first and give each stem's level as a feature (stem_drums, ...): "
+                             "hpss (no model) or demucs:MODEL.th (the stems extra, weights you downloaded)")
     parser.add_argument("--refine", default=None, metavar="SPEC",
                         help="refine the video with SD img2img (a refine spec TOML; needs the build extra)")
     parser.add_argument("--quality", type=float, default=7.0, help="h264 quality 0..10 (default 7)")
@@ -99,22 +102,40 @@ def write_song_part(src: str | Path, dst: str | Path, start_s: float, seconds: f
 
 
 class PushAudio:
-    """The audio engine in push mode: ``poll(now_s)`` analyses every sample up to ``now_s``."""
+    """The audio engine in push mode: ``poll(now_s)`` analyses every sample up to ``now_s``.
 
-    def __init__(self, samples: np.ndarray, samplerate: int) -> None:
+    ``stems`` (name -> samples, from a :class:`~vjengine.audio.hpss.Separator`): each stem runs its
+    own analysis and its level replaces the frame's ``stems`` mapping (features ``stem_<name>``)."""
+
+    def __init__(self, samples: np.ndarray, samplerate: int, stems: dict[str, np.ndarray] | None = None) -> None:
+        from vjengine.audio.analyzer import Analyzer  # noqa: PLC0415
         from vjengine.audio.engine import AudioEngine  # noqa: PLC0415
 
         self.samples = samples
         self.samplerate = samplerate
         self.fed = 0
         self.engine = AudioEngine.offline(samplerate)
+        self.stems = stems or {}
+        self._stem_analyzers = {name: Analyzer(samplerate) for name in self.stems}
 
     def poll(self, now_s: float) -> Any:
         upto = min(len(self.samples), int(round(now_s * self.samplerate)))
-        if upto > self.fed:
-            self.engine.feed(self.samples[self.fed:upto])
+        fed = self.fed
+        if upto > fed:
+            self.engine.feed(self.samples[fed:upto])
             self.fed = upto
-        return self.engine.poll(now_s)
+        frame = self.engine.poll(now_s)
+        if not self.stems:
+            return frame
+        import dataclasses  # noqa: PLC0415
+        from types import MappingProxyType  # noqa: PLC0415
+
+        levels = {}
+        for name, an in self._stem_analyzers.items():
+            if upto > fed:
+                an.process(self.stems[name][fed:upto])
+            levels[name] = an.snapshot().level
+        return dataclasses.replace(frame, stems=MappingProxyType(levels))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,6 +335,10 @@ def render_song(args: argparse.Namespace) -> int:
     fps = float(args.fps or 60.0)
     if not (1.0 <= fps <= 240.0):
         raise ConfigError(f"--fps {fps:g}: must be 1..240")
+    if args.stems:
+        from vjengine.audio.hpss import open_separator  # noqa: PLC0415
+
+        open_separator(args.stems)  # a missing package or model file: say so before rendering anything
     refine = None
     if args.refine:
         from bank_builder.refine import load_refine_spec  # noqa: PLC0415
@@ -374,7 +399,14 @@ def _render_song_to(args: argparse.Namespace, out_path: Path, size: tuple[int, i
     show = ShowState(setup.entries, setup.library, preset=setup.preset_index, crossfade_s=setup.crossfade_s,
                      quantize=setup.quantize)  # type: ignore[arg-type]
     ctx, compositor, textures = _open_gl(setup.banks, size, args.fit or "fill")
-    audio = PushAudio(samples, sr)
+    stems = None
+    if getattr(args, "stems", None):
+        from vjengine.audio.hpss import open_separator  # noqa: PLC0415
+
+        separator = open_separator(args.stems)
+        log.info("separating %s into %s", args.song, ", ".join(separator.stems))
+        stems = separator.separate(samples, sr)
+    audio = PushAudio(samples, sr, stems)
     bar = _progress(n_frames, not args.no_progress, Path(args.output).name)
     audio_path: str | None = None
     tmp_dir = None

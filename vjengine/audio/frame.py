@@ -59,6 +59,9 @@ class AudioFrame:
       fifths (minor with its relative major), smoothed (:mod:`vjengine.audio.harmony`).
     - ``drums`` / ``harmonic``: 0..1 levels of the percussive and harmonic parts (streaming HPSS,
       :mod:`vjengine.audio.hpss`), adaptive gain and envelope like the bands.
+    - ``stems``: read-only mapping stem name -> 0..1 level. Live: ``drums`` and ``harmonic`` (the HPSS
+      levels above); `vj render --stems`: the levels of the separated stems (``drums``, ``bass``,
+      ``other``, ``vocals`` from a stem model, or ``drums``/``harmonic`` from offline HPSS).
     """
 
     time_s: float = 0.0
@@ -100,6 +103,7 @@ class AudioFrame:
     harmony_hue: float = 0.0
     drums: float = 0.0
     harmonic: float = 0.0
+    stems: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def silent(cls, status: str = "no audio yet", *, time_s: float = 0.0) -> "AudioFrame":
@@ -126,4 +130,5 @@ class AudioFrame:
         d["bands"] = dict(self.bands)
         d["chroma"] = list(self.chroma)
         d["band_names"] = list(self.band_names)
+        d["stems"] = dict(self.stems)
         return d

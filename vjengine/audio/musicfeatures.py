@@ -9,6 +9,8 @@ every 8th hop (~45 ms) on that hop's chroma (zero while the gate is closed:
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 
 from vjengine.audio.harmony import HarmonyTracker
@@ -43,4 +45,5 @@ class MusicFeatures:
         change, self._change = self._change, False
         return {"key": s.key, "key_confidence": s.key_confidence, "chord": s.chord,
                 "chord_confidence": s.chord_confidence, "chord_change": change, "harmony_hue": s.hue,
-                "drums": self.hpss.drums, "harmonic": self.hpss.harmonic}
+                "drums": self.hpss.drums, "harmonic": self.hpss.harmonic,
+                "stems": MappingProxyType({"drums": self.hpss.drums, "harmonic": self.hpss.harmonic})}

@@ -46,6 +46,8 @@ FEATURES: dict[str, str] = {
     "harmony_hue": "the chord on the circle of fifths 0..1 (minor with its relative major): a colour wheel",
     "drums": "percussive level 0..1 (HPSS)",
     "harmonic": "harmonic (sustained) level 0..1 (HPSS)",
+    **{f"stem_{n}": f"level 0..1 of the {n} stem (live: HPSS drums/harmonic; `vj render --stems`: the "
+                    "separated stems)" for n in ("drums", "harmonic", "bass", "vocals", "other")},
 }
 
 TRIGGERS: tuple[str, ...] = ("kick", "onset", "beat", "downbeat", "chord_change")
@@ -112,6 +114,9 @@ def read_feature(frame: Any, name: str) -> float:
             return root / 12.0
         minor = int(idx) >= 12
         return float(not minor) if name == "mode" else float(minor)
+    if name.startswith("stem_"):
+        stems = getattr(frame, "stems", None) or {}
+        return _finite(stems.get(name[5:], 0.0))
     if name.startswith("chroma"):
         c = getattr(frame, "chroma", ()) or ()
         i = int(name[6:])

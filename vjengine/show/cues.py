@@ -273,6 +273,14 @@ def needs_sections(cues: list[Cue]) -> bool:
     return any(c.section is not None for c in cues)
 
 
+def require_resolved(cues: list[Cue]) -> None:
+    """Live: a cue naming a section needs the sheet's ``sections = "...sections.txt"`` (ConfigError)."""
+    for cue in cues:
+        if cue.section is not None:
+            raise ConfigError(f"{cue.source}: {cue.line}: section {cue.section!r}: live, the sheet must name the "
+                              "song's sections: add sections = \"SONG.analysis/sections.txt\" (from `vj analyze`)")
+
+
 def resolve_sections(cues: list[Cue], sections: list[Any]) -> list[Cue]:
     """Section cues become timed cues at the start of each matching section (``Section`` objects with
     ``start_s`` and ``label``); a label the song lacks raises :class:`ConfigError` naming the cue."""

@@ -60,7 +60,7 @@ def frame_from_dict(d: dict[str, Any]) -> AudioFrame:
         if name not in d:
             continue
         v = d[name]
-        if name == "bands":
+        if name in ("bands", "stems"):
             v = MappingProxyType(dict(v))
         elif name in ("chroma", "band_names"):
             v = tuple(v)
