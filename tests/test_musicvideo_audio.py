@@ -31,6 +31,7 @@ def _track(x: np.ndarray) -> list[tuple[float, object]]:
 @pytest.mark.parametrize("chords,key", [
     (["C", "F", "G", "C"], "C major"),
     (["Am", "Dm", "E", "Am"], "A minor"),
+    (["Cm", "Fm", "G", "Cm"], "C minor"),
     (["Ebm", "Abm", "Bb", "Ebm"], "D# minor"),
     (["F#", "B", "C#", "F#"], "F# major"),
 ])

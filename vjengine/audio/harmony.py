@@ -2,15 +2,17 @@
 
 Both run on the 12-bin chroma the analyser already computes (C = 0):
 
-- **Key**: the chroma averaged over the last few seconds (an exponential window, ``key_window_s``)
-  correlated with the 24 Krumhansl-Kessler key profiles (12 major, 12 minor), each seen through
-  harmonic partials (plain profiles took i-iv-V-i in C# minor for G# major). Confidence is the
-  margin of the best correlation over the runner-up, scaled to 0..1.
 - **Chord**: the chroma averaged over ``chord_window_s`` (about a beat) matched (cosine) against 24
   triad templates built from harmonic tones (each note with its first partials folded onto pitch
   classes), so the fifth and third that real and synthetic tones put above every note do not pull
   the answer. A new chord replaces the current one only when it scores ``switch_margin`` better
   (hysteresis); ``chord_change`` pulses on that frame.
+- **Key**: what the key hears is mostly the notes of the recognised chords (3/4) and a little of the
+  raw chroma (1/4), averaged over the last few seconds (an exponential window, ``key_window_s``) and
+  correlated with the 24 Krumhansl-Kessler key profiles (12 major, 12 minor). The analyser's chroma
+  smears low notes (its FFT resolves ~20 Hz, a semitone below ~350 Hz): raw chroma took C minor for C
+  major half the time on synthetic pads; the chords, matched robustly, name the notes cleanly.
+  Confidence is the margin of the best correlation over the runner-up, scaled to 0..1.
 - **Hue**: the chord's place on the circle of fifths (a minor chord sits with its relative major, so
   C and A minor share a colour), followed by a circular one-pole filter (``hue_smooth_s``) so the
   colour turns the short way round the wheel.
@@ -37,22 +39,12 @@ _KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69
 
 # pitch classes of the first partials above a note's fundamental (octaves, fifth, third, ...), with
 # the amplitude a plain harmonic tone gives them (1/k)
-_PARTIALS = ((0, 1.0), (0, 0.5), (7, 1 / 3), (0, 0.25), (4, 0.2), (7, 1 / 6))
-
-
-def _harmonic(profile: np.ndarray) -> np.ndarray:
-    """A pitch-class profile as heard through harmonic tones (each class adds its partials)."""
-    out = np.zeros(12)
-    for pc in range(12):
-        for offset, amp in _PARTIALS:
-            out[(pc + offset) % 12] += profile[pc] * amp
-    return out
+_PARTIALS = ((0, 1.0), (0, 1 / 4), (7, 1 / 9), (0, 1 / 16), (4, 1 / 25), (7, 1 / 36))
 
 
 def _key_profiles() -> np.ndarray:
-    """``[24, 12]`` z-scored profiles: rows 0..11 major keys on C..B, 12..23 minor keys (the
-    Krumhansl-Kessler ratings folded through harmonic partials, like :func:`_chord_templates`)."""
-    rows = [np.roll(_harmonic(p), k) for p in (_KK_MAJOR, _KK_MINOR) for k in range(12)]
+    """``[24, 12]`` zero-mean unit profiles: rows 0..11 major keys on C..B, 12..23 minor keys."""
+    rows = [np.roll(p, k) for p in (_KK_MAJOR, _KK_MINOR) for k in range(12)]
     m = np.array(rows, dtype=np.float64)
     m -= m.mean(axis=1, keepdims=True)
     return m / np.linalg.norm(m, axis=1, keepdims=True)
@@ -100,7 +92,10 @@ def fifths_hue(root: int, minor: bool) -> float:
     return float(_FIFTHS_POS[major_root]) / 12.0
 
 
-_SCORES = np.concatenate([KEY_PROFILES, CHORD_TEMPLATES])  # one matmul scores keys and chords
+_TRIAD_SHARE = 0.75  # of what the key hears: the recognised chord's notes; the rest, the raw chroma
+_TRIADS = np.zeros((24, 12))
+for _i in range(24):
+    _TRIADS[_i, [(_i + iv) % 12 for iv in (0, 3 if _i >= 12 else 4, 7)]] = 1.0 / 3.0
 _HUE_ANGLE = [2.0 * math.pi * fifths_hue(i % 12, i >= 12) for i in range(24)]
 
 
@@ -152,15 +147,13 @@ class HarmonyTracker:
         self._key_acc = np.zeros(12)
         self._key_weight = 0.0
         self._chord_acc = np.zeros(12)
-        self._both = np.zeros((12, 2))
         self._hue_vec = (0.0, 0.0)
         self.state = HarmonyState()
 
     def update(self, chroma: Sequence[float], dt_s: float) -> HarmonyState:
         """Fold in one frame's chroma (12 values, any scale; all zero in silence) ``dt_s`` after the last.
 
-        About 20 us: the per-call work is a handful of numpy calls on 12-vectors (one matmul scores the
-        24 keys and 24 chords together); the rest is plain floats."""
+        Tens of microseconds: a handful of numpy calls on 12-vectors; the rest is plain floats."""
         try:
             c = np.asarray(chroma, dtype=np.float64).reshape(12)
             total = float(c.sum())
@@ -171,37 +164,19 @@ class HarmonyTracker:
         sounding = total > 1e-9
         dt_s = min(dt_s, 1.0)
         kc = math.exp(-dt_s / self.chord_window_s)
-        if sounding:  # each frame of music counts alike, whatever its level; silence neither moves the key
-            kk = math.exp(-dt_s / self.key_window_s)  # nor forgets it
+        self._chord_acc *= kc
+        if sounding:  # each frame of music counts alike, whatever its level
             c = c * (1.0 / total)
-            self._key_acc *= kk
-            self._key_acc += (1.0 - kk) * c
-            self._key_weight = kk * self._key_weight + (1.0 - kk)
-            self._chord_acc *= kc
             self._chord_acc += (1.0 - kc) * c
-        else:
-            self._chord_acc *= kc
-        self._both[:, 0] = self._key_acc
-        self._both[:, 1] = self._chord_acc
-        raw = _SCORES @ self._both  # [48, 2]: profiles are zero-mean, so this is the centred dot product
-        sq = (self._both * self._both).sum(axis=0).tolist()
-        sums = self._both.sum(axis=0).tolist()
-        # norm of each accumulator minus its mean: sqrt(sum x^2 - (sum x)^2 / 12)
-        nk = math.sqrt(max(sq[0] - sums[0] * sums[0] / 12.0, 0.0))
-        nc = math.sqrt(max(sq[1] - sums[1] * sums[1] / 12.0, 0.0))
-        key_scores = raw[:24, 0].tolist()
-        chord_scores = raw[24:, 1].tolist()
+        chord_acc = self._chord_acc
+        sc = float(chord_acc.sum())
+        nc = math.sqrt(max(float(chord_acc @ chord_acc) - sc * sc / 12.0, 0.0))  # norm after centring
+        chord_scores = (CHORD_TEMPLATES @ chord_acc).tolist()  # templates are zero-mean: centred dot products
         prev = self.state
-        key, key_conf = prev.key, prev.key_confidence
-        if self._key_weight > 0.25 and nk > 1e-12:  # about a quarter of the window heard
-            key = max(range(24), key=key_scores.__getitem__)
-            best = key_scores[key]
-            second = max(v for i, v in enumerate(key_scores) if i != key)
-            key_conf = min(1.0, max(0.0, (best - second) / nk * 5.0))
         chord, chord_conf = prev.chord, prev.chord_confidence
         best = max(range(24), key=chord_scores.__getitem__)
         top = chord_scores[best] / nc if nc > 1e-12 else 0.0
-        if sums[1] < 0.3 or top < self.min_chord_score:
+        if sc < 0.3 or top < self.min_chord_score:
             chord, chord_conf = -1, 0.0
         else:
             current = chord_scores[prev.chord] / nc if prev.chord >= 0 else -1.0
@@ -209,6 +184,21 @@ class HarmonyTracker:
                 chord = best
             second = max(v for i, v in enumerate(chord_scores) if i != best) / nc
             chord_conf = min(1.0, max(0.0, (top - second) * 4.0)) if chord == best else 0.0
+        key, key_conf = prev.key, prev.key_confidence
+        if sounding:  # the key hears the chords it recognised (and a little of the raw chroma); silence
+            kk = math.exp(-dt_s / self.key_window_s)  # neither moves the key nor forgets it
+            heard = _TRIADS[chord] * _TRIAD_SHARE + c * (1.0 - _TRIAD_SHARE) if chord >= 0 else c
+            self._key_acc *= kk
+            self._key_acc += (1.0 - kk) * heard
+            self._key_weight = kk * self._key_weight + (1.0 - kk)
+            acc = self._key_acc
+            sk = float(acc.sum())
+            nk = math.sqrt(max(float(acc @ acc) - sk * sk / 12.0, 0.0))
+            if self._key_weight > 0.25 and nk > 1e-12:  # about a quarter of the window heard
+                key_scores = (KEY_PROFILES @ acc).tolist()
+                key = max(range(24), key=key_scores.__getitem__)
+                second = max(v for i, v in enumerate(key_scores) if i != key)
+                key_conf = min(1.0, max(0.0, (key_scores[key] - second) / nk * 5.0))
         change = chord >= 0 and chord != prev.chord
         # hue: the chord's (else the key's) place on the circle of fifths, filtered on the circle
         hue = prev.hue
