@@ -5,8 +5,11 @@
 2. Averaged per beat (the analysis' beat times; a 0.5 s grid where it found no steady beat), each
    dimension standardised; timbre and harmony weigh alike.
 3. A cosine self-similarity matrix over beats; Foote's checkerboard novelty along its diagonal
-   (kernel ``kernel_beats`` each side, Gaussian taper); boundaries are novelty peaks at least
-   ``min_section_beats`` apart and above ``mean + threshold * std``, placed on their beat.
+   (kernel ``kernel_beats`` each side, Gaussian taper, normalised over the cells inside the song); boundaries are novelty peaks at least
+   ``min_section_beats`` apart and above both ``mean + threshold * std`` and ``relative`` x the
+   highest peak, placed on their beat.
+   The repetition structure adds its own novelty (:func:`structure_novelty`), so a boundary between
+   two repeats of a section, or between a unique and a repeated one, counts too.
 4. Labels: each section's beats averaged into one vector; a section takes the label of the most
    similar earlier label group if its cosine similarity reaches ``same_label``, else a new letter.
 
@@ -92,20 +95,67 @@ def _cosine(z: np.ndarray) -> np.ndarray:
 
 
 def novelty(ssm: np.ndarray, half: int) -> np.ndarray:
-    """Foote novelty: a Gaussian-tapered checkerboard kernel slid along the diagonal."""
+    """Foote novelty with a Gaussian-tapered checkerboard kernel slid along the diagonal, as the
+    weighted mean similarity within the two diagonal blocks minus that across them, over the cells
+    inside the song only (near the ends a plain kernel would half-fall outside and find a change there)."""
     k = np.arange(-half, half) + 0.5
     g = np.exp(-0.5 * (k / (0.5 * half)) ** 2)
-    kernel = np.outer(g, g) * np.sign(k)[:, None] * np.sign(k)[None, :]
+    w = np.outer(g, g)
+    same = (np.sign(k)[:, None] * np.sign(k)[None, :]) > 0
     n = len(ssm)
-    padded = np.pad(ssm, half)  # zeros: no novelty invented at the song's ends
+    padded = np.pad(ssm, half)
+    valid = np.pad(np.ones_like(ssm), half)
     nov = np.zeros(n)
     for i in range(n):
-        nov[i] = (padded[i:i + 2 * half, i:i + 2 * half] * kernel).sum()
+        s = padded[i:i + 2 * half, i:i + 2 * half]
+        v = valid[i:i + 2 * half, i:i + 2 * half] * w
+        ws, wx = (v * same).sum(), (v * ~same).sum()
+        if ws > 0 and wx > 0.05 * ws:
+            nov[i] = (s * v * same).sum() / ws - (s * v * ~same).sum() / wx
     return np.maximum(nov, 0.0)
 
 
+REPEAT_WEIGHT = 0.5  # the repetition novelty's say against the checkerboard's (tuned on synthetic forms)
+
+
+def structure_novelty(ssm: np.ndarray, half: int, *, neighbours: float = 0.08, min_lag: int = 16) -> np.ndarray:
+    """Repetition novelty (Serra et al.'s structure features): each beat's nearest neighbours (the top
+    ``neighbours`` share, mutual) as a time-lag recurrence, smoothed along time; the change between the
+    lag profiles before and after each beat. It sees boundaries that the checkerboard cannot: between
+    two repeats of one section (A A) and where a unique section meets a repeated one. Lags under
+    ``min_lag`` beats (a chord cycle repeating inside a section) are left out."""
+    n = len(ssm)
+    k = max(2, int(round(neighbours * n)))
+    masked = ssm.copy()
+    for d in range(-2, 3):  # a beat's own neighbourhood is not a repeat
+        idx = np.arange(max(0, -d), min(n, n - d))
+        masked[idx, idx + d] = -np.inf
+    top = np.argsort(masked, axis=1)[:, -k:]
+    r = np.zeros((n, n))
+    np.put_along_axis(r, top, 1.0, axis=1)
+    r = r * r.T  # mutual neighbours only
+    lag = np.zeros((n, n))
+    cols = np.arange(n)
+    for i in range(n):
+        lag[i] = r[i, (i + cols) % n]
+    # repeats closer than a section (a chord cycle inside one section) are not form
+    lag[:, :min_lag] = 0.0
+    lag[:, n - min_lag + 1:] = 0.0
+    g = np.exp(-0.5 * (np.arange(-half, half + 1) / (0.5 * half)) ** 2)
+    out = np.zeros(n)
+    for i in range(n):  # Gaussian-weighted mean lag profile before vs after beat i
+        a = lag[max(0, i - half):i]
+        b = lag[i:min(n, i + half)]
+        if len(a) < 2 or len(b) < 2:
+            continue
+        wa = g[half - len(a):half][:, None]
+        wb = g[half:half + len(b)][:, None]
+        out[i] = np.linalg.norm((a * wa).sum(0) / wa.sum() - (b * wb).sum(0) / wb.sum())
+    return out
+
+
 def find_sections(samples: np.ndarray, samplerate: int, beat_times: list[float] | np.ndarray | None = None, *,
-                  kernel_beats: int = 16, min_section_beats: int = 16, threshold: float = 0.3,
+                  kernel_beats: int = 16, min_section_beats: int = 16, threshold: float = 0.5, relative: float = 0.4,
                   same_label: float = 0.6) -> list[Section]:
     """Sections of the song (see the module docstring); one section when nothing changes."""
     duration = len(samples) / samplerate
@@ -121,11 +171,16 @@ def find_sections(samples: np.ndarray, samplerate: int, beat_times: list[float] 
     ssm = _cosine(z)
     half = max(2, min(kernel_beats, len(f) // 4))
     nov = novelty(ssm, half)
-    cut = nov.mean() + threshold * nov.std()
+    rep = structure_novelty(ssm, half, min_lag=min_section_beats)
+    if nov.max() > 0 and rep.max() > 0:  # timbre/harmony change and repetition change, equal say
+        nov = nov / nov.max() + REPEAT_WEIGHT * rep / rep.max()
+    cut = max(nov.mean() + threshold * nov.std(), relative * float(nov.max()))
     order = np.argsort(nov)[::-1]
     picked: list[int] = []
     for i in order:
         if nov[i] <= cut or i < min_section_beats // 2 or len(f) - i < min_section_beats // 2:
+            continue
+        if nov[i] < nov[max(0, i - 1):i + 2].max():  # a peak, not its shoulder
             continue
         if all(abs(i - j) >= min_section_beats for j in picked):
             picked.append(int(i))
