@@ -156,12 +156,13 @@ class LiveShow:
     def open(self) -> None:
         from vjengine.clock import RealClock  # noqa: PLC0415
         from vjengine.render.compositor import Compositor  # noqa: PLC0415
-        from vjengine.render.textures import BankTextures  # noqa: PLC0415
+        from vjengine.render.residency import frame_source  # noqa: PLC0415
 
         args = self.args
         ctx = self._open_output()
         self.compositor = Compositor(ctx, output_size=self.size, fit=args.fit)
-        self.textures = [BankTextures(ctx, b, upload="stream") for b in self.setup.banks]
+        self.textures = [frame_source(ctx, b, gpu_budget_mb=getattr(args, "gpu_budget_mb", None), progress=True)
+                         for b in self.setup.banks]
         for tex in self.textures:  # every shader variant now, not mid-show
             self.compositor.warm_up(tex)
         hooks = []

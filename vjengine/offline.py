@@ -219,14 +219,14 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
 
 def _open_gl(banks: list[Any], size: tuple[int, int], fit: str) -> tuple[Any, Any, list[Any]]:
     """A headless context, the output's compositor (every shader variant compiled) and each bank's
-    frames on the GPU."""
+    frames on the GPU (a compressed bank streams, but every frame is drawn sharp: ``wait_full``)."""
     from vjengine.render.compositor import Compositor  # noqa: PLC0415
     from vjengine.render.context import headless_context  # noqa: PLC0415
-    from vjengine.render.textures import BankTextures  # noqa: PLC0415
+    from vjengine.render.residency import frame_source  # noqa: PLC0415
 
     ctx = headless_context()
     compositor = Compositor(ctx, output_size=size, fit=fit)
-    textures = [BankTextures(ctx, b, progress=False, upload="stream") for b in banks]
+    textures = [frame_source(ctx, b, wait_full=True) for b in banks]
     for tex in textures:
         compositor.warm_up(tex)
     return ctx, compositor, textures

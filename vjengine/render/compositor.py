@@ -53,6 +53,8 @@ class FrameSource(Protocol):
     frames may lie in more than one texture array; ``layers_for(indices)``: make these frames
     resident now and say where each is, ``[(texture_array, layer), ...]`` in order; ``tick(budget_s)``:
     background work (streaming) for about ``budget_s`` seconds, once per frame the source is drawn.
+    Optionally ``low_ids``: ``id()`` of arrays holding smaller stand-ins of frames (a streaming low
+    tier), which the blend samples by texture coordinate instead of by texel.
     """
 
     width: int
@@ -265,13 +267,16 @@ class Compositor:
         return self._scratch
 
     def _blend_program(self, k: int, split: bool, crossfade: bool = False, feedback: bool = False,
-                       hue: bool = False, grade: bool = False) -> tuple[moderngl.Program, moderngl.VertexArray]:
+                       hue: bool = False, grade: bool = False,
+                       low: bool = False) -> tuple[moderngl.Program, moderngl.VertexArray]:
         """The blend variant for these switches (compiled on first use, then kept for this output)."""
         grade = grade and not feedback
-        key = (k, split, crossfade, feedback, hue, grade)
+        key = (k, split, crossfade, feedback, hue, grade, low)
         if key not in self._blend_programs:
             defines = {"K": k, "SPLIT": int(split), "CROSSFADE": int(crossfade), "FEEDBACK": int(feedback),
                        "HUE": int(hue), "GRADE": int(grade)}
+            if low:  # the shader tests #ifdef LOW
+                defines["LOW"] = 1
             prog = load_program(self.ctx, "blend", defines, vertex="fullscreen")
             self._blend_programs[key] = (prog, self.ctx.vertex_array(prog, []))
         return self._blend_programs[key]
@@ -287,14 +292,15 @@ class Compositor:
         max_k = program_k(1 << len(source.sizes))
         self._working(self._scaled(source))
         (array, layer), = source.layers_for([0])
+        lows = (False, True) if getattr(source, "low_ids", None) else (False,)
         for k in TAP_COUNTS:
             if k > max_k:
                 break
-            for split, crossfade, feedback, hue, grade in itertools.product(
-                    (False, True) if source.split else (False,), *([(False, True)] * 4)):
-                if feedback and grade or (k, split, crossfade, feedback, hue, grade) in self._blend_programs:
+            for split, crossfade, feedback, hue, grade, low in itertools.product(
+                    (False, True) if source.split else (False,), *([(False, True)] * 4), lows):
+                if feedback and grade or (k, split, crossfade, feedback, hue, grade, low) in self._blend_programs:
                     continue
-                prog, vao = self._blend_program(k, split, crossfade, feedback, hue, grade)
+                prog, vao = self._blend_program(k, split, crossfade, feedback, hue, grade, low)
                 unit = self._bind_taps(prog, k, [(array, layer)], [1.0], source, self._state[0].size)
                 self._state[1].texture.use(unit)
                 for name in ("other", "previous"):
@@ -363,24 +369,28 @@ class Compositor:
             prog["frames"].write(np.asarray(samplers, np.int32).tobytes())
         prog["layer"].write(np.asarray(layers, np.int32).tobytes())
         prog["weight"].write(np.asarray(ws, np.float32).tobytes())
-        prog["texel_scale"].value = (source.width / size[0], source.height / size[1])
-        if "size" in prog:  # only the crossfade and feedback variants use it
+        if "texel_scale" in prog:  # the LOW variant samples by uv instead
+            prog["texel_scale"].value = (source.width / size[0], source.height / size[1])
+        if "size" in prog:  # the crossfade, feedback and LOW variants use it
             prog["size"].value = (float(size[0]), float(size[1]))
         return len(arrays)
 
-    def _taps(self, source: FrameSource, coord: Sequence[float]) -> tuple[int, list, list[float], bool]:
+    def _taps(self, source: FrameSource, coord: Sequence[float]) -> tuple[int, list, list[float], bool, bool]:
+        """(K, where each tap is, weights, several arrays?, any low-tier tap?) of ``source`` at ``coord``."""
         taps = blend_taps(coord, source.sizes, source.cyclic)
         if self.max_k is not None and len(taps.indices) > self.max_k:
             taps = nearest_taps(taps, self.max_k)
         where = source.layers_for(taps.indices.tolist())
-        split = len({id(array) for array, _ in where}) > 1
-        return program_k(len(taps.indices)), where, taps.weights.tolist(), split
+        ids = {id(array) for array, _ in where}
+        low_ids = getattr(source, "low_ids", None)
+        low = bool(low_ids) and not ids.isdisjoint(low_ids)
+        return program_k(len(taps.indices)), where, taps.weights.tolist(), len(ids) > 1, low
 
     def _blend_scratch(self, source: FrameSource, coord: Sequence[float]) -> _Image:
         """``source``'s plain blend at ``coord`` into the scratch image (the trail is left alone)."""
         scratch = self._scratch_for(self._scaled(source))
-        k, where, weights, split = self._taps(source, coord)
-        prog, vao = self._blend_program(k, split)
+        k, where, weights, split, low = self._taps(source, coord)
+        prog, vao = self._blend_program(k, split, low=low)
         self._bind_taps(prog, k, where, weights, source, scratch.size)
         scratch.fbo.viewport = (0, 0, *scratch.size)
         scratch.fbo.use()
@@ -392,12 +402,12 @@ class Compositor:
         """The blend pass into the next state image; returns whether intensity and flash are still to
         be applied (trails on)."""
         self._show_graded = False
-        k, where, weights, split = self._taps(source, coord)
+        k, where, weights, split, low = self._taps(source, coord)
         keep = 0.0 if self._fresh else per_frame_amount(fx.feedback, dt_s)
         feedback = keep > 0.0
         hue = fx.hue_deg % 360.0 != 0.0
         grade = fx.intensity < 1.0 or flash > 0.0
-        prog, vao = self._blend_program(k, split, other is not None, feedback, hue, grade)
+        prog, vao = self._blend_program(k, split, other is not None, feedback, hue, grade, low)
         unit = self._bind_taps(prog, k, where, weights, source, self._state[0].size)
         if hue:  # GLSL matrices are column-major: upload the transpose
             prog["hue"].write(np.ascontiguousarray(hue_matrix(fx.hue_deg).T).tobytes())

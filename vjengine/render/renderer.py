@@ -14,7 +14,8 @@ import numpy as np
 
 from vjengine.effects import Effects
 from vjengine.render.compositor import Compositor
-from vjengine.render.textures import DEFAULT_MEMORY_BUDGET_MB, BankTextures
+from vjengine.render.residency import frame_source
+from vjengine.render.textures import DEFAULT_MEMORY_BUDGET_MB
 
 
 class Renderer:
@@ -22,22 +23,26 @@ class Renderer:
 
     ``output_size``: (width, height) of the offscreen output used when ``render`` gets no target
     (default: the bank's size); ``fit``, ``scale_filter``, ``raise_errors``, ``stream_budget_ms``: as
-    for :class:`Compositor`; ``memory_budget_mb``, ``progress``, ``upload``: as for
-    :class:`BankTextures` (``upload`` defaults to "stream").
+    for :class:`Compositor`; the frames come from :func:`~vjengine.render.residency.frame_source`
+    (``gpu_budget_mb``, ``wait_full``: a streaming ``ResidentFrames``; else ``memory_budget_mb``,
+    ``progress``, ``upload``: ``BankTextures``, ``upload`` defaulting to "stream").
     """
 
     def __init__(self, ctx: moderngl.Context, bank, *, output_size: tuple[int, int] | None = None,
                  fit: str = "fit", memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
                  progress: bool = True, raise_errors: bool = False, upload: str = "stream",
-                 stream_budget_ms: float = 4.0, scale_filter: str = "linear") -> None:
+                 stream_budget_ms: float = 4.0, scale_filter: str = "linear", gpu_budget_mb: float | None = None,
+                 wait_full: bool = False) -> None:
         self.ctx = ctx
+        self.gpu_budget_mb = gpu_budget_mb
+        self.wait_full = wait_full
         self.memory_budget_mb = memory_budget_mb
         self.progress = progress
         self.upload = upload
         self.compositor = Compositor(ctx, output_size=output_size or (bank.width, bank.height), fit=fit,
                                      scale_filter=scale_filter, raise_errors=raise_errors,
                                      stream_budget_ms=stream_budget_ms)
-        self.textures: BankTextures | None = None
+        self.textures = None
         self.bank = None
         try:
             self.set_bank(bank)
@@ -47,8 +52,8 @@ class Renderer:
 
     def set_bank(self, bank) -> None:
         """Upload ``bank``, replacing the current one."""
-        new = BankTextures(self.ctx, bank, memory_budget_mb=self.memory_budget_mb, progress=self.progress,
-                           upload=self.upload)
+        new = frame_source(self.ctx, bank, gpu_budget_mb=self.gpu_budget_mb, wait_full=self.wait_full,
+                           progress=self.progress, upload=self.upload, memory_budget_mb=self.memory_budget_mb)
         if self.textures is not None:
             self.textures.release()
         self.textures, self.bank = new, bank
