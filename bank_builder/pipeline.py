@@ -9,10 +9,10 @@ Latents come back in the UNet's (scaled) space as float32 numpy; ``decode`` turn
 frames with the model's VAE or a TAESD-class decoder.
 
 A cell's result is a pure function of (spec, cell): its noise, conditioning and ancestral generator
-come from the spec alone, and with ``exact`` (the default on the CPU) every model call holds one
-cell's rows only, so the bytes do not depend on the batch size, the batch order or a resume. GPU
-kernels pick algorithms by batch shape, so a batched GPU build agrees with an exact one to float
-rounding only (see ``benchmarks/build_gpu.py``).
+come from the spec alone, and with ``exact`` (the default on the CPU) every model call has the same
+shape (``EXACT_ROWS`` cells, CFG rows decided per spec), so the bytes do not depend on the batch
+size, the batch order or a resume. GPU kernels pick algorithms by batch shape, so a batched GPU
+build agrees with an exact one to float rounding only (``benchmarks/build_gpu.py`` measures it).
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ _SCHEDULERS = {
     "heun": ("HeunDiscreteScheduler", {}),
 }
 ANCESTRAL_SEED_OFFSET = 1  # the per-step noise of ancestral schedulers: seed + 1, the same in every cell
+# exact mode: every model call holds exactly this many cells (the last call padded with copies).
+# CPU kernels (oneDNN convolutions, small GEMMs) pick their algorithm by batch shape, but for one
+# shape a row's result does not depend on its neighbours or its position, so a fixed shape makes a
+# cell's bytes independent of how cells are batched, ordered or resumed.
+EXACT_ROWS = 4
 
 # model_index.json "_class_name" -> family. Anything else is refused before any work starts.
 FAMILIES = {
@@ -266,6 +271,8 @@ class Generator:
         self._init_latents: "torch.Tensor | None" = None
         self._jitter_dirs: dict[tuple[int, int], np.ndarray] = {}
         self._lora_state: tuple | None = None
+        guidances = [spec.guidance] + [v for a in spec.axes if a.kind == "guidance" for v in a.range]
+        self.spec_uses_cfg = max(guidances) > 1.0 and self.unet.config.time_cond_proj_dim is None
         self._text_cache: dict[tuple, tuple] = {}
         self._encode_prompts()
         self._speed_options(compile_unet)
@@ -695,10 +702,10 @@ class Generator:
         ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=self.dtype)
         return ids.to(self.device).repeat(n, 1)
 
-    def _eps(self, scheduler, latents, t, cond, uncond, pooled, npooled, g, use_cfg, tcond) -> "torch.Tensor":
-        """Noise prediction for some cells' latents (one row each), with CFG on the cells that use it."""
+    def _eps(self, scheduler, latents, t, cond, uncond, pooled, npooled, g, use_cfg, tcond, cfg) -> "torch.Tensor":
+        """Noise prediction for some cells' latents (one row each), with CFG on the cells that use it
+        (``cfg``: whether the call has the unconditional rows at all)."""
         n = latents.shape[0]
-        cfg = bool(use_cfg.any())
         x = torch.cat([latents] * 2) if cfg else latents
         x = scheduler.scale_model_input(x, t)
         embeds = torch.cat([uncond, cond]) if cfg else cond
@@ -737,6 +744,13 @@ class Generator:
                 guidance - 1, embedding_dim=self.unet.config.time_cond_proj_dim).to(dev, dt)
         else:
             use_cfg = guidance > 1.0
+        if self.exact:  # pad to whole calls of EXACT_ROWS cells (copies of the last cell, dropped at the end)
+            pad = -n % EXACT_ROWS
+            if pad:
+                extend = lambda x: None if x is None else torch.cat([x, x[-1:].expand(pad, *x.shape[1:])])
+                cond, pooled, noise, guidance, use_cfg, tcond = map(extend, (cond, pooled, noise, guidance, use_cfg, tcond))
+                cells = list(cells) + [cells[-1]] * pad
+        n_real, n = n, len(cells)
         uncond = torch.from_numpy(neg).to(dev, dt)[None].expand(n, -1, -1)
         unpooled = torch.from_numpy(npooled).to(dev, dt)[None].expand(n, -1) if self.family == "sdxl" else None
         g, use_cfg = guidance.to(dev, dt), use_cfg.to(dev)
@@ -765,16 +779,20 @@ class Generator:
             latents = noise.to(dev) * scheduler.init_noise_sigma
         latents = latents.to(dt)
 
-        rows = [slice(i, i + 1) for i in range(n)] if self.exact else [slice(0, n)]
+        if self.exact:  # fixed shape: the CFG rows are there for every cell if any cell of the spec uses CFG
+            rows = [slice(i, i + EXACT_ROWS) for i in range(0, n, EXACT_ROWS)]
+            cfg = [self.spec_uses_cfg] * len(rows)
+        else:
+            rows, cfg = [slice(0, n)], [bool(use_cfg.any())]
         with self._timed("unet"):
             for t in timesteps:
                 eps = torch.cat([
                     self._eps(scheduler, latents[r], t, cond[r], uncond[r], None if pooled is None else pooled[r],
                               None if unpooled is None else unpooled[r], g[r], use_cfg[r],
-                              None if tcond is None else tcond[r])
-                    for r in rows])
+                              None if tcond is None else tcond[r], c)
+                    for r, c in zip(rows, cfg)])
                 latents = scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
-        return latents.float().cpu().numpy()
+        return latents[:n_real].float().cpu().numpy()
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """Scaled latents [B, C, h, w] -> uint8 RGB frames [B, H, W, 3]."""
@@ -793,8 +811,14 @@ class Generator:
             z = z * torch.tensor(std).view(1, c, 1, 1).to(z) / cfg.scaling_factor + torch.tensor(mean).view(1, c, 1, 1).to(z)
         else:
             z = z / cfg.scaling_factor
-        rows = [slice(i, i + 1) for i in range(len(z))] if self.exact else [slice(0, len(z))]
-        return torch.cat([self.decoder.decode(z[r], return_dict=False)[0] for r in rows])
+        if not self.exact:
+            return self.decoder.decode(z, return_dict=False)[0]
+        n = len(z)
+        pad = -n % EXACT_ROWS
+        if pad:
+            z = torch.cat([z, z[-1:].expand(pad, *z.shape[1:])])
+        out = [self.decoder.decode(z[i:i + EXACT_ROWS], return_dict=False)[0] for i in range(0, len(z), EXACT_ROWS)]
+        return torch.cat(out)[:n]
 
     @torch.inference_mode()
     def _decode(self, latents: np.ndarray) -> np.ndarray:

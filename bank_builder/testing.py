@@ -315,3 +315,95 @@ def write_single_file_checkpoint(pipe, path: str | Path, config_folder: str | Pa
         for weights in config_folder.rglob("*"):
             if weights.suffix in (".safetensors", ".bin"):
                 weights.unlink()
+
+
+# --- full-size architectures with random weights (timing without downloads) ---------------------
+
+FULL_SIZE_FAMILIES = {
+    # name: (diffusers family, native size, typical steps, typical guidance, what it stands for)
+    "sd15": ("sd", 512, 20, 7.5, "Stable Diffusion 1.5 and its fine-tunes"),
+    "sd-turbo": ("sd", 512, 1, 0.0, "SD-Turbo (the SD 2.1 architecture)"),
+    "sdxl": ("sdxl", 1024, 20, 6.0, "SDXL base 1.0 and its fine-tunes (Pony, Illustrious, ...)"),
+    "sdxl-turbo": ("sdxl", 512, 1, 0.0, "SDXL-Turbo (the SDXL architecture at 512x512)"),
+}
+
+
+def _clip_text(hidden: int, layers: int, heads: int, act: str, projection: int, vocab: int, with_projection: bool):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    cfg = CLIPTextConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 4, num_hidden_layers=layers,
+                         num_attention_heads=heads, hidden_act=act, projection_dim=projection,
+                         max_position_embeddings=77, bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    return (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(cfg)
+
+
+def make_full_size_pipeline(folder: str | Path, name: str, *, seed: int = 0, dtype=None, device: str = "cpu"):
+    """The real architecture of ``name`` (a key of FULL_SIZE_FAMILIES) at full size, seeded random
+    weights, saved with ``save_pretrained`` (in ``dtype``, default float16 on a GPU). Same layers,
+    shapes and compute as the released model; its pictures are noise. The text encoders' vocabulary
+    is CLIP's 49408 entries, the tokenizer the byte-level one written here (prompts are tokenized
+    differently from the real model, which changes nothing about the cost)."""
+    import torch
+    from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
+                           StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel)
+
+    family, native, _, _, _ = FULL_SIZE_FAMILIES[name]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    dtype = dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
+    torch.manual_seed(seed)
+    tokenizer = _tiny_tokenizer(folder)
+    vocab = 49408
+    sched_common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                        num_train_timesteps=1000)
+    with torch.device(device):
+        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                            up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
+                            sample_size=native, scaling_factor=0.13025 if family == "sdxl" else 0.18215,
+                            force_upcast=family == "sdxl")
+        if name == "sd15":
+            unet = UNet2DConditionModel(sample_size=native // 8, cross_attention_dim=768, attention_head_dim=8,
+                                        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
+            text = _clip_text(768, 12, 12, "quick_gelu", 768, vocab, False)
+        elif name == "sd-turbo":
+            unet = UNet2DConditionModel(sample_size=native // 8, cross_attention_dim=1024,
+                                        attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+                                        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
+            text = _clip_text(1024, 23, 16, "gelu", 512, vocab, False)
+        else:
+            unet = UNet2DConditionModel(
+                sample_size=native // 8, block_out_channels=(320, 640, 1280), layers_per_block=2,
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), use_linear_projection=True,
+                cross_attention_dim=2048, addition_embed_type="text_time", addition_time_embed_dim=256,
+                projection_class_embeddings_input_dim=2816)
+            text = _clip_text(768, 12, 12, "quick_gelu", 768, vocab, False)
+            text_2 = _clip_text(1280, 32, 20, "gelu", 1280, vocab, True)
+    parts = [unet, vae, text] + ([text_2] if family == "sdxl" else [])
+    for m in parts:
+        m.to(dtype)
+    if family == "sd":
+        sched = EulerDiscreteScheduler(**sched_common, timestep_spacing="trailing" if name == "sd-turbo" else "leading")
+        pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text, tokenizer=tokenizer, scheduler=sched,
+                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    else:
+        sched = (EulerAncestralDiscreteScheduler(**sched_common, timestep_spacing="trailing") if name == "sdxl-turbo"
+                 else EulerDiscreteScheduler(**sched_common, timestep_spacing="leading"))
+        pipe = StableDiffusionXLPipeline(unet=unet, vae=vae, text_encoder=text, text_encoder_2=text_2,
+                                         tokenizer=tokenizer, tokenizer_2=_tiny_tokenizer(folder), scheduler=sched)
+    pipe.save_pretrained(folder)
+    return pipe
+
+
+def make_full_size_taesd(folder: str | Path, *, seed: int = 0, dtype=None, device: str = "cpu"):
+    """TAESD / TAESDXL's architecture (diffusers' AutoencoderTiny defaults) with seeded random weights."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoencoderTiny()
+    model.to(dtype or (torch.float16 if device.startswith("cuda") else torch.float32))
+    model.save_pretrained(folder)
+    return model

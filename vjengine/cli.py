@@ -34,6 +34,7 @@ BANK_COMMANDS: dict[str, tuple[str, str]] = {
     "repair": ("vjengine.bank.cli_repair", "re-make the frames that fail their checksum (from the build's work folder)"),
     "build": ("bank_builder.cli_build", "bake a bank from a TOML spec (needs the build extra)"),
     "preview": ("bank_builder.cli_preview", "contact sheet PNG (or --path mp4) of a bank"),
+    "selftest": ("bank_builder.cli_selftest", "bake tiny random-weight banks end to end (no downloads), then clean up"),
 }
 
 
