@@ -161,7 +161,7 @@ def fuzz_datagrams(rng: random.Random, axes: list[str]) -> list[bytes]:
 
 
 class Osc(threading.Thread):
-    """Fuzzer + bank switcher + status poller against one port."""
+    """Fuzzer + bank switcher against one port; a second thread polls /vj/status (its own socket)."""
 
     def __init__(self, port: int, axes: list[str], stop: threading.Event, rate_hz: float, banks: int) -> None:
         super().__init__(daemon=True, name="soak-osc")
@@ -171,15 +171,21 @@ class Osc(threading.Thread):
         self.inputs: list[tuple[float, str]] = []  # (monotonic, /vj/status/input)
         self.quality: list[tuple[float, float]] = []
         self.bank_switches = 0
+        self.poller = threading.Thread(target=self._poll_status, daemon=True, name="soak-status")
+
+    def start(self) -> None:
+        super().start()
+        self.poller.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        self.poller.join(timeout)
 
     def run(self) -> None:
         rng = random.Random(18)
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        st = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        st.bind(("127.0.0.1", 0))
-        st.settimeout(0.0)
         dest = ("127.0.0.1", self.port)
-        next_status = next_bar = time.monotonic()
+        next_bar = time.monotonic()
         bank = 0
         batch = fuzz_datagrams(rng, self.axes)
         period = len(batch) / self.rate_hz
@@ -187,8 +193,7 @@ class Osc(threading.Thread):
         while not self.stop.is_set():
             now = time.monotonic()
             if now >= next_batch:
-                batch = fuzz_datagrams(rng, self.axes)
-                for d in batch:
+                for d in fuzz_datagrams(rng, self.axes):
                     try:
                         tx.sendto(d, dest)
                         self.sent += 1
@@ -197,12 +202,6 @@ class Osc(threading.Thread):
                 next_batch += period
                 if next_batch < now - 1.0:
                     next_batch = now
-            if now >= next_status:
-                try:
-                    st.sendto(encode_message("/vj/status"), dest)
-                except OSError:
-                    pass
-                next_status = now + 0.1
             if now >= next_bar:
                 bank = (bank + 1) % self.banks
                 try:
@@ -211,25 +210,38 @@ class Osc(threading.Thread):
                 except OSError:
                     pass
                 next_bar = now + BAR_S
-            while True:
-                try:
-                    data = st.recv(65536)
-                except (BlockingIOError, OSError):
-                    break
-                t = time.monotonic()
-                try:
-                    msgs = decode_packet(data)
-                except Exception:  # noqa: BLE001
-                    continue
-                for m in msgs:
-                    if m.address == "/vj/status/end":
-                        self.status_times.append(t)
-                    elif m.address == "/vj/status/input":
-                        self.inputs.append((t, str(m.args[0])))
-                    elif m.address == "/vj/status/quality/level":
-                        self.quality.append((t, float(m.args[0])))
-            self.stop.wait(0.002)
+            self.stop.wait(max(0.0, min(next_batch, next_bar) - time.monotonic()))
         tx.close()
+
+    def _poll_status(self) -> None:
+        st = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        st.bind(("127.0.0.1", 0))
+        st.settimeout(0.02)
+        dest = ("127.0.0.1", self.port)
+        next_status = time.monotonic()
+        while not self.stop.is_set():
+            if time.monotonic() >= next_status:
+                try:
+                    st.sendto(encode_message("/vj/status"), dest)
+                except OSError:
+                    pass
+                next_status = time.monotonic() + 0.1
+            try:
+                data = st.recv(65536)
+            except (TimeoutError, OSError):
+                continue
+            t = time.monotonic()
+            try:
+                msgs = decode_packet(data)
+            except Exception:  # noqa: BLE001
+                continue
+            for m in msgs:
+                if m.address == "/vj/status/end":
+                    self.status_times.append(t)
+                elif m.address == "/vj/status/input":
+                    self.inputs.append((t, str(m.args[0])))
+                elif m.address == "/vj/status/quality/level":
+                    self.quality.append((t, float(m.args[0])))
         st.close()
 
 
