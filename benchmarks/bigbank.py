@@ -283,7 +283,9 @@ def live(bank: Path, preset: str, seconds: float, budget_mb: float, work: Path) 
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 300)
     if proc.returncode != 0 or not stats.is_file():
         raise SystemExit(f"vj live failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    st = json.loads(stats.read_text())
+    from vjengine.show.statslog import load_stats
+
+    st = load_stats(stats)  # the per-frame stream; a summary (residency) rides on its end line
     interval = np.array(st["interval_ms"][60:] or st["interval_ms"])
     period = float(np.median(interval)) if len(interval) else 1000 / 60
     res = st["residency"][0]

@@ -45,7 +45,7 @@ def start_xvfb() -> tuple[subprocess.Popen, str] | None:
 def live(seconds: float, size: str, workdir: Path) -> dict:
     from vjengine.demo import demo_audio_path
 
-    stats_path = workdir / "stats.json"
+    stats_path = workdir / "stats.jsonl"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     xvfb = start_xvfb()
     mode = "window (Xvfb)"
@@ -67,7 +67,9 @@ def live(seconds: float, size: str, workdir: Path) -> dict:
         raise SystemExit(f"vj demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     if "headless" in proc.stderr and xvfb is not None:
         mode = "headless (window failed)"
-    st = json.loads(stats_path.read_text())
+    from vjengine.show.statslog import load_stats
+
+    st = load_stats(stats_path)
     frame_ms = np.array(st["frame_ms"][60:] or st["frame_ms"])  # skip start-up frames
     interval = np.array(st["interval_ms"][60:] or st["interval_ms"])
     latency = np.array(st["latency_ms"][60:] or [np.nan])

@@ -15,7 +15,6 @@ drives the visuals; ``vj render --replay set.jsonl`` renders it again, frame for
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -111,6 +110,9 @@ class LiveShow:
         self.osc_out: Any = None
         self.loop: FrameLoop | None = None
         self._bank_seen = self.show.bank_index
+        self.governor: Any = None
+        self.stats_writer: Any = None
+        self.stop_requested: str | None = None  # the signal that asked the show to end
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -178,11 +180,22 @@ class LiveShow:
             self.hashes = open(args.frame_hashes, "w", encoding="utf-8")  # noqa: SIM115
             hooks.append(FrameHashes(self.hashes))
         self._open_osc()
+        if not getattr(args, "no_degrade", False):
+            from vjengine.show.degrade import Governor  # noqa: PLC0415
+
+            self.governor = Governor(args.fps if self.headless else getattr(self.presenter, "refresh_hz", 60.0) or 60.0)
+        if args.stats:
+            from vjengine.show.statslog import StatsWriter  # noqa: PLC0415
+
+            self.stats_writer = StatsWriter(args.stats)
+        self.show.presets.start_watching()  # preset files are read on their own thread from now on
         self.loop = FrameLoop(clock=RealClock(), queue=self.queue, show=self.show, audio=self.audio,
                               compositor=self.compositor, banks=self.textures, presenter=self.presenter,
                               recorder=self.recorder, cues=self.setup.cues, output_hooks=hooks,
                               strobe_max_hz=args.strobe_max_hz, on_frame=self.after_frame,
-                              stats_history=None if args.stats else 3600)
+                              governor=self.governor, stats_writer=self.stats_writer)
+        if self.stop_requested:
+            self.loop.quit = True
         self.show.publish_status(None, {"fps": 0.0})
         log.info("show: %d bank(s), preset %r, %s", len(self.setup.banks), self.show.current_preset.name,
                  "headless" if self.headless else "window")
@@ -193,9 +206,13 @@ class LiveShow:
         """HUD and status every few frames, OSC names on a bank switch, OSC out, status replies."""
         loop, show, server = self.loop, self.show, self.server
         if loop.stats.frames % HUD_EVERY == 0:
-            show.publish_status(frame, {"fps": loop.stats.recent_fps()})
+            extra: dict[str, Any] = {"fps": loop.stats.recent_fps()}
+            if self.governor is not None:
+                extra["quality"] = self.governor.status()
+            show.publish_status(frame, extra)
             self.presenter.set_hud(show.hud_lines() + audio_hud_lines(frame)
-                                   + ([server.stats.hud_line()] if server else []))
+                                   + ([server.stats.hud_line()] if server else [])
+                                   + ([self.governor.hud_line()] if self.governor is not None else []))
             if isinstance(self.presenter, WindowPresenter) and frame is not None:
                 self.presenter.input_level = float(getattr(frame, "rms", 0.0))
         if server is not None and state.bank != self._bank_seen:
@@ -224,16 +241,23 @@ class LiveShow:
             DEFAULT_HEADLESS_DURATION_S if self.headless else None)
         loop = self.loop
         try:
-            while loop.step():
+            while not self.stop_requested and loop.step():
                 if duration_s is not None and loop.clock.now_s >= duration_s:
                     break
         except KeyboardInterrupt:
             log.info("interrupted")
 
+    def request_stop(self, signal_name: str) -> None:
+        """SIGTERM / SIGHUP / SIGINT: end after the frame in progress (see vjengine.shutdown)."""
+        self.stop_requested = signal_name
+        if self.loop is not None:
+            self.loop.quit = True
+
     # --- tear-down ---------------------------------------------------------------------------
 
     def close(self) -> None:
         args = self.args
+        self.show.presets.stop_watching()
         stop_audio(self.audio)
         if self.server is not None:
             self.server.stop()
@@ -243,8 +267,8 @@ class LiveShow:
             self.recorder.close()
         if self.hashes is not None:
             self.hashes.close()
-        if args.stats and self.loop is not None:
-            Path(args.stats).write_text(json.dumps(self.loop.stats.to_dict()))
+        if self.stats_writer is not None:
+            self.stats_writer.close()
         shot = args.screenshot or ("vj-last-frame.png" if self.headless else None)
         if shot and self.loop is not None and self.loop.stats.frames:
             try:
@@ -265,12 +289,19 @@ class LiveShow:
 def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info: dict[str, Any]) -> int:
     """Build the show, open a window (or go headless) and run the loop until quit. The audio is
     closed whatever happens."""
+    from vjengine.priority import raise_render_priority  # noqa: PLC0415
+    from vjengine.shutdown import GracefulStop  # noqa: PLC0415
+
+    log.info("render thread priority: %s", raise_render_priority())  # threads started from here inherit it
     live = LiveShow(args, setup, audio, audio_info)
     try:
-        live.open()
-        live.run()
+        with GracefulStop(on_stop=live.request_stop):
+            live.open()
+            live.run()
     finally:
         live.close()
+    if live.stop_requested:
+        log.info("%s: the show ended cleanly", live.stop_requested)
     return 0
 
 

@@ -20,6 +20,7 @@ is presented: ``compositor.frame_target`` holds the frame (``compositor.read_rgb
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -146,6 +147,8 @@ class FrameLoop:
         on_frame: Callable[[Any, FrameState], None] | None = None,
         reload_presets: bool = True,
         stats_history: int | None = 3600,
+        governor: Any = None,
+        stats_writer: Any = None,
     ) -> None:
         self.clock = clock
         self.queue = queue
@@ -165,6 +168,10 @@ class FrameLoop:
         self.quit = False
         self.last_audio: Any = None
         self._next_poll_s = PRESET_POLL_S
+        self.governor = governor  # vjengine.show.degrade.Governor: degrade before dropping (live only)
+        self.stats_writer = stats_writer  # vjengine.show.statslog.StatsWriter (--stats)
+        self.costly_effects = True  # False while the governor has trails off
+        self._level_index = 0
 
     def check_presets_next_frame(self) -> None:
         """Look for preset file edits on the next frame rather than within ``PRESET_POLL_S``."""
@@ -218,8 +225,39 @@ class FrameLoop:
         arrival = None
         if getattr(frame, "hops", 0):
             arrival = getattr(self.audio, "last_arrival_s", None)
-        self.stats.frame(t0, time.perf_counter(), arrival)
+        t1 = time.perf_counter()
+        previous_present = self.stats.last_present_s
+        self.stats.frame(t0, t1, arrival)
+        if self.governor is not None or self.stats_writer is not None:
+            self._timing(t0, t1, previous_present, arrival)
         return not self.quit
+
+    def _timing(self, t0: float, t1: float, previous_present: float | None, arrival: float | None) -> None:
+        """Feed the frame-rate governor and the --stats stream (never raises)."""
+        try:
+            stages = {name: q[-1] for name, q in self.stats.stages.items() if q}
+            interval_s = None if previous_present is None else t1 - previous_present
+            # busy: what the frame kept the render thread doing, not waiting for vsync or pacing
+            busy_s = max(0.0, (t1 - t0) - stages.get("present", 0.0) / 1000.0)
+            if self.governor is not None and interval_s is not None:
+                self.apply_level(self.governor.update(t1, interval_s, busy_s))
+            if self.stats_writer is not None:
+                self.stats_writer.frame(t1, None if interval_s is None else interval_s * 1000.0, (t1 - t0) * 1000.0,
+                                        None if arrival is None else (t1 - float(arrival)) * 1000.0,
+                                        self._level_index, stages)
+        except Exception as exc:  # noqa: BLE001
+            self.failed("frame timing", exc)
+
+    def apply_level(self, level: Any) -> None:
+        """Pull the compositor's levers for a governor level (render scale, taps) and the effects'."""
+        if level.index == self._level_index:
+            return
+        log.warning("frame rate: %s -> quality level %d (%s)",
+                    "degrading" if level.index > self._level_index else "restoring", level.index, level.describe())
+        self._level_index = level.index
+        self.compositor.set_render_scale(level.render_scale)
+        self.compositor.max_k = level.max_taps
+        self.costly_effects = level.costly_effects
 
     def run_frame(self, dt_s: float, now_s: float, frame: Any, commands: list[Command],
                   reloads: Sequence[tuple[int, str]] = (), *, changed_presets: bool = False) -> FrameState:
@@ -279,6 +317,8 @@ class FrameLoop:
         try:
             fx = make_effects(state.fx, intensity=state.intensity, blackout=state.blackout,
                               strobe_max_hz=self.strobe_max_hz)
+            if not self.costly_effects and fx.feedback > 0.0:
+                fx = dataclasses.replace(fx, feedback=0.0)  # trails cost a full-size blend and a tap
             b = None
             if state.from_bank is not None and state.mix < 1.0:
                 b = (self.banks[state.from_bank], state.from_coord, 1.0 - state.mix)

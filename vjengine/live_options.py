@@ -54,7 +54,11 @@ def add_show_arguments(parser: argparse.ArgumentParser, *, banks: bool = True) -
     show.add_argument("--record", default=None, metavar="JSONL", help="log the show for `vj render --replay`")
     show.add_argument("--frame-hashes", default=None, metavar="TXT",
                       help="write a SHA-256 of every rendered frame (checks replays; reads pixels back)")
-    show.add_argument("--stats", default=None, metavar="JSON", help="write frame timing and latency samples")
+    show.add_argument("--stats", default=None, metavar="JSONL",
+                      help="stream per-frame timing, latency and quality level to this file (JSON lines)")
+    show.add_argument("--no-degrade", action="store_true",
+                      help="never lower quality to hold the frame rate (default: render scale, then trails, then "
+                           "blend taps go down while frames run late, and come back when there is room)")
     try:
         from vjengine.control.osc_args import add_osc_arguments  # noqa: PLC0415
     except ImportError:  # the OSC part not installed: run without it

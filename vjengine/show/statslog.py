@@ -6,7 +6,7 @@ lock held for long); a writer thread moves the samples to the file every ``flush
     {"vj_stats": 1, "started_unix": 1764412345.2, "fields": ["t", "interval_ms", "frame_ms", ...]}
     [t_s, interval_ms, frame_ms, latency_ms, quality_level, {"audio": ms, "map": ms, ...}]   one per frame
     ...
-    {"end": true, "frames": N, "dropped_samples": 0}
+    {"end": true, "frames": N, "dropped_samples": 0, ...}   (plus any summary given to close())
 
 ``t_s`` is seconds since ``started_unix`` (wall clock), ``interval_ms`` is null on the first frame,
 ``latency_ms`` null when no new audio came that frame. If the disk stalls, at most ``max_pending``
@@ -88,7 +88,8 @@ class StatsWriter:
                     log.error("--stats %s: cannot write (%s); frame samples are being dropped", self.path, exc)
                 self.dropped += len(lines)
 
-    def close(self) -> None:
+    def close(self, extra: dict[str, Any] | None = None) -> None:
+        """Write what is pending and the end line (with ``extra``: a summary such as residency figures)."""
         self._stop.set()
         self._thread.join(timeout=5.0)
         self._write_pending()
@@ -96,7 +97,8 @@ class StatsWriter:
             if self._fh is None:
                 return
             try:
-                self._fh.write(json.dumps({"end": True, "frames": self.frames, "dropped_samples": self.dropped}) + "\n")
+                end = {**(extra or {}), "end": True, "frames": self.frames, "dropped_samples": self.dropped}
+                self._fh.write(json.dumps(end, default=str) + "\n")
                 self._fh.close()
             except OSError as exc:
                 log.error("--stats %s: %s", self.path, exc)
@@ -106,7 +108,8 @@ class StatsWriter:
 def load_stats(path: str | Path) -> dict[str, Any]:
     """The file as columns: ``frames``, ``t``, ``frame_ms``, ``interval_ms`` (without the first frame's
     null), ``latency_ms`` (frames that had new audio), ``quality``, ``stages_ms`` {stage: [ms...]},
-    ``started_unix``, ``complete`` (the end line is there). A torn last line (a killed show) is skipped."""
+    ``started_unix``, ``complete`` (the end line is there), and the end line's other keys (a summary
+    given to ``close``). A torn last line (a killed show) is skipped."""
     out: dict[str, Any] = {"frames": 0, "t": [], "frame_ms": [], "interval_ms": [], "interval_t": [],
                            "latency_ms": [], "quality": [], "stages_ms": {}, "started_unix": None, "complete": False}
     with open(path, encoding="utf-8") as fh:
@@ -120,6 +123,9 @@ def load_stats(path: str | Path) -> dict[str, Any]:
                     out["started_unix"] = row.get("started_unix")
                 elif row.get("end"):
                     out["complete"] = True
+                    for k, v in row.items():
+                        if k not in ("end", "frames"):
+                            out.setdefault(k, v)
                 continue
             t, interval, frame_ms, latency, quality, stages = row
             out["frames"] += 1
