@@ -248,11 +248,11 @@ class FrameLoop:
         except Exception as exc:  # noqa: BLE001
             self.failed("frame timing", exc)
 
-    def apply_level(self, level: Any) -> None:
+    def apply_level(self, level: Any, *, announce: bool = True) -> None:
         """Pull the compositor's levers for a governor level (render scale, taps) and the effects'."""
         if level.index == self._level_index:
             return
-        log.warning("frame rate: %s -> quality level %d (%s)",
+        (log.warning if announce else log.debug)("frame rate: %s -> quality level %d (%s)",
                     "degrading" if level.index > self._level_index else "restoring", level.index, level.describe())
         self._level_index = level.index
         self.compositor.set_render_scale(level.render_scale)
@@ -290,7 +290,8 @@ class FrameLoop:
             try:
                 self.recorder.frame(dt_s, now_s, frame, list(commands), list(reloads), output={
                     "bank": state.bank, "coord": list(state.coord), "mix": state.mix,
-                    "from_bank": state.from_bank, "from_coord": list(state.from_coord)})
+                    "from_bank": state.from_bank, "from_coord": list(state.from_coord),
+                    "q": self._level_index})  # the governor's level this frame was drawn at (replays use it)
             except Exception as exc:  # noqa: BLE001
                 self.failed("set log", exc)
         t_present = time.perf_counter()

@@ -29,6 +29,7 @@ from vjengine.control.commands import CommandQueue
 from vjengine.errors import ConfigError, VJError
 from vjengine.frameloop import FrameHashes, FrameLoop, Presenter
 from vjengine.mapping.preset import PresetLibrary, parse_preset
+from vjengine.show.degrade import LEVELS
 from vjengine.show.setup import ShowSetup, build_setup
 from vjengine.show.record import SetLog
 from vjengine.show.state import BankEntry, ShowState
@@ -523,6 +524,9 @@ def _render_replay_to(args: argparse.Namespace, out_path: Path) -> int:
                 except (VJError, IndexError) as exc:
                     log.warning("recorded preset edit not applied: %s", exc)
             cmds = [c for c in rf.commands if c.kind not in NOT_VISUAL]
+            if rf.output is not None:  # the quality level the live show drew this frame at
+                loop.apply_level(LEVELS[min(max(int(rf.output.get("q", 0) or 0), 0), len(LEVELS) - 1)],
+                                 announce=False)
             state = loop.run_frame(rf.dt_s, rf.now_s, rf.audio, cmds, changed_presets=bool(rf.reloads))
             if rf.output is not None and not diverged:
                 if rf.output.get("bank") != state.bank or not np.allclose(rf.output.get("coord", []), state.coord,
