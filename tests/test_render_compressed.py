@@ -106,3 +106,53 @@ def test_low_tier_taps_draw_through_the_compositor(ctx, tmp_path):
     finally:
         comp.release()
         res.release()
+
+
+def _live(bank, tmp_path, *extra):
+    import subprocess
+    import sys
+
+    from vjengine.show.statslog import load_stats
+
+    stats = tmp_path / "stats.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "vjengine.cli", "live", str(bank), "--headless", "--duration", "1.5",
+                           "--size", "64x36", "--no-osc", "--stats", str(stats), "--screenshot",
+                           str(tmp_path / "last.png"), *extra], capture_output=True, text=True, timeout=300)
+    return proc, (load_stats(stats) if stats.is_file() else None)
+
+
+@pytest.mark.parametrize("damage", ["frame and latent", "checksum table"])
+def test_live_survives_bit_flips(tmp_path, damage):
+    from vjengine.bank.format import FRAMES_FILE, LATENTS_FILE
+
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    lat = rng.standard_normal((4, 3)).astype(np.float16)
+    path = write_bank(tmp_path / "b", (Axis("x", (0, 1)), Axis("y", (0, 1), cyclic=True)), frames, lat, codec="bc1")
+    bank = open_bank(path)
+    targets = {"frame and latent": [(FRAMES_FILE, bank.blocks.offset + bank.blocks[0].nbytes + 5),
+                                    (LATENTS_FILE, bank.latents.offset + 2)],
+               "checksum table": [(CHECKSUMS_FILE, bank.checksums["frames"].offset + 4)]}[damage]
+    del bank
+    for name, offset in targets:
+        with open(path / name, "r+b") as fh:
+            fh.seek(offset)
+            byte = fh.read(1)[0]
+            fh.seek(offset)
+            fh.write(bytes([byte ^ 0x08]))
+    proc, stats = _live(path, tmp_path, "--gpu-budget-mb", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert stats["frames"] > 3
+    if damage == "checksum table":
+        assert proc.stderr.count("the checksum table is damaged") == 1
+    else:
+        assert proc.stderr.count("frame 1 (cell x=0, y=1) fails its checksum") == 1
+        assert stats["residency"][0]["bad_frames"] == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_live_refuses_a_budget_below_one_blend(tmp_path):
+    bank = smooth_bank(tmp_path / "b", (3, 4), (False, True), "bc1", side=64)  # 4 frames of 2 KB: 8 KB
+    proc, _ = _live(bank.path, tmp_path, "--gpu-budget-mb", "0.005")
+    assert proc.returncode == 2
+    assert "cannot hold one blend: it needs at least" in proc.stderr and "Traceback" not in proc.stderr

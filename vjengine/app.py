@@ -158,15 +158,23 @@ class LiveShow:
     def open(self) -> None:
         from vjengine.clock import RealClock  # noqa: PLC0415
         from vjengine.render.compositor import Compositor  # noqa: PLC0415
-        from vjengine.render.residency import frame_source  # noqa: PLC0415
+        from vjengine.render.residency import default_budget_mb, frame_source  # noqa: PLC0415
 
         args = self.args
         ctx = self._open_output()
         self.compositor = Compositor(ctx, output_size=self.size, fit=args.fit)
-        self.textures = [frame_source(ctx, b, gpu_budget_mb=getattr(args, "gpu_budget_mb", None), progress=True)
+        budget = getattr(args, "gpu_budget_mb", None)
+        streaming = [b for b in self.setup.banks if budget is not None or b.codec != "raw"]
+        if budget is None and streaming:
+            budget, where = default_budget_mb(ctx)
+            log.info("GPU budget for frames: %.0f MB (%s; --gpu-budget-mb sets it)", budget, where)
+        share = None if budget is None else budget / len(streaming)  # the set's streaming banks share it
+        self.textures = [frame_source(ctx, b, gpu_budget_mb=share if b in streaming else None, progress=True)
                          for b in self.setup.banks]
         for tex in self.textures:  # every shader variant now, not mid-show
             self.compositor.warm_up(tex)
+            if hasattr(tex, "reset_stats"):  # the show's figures start with its first frame
+                tex.reset_stats()
         hooks = []
         if args.record:
             audio_info = self.audio_info
@@ -210,7 +218,9 @@ class LiveShow:
             if self.governor is not None:
                 extra["quality"] = self.governor.status()
             show.publish_status(frame, extra)
+            frames_line = getattr(self.textures[state.bank], "hud_line", None) if self.textures else None
             self.presenter.set_hud(show.hud_lines() + audio_hud_lines(frame)
+                                   + ([frames_line()] if frames_line else [])  # resident/total, low tier
                                    + ([server.stats.hud_line()] if server else [])
                                    + ([self.governor.hud_line()] if self.governor is not None else []))
             if isinstance(self.presenter, WindowPresenter) and frame is not None:
@@ -268,7 +278,7 @@ class LiveShow:
         if self.hashes is not None:
             self.hashes.close()
         if self.stats_writer is not None:
-            self.stats_writer.close()
+            self.stats_writer.close({"residency": [t.status() for t in (self.textures or []) if hasattr(t, "status")]})
         shot = args.screenshot or ("vj-last-frame.png" if self.headless else None)
         if shot and self.loop is not None and self.loop.stats.frames:
             try:

@@ -42,8 +42,9 @@ def add_show_arguments(parser: argparse.ArgumentParser, *, banks: bool = True) -
     out.add_argument("--screenshot", default=None, metavar="PNG",
                      help="save the last frame here (headless default: vj-last-frame.png)")
     out.add_argument("--gpu-budget-mb", type=float, default=None, metavar="MB",
-                     help="GPU memory for a bank's frames: a larger bank streams within it (default: all of "
-                          "a plain bank; for a compressed one, half the free video memory the driver reports)")
+                     help="GPU memory for the banks' frames, all banks of the set together: a larger bank "
+                          "streams within it (default: all of a plain bank; for compressed ones, half the free "
+                          "video memory the driver reports, else 1024)")
     out.add_argument("--strobe-max-hz", type=float, default=3.0,
                      help="cap on flashes per second (photosensitivity; default 3)")
     show = parser.add_argument_group("show")

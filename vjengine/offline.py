@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refine the video with SD img2img (a refine spec TOML; needs the build extra)")
     parser.add_argument("--quality", type=float, default=7.0, help="h264 quality 0..10 (default 7)")
     parser.add_argument("--strobe-max-hz", type=float, default=3.0, help="cap on flashes per second (default 3)")
+    parser.add_argument("--gpu-budget-mb", type=float, default=None, metavar="MB",
+                        help="GPU memory for the banks' frames (a larger bank streams; every frame is still "
+                             "drawn at full resolution)")
     parser.add_argument("--frame-hashes", default=None, metavar="TXT", help="write a SHA-256 of every frame")
     parser.add_argument("--no-audio", action="store_true", help="do not mux the song's audio")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -218,7 +221,8 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, unit="frame", desc=desc, dynamic_ncols=True, smoothing=0.1)
 
 
-def _open_gl(banks: list[Any], size: tuple[int, int], fit: str) -> tuple[Any, Any, list[Any]]:
+def _open_gl(banks: list[Any], size: tuple[int, int], fit: str,
+             gpu_budget_mb: float | None = None) -> tuple[Any, Any, list[Any]]:
     """A headless context, the output's compositor (every shader variant compiled) and each bank's
     frames on the GPU (a compressed bank streams, but every frame is drawn sharp: ``wait_full``)."""
     from vjengine.render.compositor import Compositor  # noqa: PLC0415
@@ -227,7 +231,8 @@ def _open_gl(banks: list[Any], size: tuple[int, int], fit: str) -> tuple[Any, An
 
     ctx = headless_context()
     compositor = Compositor(ctx, output_size=size, fit=fit)
-    textures = [frame_source(ctx, b, wait_full=True) for b in banks]
+    share = None if gpu_budget_mb is None else gpu_budget_mb / max(1, len(banks))
+    textures = [frame_source(ctx, b, gpu_budget_mb=share, wait_full=True) for b in banks]
     for tex in textures:
         compositor.warm_up(tex)
     return ctx, compositor, textures
@@ -399,7 +404,7 @@ def _render_song_to(args: argparse.Namespace, out_path: Path, size: tuple[int, i
     cues = song_cues(args, setup, start_s)
     show = ShowState(setup.entries, setup.library, preset=setup.preset_index, crossfade_s=setup.crossfade_s,
                      quantize=setup.quantize)  # type: ignore[arg-type]
-    ctx, compositor, textures = _open_gl(setup.banks, size, args.fit or "fill")
+    ctx, compositor, textures = _open_gl(setup.banks, size, args.fit or "fill", getattr(args, "gpu_budget_mb", None))
     stems = None
     if getattr(args, "stems", None):
         from vjengine.audio.hpss import open_separator  # noqa: PLC0415
@@ -496,7 +501,8 @@ def _render_replay_to(args: argparse.Namespace, out_path: Path) -> int:
     lib = replay_library(h, Path(args.replay))
     show = ShowState(entries, lib, preset=int(h.get("preset_index", 0)), bank=int(h.get("bank_index", 0)),
                      crossfade_s=float(h.get("crossfade_s", 2.0)), quantize=h.get("quantize", "bar"))
-    ctx, compositor, textures = _open_gl(banks, size, args.fit or h.get("fit", "fill"))
+    ctx, compositor, textures = _open_gl(banks, size, args.fit or h.get("fit", "fill"),
+                                         getattr(args, "gpu_budget_mb", None))
     if args.duration is not None:
         total = min(total, int(args.duration * fps))
     audio_info = h.get("audio") or {}

@@ -183,7 +183,7 @@ class ResidentFrames:
                  wait_full: bool = False, prefetch_s: float = 0.5, sync_budget_ms: float = 3.0,
                  progress: bool = False) -> None:
         self._t_created = time.perf_counter()
-        self.first_frame_s: float | None = None  # creation to the first layers_for
+        self.first_frame_s: float | None = None  # open_s plus the first layers_for
         self.ctx = ctx
         self.bank = bank
         self.width, self.height, self.channels = bank.width, bank.height, bank.channels
@@ -259,10 +259,11 @@ class ResidentFrames:
         except Exception:
             self.release()
             raise
+        self.low_ids = frozenset(id(a) for a in self.low_arrays)  # a tap on one samples a smaller image
         self.open_s = time.perf_counter() - t0
-        log.info("%s: %s frames, %d of %d resident at most (%.0f of %.0f MB budget, %s), low tier %.0f MB; "
-                 "ready in %.2f s", bank.path.name, {"native": f"{bank.codec} on the GPU",
-                                                      "cpu": f"{bank.codec} decoded on the CPU",
+        log.info("%s: frames %s; up to %d of %d resident (%.0f of %.0f MB budget, %s), low tier %.0f MB; "
+                 "ready in %.2f s", bank.path.name, {"native": f"{bank.codec}, sampled by the GPU as-is",
+                                                      "cpu": f"{bank.codec}, decoded on the CPU at upload",
                                                       "raw": "raw"}[self.path],
                  self.slots, self.count, self.resident_bytes_max / (1 << 20), gpu_budget_mb, self.budget_source,
                  self.low_bytes / (1 << 20), self.open_s)
@@ -300,10 +301,6 @@ class ResidentFrames:
     def split(self) -> bool:
         return len(self.arrays) + len(self.low_arrays) > 1
 
-    @property
-    def low_ids(self) -> set[int]:
-        """``id()`` of the low-tier arrays: a tap on one of them samples a smaller image."""
-        return {id(a) for a in self.low_arrays}
 
     @property
     def resident(self) -> int:
@@ -337,6 +334,12 @@ class ResidentFrames:
                 "open_s": self.open_s, "first_frame_s": self.first_frame_s,
                 "miss_to_sharp_ms": [round(x, 2) for x in self.miss_to_sharp_ms],
                 "low_frames": self.low_history.decode("ascii") if self.low_history else ""}
+
+    def reset_stats(self) -> None:
+        """Forget the draws so far (the warm-up's): the show's figures start with its first frame."""
+        self.frames_drawn = self.frames_low = self.last_low_taps = 0
+        self.low_history = bytearray()
+        self.miss_to_sharp_ms = []
 
     def hud_line(self) -> str:
         """One HUD line: ``frames 812/10000 resident · bc1 on GPU · low tier 3% (now 1 tap)``."""
@@ -379,8 +382,8 @@ class ResidentFrames:
         self.last_low_taps = low_taps
         self.low_history.append(49 if low_taps else 48)  # "1" / "0"
         self.resident_bytes_peak = max(self.resident_bytes_peak, self.resident_bytes)
-        if self.first_frame_s is None:
-            self.first_frame_s = time.perf_counter() - self._t_created
+        if self.first_frame_s is None:  # open (low tier up) plus this first draw's uploads
+            self.first_frame_s = self.open_s + (time.perf_counter() - now)
         return out
 
     def tick(self, budget_s: float) -> None:
@@ -546,6 +549,7 @@ class ResidentFrames:
         for a in [*self.arrays, *self.low_arrays]:
             a.release()
         self.arrays, self.low_arrays = [], []
+        self.low_ids = frozenset()
 
 
 def frame_source(ctx: moderngl.Context, bank, *, gpu_budget_mb: float | None = None, wait_full: bool = False,
