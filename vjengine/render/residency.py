@@ -225,6 +225,10 @@ class ResidentFrames:
                 f"{need / (1 << 20):.2f} MB ({taps} frames of {self.frame_bytes / (1 << 20):.3f} MB"
                 + (f" plus the low tier's {self.low_bytes / (1 << 20):.2f} MB" if self.low_bytes else "") + ")")
         self.slots = int(min(self.count, (self.budget_bytes - self.low_bytes) // self.frame_bytes))
+        if self.slots == self.count:
+            # the whole bank fits: a miss is only ever the first use of a frame, uploaded at once (as
+            # BankTextures streams); the low tier never stands in, so a replay matches the show exactly
+            self.wait_full = True
         self.arrays: list[FrameArray] = []
         self.bad = np.zeros(self.count, dtype=bool)
         self.slot_of = np.full(self.count, -1, dtype=np.int64)
