@@ -87,7 +87,8 @@ def test_low_tier_taps_draw_through_the_compositor(ctx, tmp_path):
 
     bank = smooth_bank(tmp_path / "b", (3, 4), (False, True), "bc1", side=32, seed=4)
     decoded = np.stack([codecs.decode(bank.blocks[i], "bc1", bank.width, bank.height, 3) for i in range(bank.count)])
-    res = ResidentFrames(ctx, bank, gpu_budget_mb=1, sync_budget_ms=0)
+    # a budget for 6 of the 12 frames (and the low tier): a bank that fits never draws its low tier
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=(6 * 512 + 12 * 32) / (1 << 20), sync_budget_ms=0)
     comp = Compositor(ctx, output_size=(32, 32), fit="stretch", raise_errors=True)
     try:
         comp.warm_up(res)
