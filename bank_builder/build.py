@@ -53,6 +53,8 @@ class BuildOptions:
     keep_work: bool = False
     progress: bool = True
     exact: bool | None = None              # one cell per model call (default: on the CPU only)
+    ray: str | None = None                 # "auto" or a cluster address: batches run on Ray actors (ray_build)
+    ray_workers: int | None = None         # Ray actors (default: one per GPU, else one per CPU slot)
     shuffle_seed: int | None = None        # make batches in a shuffled order (tests: order invariance)
 
 
@@ -67,6 +69,7 @@ class BuildResult:
     elapsed_s: float = 0.0
     batch_size: int = 0
     retries: int = 0                        # batches halved after running out of memory
+    workers: dict[str, Any] = field(default_factory=dict)   # per-worker summary of a --ray build
 
 
 def default_work_dir(output: Path) -> Path:
@@ -107,6 +110,7 @@ class _Builder:
         self.scaling_factor: float | None = None
         self.model_info: dict[str, Any] | None = None  # family, attention, ... (kept in the keyframe shards)
         self.rng = np.random.default_rng(options.shuffle_seed) if options.shuffle_seed is not None else None
+        self.runner = None  # a RayRunner makes the batches elsewhere; None: in this process
 
     # the model is loaded only when some cell actually needs it (a resume after the last shard skips it)
     @property
@@ -136,6 +140,10 @@ class _Builder:
             else:
                 b = 8 if device_kind in ("cuda", "mps") else 4
         return b, self.options.decode_batch_size or 2 * b
+
+    def show_workers(self, alive: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"workers {alive}/{total}", refresh=False)
 
     def _tick(self, n: int) -> None:
         if self.bar is not None:
@@ -176,6 +184,10 @@ class _Builder:
         chunks = _batches(self._order(params), batch, group)
         if self.rng is not None:
             self.rng.shuffle(chunks)
+        if self.runner is not None:  # batches come back in any order; each is stored as its shard
+            for chunk, latents, frames, scaling, info in self.runner.keyframes(chunks, params):
+                self._store_keyframes(work, phase, chunk, latents, frames, scaling, info, keep_frames)
+            return
         for chunk in chunks:
             self._make_keyframes(work, phase, chunk, params, keep_frames)
 
@@ -196,10 +208,15 @@ class _Builder:
             self._make_keyframes(work, phase, chunk[:half], params, keep_frames)
             self._make_keyframes(work, phase, chunk[half:], params, keep_frames)
             return
+        self._store_keyframes(work, phase, chunk, latents, frames, gen.scaling_factor, gen.model_info(), keep_frames)
+
+    def _store_keyframes(self, work: WorkDir, phase: str, chunk: list[int], latents: np.ndarray, frames: np.ndarray,
+                         scaling: float | None, model_info: dict[str, Any] | None, keep_frames: bool) -> None:
         t0 = time.perf_counter()
         work.write_shard(shard_name(phase, chunk), {"latents": latents.astype(np.float32), "frames": frames},
-                         {"cells": chunk, "scaling_factor": gen.scaling_factor, "model": gen.model_info()})
-        self.model_info = gen.model_info()
+                         {"cells": chunk, "scaling_factor": scaling, "model": model_info})
+        self.model_info = model_info
+        self.scaling_factor = scaling
         self.timings_s["write"] += time.perf_counter() - t0
         self.made_now += len(chunk)
         self.done.update(chunk)
@@ -217,6 +234,17 @@ class _Builder:
         chunks = _batches(self._order(c for c in cells if c not in self.done), batch)
         if self.rng is not None:
             self.rng.shuffle(chunks)
+        if self.runner is not None:
+            def jobs():  # the slerps are cheap and stay here; only the decoding goes to the workers
+                for chunk in chunks:
+                    t0 = time.perf_counter()
+                    latents = np.stack([self.inbetween_latent(i, keys) for i in chunk])
+                    self.timings_s["slerp"] += time.perf_counter() - t0
+                    yield chunk, latents
+
+            for chunk, latents, frames in self.runner.decode(jobs()):
+                self._store_inbetweens(work, chunk, latents, frames)
+            return
         for chunk in chunks:
             self._make_inbetweens(work, chunk, keys)
 
@@ -238,6 +266,9 @@ class _Builder:
             self._make_inbetweens(work, chunk[:half], keys)
             self._make_inbetweens(work, chunk[half:], keys)
             return
+        self._store_inbetweens(work, chunk, latents, frames)
+
+    def _store_inbetweens(self, work: WorkDir, chunk: list[int], latents: np.ndarray, frames: np.ndarray) -> None:
         t0 = time.perf_counter()
         work.write_shard(shard_name("dense", chunk), {"latents": latents, "frames": frames}, {"cells": chunk})
         self.timings_s["write"] += time.perf_counter() - t0
@@ -292,17 +323,27 @@ def _check_output(output: Path) -> None:
                            "so choose another --output or remove it yourself") from None
 
 
-def build_bank(spec: BankSpec, output: str | Path, options: BuildOptions | None = None) -> BuildResult:
+def build_bank(spec: BankSpec, output: str | Path, options: BuildOptions | None = None, *,
+               spec_text: str | None = None) -> BuildResult:
     """Build (or resume building) the bank ``spec`` describes at ``output``; returns what was done.
 
     The model is loaded (and every model, LoRA and size error raised) before any cell is made; a
-    build that fails before its first shard leaves no work directory behind.
+    build that fails before its first shard leaves no work directory behind. With ``options.ray`` the
+    batches run on Ray workers, which read the spec from ``spec_text`` (TOML; default: the spec's file).
     """
     options = options or BuildOptions()
     output = Path(output)
     _check_output(output)
     b = _Builder(spec, output, options)
-    device_kind = b.device_kind()
+    if options.ray:
+        from bank_builder.ray_build import RayRunner
+
+        b.runner = RayRunner(spec, options.ray, spec_text=spec_text, workers=options.ray_workers, device=options.device,
+                             dtype=options.dtype, threads=options.threads, compile_unet=options.compile_unet,
+                             exact=options.exact, on_status=b.show_workers)
+        device_kind = b.runner.device_kind
+    else:
+        device_kind = b.device_kind()
     work_root = Path(options.work_dir) if options.work_dir else default_work_dir(output)
     identity = {"build_format": BUILD_FORMAT, "spec": spec.to_json(), "device": device_kind, "dtype": options.dtype}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -316,6 +357,9 @@ def build_bank(spec: BankSpec, output: str | Path, options: BuildOptions | None 
             if not path_existed and not any(work.shards.glob("*.safetensors")):
                 work.remove(root_too=not root_existed)
             raise
+        finally:
+            if b.runner is not None:
+                b.runner.close()
 
 
 def _build(b: _Builder, work: WorkDir, device_kind: str) -> BuildResult:
@@ -327,7 +371,7 @@ def _build(b: _Builder, work: WorkDir, device_kind: str) -> BuildResult:
     has_adaptive = any(a.adaptive for a in spec.axes)
     log.info("work directory %s", work.path)
     b.index(work, keep_frames=has_adaptive)
-    if len(b.done) < spec.count:
+    if len(b.done) < spec.count and b.runner is None:
         gen = b.generator  # load now: model errors come before any work, and before the progress bar
     batch, decode_batch = b.batch_sizes(device_kind)
     if b._generator is not None and options.compile_unet and len(b.done) < spec.count:
@@ -393,4 +437,5 @@ def _build(b: _Builder, work: WorkDir, device_kind: str) -> BuildResult:
         timings.update({k: v for k, v in b._generator.timings_s.items()})
     return BuildResult(path=output, keyframes=n_key, inbetweens=spec.count - n_key, made_now=b.made_now,
                        seams=report, timings_s=timings, elapsed_s=time.perf_counter() - t_start,
-                       batch_size=batch, retries=b.retries)
+                       batch_size=batch, retries=b.retries + (b.runner.retries if b.runner is not None else 0),
+                       workers=b.runner.summary() if b.runner is not None else {})

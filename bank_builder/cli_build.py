@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-work", action="store_true", help="keep the work directory after the bank is packed")
     parser.add_argument("--restart", action="store_true",
                         help="discard earlier work for this output and start over (also rebuilds an up-to-date bank)")
+    parser.add_argument("--ray", metavar="ADDRESS", default=None,
+                        help="run the batches on a Ray cluster: 'auto' (this machine's GPUs) or a cluster address "
+                             "(host:port or ray://host:port); needs pip install 'vjengine[ray]'")
+    parser.add_argument("--ray-workers", type=int, default=None,
+                        help="Ray workers (default: one per GPU in the cluster, else one per CPU)")
     parser.add_argument("--dry-run", action="store_true", help="validate the spec and print the plan; load no model")
     parser.add_argument("--codec", choices=("raw", "bc1", "bc7"), default=None,
                         help="store the frames GPU block-compressed (bc1: 6x smaller, bc7: 3x, sharper); "
@@ -96,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.batch_size, "--batch-size")
     _positive(args.decode_batch_size, "--decode-batch-size")
     _positive(args.threads, "--threads")
+    _positive(args.ray_workers, "--ray-workers")
+    if args.ray_workers and not args.ray:
+        raise SpecError("--ray-workers needs --ray auto or --ray ADDRESS")
+    if args.ray:
+        from bank_builder.ray_build import import_ray
+
+        import_ray()  # before any work: say how to install the extra
     print(describe(spec))
     if args.dry_run:
         return 0
@@ -120,9 +132,10 @@ def run(args: argparse.Namespace) -> int:
     options = BuildOptions(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                            decode_batch_size=args.decode_batch_size, compile_unet=args.compile,
                            threads=args.threads, work_dir=str(work_dir), keep_work=args.keep_work,
-                           progress=not args.no_progress, exact=True if args.exact else None)
+                           progress=not args.no_progress, exact=True if args.exact else None,
+                           ray=args.ray, ray_workers=args.ray_workers)
     try:
-        result = build_bank(spec, output, options)
+        result = build_bank(spec, output, options, spec_text=spec_toml(table) if args.lyrics else None)
     except KeyboardInterrupt:
         kept = list(work_dir.glob("*/shards/*.safetensors")) if work_dir.exists() else []
         if kept:
@@ -140,8 +153,12 @@ def run(args: argparse.Namespace) -> int:
     print("seams (neighbour differences):")
     print(format_table(result.seams))
     print(f"seam report: {result.path / 'reports' / 'seams.png'}")
+    for w in result.workers.get("workers", []):
+        print(f"ray worker {w['worker']} on {w['node']}: {w['cells']} cells in {w['busy_s']:.1f} s busy, "
+              f"{w['failures_retried']} failed batch(es) retried elsewhere{'; ' + w['error'] if 'error' in w else ''}")
     if args.json:
         print(json.dumps({"path": str(result.path), "keyframes": result.keyframes, "inbetweens": result.inbetweens,
                           "made_now": result.made_now, "batch_size": result.batch_size, "retries": result.retries,
-                          "timings_s": t, "seams": result.seams["overall"]}))
+                          "timings_s": t, "seams": result.seams["overall"],
+                          **({"ray": result.workers} if result.workers else {})}))
     return 0

@@ -23,3 +23,7 @@ class BuildExtraMissing(VJError):
 
 class WorkDirError(VJError):
     """The work directory cannot be used (locked by another build, not writable, ...)."""
+
+
+class BuildError(VJError):
+    """The build cannot go on (no worker left, cluster unreachable, extra missing); exit 2."""
