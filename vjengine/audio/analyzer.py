@@ -499,7 +499,7 @@ class Analyzer:
         self.tempo.hold = self.locked and self.tempo_source == "auto"
         bpm, conf = self.tempo.update(hist, self._history(self._kick_buf))
         self.confidence = conf
-        if _octave_related(bpm / self.clock.bpm):  # beats now count another level: bars start afresh
+        if self.clock.bpm > 0 and _octave_related(bpm / self.clock.bpm):  # beats now count another level: bars start afresh
             self._reset_bars()
         self.clock.bpm = bpm
         if not self.locked:
@@ -535,7 +535,8 @@ class Analyzer:
             norm = math.sqrt(sum(a * a for a in c0) * sum(b * b for b in c1))
             self.bars.add_beat(k, peak, 1.0 - dot / norm if norm > 1e-12 else 0.0)
         del marks[:-1]
-        if not self._bar_manual:
+        # the bar moves only to a confident downbeat (until then, and when confidence dips, the last one holds)
+        if not self._bar_manual and self.bars.confidence >= self.config.downbeat_confidence:
             self.beats_per_bar = self.bars.metre
             self._bar_offset = self.bars.downbeat
 

@@ -45,7 +45,8 @@ class AudioFrame:
     - ``beat``: True on the frame where ``beat_count`` advanced (only while ``locked``): the frame
       nearest each beat. ``bar`` True when that beat is a downbeat (``beat_in_bar == 0``) and the
       downbeat is known with confidence (``downbeat_confidence`` >= the analysis threshold, or set by
-      ``/vj/resync``); ``bar_phase`` and ``beat_in_bar`` are the best guess either way.
+      ``/vj/resync``); ``bar_phase``, ``beat_in_bar`` and ``beats_per_bar`` follow the last confident
+      downbeat and metre (before the first, bars of 4 counted from the clock's start).
       ``beat_env`` 1 at the beat, decaying over the beat.
     - ``locked``: the beat clock follows the music with confidence ``confidence`` 0..1.
     - ``tempo_source``: "auto", "tap" or "manual".
