@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from _audio_util import analyse, frames_at_fps
+from vjengine.audio.engine import AudioEngine
 from vjengine.audio.sources import load_audio
 from vjengine.audio.synth import groove
 
@@ -154,3 +155,28 @@ def test_two_four_guitar_gets_its_downbeats(shared_audio):
     ref = mir_eval.beat.trim_beats(ann[ann[:, 1] == 1, 0])
     f = mir_eval.beat.f_measure(ref, mir_eval.beat.trim_beats(np.array(a.downbeat_times)))
     assert f >= 0.6, f
+
+
+def test_resync_pins_the_downbeat_over_the_detected_one():
+    """/vj/resync (the manual correction) makes the nearest beat beat 1 and keeps it there, even
+    where the analysis found another downbeat."""
+    sr = 48000
+    x, beats, downbeats = groove(bpm=124.0, seconds=16.0, sr=sr, seed=2)
+    engine = AudioEngine.offline(sr)
+    step = sr // 60
+    resync_at = None
+    bars_after = []
+    for i in range(0, x.size, step):
+        engine.feed(x[i:i + step])
+        f = engine.poll(i / sr)
+        if resync_at is None and f.time_s > 8.0 and f.downbeat_confidence >= 0.3 \
+                and f.beat and f.beat_in_bar == 1:  # the beat after a detected downbeat
+            engine.resync()
+            resync_at = f.time_s
+        elif resync_at is not None and f.bar:
+            bars_after.append(f.time_s)
+    assert resync_at is not None and len(bars_after) >= 3
+    period = 60.0 / 124.0
+    for t in bars_after:  # every claimed bar is now one beat after a true downbeat
+        assert np.min(np.abs(downbeats + period - t)) <= 0.07
+    assert engine.poll().downbeat_confidence == 1.0
