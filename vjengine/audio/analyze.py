@@ -1,7 +1,8 @@
 """`vj analyze SONG [-o DIR]`: the live (causal) analysis over a file, written to disk.
 
-Writes ``features.csv`` (one row per analysis hop), ``beats.txt`` and ``onsets.txt`` (one time in
-seconds per line, as the live clock would have emitted them, latency compensation off),
+Writes ``features.csv`` (one row per analysis hop), ``beats.txt``, ``downbeats.txt`` (the beats the
+clock called beat 1 with confidence) and ``onsets.txt`` (one time in seconds per line, as the live
+clock would have emitted them, latency compensation off),
 ``kicks.txt``, ``sections.txt`` (``start<TAB>end<TAB>label``: boundaries and repeat labels from
 self-similarity, :mod:`vjengine.audio.sections`), ``chords.txt`` (``time<TAB>chord`` at each change,
 :mod:`vjengine.audio.harmony`), ``summary.json`` (with the key and the sections) and ``analysis.png``
@@ -80,12 +81,13 @@ def write_results(analyzer: Analyzer, samples: np.ndarray, out_dir: Path, *, son
             rec["bpm"], rec["beat_phase"], rec["locked"].astype(float)]
     table = np.column_stack(cols) if rec["time_s"].size else np.zeros((0, len(header)))
     np.savetxt(out_dir / "features.csv", table, delimiter=",", header=",".join(header), comments="", fmt="%.5g")
-    for name, times in (("beats", analyzer.beat_times), ("onsets", analyzer.onset_times),
-                        ("kicks", analyzer.kick_times)):
+    for name, times in (("beats", analyzer.beat_times), ("downbeats", analyzer.downbeat_times),
+                        ("onsets", analyzer.onset_times), ("kicks", analyzer.kick_times)):
         (out_dir / f"{name}.txt").write_text("".join(f"{t:.4f}\n" for t in times))
     tempo = estimated_tempo(analyzer)
     summary = {"song": song, "samplerate_hz": analyzer.samplerate, "duration_s": samples.size / analyzer.samplerate,
                "hop_s": analyzer.hop_s, "tempo_bpm": round(tempo, 2), "beats": len(analyzer.beat_times),
+               "beats_per_bar": analyzer.beats_per_bar, "downbeats": len(analyzer.downbeat_times),
                "onsets": len(analyzer.onset_times), "kicks": len(analyzer.kick_times),
                "first_beat_s": analyzer.beat_times[0] if analyzer.beat_times else None}
     secs: list = []
@@ -161,6 +163,6 @@ def run(args: argparse.Namespace) -> int:
     if "sections" in summary:
         print(f"key {summary['key']}; sections " + " ".join(f"{s['label']}@{s['start_s']:.1f}s"
                                                            for s in summary["sections"]))
-    print(f"wrote {out_dir}/features.csv, beats.txt, onsets.txt, kicks.txt, summary.json"
+    print(f"wrote {out_dir}/features.csv, beats.txt, downbeats.txt, onsets.txt, kicks.txt, summary.json"
           + ("" if args.no_sections else ", sections.txt, chords.txt") + ("" if args.no_plot else ", analysis.png"))
     return 0
