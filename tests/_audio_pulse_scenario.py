@@ -113,11 +113,13 @@ def main(workdir: str) -> None:
                          "centroid_hz": float(np.median([f.centroid_hz for f in after if f.gate_open] or [0.0]))}
     # a file monitored to the default output (the null sink): the analysis reads what was played,
     # and the capture hears it through the sink's monitor
-    monitored = AudioEngine(FileSource(files[3000.0], realtime=True, monitor=True))
-    heard, played = [], []
+    source = FileSource(files[3000.0], realtime=True, monitor=True)
+    monitored = AudioEngine(source)
+    heard, played, held_back = [], [], []
     t_end = time.monotonic() + 1.6
     while time.monotonic() < t_end:
         played.append(monitored.poll())
+        held_back.append(source.played - source.delivered)  # what the output has that is not heard yet
         heard.append(engine.poll())
         time.sleep(0.01)
     monitored.close()
@@ -128,7 +130,8 @@ def main(workdir: str) -> None:
         "played_frames": len(loud_played), "heard_frames": len(loud_heard),
         "played_centroid_hz": float(np.median([f.centroid_hz for f in loud_played] or [0.0])),
         "heard_centroid_hz": float(np.median([f.centroid_hz for f in loud_heard] or [0.0])),
-        "status": played[-1].input_status}
+        "status": played[-1].input_status, "latency_s": source.output_latency_s,
+        "held_back_samples": held_back[len(held_back) // 2:], "samplerate": source.samplerate}
     print("RESULT " + json.dumps(result))
 
 

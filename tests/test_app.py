@@ -109,6 +109,27 @@ def test_live_window_keys_and_osc_drive_the_show(assets, tmp_path):
     assert sum(f.audio.hops for f in frames) > 0
 
 
+def test_a_screen_that_cannot_be_had_is_exit_2_with_the_monitors(assets):
+    """A requested monitor or fullscreen that cannot be had ends with exit 2 and the monitor list,
+    never a headless run that exits 0 while the projector stays black."""
+    xvfb, display = start_xvfb()
+    try:
+        env = _env(DISPLAY=display)
+        proc = subprocess.run([sys.executable, "-m", "vjengine.cli", "live", "demo", "--monitor", "5", "--fullscreen",
+                               "--no-osc", "--duration", "1"], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        err = proc.stderr
+        assert "--monitor 5 does not exist" in err and "monitors: 0: " in err and "1280x720" in err
+        assert "headless" not in err
+    finally:
+        xvfb.kill()
+        xvfb.wait()
+    for flags in (["--fullscreen"], ["--monitor", "0"]):  # no display at all, but a screen asked for
+        proc = subprocess.run([sys.executable, "-m", "vjengine.cli", "live", "demo", *flags, "--no-osc",
+                               "--duration", "1"], env=_env(), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "needs a display" in proc.stderr, proc.stderr[-3000:]
+
+
 def test_headless_fallback_without_display(assets, tmp_path):
     shot = tmp_path / "frame.png"
     proc = subprocess.run([sys.executable, "-m", "vjengine.cli", "live", str(assets["a"]), "--audio-file",

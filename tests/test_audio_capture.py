@@ -51,4 +51,24 @@ def test_capture_by_name_finds_tones_and_beats_and_survives_the_sink_vanishing(t
     monitor = result["monitor"]  # FileSource(monitor=True) played through PortAudio into the sink
     assert monitor["played_frames"] > 10 and monitor["played_centroid_hz"] == pytest.approx(3000.0, rel=0.05)
     assert monitor["heard_frames"] > 10 and monitor["heard_centroid_hz"] == pytest.approx(3000.0, rel=0.05)
-    assert "tone3000.wav" in monitor["status"]
+    assert "tone3000.wav" in monitor["status"] and "playing to the output" in monitor["status"]
+    # the analysis takes a played sample only once the output latency has passed (when it is heard)
+    latency = monitor["latency_s"] * monitor["samplerate"]
+    assert latency > 0
+    assert all(latency - 1 <= h <= latency + 4 * 256 for h in monitor["held_back_samples"])
+
+
+@pytest.mark.slow
+def test_vj_demo_plays_the_loop_to_the_speakers(tmp_path):
+    """`vj demo` with an output device (the private PulseAudio's null sink) plays the demo loop, and
+    --no-play keeps it silent."""
+    with pulse_server(tmp_path) as env:
+        env["PYTHONPATH"] = str(REPO)
+        env.pop("DISPLAY", None)
+        base = [sys.executable, "-m", "vjengine.cli", "demo", "--duration", "1.5", "--size", "64x36", "--no-osc",
+                "--screenshot", str(tmp_path / "s.png")]
+        heard = subprocess.run(base, env=env, capture_output=True, text=True, timeout=180)
+        silent = subprocess.run([*base, "--no-play"], env=env, capture_output=True, text=True, timeout=180)
+    assert heard.returncode == 0, heard.stderr[-3000:]
+    assert "to the speakers; the picture follows what is heard" in heard.stderr
+    assert silent.returncode == 0 and "to the speakers" not in silent.stderr, silent.stderr[-3000:]

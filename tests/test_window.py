@@ -118,7 +118,7 @@ def test_keys_become_commands_and_esc_needs_two_presses(bank):
         child = Child(display, [str(bank.path), "0.5,0.5", "120", "90"])
         try:
             assert child.read()["event"] == "ready"
-            got = child.send("keys 1 9 space left right up down shift+left b b")
+            got = child.send("keys 1 9 space left right up down shift+left b b r")
             cmds = [tuple(c) for c in got["commands"]]
             names = [a for a in ("axis0", "axis1")]
             assert cmds == [
@@ -127,6 +127,7 @@ def test_keys_become_commands_and_esc_needs_two_presses(bank):
                 ("axis_nudge", names[1], 0.02, "key"), ("axis_nudge", names[1], -0.02, "key"),
                 ("axis_nudge", "2", -0.02, "key"),
                 ("blackout", "", True, "key"), ("blackout", "", False, "key"),
+                ("resync", "", None, "key"),  # R: "this is the one"
             ]
             assert got["should_close"] is False
             # One Esc does not quit (keys are 0.3 s apart in the child) ...

@@ -25,7 +25,7 @@ import numpy as np
 from vjengine.config import parse_size
 from vjengine.control.commands import CommandQueue
 from vjengine.effects import osc_fx_names
-from vjengine.errors import ConfigError
+from vjengine.errors import ConfigError, DeviceError
 from vjengine.frameloop import FrameHashes, FrameLoop, Presenter
 from vjengine.live_options import DEFAULT_HEADLESS_DURATION_S, add_show_arguments
 from vjengine.presenters import HeadlessPresenter, WindowPresenter, display_available
@@ -44,8 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def open_audio(args: argparse.Namespace, *, demo: bool = False) -> tuple[Any, dict[str, Any]]:
     """The live AudioEngine for ``--audio-file`` / ``--audio-device``; the demo loop is the fallback
-    when no input device exists (and the default source of `vj demo`)."""
+    when no input device exists (and the default source of `vj demo`). A file is played to the
+    speakers with ``--play`` (by default for `vj demo` when an output device exists)."""
     from vjengine.audio.engine import AudioEngine, open_source  # noqa: PLC0415
+    from vjengine.audio.sources import has_output_device  # noqa: PLC0415
     from vjengine.demo import demo_audio_path  # noqa: PLC0415
 
     kwargs: dict[str, Any] = {}
@@ -61,8 +63,20 @@ def open_audio(args: argparse.Namespace, *, demo: bool = False) -> tuple[Any, di
     file = args.audio_file
     if demo and not file and args.audio_device is None:
         file = str(demo_audio_path())
-    source = open_source(device=args.audio_device, file=file, demo_audio=demo_audio_path(),
-                         loop=bool(file) and (demo or getattr(args, "loop", False)), **kwargs)
+    asked = getattr(args, "play", None)
+    play = asked if asked is not None else demo and has_output_device()
+    loop = bool(file) and (demo or getattr(args, "loop", False))
+    try:
+        source = open_source(device=args.audio_device, file=file, demo_audio=demo_audio_path(), loop=loop,
+                             monitor=bool(play), **kwargs)
+    except DeviceError as exc:
+        if asked or not play:  # --play asked for, or not about playing at all: the user's to fix
+            raise
+        log.warning("%s; the demo plays silently (--no-play)", exc)
+        source = open_source(device=args.audio_device, file=file, demo_audio=demo_audio_path(), loop=loop, **kwargs)
+    if getattr(source, "monitor", False):
+        log.info("playing %s to the speakers; the picture follows what is heard (%.0f ms output latency)",
+                 Path(source.path).name, source.output_latency_s * 1000.0)
     engine = AudioEngine(source, latency_ms=args.latency_ms or 0.0)
     played = getattr(source, "path", None)
     info = {"file": str(Path(played).resolve()) if played else None, "device": args.audio_device,
@@ -71,11 +85,14 @@ def open_audio(args: argparse.Namespace, *, demo: bool = False) -> tuple[Any, di
 
 
 def audio_hud_lines(frame: Any) -> list[str]:
+    """The beat clock for the HUD, with the keys that correct it (beat 1 wrong: R, or /vj/resync)."""
     if frame is None:
         return []
     lock = "locked" if getattr(frame, "locked", False) else "searching"
-    return [f"{getattr(frame, 'bpm', 0):.1f} BPM {lock}  level {getattr(frame, 'level', 0):.2f}  "
-            f"{getattr(frame, 'input_status', '')}"]
+    beat = f"beat {int(getattr(frame, 'beat_in_bar', 0)) + 1}/{int(getattr(frame, 'beats_per_bar', 4))}"
+    return [f"{getattr(frame, 'bpm', 0):.1f} BPM {lock}  {beat}  level {getattr(frame, 'level', 0):.2f}  "
+            f"{getattr(frame, 'input_status', '')}",
+            "R (or /vj/resync): the beat now is 1   space: tap tempo"]
 
 
 def stop_audio(audio: Any) -> None:
@@ -117,22 +134,27 @@ class LiveShow:
     # --- set-up ------------------------------------------------------------------------------
 
     def _open_output(self) -> Any:
-        """The presenter and its GL context: a window, or headless through EGL."""
+        """The presenter and its GL context: a window, or headless through EGL when asked for or when
+        there is no display and no screen was asked for. A window, monitor or fullscreen that was
+        asked for and cannot be had is a :class:`DeviceError` (exit 2), never a silent headless run."""
         args = self.args
+        screen = args.fullscreen or args.monitor is not None
+        if args.headless and screen:
+            raise ConfigError("--headless renders offscreen: it cannot go with --fullscreen or --monitor")
+        if self.headless and screen:
+            raise DeviceError(f"{'--fullscreen' if args.fullscreen else f'--monitor {args.monitor}'} needs a display, "
+                              "and none is set (DISPLAY / WAYLAND_DISPLAY); run on the desktop session, or use "
+                              "--headless to render offscreen")
         if not self.headless:
-            try:
-                from vjengine.render.window import Window  # noqa: PLC0415
+            from vjengine.render.window import Window  # noqa: PLC0415
 
-                window = Window(size=self.size, fullscreen=args.fullscreen, monitor=args.monitor, queue=self.queue,
-                                axis_names=[a.name for a in self.show.axes])
-            except Exception as exc:  # noqa: BLE001
-                log.warning("no window (%s); rendering headless through EGL instead", exc)
-                self.headless = True
-            else:
-                self.presenter = WindowPresenter(window, self.show)
-                log.info("window %dx%d%s (F fullscreen, H HUD, 1-9 presets, space tap, arrows nudge, "
-                         "B blackout, Esc twice quits)", *window.size, " fullscreen" if args.fullscreen else "")
-                return window.ctx
+            window = Window(size=self.size, fullscreen=args.fullscreen, monitor=args.monitor, queue=self.queue,
+                            axis_names=[a.name for a in self.show.axes])
+            self.presenter = WindowPresenter(window, self.show)
+            log.info("window %dx%d%s (F fullscreen, H HUD, 1-9 presets, space tap, R resync: this beat is the "
+                     "one, arrows nudge, B blackout, Esc twice quits)", *window.size,
+                     " fullscreen" if args.fullscreen else "")
+            return window.ctx
         from vjengine.render.context import headless_context  # noqa: PLC0415
 
         if not args.headless:

@@ -22,6 +22,9 @@ def add_show_arguments(parser: argparse.ArgumentParser, *, banks: bool = True) -
     src.add_argument("--audio-file", default=None, metavar="F",
                      help="play a WAV/FLAC file in real time instead of capturing")
     src.add_argument("--loop", action="store_true", help="loop --audio-file (the demo always loops)")
+    src.add_argument("--play", action=argparse.BooleanOptionalAction, default=None,
+                     help="play --audio-file (or the demo loop) to the speakers, the picture following what is "
+                          "heard (default: on for `vj demo` when there is an output device, else off)")
     src.add_argument("--samplerate", type=int, default=None, help="capture sample rate in Hz")
     src.add_argument("--blocksize", type=int, default=None, help="capture block size in frames (default 256)")
     src.add_argument("--channels", default=None, metavar="LIST",

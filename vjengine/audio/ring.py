@@ -59,9 +59,10 @@ class RingBuffer:
         """Samples waiting for the consumer (capped at the capacity)."""
         return min(self.written - self._read_pos, self.capacity)
 
-    def read(self) -> np.ndarray:
-        """Everything written since the previous read, oldest first (consumer side; a copy)."""
-        end = self.written
+    def read(self, upto: int | None = None) -> np.ndarray:
+        """Everything written since the previous read, oldest first (consumer side; a copy); with
+        ``upto``, only the samples before that absolute position (the rest wait for a later read)."""
+        end = self.written if upto is None else min(self.written, max(int(upto), self._read_pos))
         lag = end - self._read_pos
         if lag > self.capacity:
             self.overruns += 1

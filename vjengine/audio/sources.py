@@ -41,7 +41,8 @@ class FileSource:
     ``realtime=True``: samples become available as wall-clock time passes (like a device);
     ``realtime=False``: each ``read()`` returns the next ``chunk_s`` seconds at once (analysis as fast
     as possible). ``monitor=True`` plays the file to the default output; the analysis then reads
-    exactly the samples the output callback played. ``loop=True`` starts over at the end.
+    exactly the samples the output callback played, each once the output's latency has passed (when
+    it is heard), so the picture follows what the room hears. ``loop=True`` starts over at the end.
     """
 
     kind = "file"
@@ -60,6 +61,7 @@ class FileSource:
         self._finished = False
         self._stream = None
         self._ring: RingBuffer | None = None
+        self.output_latency_s = 0.0  # monitor: from the callback's samples to the speaker
         self._status_for = ""
         self._status = ""
         if monitor:
@@ -83,6 +85,7 @@ class FileSource:
         try:
             self._stream = sd.OutputStream(samplerate=self.samplerate, channels=2, blocksize=blocksize,
                                            dtype="float32", callback=callback, latency="low")
+            self.output_latency_s = max(0.0, float(self._stream.latency))
             self._stream.start()
         except Exception as exc:
             raise DeviceError(f"cannot open an audio output to monitor {str(self.path)!r}: {exc}") from exc
@@ -114,21 +117,32 @@ class FileSource:
         return self._t0 + self._delivered / self.samplerate
 
     @property
+    def delivered(self) -> int:
+        """Samples handed to the analysis so far."""
+        return self._delivered
+
+    @property
+    def played(self) -> int:
+        """Samples sent to the output so far (``monitor``; 0 otherwise)."""
+        return 0 if self._ring is None else self._ring.written
+
+    @property
     def finished(self) -> bool:
         """True once a non-looping file has been delivered completely."""
         return self._finished
 
     @property
     def status(self) -> str:
-        state = "ended" if self._finished else ("monitored" if self.monitor else "playing")
+        state = "ended" if self._finished else (
+            f"playing to the output ({self.output_latency_s * 1000:.0f} ms)" if self.monitor else "playing")
         if self._status_for != state:  # built only when it changes (read every frame)
             self._status_for = state
             self._status = f"file {self.path.name} {self.samplerate / 1000:g} kHz, {state}"
         return self._status
 
     def read(self) -> np.ndarray:
-        if self._ring is not None:
-            out = self._ring.read()
+        if self._ring is not None:  # what the output played, once it is heard
+            out = self._ring.read(upto=self._ring.written - round(self.output_latency_s * self.samplerate))
         elif not self.realtime:
             out = self._take(self._chunk)
         else:
@@ -188,6 +202,16 @@ class PushSource:
 
     def close(self) -> None:
         self._parts = []
+
+
+def has_output_device() -> bool:
+    """Whether PortAudio has a default output (speakers, headphones) to play a file to."""
+    try:
+        import sounddevice as sd
+
+        return bool(sd.query_devices(kind="output"))
+    except Exception:  # noqa: BLE001 - no PortAudio, no device: nothing to play to
+        return False
 
 
 def open_source(device: str | int | None = None, file: str | Path | None = None, *,

@@ -1,7 +1,8 @@
 """The show window (glfw): windowed or fullscreen on a chosen monitor, vsync, keyboard, HUD.
 
 Keys: F toggles fullscreen, H toggles the HUD, Esc twice within one second quits (one stray Esc must
-not end a show; the first shows a notice). Show keys become :class:`Command` values on the app's
+not end a show; the first shows a notice), R says "this is the one" (``resync``: the nearest beat
+becomes beat 1 of the bar, as ``/vj/resync`` does). Show keys become :class:`Command` values on the app's
 :class:`CommandQueue` (``source="key"``):
 
 - 1..9 -> ``preset`` with value 0..8 (the preset index, 0-based);
@@ -83,6 +84,15 @@ def list_monitors() -> list[dict]:
     return out
 
 
+def describe_monitors(monitors: list[dict]) -> str:
+    """One line per monitor, as ``--monitor N`` counts them (or that there are none)."""
+    if not monitors:
+        return "no monitors connected"
+    return "monitors: " + "; ".join(
+        f"{m['index']}: {m['name']} {m['width']}x{m['height']}@{m['refresh_hz']}Hz" + (" (primary)" if m["primary"] else "")
+        for m in monitors)
+
+
 class Window:
     """A glfw window with a moderngl context (``ctx``), its default framebuffer (``screen``) and HUD.
 
@@ -103,9 +113,12 @@ class Window:
         self.monitor_index = monitor
         monitors = glfw.get_monitors() or []
         if monitor is not None and not 0 <= monitor < len(monitors):
+            listed = describe_monitors(list_monitors())
             glfw.terminate()
-            raise DeviceError(f"--monitor {monitor} does not exist: {len(monitors)} monitor(s) connected "
-                              "(see `vj monitors`)")
+            raise DeviceError(f"--monitor {monitor} does not exist: {len(monitors)} monitor(s) connected; {listed}")
+        if fullscreen and not monitors:
+            glfw.terminate()
+            raise DeviceError("--fullscreen: no monitors connected (see `vj monitors`)")
         glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
         glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)
         glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
@@ -261,6 +274,9 @@ class Window:
             self._push("blackout", value=self.blackout_on)
         elif key == glfw.KEY_SPACE:
             self._push("tap")
+        elif key == glfw.KEY_R:  # "this is the one": the nearest beat becomes beat 1 of the bar
+            self._push("resync")
+            self.notify("beat 1 is here now (resync)")
         elif glfw.KEY_1 <= key <= glfw.KEY_9:
             self._push("preset", value=key - glfw.KEY_1)
 
