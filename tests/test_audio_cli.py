@@ -50,6 +50,23 @@ def test_vj_analyze_writes_features_beats_onsets_and_plot(song, tmp_path, capsys
     assert downbeats.size == summary["downbeats"] and np.all(np.isin(np.round(downbeats, 4), np.round(est, 4)))
 
 
+def test_verbose_goes_anywhere_and_keeps_library_chatter_out(song, tmp_path):
+    """`vj analyze -v ...` and `vj -v analyze ...` both log debug lines, and matplotlib's font search
+    (hundreds of lines) stays out of them."""
+    import subprocess
+    import sys
+
+    path, _ = song
+    for argv in (["-v", "analyze", str(path), "-o", str(tmp_path / "a")],
+                 ["analyze", str(path), "-o", str(tmp_path / "b"), "-v"]):
+        proc = subprocess.run([sys.executable, "-m", "vjengine.cli", *argv], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = proc.stderr.splitlines()
+        assert any(" D vjengine.cli: vj " in ln and " analyze " in ln for ln in lines), proc.stderr[-2000:]
+        assert not any("matplotlib" in ln or "findfont" in ln for ln in lines), proc.stderr[-2000:]
+
+
 def test_vj_analyze_names_a_bad_file(tmp_path, capsys):
     missing = tmp_path / "nope.wav"
     assert main(["analyze", str(missing)]) == 2

@@ -64,3 +64,29 @@ def test_monitor_takes_axis_names_from_a_bank(python_exe: str, repo_root, tmp_pa
         cwd=repo_root, capture_output=True, text=True, timeout=30,
     )
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+@NEEDS_LIBLO
+def test_monitor_takes_the_axis_names_of_the_demo_bank(python_exe: str, repo_root) -> None:
+    """`--bank demo` means the built-in bank, as everywhere else a bank is asked for."""
+    from vjengine.bank import open_bank
+    from vjengine.demo import demo_bank_path
+
+    names = [a.name for a in open_bank(demo_bank_path()).axes]
+    proc = subprocess.Popen(
+        [python_exe, "-m", "vjengine.cli", "osc-monitor", "--osc-port", "0", "--bank", "demo", "--count", "1",
+         "--duration", "30"],
+        cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        match = re.search(r"listening for OSC on 127\.0\.0\.1:(\d+)", first)
+        assert match, first + proc.stderr.read()
+        oscsend(int(match.group(1)), f"/vj/axis/{names[0]}", "f", "0.25")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert f"axis {names[0]} = 0.25" in out, out

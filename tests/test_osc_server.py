@@ -347,8 +347,9 @@ def test_default_bind_is_loopback_only(queue: CommandQueue) -> None:
 
 
 def test_port_in_use_is_a_config_error(server: OscServer, queue: CommandQueue) -> None:
-    with pytest.raises(ConfigError, match=str(server.port)):
+    with pytest.raises(ConfigError, match=str(server.port)) as err:
         OscServer(queue, port=server.port).start()
+    assert "--osc-port 0" in str(err.value)  # the way out: any free port
 
 
 def test_observer_errors_and_renames_do_not_stop_the_server(server: OscServer, queue: CommandQueue) -> None:

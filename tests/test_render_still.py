@@ -60,3 +60,15 @@ def test_still_bad_arguments_exit_2(tmp_path, bank, capsys, argv, needle):
 def test_still_missing_bank_exits_2(tmp_path, capsys):
     assert main(["still", str(tmp_path / "nope"), "-o", str(tmp_path / "x.png")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_the_readme_still_example_runs_on_the_demo_bank(tmp_path, repo_root):
+    """The README's `vj still demo --coord ...` line, exactly as written (one value per demo axis)."""
+    import shlex
+
+    line = next(ln for ln in (repo_root / "README.md").read_text().splitlines() if ln.startswith("vj still demo"))
+    argv = shlex.split(line.split("#")[0])[1:]
+    out = tmp_path / "frame.png"
+    argv[argv.index("-o") + 1] = str(out)
+    assert main(argv) == 0
+    assert out.stat().st_size > 0

@@ -96,6 +96,12 @@ def test_fx_intensity_blackout_and_status():
     assert fx.zoom == pytest.approx(1.5)
     assert fx.flash == pytest.approx(1.0)
     assert fx.intensity == pytest.approx(0.5)
+    # /vj/intensity is the output level (a master dimmer): the audio reaction itself is unchanged
+    full = show()
+    full.apply(cmd("fx", "feedback.amount", 0.5))
+    full.apply(cmd("fx", "zoom", 1.5))
+    st_full = full.update(frame(beat=True), 0.01)
+    assert st_full.coord == st.coord and dict(st_full.fx) == dict(st.fx) and st_full.intensity == 1.0
     s.apply(cmd("blackout", value=True))
     assert s.update(frame(), 0.01).blackout
     s.apply(cmd("blackout"))  # no value: toggle

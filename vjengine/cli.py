@@ -39,14 +39,22 @@ BANK_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 
+# Libraries whose debug output drowns ours under -v (matplotlib lists every font it finds).
+QUIET_LOGGERS = ("matplotlib", "PIL", "numba", "asyncio", "urllib3", "filelock", "fsspec", "httpx", "httpcore")
+
+
 def _build_parser(prog: str, commands: dict[str, tuple[str, str]], argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    # -v after the command works too: the subparsers know it, without overriding one given before
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Only the chosen command's module is imported to add its arguments.
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in commands.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[verbose])
         if name == chosen:
             module = importlib.import_module(module_name)
             module.add_arguments(p)
@@ -70,6 +78,9 @@ def _dispatch(prog: str, commands: dict[str, tuple[str, str]], argv: list[str] |
         format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("vjengine.cli").debug("%s %s", prog, " ".join(argv))
     try:
         return int(args._module.run(args) or 0)
     except VJError as exc:

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_osc_arguments(parser, out=False)
     names = parser.add_mutually_exclusive_group()
     names.add_argument("--bank", default=None, metavar="BANK",
-                       help="take the axis names from this bank (the one you will play)")
+                       help="take the axis names from this bank (the one you will play; `demo`: the built-in one)")
     names.add_argument("--axes", default=None, metavar="NAMES",
                        help="comma-separated axis names (default: accept any name, but wildcards cannot "
                             "reach axes)")
@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     axis_names = _names(args.axes)
     if args.bank is not None:
         from vjengine.bank import open_bank  # noqa: PLC0415
+        from vjengine.demo import resolve_bank_path  # noqa: PLC0415
 
-        axis_names = [axis.name for axis in open_bank(args.bank).axes]
+        axis_names = [axis.name for axis in open_bank(resolve_bank_path(args.bank)).axes]
     if args.fx is None:
         from vjengine.effects import osc_fx_names  # noqa: PLC0415
 

@@ -23,6 +23,7 @@ command whose value is the reply ``(host, port)``, and the render thread answers
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import math
@@ -322,7 +323,11 @@ class OscServer:
             sock.bind((self.host, self.port))
         except OSError as exc:
             sock.close()
-            raise ConfigError(f"cannot listen for OSC on {self.host}:{self.port}: {exc.strerror or exc}") from None
+            hint = ""
+            if exc.errno == errno.EADDRINUSE:
+                hint = ("; another program (another vj?) listens there: pick another port with --osc-port, "
+                        "or --osc-port 0 for any free one (the log says which)")
+            raise ConfigError(f"cannot listen for OSC on {self.host}:{self.port}: {exc.strerror or exc}{hint}") from None
         sock.setblocking(False)  # the receiver waits in select() only when there is nothing to read
         return sock
 

@@ -72,7 +72,7 @@ INPUTS: tuple[OscInput, ...] = (
     OscInput("/vj/bank", "bank", "name_or_index", "switch to another loaded bank (crossfades)"),
     OscInput("/vj/fx/{effect}/{param}", "fx", "float",
              "set an effect parameter; every parameter is normalised 0..1 at the OSC boundary", 0.0, 1.0),
-    OscInput("/vj/intensity", "intensity", "float", "master intensity of the audio reaction", 0.0, 1.0,
+    OscInput("/vj/intensity", "intensity", "float", "output level, a master dimmer: 0 black, 1 full (the audio reaction is unchanged)", 0.0, 1.0,
              default=1.0),
     OscInput("/vj/blackout", "blackout", "bool", "output black while on", default=False),
     OscInput("/vj/tap", "tap", "trigger", "tap tempo: one tap per beat"),
