@@ -297,3 +297,31 @@ def test_bank_crossfade_on_the_bar_in_pixels(tmp_path):
     for t in textures:
         t.release()
     ctx.release()
+
+
+def test_the_demo_starts_on_a_preset_that_moves_with_the_beat(tmp_path):
+    """The first thing a new user sees: `vj demo` starts on DEMO_PRESET, and on the demo loop that
+    preset changes the picture far more into each beat than between beats (measured on the frames of
+    `vj render`, the same show offline)."""
+    import imageio_ffmpeg
+
+    from vjengine.demo import DEMO_BPM, DEMO_PRESET, demo_audio_path
+
+    proc = subprocess.run([sys.executable, "-m", "vjengine.cli", "demo", "--duration", "0.5", "--size", "64x36",
+                           "--no-osc", "--no-play", "--screenshot", str(tmp_path / "s.png")],
+                          env=_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"preset '{DEMO_PRESET.replace('-', ' ')}'" in proc.stderr
+    fps, size, out = 30, (96, 54), tmp_path / "demo.mp4"
+    assert main(["render", str(demo_audio_path()), "--preset", DEMO_PRESET, "-o", str(out), "--size",
+                 f"{size[0]}x{size[1]}", "--fps", str(fps), "--duration", "10", "--no-audio", "--no-progress"]) == 0
+    reader = imageio_ffmpeg.read_frames(str(out), pix_fmt="rgb24")
+    next(reader)
+    frames = np.stack([np.frombuffer(f, np.uint8).reshape(size[1], size[0], 3).astype(np.float32) for f in reader])
+    change = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))  # into frame n + 1
+    t = np.arange(1, len(frames)) / fps
+    phase = (t * DEMO_BPM / 60.0) % 1.0
+    at_beat = (phase < 0.15) | (phase > 0.95)
+    locked = t > 4.0  # once the beat clock has locked
+    on, off = change[at_beat & locked].mean(), change[~at_beat & locked].mean()
+    assert on > 10.0 and on > 3.0 * off, (on, off)

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 DEMO_BANK_NAME = "demo-bank-v1"
 DEMO_AUDIO_NAME = "demo-loop-124bpm-v1.wav"
 DEMO_BPM = 124.0
+# The preset `vj demo` starts on: the first thing a new user sees must move with the beat (on the demo
+# loop the picture changes about 7x more into a beat than between beats; tests/test_app.py measures it).
+DEMO_PRESET = "techno-kick-morph"
 
 # The demo grid: palette turns all the way round (cyclic); warp and detail are the reactive axes.
 PALETTE_STEPS = 8

@@ -20,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vjengine.demo import demo_bank_path  # noqa: PLC0415
+    from vjengine.demo import DEMO_PRESET, demo_bank_path  # noqa: PLC0415
 
+    if not args.preset:  # start on a preset that visibly moves with the beat
+        args.preset = [DEMO_PRESET]
     setup = build_setup([str(demo_bank_path())], args)
     audio, info = open_audio(args, demo=True)
     return run_show(args, setup, audio, info)
