@@ -19,7 +19,7 @@ video's audio into the output. Progress (tqdm) counts frames, with an ETA.
 Spec (TOML; every error names the file, line and key)::
 
     model = "runwayml/stable-diffusion-v1-5"   # local diffusers folder, .safetensors, or cached hub id
-    prompt = "oil painting, thick brush strokes"   # default: the bank's prompt (bank = "path")
+    prompt = "oil painting, thick brush strokes"   # default: the rendered bank's prompt (or bank = "path")
     negative_prompt = ""
     strength = 0.3        # low: keep the picture, add the model's detail
     steps = 20            # scheduler steps at strength 1 (img2img runs strength x steps)
@@ -95,8 +95,9 @@ def _line_of(text: str, key: str) -> int:
     return 0
 
 
-def load_refine_spec(path: str | Path) -> RefineSpec:
-    """Validate a refine spec; :class:`SpecError` names the file, line and key (exit 2)."""
+def load_refine_spec(path: str | Path, *, default_bank: str | Path | None = None) -> RefineSpec:
+    """Validate a refine spec; :class:`SpecError` names the file, line and key (exit 2). Without
+    ``prompt`` or ``bank`` the prompt is the one ``default_bank`` (the rendered bank) was built with."""
     path = Path(path)
     table = load_toml(path)
     text = path.read_text(encoding="utf-8")
@@ -123,6 +124,8 @@ def load_refine_spec(path: str | Path) -> RefineSpec:
     prompt = table.get("prompt")
     if prompt is None and "bank" in table:
         prompt = _bank_prompt(path.parent / str(table["bank"]), fail)
+    elif prompt is None and default_bank is not None:
+        prompt = _bank_prompt(Path(default_bank), fail)
     if not isinstance(prompt, str) or not prompt.strip():
         raise fail("prompt" if "prompt" in table else "model", "needs a prompt (or bank = a bank made from a spec)")
 

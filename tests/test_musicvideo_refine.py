@@ -120,3 +120,20 @@ def test_refine_resumes_after_sigkill(refine_assets, tmp_path):
     assert "ETA" in res.stderr or "<" in res.stderr  # tqdm's remaining-time estimate
     assert _frames(out) == 16
     assert not work.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_refine_prompt_defaults_to_the_rendered_banks(tmp_path):
+    from bank_builder.errors import SpecError
+    from bank_builder.refine import load_refine_spec
+    from vjengine.bank import Axis, write_bank
+
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    write_bank(tmp_path / "made", (Axis("a", (0, 1)),), frames, made_by={"spec": {"prompt": "a neon cat"}})
+    write_bank(tmp_path / "bare", (Axis("a", (0, 1)),), frames)
+    spec = tmp_path / "r.toml"
+    spec.write_text('model = "."\nstrength = 0.2\n')
+    assert load_refine_spec(spec, default_bank=tmp_path / "made").prompt == "a neon cat"
+    with pytest.raises(SpecError, match="does not record the prompt"):
+        load_refine_spec(spec, default_bank=tmp_path / "bare")
+    with pytest.raises(SpecError, match="needs a prompt"):
+        load_refine_spec(spec)

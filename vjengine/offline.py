@@ -349,7 +349,8 @@ def render_song(args: argparse.Namespace) -> int:
     if args.refine:
         from bank_builder.refine import load_refine_spec  # noqa: PLC0415
 
-        refine = load_refine_spec(args.refine)
+        bank0 = args.bank[0] if args.bank and Path(args.bank[0]).is_dir() else None
+        refine = load_refine_spec(args.refine, default_bank=bank0)
     output = Path(args.output)
     if args.preview or args.preview_only:
         w = max(64, (size[0] // 4) // 2 * 2)
