@@ -6,7 +6,8 @@ Both run on the 12-bin chroma the analyser already computes (C = 0):
   triad templates built from harmonic tones (each note with its first partials folded onto pitch
   classes), so the fifth and third that real and synthetic tones put above every note do not pull
   the answer. A new chord replaces the current one only when it scores ``switch_margin`` better
-  (hysteresis); ``chord_change`` pulses on that frame.
+  (hysteresis); ``chord_change`` pulses on that frame. Music that matches no triad well holds the
+  last chord with confidence 0; only silence gives "no chord" (-1).
 - **Key**: what the key hears is mostly the notes of the recognised chords (3/4) and a little of the
   raw chroma (1/4), averaged over the last few seconds (an exponential window, ``key_window_s``) and
   correlated with the 24 Krumhansl-Kessler key profiles (12 major, 12 minor). The analyser's chroma
@@ -176,8 +177,10 @@ class HarmonyTracker:
         chord, chord_conf = prev.chord, prev.chord_confidence
         best = max(range(24), key=chord_scores.__getitem__)
         top = chord_scores[best] / nc if nc > 1e-12 else 0.0
-        if sc < 0.3 or top < self.min_chord_score:
+        if sc < 0.3:  # silence (or nearly): no chord
             chord, chord_conf = -1, 0.0
+        elif top < self.min_chord_score:  # nothing triad-like: hold the last chord, unsure
+            chord_conf = 0.0
         else:
             current = chord_scores[prev.chord] / nc if prev.chord >= 0 else -1.0
             if prev.chord < 0 or (best != prev.chord and top > current + self.switch_margin):
