@@ -371,7 +371,7 @@ class _Model:
 
 
 def _atomic_save(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
+    tmp = path.with_name("." + path.name + ".tmp.npz")  # hidden: never mistaken for a finished one
     np.savez(tmp, **arrays)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
@@ -517,7 +517,7 @@ def _write_segment(path: Path, model: _Model, lat_a: np.ndarray, lat_b: np.ndarr
 def _encode_frames(path: Path, frames: list[np.ndarray], size: tuple[int, int], fps: float, quality: float) -> None:
     import imageio_ffmpeg  # noqa: PLC0415
 
-    tmp = path.with_name(path.stem + ".tmp.mp4")
+    tmp = path.with_name("." + path.stem + ".tmp.mp4")
     w = imageio_ffmpeg.write_frames(str(tmp), size, fps=fps, codec="libx264", quality=quality, macro_block_size=2,
                                     pix_fmt_in="rgb24", output_params=["-g", "1000"], ffmpeg_log_level="error")
     w.send(None)
