@@ -74,6 +74,7 @@ def main() -> int:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
     single_s, single, _ = build(spec, tmp / "single", env)
+    print(f"one process: {single_s:.1f} s", flush=True)
     cluster = LocalRayCluster(tmp / "cluster").start(nodes=2)
     try:
         renv = {**env, **{k: v for k, v in cluster.env.items() if k.startswith("RAY")}}

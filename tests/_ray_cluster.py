@@ -44,6 +44,7 @@ def session_pids(sid: int) -> list[int]:
 class LocalRayCluster:
     def __init__(self, folder: Path, *, cpus_per_node: int = 1) -> None:
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.cpus = cpus_per_node
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
