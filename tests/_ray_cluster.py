@@ -3,8 +3,8 @@
 Two nodes made by the ``ray`` CLI, the way an artist starts them on two machines: ``ray start --head``
 and ``ray start --address HEAD`` (each its own raylet, one CPU each), with Ray's token authentication
 from a shared token file. Each ``ray start --block`` runs in its own session, so one node is stopped
-(or "lost", with SIGKILL) by signalling its process group. Everything is bounded in time, and
-``stop()`` leaves no Ray process behind.
+(or "lost", with SIGKILL) by signalling the processes of that session. Everything is bounded in time,
+and ``stop()`` leaves no process of ours behind (and touches no other Ray on the machine).
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ def session_of(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[3])  # fields after the command: state ppid pgrp session
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def session_pids(sid: int) -> list[int]:
@@ -109,16 +116,18 @@ class LocalRayCluster:
         proc.wait(30)
 
     def stop(self) -> None:
-        for proc in reversed(self.nodes):
-            if proc.poll() is None:
+        """SIGTERM, then SIGKILL, to every process of our nodes' sessions (raylets, GCS, workers): only
+        ours, so a Ray cluster someone else runs on this machine is left alone."""
+        for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 15.0)):
+            pids = [p for proc in self.nodes for p in {proc.pid, *session_pids(proc.pid)}]
+            for pid in pids:
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(30)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-        # the head's helpers (GCS, dashboard agent) are in its session too; make sure none outlives us
-        subprocess.run([str(RAY_BIN), "stop", "--force"], env=self.env, capture_output=True, timeout=60)
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait_s
+            while any(_running(p) for p in pids) and time.monotonic() < deadline:
+                for proc in self.nodes:
+                    proc.poll()  # reap our direct children
+                time.sleep(0.1)  # polling a condition (processes gone), bounded
         shutil.rmtree(self.folder / "ray", ignore_errors=True)
