@@ -166,7 +166,9 @@ class WebSink(Sink):
         with self._jpeg_cond:
             self._jpeg_cond.notify_all()
         if self._server is not None:
-            self._server.shutdown()
+            if self._serve_thread is not None:  # shutdown() waits for serve_forever: only if it runs
+                self._server.shutdown()
+                self._serve_thread = None
             self._server.server_close()
             self._server = None
 

@@ -1,0 +1,313 @@
+"""Benchmark video out: what each sink costs the render thread, and how late its frames arrive.
+
+A headless (EGL) 1280x720 show of the demo bank at 60 fps, a frame counter stamped into every frame,
+run with no sink, then each of ``ndi://``, ``http://`` (MJPEG) and ``srt://`` alone, then all three.
+Each sink has a real receiver in its own process (the same NDI binding; an HTTP client decoding the
+JPEGs; ffmpeg as the SRT listener), which reads the counter from the pictures it gets and stamps the
+arrival with the same monotonic clock, so:
+
+- ``cost_ratio_<sink>``: render-thread frame time (render + readback hand-over) with the sink, over
+  without; reported for p50 and p99, and the key is the larger of the two (targets: <= 1.15 each,
+  <= 1.3 all together);
+- ``latency_ms_<sink>``: frame drawn to frame decoded by the receiver, p50 and p99 (targets p99: NDI
+  <= 50, MJPEG <= 100, SRT <= 250);
+- ``dropped_<sink>``: frames the sink dropped (its mailbox was full), and frames sent but never
+  decoded.
+
+Prints a table, then one JSON line. Timings on a shared 2-core machine without a GPU are noisy (the
+receivers' decoders compete with the show for the same cores): read them as such.
+
+    python benchmarks/video_out.py [--seconds 8] [--size 1280x720] [--fps 60] [--runs none,ndi,mjpeg,srt,all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+WARMUP_S = 2.0
+RECEIVER_NICE = 0  # --receiver-nice
+
+
+# ------------------------------------------------------------------------------------------ receivers
+
+def _say(number, t):
+    sys.stdout.write(f"{number} {t:.6f}\n")
+    sys.stdout.flush()
+
+
+def rx_ndi(name: str) -> None:
+    from cyndilib.finder import Finder
+    from cyndilib.receiver import ReceiveFrameType, Receiver
+    from cyndilib.video_frame import VideoRecvFrame
+    from cyndilib.wrapper import RecvBandwidth, RecvColorFormat
+
+    from vjengine.output.counter import read_counter
+
+    finder = Finder()
+    finder.open()
+    source = None
+    while source is None:
+        finder.wait_for_sources(0.5)
+        source = next((s for s in finder.get_source_names() if s.endswith(f"({name})")), None)
+    receiver = Receiver(color_format=RecvColorFormat.RGBX_RGBA, bandwidth=RecvBandwidth.highest)
+    video = VideoRecvFrame()
+    receiver.set_video_frame(video)
+    receiver.set_source(finder.get_source(source))
+    while True:
+        if receiver.receive(ReceiveFrameType.recv_video, 200) & ReceiveFrameType.recv_video:
+            t = time.perf_counter()
+            w, h = video.get_resolution()
+            arr = np.array(video).reshape(h, w, 4)
+            _say(read_counter(arr), t)
+
+
+def rx_mjpeg(url: str) -> None:
+    import io
+    import urllib.request
+
+    from PIL import Image
+
+    from vjengine.output.counter import read_counter
+
+    while True:
+        try:
+            stream = urllib.request.urlopen(url, timeout=10)
+            break
+        except OSError:
+            time.sleep(0.05)
+    while True:
+        length = 0
+        while True:
+            line = stream.readline()
+            if not line:
+                return
+            line = line.strip()
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+            if not line and length:
+                break
+        data = stream.read(length)
+        t = time.perf_counter()
+        img = Image.open(io.BytesIO(data))
+        img.draft("RGB", (img.width // 4, img.height // 4))
+        _say(read_counter(np.asarray(img.convert("RGB"))), t)
+
+
+def rx_srt(url: str, size: str) -> None:
+    from vjengine.output.counter import read_counter
+    from vjengine.output.stream import ffmpeg_exe
+
+    w, h = 320, 180
+    proc = subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-fflags", "nobuffer",
+                             "-flags", "low_delay", "-probesize", "100000", "-analyzeduration", "200000", "-i", url,
+                             "-fps_mode", "passthrough", "-s", f"{w}x{h}", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                             "pipe:1"], stdout=subprocess.PIPE)
+    n = w * h * 3
+    while True:
+        data = proc.stdout.read(n)
+        if len(data) < n:
+            return
+        _say(read_counter(np.frombuffer(data, np.uint8).reshape(h, w, 3)), time.perf_counter())
+
+
+# ------------------------------------------------------------------------------------------ the show
+
+class Receiver:
+    def __init__(self, argv: list[str], env: dict) -> None:
+        # Receivers stand for other machines (Resolume, OBS, a phone); --receiver-nice puts them below the show.
+        self.proc = subprocess.Popen([sys.executable, __file__, "--receiver", *argv], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=env, text=True,
+                                     preexec_fn=(lambda: os.nice(RECEIVER_NICE)) if RECEIVER_NICE else None)
+        self.got: list[tuple[int | None, float]] = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            a, b = line.split()
+            self.got.append((None if a == "None" else int(a), float(b)))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._t.join(5)
+
+
+def pct(values, q):
+    return float(np.percentile(values, q)) if len(values) else math.nan
+
+
+def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ctx, renderer, env) -> dict:
+    import socket
+
+    from vjengine.output.counter import stamp_fbo
+    from vjengine.output.hub import OutputHub
+    from vjengine.output.sinks import open_sinks
+    from vjengine.render.effects import Effects
+
+    def port(kind=socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    urls, receivers = {}, {}
+    if "ndi" in kinds:
+        name = f"vj-bench-{os.getpid()}-{len(kinds)}"
+        urls["ndi"] = f"ndi://{name}"
+        receivers["ndi"] = ["ndi", name]
+    if "srt" in kinds:
+        p = port(socket.SOCK_DGRAM)
+        urls["srt"] = f"srt://127.0.0.1:{p}"
+        receivers["srt"] = ["srt", f"srt://127.0.0.1:{p}?mode=listener", f"{size[0]}x{size[1]}"]
+    if "mjpeg" in kinds:
+        p = port()
+        urls["mjpeg"] = f"http://127.0.0.1:{p}/"
+    sinks = dict(zip(urls, open_sinks(list(urls.values()))))
+    rx = {k: Receiver(v, env) for k, v in receivers.items()}
+    hub = OutputHub(list(sinks.values())).start(ctx, size)
+    if "mjpeg" in sinks:
+        rx["mjpeg"] = Receiver(["mjpeg", f"http://127.0.0.1:{sinks['mjpeg'].port}/stream.mjpg"], env)
+    fx = Effects()
+    period = 1.0 / fps
+    frame_ms, hub_ms, drawn = [], [], {}
+    n = 0
+    start = time.perf_counter()
+    next_t = start
+    while True:
+        now = time.perf_counter()
+        if now - start >= WARMUP_S + seconds:
+            break
+        t = now - start
+        coord = [0.5 + 0.45 * math.sin(t * 0.7 + i) for i in range(len(renderer.bank.axes))]
+        t0 = time.perf_counter()
+        renderer.render(coord, fx, period)
+        stamp_fbo(renderer.output, n)
+        ctx.finish()
+        t_drawn = time.perf_counter()
+        if sinks:
+            hub.on_frame(renderer.output, number=n, drawn_s=t_drawn)
+        t1 = time.perf_counter()
+        if t0 - start >= WARMUP_S:
+            frame_ms.append((t1 - t0) * 1000.0)
+            hub_ms.append((t1 - t_drawn) * 1000.0)
+            drawn[n] = t_drawn
+        n += 1
+        next_t += period
+        delay = next_t - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            next_t = time.perf_counter()
+    hub.flush()
+    time.sleep(1.0)  # the last frames reach the receivers
+    out = {"frames": len(frame_ms), "frame_ms_p50": pct(frame_ms, 50), "frame_ms_p99": pct(frame_ms, 99),
+           "hub_ms_p50": pct(hub_ms, 50), "hub_ms_p99": pct(hub_ms, 99), "sinks": {}}
+    for kind, sink in sinks.items():
+        got = rx[kind].got if kind in rx else []
+        lat = [(t - drawn[k]) * 1000.0 for k, t in got if k is not None and k in drawn]
+        seen = {k for k, _ in got if k is not None and k in drawn}
+        offered = sink.sent + sink.dropped
+        out["sinks"][kind] = {"latency_ms_p50": pct(lat, 50), "latency_ms_p99": pct(lat, 99),
+                              "received": len(seen), "dropped": sink.dropped,
+                              "not_received": max(0, sink.sent - len(got)), "sent": sink.sent, "offered": offered,
+                              "unreadable": sum(1 for k, _ in got if k is None), "state": sink.state}
+    hub.close()
+    for r in rx.values():
+        r.stop()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--fps", type=float, default=60.0)
+    ap.add_argument("--runs", default="none,ndi,mjpeg,srt,all")
+    ap.add_argument("--receiver-nice", type=int, default=0,
+                    help="run the receivers this much below normal priority (they stand for other machines)")
+    ap.add_argument("--receiver", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    global RECEIVER_NICE
+    RECEIVER_NICE = args.receiver_nice
+    if args.receiver:
+        kind, *rest = args.receiver
+        {"ndi": rx_ndi, "mjpeg": rx_mjpeg, "srt": rx_srt}[kind](*rest)
+        return
+    os.environ.setdefault("VJ_CACHE_DIR", str(Path(tempfile.gettempdir()) / "vj-bench-cache"))
+    cfg = Path(tempfile.mkdtemp(prefix="vj-bench-ndi-"))
+    (cfg / "ndi-config.v1.json").write_text(json.dumps({"ndi": {"networks": {"ips": "127.0.0.1"}}}))
+    os.environ.setdefault("NDI_CONFIG_DIR", str(cfg))  # NDI discovery without multicast (see tests)
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    from vjengine.app import parse_size
+    from vjengine.bank import open_bank
+    from vjengine.demo import resolve_bank_path
+    from vjengine.render.context import headless_context
+    from vjengine.render.renderer import Renderer
+
+    size = parse_size(args.size)
+    try:  # as the show does, before the GL context (llvmpipe's threads inherit it)
+        from vjengine.priority import raise_render_priority
+
+        priority = raise_render_priority()
+    except ImportError:
+        priority = "default"
+    ctx = headless_context()
+    bank = open_bank(resolve_bank_path("demo"))
+    renderer = Renderer(ctx, bank, output_size=size, fit="fill", progress=False, upload="eager")
+    results = {}
+    for name in args.runs.split(","):
+        kinds = ["ndi", "mjpeg", "srt"] if name == "all" else ([] if name == "none" else [name])
+        results[name] = show(kinds, args.seconds, size, args.fps, ctx, renderer, env)
+    base = results.get("none")
+    rows = [("show", f"headless EGL ({ctx.info['GL_RENDERER']}), {args.size} at {args.fps:g} fps, "
+                     f"{args.seconds:g} s per run, render thread {priority}, receivers nice +{RECEIVER_NICE}")]
+    summary: dict = {}
+    for name, res in results.items():
+        rows.append((f"[{name}] frame time p50 / p99 (ms)", f"{res['frame_ms_p50']:.2f} / {res['frame_ms_p99']:.2f}"))
+        if name != "none":
+            rows.append((f"[{name}] of which readback + hand-over p50 / p99 (ms)",
+                         f"{res['hub_ms_p50']:.2f} / {res['hub_ms_p99']:.2f}"))
+            summary[f"hub_ms_{name}_p99"] = round(res["hub_ms_p99"], 3)
+        if base is not None and name != "none":
+            r50 = res["frame_ms_p50"] / base["frame_ms_p50"]
+            r99 = res["frame_ms_p99"] / base["frame_ms_p99"]
+            rows.append((f"[{name}] cost ratio p50 / p99", f"{r50:.3f} / {r99:.3f}"))
+            summary[f"cost_ratio_{name}"] = round(max(r50, r99), 3)
+            summary[f"cost_ratio_{name}_p50"] = round(r50, 3)
+            summary[f"cost_ratio_{name}_p99"] = round(r99, 3)
+        for kind, s in res["sinks"].items():
+            rows.append((f"[{name}] {kind} latency p50 / p99 (ms)", f"{s['latency_ms_p50']:.1f} / {s['latency_ms_p99']:.1f}"))
+            rows.append((f"[{name}] {kind} sent / received / dropped / never decoded",
+                         f"{s['sent']} / {s['received']} / {s['dropped']} / {s['not_received']}"))
+            key = "" if name != "all" else "_all"
+            if name == kind or name == "all":
+                summary[f"latency_ms_{kind}{key}_p50"] = round(s["latency_ms_p50"], 1)
+                summary[f"latency_ms_{kind}{key}_p99"] = round(s["latency_ms_p99"], 1)
+                summary[f"dropped_{kind}{key}"] = s["dropped"]
+                summary[f"not_received_{kind}{key}"] = s["not_received"]
+    width = max(len(r[0]) for r in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
