@@ -78,3 +78,13 @@ def test_obs_camera_on_linux_points_to_v4l2():
     with pytest.raises(ConfigError, match="v4l2:///dev/videoN"):
         open_sinks(["obs://"])
 
+
+
+def test_cli_bad_out_exits_2(tmp_path):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "vjengine.cli", "demo", "--headless", "--duration", "0.2",
+                           "--out", "ndi://x?fps=1000", "--screenshot", str(tmp_path / "x.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "fps='1000'" in proc.stderr

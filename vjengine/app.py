@@ -126,6 +126,7 @@ class LiveShow:
         self.server: Any = None
         self.osc_out: Any = None
         self.loop: FrameLoop | None = None
+        self.video: Any = None  # --out sinks and the --operator preview (vjengine.output.live)
         self._bank_seen = self.show.bank_index
         self.governor: Any = None
         self.stats_writer: Any = None
@@ -150,19 +151,41 @@ class LiveShow:
 
             window = Window(size=self.size, fullscreen=args.fullscreen, monitor=args.monitor, queue=self.queue,
                             axis_names=[a.name for a in self.show.axes])
-            self.presenter = WindowPresenter(window, self.show)
+            self.presenter = WindowPresenter(window, self.show, **self._operator(window))
             log.info("window %dx%d%s (F fullscreen, H HUD, 1-9 presets, space tap, R resync: this beat is the "
                      "one, arrows nudge, B blackout, Esc twice quits)", *window.size,
                      " fullscreen" if args.fullscreen else "")
             return window.ctx
         from vjengine.render.context import headless_context  # noqa: PLC0415
 
+        if getattr(args, "operator", False):
+            log.warning("--operator needs a display: no operator window in a headless show")
         if not args.headless:
             log.warning("no display found: rendering headless (EGL) at %dx%d for %s s; the last frame goes to %s",
                         self.size[0], self.size[1], args.duration or DEFAULT_HEADLESS_DURATION_S,
                         args.screenshot or "vj-last-frame.png")
         self.presenter = HeadlessPresenter(self.size, args.fps, pace=True)
         return headless_context()
+
+    def _operator(self, window: Any) -> dict[str, Any]:
+        """``--operator``: the second window, previewing the show through the output hub."""
+        if not getattr(self.args, "operator", False) or self.video is None:
+            return {}
+        from vjengine.output.live import OPERATOR_FPS, operator_preview_size  # noqa: PLC0415
+        from vjengine.output.operator import OperatorView  # noqa: PLC0415
+
+        size = operator_preview_size(self.size)
+        try:
+            view = OperatorView(queue=self.queue, axis_names=[a.name for a in self.show.axes], preview_size=size,
+                                fps=OPERATOR_FPS, projector=window)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("no operator window (%s); the HUD stays on the projector window", exc)
+            window.make_current()
+            return {}
+        hub = self.video.hub
+        hub.add_local(size, OPERATOR_FPS)
+        log.info("operator window: preview %dx%d, HUD, beat lights (H toggles its HUD)", *size)
+        return {"operator": view, "preview": lambda: hub.latest(size)}
 
     def _open_osc(self) -> None:
         """The OSC server and OSC out when the options exist (``--no-osc`` skips the server)."""
@@ -183,6 +206,11 @@ class LiveShow:
         from vjengine.render.residency import default_budget_mb, frame_source  # noqa: PLC0415
 
         args = self.args
+        if getattr(args, "out", None) or getattr(args, "operator", False):
+            from vjengine.output.live import VideoOut  # noqa: PLC0415
+
+            # every --out URL parsed and checked before a window opens (ConfigError: exit 2)
+            self.video = VideoOut(args.out or [], queue=self.queue, status_provider=self.show.status)
         ctx = self._open_output()
         self.compositor = Compositor(ctx, output_size=self.size, fit=args.fit)
         budget = getattr(args, "gpu_budget_mb", None)
@@ -209,6 +237,9 @@ class LiveShow:
         if args.frame_hashes:
             self.hashes = open(args.frame_hashes, "w", encoding="utf-8")  # noqa: SIM115
             hooks.append(FrameHashes(self.hashes))
+        if self.video is not None:
+            self.video.start(ctx, self.size)
+            hooks.append(self.video)
         self._open_osc()
         if not getattr(args, "no_degrade", False):
             from vjengine.show.degrade import Governor  # noqa: PLC0415
@@ -239,14 +270,20 @@ class LiveShow:
             extra: dict[str, Any] = {"fps": loop.stats.recent_fps()}
             if self.governor is not None:
                 extra["quality"] = self.governor.status()
+            video_lines: list[str] = []
+            if self.video is not None:
+                extra.update(self._page_status(frame))
+                video_lines = self.video.hud_lines()
             show.publish_status(frame, extra)
             frames_line = getattr(self.textures[state.bank], "hud_line", None) if self.textures else None
             self.presenter.set_hud(show.hud_lines() + audio_hud_lines(frame)
                                    + ([frames_line()] if frames_line else [])  # resident/total, low tier
                                    + ([server.stats.hud_line()] if server else [])
-                                   + ([self.governor.hud_line()] if self.governor is not None else []))
+                                   + ([self.governor.hud_line()] if self.governor is not None else []) + video_lines)
             if isinstance(self.presenter, WindowPresenter) and frame is not None:
                 self.presenter.input_level = float(getattr(frame, "rms", 0.0))
+        if isinstance(self.presenter, WindowPresenter):
+            self.presenter.frame = frame
         if server is not None and state.bank != self._bank_seen:
             self._bank_seen = state.bank
             server.set_names([a.name for a in show.axes], osc_fx_names())
@@ -266,6 +303,19 @@ class LiveShow:
                 except Exception as exc:  # noqa: BLE001
                     loop.failed("status reply", exc)
         show.status_replies.clear()
+
+    def _page_status(self, frame: Any) -> dict[str, Any]:
+        """What the status adds with video out: each sink's state, and for the operator page the
+        preset and bank names and the beat (``/vj/status`` carries them too)."""
+        show = self.show
+        out: dict[str, Any] = {"outputs": self.video.status(),
+                               "presets": [p.name for p in show.presets.presets],
+                               "banks": [b.name for b in show.banks]}
+        if frame is not None:
+            out.update(level=float(getattr(frame, "level", 0.0)), beat_phase=float(getattr(frame, "beat_phase", 0.0)),
+                       bar_phase=float(getattr(frame, "bar_phase", 0.0)),
+                       beats_per_bar=int(getattr(frame, "beats_per_bar", 4) or 4))
+        return out
 
     def run(self) -> None:
         args = self.args
@@ -301,6 +351,8 @@ class LiveShow:
             self.hashes.close()
         if self.stats_writer is not None:
             self.stats_writer.close({"residency": [t.status() for t in (self.textures or []) if hasattr(t, "status")]})
+        if self.video is not None:
+            self.video.close()
         shot = args.screenshot or ("vj-last-frame.png" if self.headless else None)
         if shot and self.loop is not None and self.loop.stats.frames:
             try:

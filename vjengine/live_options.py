@@ -50,6 +50,13 @@ def add_show_arguments(parser: argparse.ArgumentParser, *, banks: bool = True) -
                           "video memory the driver reports, else 1024)")
     out.add_argument("--strobe-max-hz", type=float, default=3.0,
                      help="cap on flashes per second (photosensitivity; default 3)")
+    out.add_argument("--out", action="append", default=[], metavar="URL",
+                     help="also send the show to URL (repeatable): ndi://NAME, syphon://NAME, spout://NAME, "
+                          "v4l2:///dev/videoN, obs://, srt://HOST:PORT, udp://HOST:PORT, http://HOST:PORT/ "
+                          "(MJPEG + operator page); ?size=WxH&fps=N per URL")
+    out.add_argument("--operator", action="store_true",
+                     help="a second window for the VJ (preview, HUD, levels, beat lights); the projector "
+                          "window stays clean")
     show = parser.add_argument_group("show")
     show.add_argument("--cues", default=None, metavar="C", help="cue sheet (.toml or .csv)")
     show.add_argument("--crossfade", type=float, default=None, metavar="S", help="bank/preset crossfade seconds")

@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+
 from vjengine.control.commands import Command, CommandQueue
 from vjengine.errors import ConfigError
 from vjengine.output.page import PAGE
@@ -114,6 +116,7 @@ class WebSink(Sink):
         self.viewers = 0
         self.viewer_skips = 0
         self._jpeg: bytes | None = None
+        self._raw: OutFrame | None = None
         self._jpeg_seq = 0
         self._jpeg_cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
@@ -174,17 +177,31 @@ class WebSink(Sink):
 
     # --- frames ---------------------------------------------------------------------------------
 
-    def send(self, frame: OutFrame) -> None:
+    def encode(self, frame: OutFrame) -> bytes:
         from PIL import Image  # noqa: PLC0415
 
-        rgba = frame.rgba
-        img = Image.fromarray(rgba[:, :, :3].copy(), "RGB")
+        img = Image.fromarray(np.ascontiguousarray(frame.rgba[:, :, :3]), "RGB")
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=self.quality)
+        return buf.getvalue()
+
+    def send(self, frame: OutFrame) -> None:
+        self._raw = frame
+        if self.viewers == 0:  # nobody watches the stream: encode only when /frame.jpg asks
+            return
+        jpeg = self.encode(frame)
         with self._jpeg_cond:
-            self._jpeg = buf.getvalue()
+            self._jpeg = jpeg
             self._jpeg_seq = frame.number
             self._jpeg_cond.notify_all()
+
+    def still(self) -> bytes | None:
+        """The newest frame as a JPEG (encoded on the asking thread when no stream keeps it fresh)."""
+        raw = self._raw
+        with self._jpeg_cond:
+            if self._jpeg is not None and (raw is None or self._jpeg_seq >= raw.number):
+                return self._jpeg
+        return None if raw is None else self.encode(raw)
 
     def wait_jpeg(self, after_seq: int, timeout_s: float) -> tuple[bytes | None, int]:
         with self._jpeg_cond:
@@ -254,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts.path == "/stream.mjpg":
             self._stream()
         elif parts.path == "/frame.jpg":
-            jpeg, _ = self.sink.wait_jpeg(-1, 0.0)
+            jpeg = self.sink.still()
             if jpeg is None:
                 self._reply(503, {"ok": False, "error": "no frame yet"})
             else:
