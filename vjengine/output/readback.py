@@ -79,8 +79,14 @@ class Readback:
         pbo = self.pbos[self._next]
         self._next = (self._next + 1) % len(self.pbos)
         w, h = self.size
-        if (sw, sh) == self.size:
+        if (sw, sh) == self.size and getattr(source, "color_attachments", ()):
             source.read_into(pbo, viewport=(x, y, w, h), components=4, alignment=1)
+        elif (sw, sh) == self.size:
+            # A window's own framebuffer: moderngl's read_into names a colour attachment it does not
+            # have (GL_INVALID_OPERATION left for the next error check), so blit it into ours first.
+            self._texture_of(source, (x + sw, y + sh))
+            self._copy.read_into(pbo, viewport=(x, y, w, h), components=4, alignment=1)
+            source.use()
         else:
             texture = self._texture_of(source, (x + sw, y + sh))
             fbo = self._scale_target()
