@@ -17,7 +17,8 @@ arrival with the same monotonic clock, so:
 Prints a table, then one JSON line. Timings on a shared 2-core machine without a GPU are noisy (the
 receivers' decoders compete with the show for the same cores): read them as such.
 
-    python benchmarks/video_out.py [--seconds 8] [--size 1280x720] [--fps 60] [--runs none,ndi,mjpeg,srt,all]
+    python benchmarks/video_out.py [--seconds 8] [--rounds 2] [--size 1280x720] [--fps 60]
+                                   [--runs none,ndi,mjpeg,srt,all] [--receiver-nice N]
 """
 
 from __future__ import annotations
@@ -217,15 +218,13 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
             next_t = time.perf_counter()
     hub.flush()
     time.sleep(1.0)  # the last frames reach the receivers
-    out = {"frames": len(frame_ms), "frame_ms_p50": pct(frame_ms, 50), "frame_ms_p99": pct(frame_ms, 99),
-           "hub_ms_p50": pct(hub_ms, 50), "hub_ms_p99": pct(hub_ms, 99), "sinks": {}}
+    out = {"frame_ms": frame_ms, "hub_ms": hub_ms, "sinks": {}}
     for kind, sink in sinks.items():
         got = rx[kind].got if kind in rx else []
         lat = [(t - drawn[k]) * 1000.0 for k, t in got if k is not None and k in drawn]
         seen = {k for k, _ in got if k is not None and k in drawn}
         offered = sink.sent + sink.dropped
-        out["sinks"][kind] = {"latency_ms_p50": pct(lat, 50), "latency_ms_p99": pct(lat, 99),
-                              "received": len(seen), "dropped": sink.dropped,
+        out["sinks"][kind] = {"latency_ms": lat, "received": len(seen), "dropped": sink.dropped,
                               "not_received": max(0, sink.sent - len(got)), "sent": sink.sent, "offered": offered,
                               "unreadable": sum(1 for k, _ in got if k is None), "state": sink.state}
     hub.close()
@@ -234,12 +233,28 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
     return out
 
 
+def merge(into: dict, run: dict) -> None:
+    """Pool one run's samples and counts into the configuration's totals."""
+    for key in ("frame_ms", "hub_ms"):
+        into.setdefault(key, []).extend(run[key])
+    for kind, s in run["sinks"].items():
+        t = into.setdefault("sinks", {}).setdefault(kind, {})
+        for key, value in s.items():
+            if isinstance(value, list):
+                t.setdefault(key, []).extend(value)
+            elif isinstance(value, int):
+                t[key] = t.get(key, 0) + value
+            else:
+                t[key] = value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--fps", type=float, default=60.0)
     ap.add_argument("--runs", default="none,ndi,mjpeg,srt,all")
+    ap.add_argument("--rounds", type=int, default=2, help="repeat the runs this many times, interleaved")
     ap.add_argument("--receiver-nice", type=int, default=0,
                     help="run the receivers this much below normal priority (they stand for other machines)")
     ap.add_argument("--receiver", nargs="+", help=argparse.SUPPRESS)
@@ -272,13 +287,20 @@ def main() -> None:
     ctx = headless_context()
     bank = open_bank(resolve_bank_path("demo"))
     renderer = Renderer(ctx, bank, output_size=size, fit="fill", progress=False, upload="eager")
-    results = {}
-    for name in args.runs.split(","):
-        kinds = ["ndi", "mjpeg", "srt"] if name == "all" else ([] if name == "none" else [name])
-        results[name] = show(kinds, args.seconds, size, args.fps, ctx, renderer, env)
+    results: dict = {}
+    for _ in range(args.rounds):  # interleaved, so a neighbour's load falls on every configuration alike
+        for name in args.runs.split(","):
+            kinds = ["ndi", "mjpeg", "srt"] if name == "all" else ([] if name == "none" else [name])
+            merge(results.setdefault(name, {}), show(kinds, args.seconds, size, args.fps, ctx, renderer, env))
+    for res in results.values():
+        res.update(frames=len(res["frame_ms"]), frame_ms_p50=pct(res["frame_ms"], 50),
+                   frame_ms_p99=pct(res["frame_ms"], 99), hub_ms_p50=pct(res["hub_ms"], 50),
+                   hub_ms_p99=pct(res["hub_ms"], 99))
+        for s in res.setdefault("sinks", {}).values():
+            s.update(latency_ms_p50=pct(s["latency_ms"], 50), latency_ms_p99=pct(s["latency_ms"], 99))
     base = results.get("none")
     rows = [("show", f"headless EGL ({ctx.info['GL_RENDERER']}), {args.size} at {args.fps:g} fps, "
-                     f"{args.seconds:g} s per run, render thread {priority}, receivers nice +{RECEIVER_NICE}")]
+                     f"{args.rounds} x {args.seconds:g} s per run, render thread {priority}, receivers nice +{RECEIVER_NICE}")]
     summary: dict = {}
     for name, res in results.items():
         rows.append((f"[{name}] frame time p50 / p99 (ms)", f"{res['frame_ms_p50']:.2f} / {res['frame_ms_p99']:.2f}"))
@@ -295,7 +317,7 @@ def main() -> None:
             summary[f"cost_ratio_{name}_p99"] = round(r99, 3)
         for kind, s in res["sinks"].items():
             rows.append((f"[{name}] {kind} latency p50 / p99 (ms)", f"{s['latency_ms_p50']:.1f} / {s['latency_ms_p99']:.1f}"))
-            rows.append((f"[{name}] {kind} sent / received / dropped / never decoded",
+            rows.append((f"[{name}] {kind} sent / received (measured) / dropped / sent-not-received",
                          f"{s['sent']} / {s['received']} / {s['dropped']} / {s['not_received']}"))
             key = "" if name != "all" else "_all"
             if name == kind or name == "all":

@@ -315,7 +315,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        sink.viewers += 1
+        with sink._jpeg_cond:  # noqa: SLF001  (viewer threads count under the frame lock)
+            sink.viewers += 1
         seq = -1
         try:
             while not sink._stop.is_set():  # noqa: SLF001
@@ -323,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if jpeg is None or new_seq == seq:
                     continue
                 if seq >= 0 and new_seq > seq + 1:
-                    sink.viewer_skips += 1
+                    sink.viewer_skips += 1  # this viewer fell behind: it gets the newest frame next
                 seq = new_seq
                 head = (f"--vjframe\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
                         f"X-VJ-Frame: {seq}\r\n\r\n").encode()
@@ -332,7 +333,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
             pass
         finally:
-            sink.viewers -= 1
+            with sink._jpeg_cond:  # noqa: SLF001
+                sink.viewers -= 1
 
 
 def _json_default(obj: Any) -> Any:
