@@ -34,6 +34,12 @@ def _status(base: str, token: str = "") -> dict | None:
         return None
 
 
+def _show_status(base: str, token: str = "") -> dict | None:
+    """The status once the show has published one (the page serves from before the first frame)."""
+    st = _status(base, token)
+    return st if st and "preset_index" in st else None
+
+
 def _wait(cond, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -92,7 +98,7 @@ def test_page_preview_moves_and_buttons_drive_the_show(browser, tmp_path):
     base = f"http://127.0.0.1:{port}"
     proc = _demo(f"{base}/", tmp_path)
     try:
-        first = _wait(lambda: _status(base), 90, "the show's status page")
+        first = _wait(lambda: _show_status(base), 90, "the show's status page")
         assert first["preset_index"] == 0
         browser.get(base + "/")
         _wait(lambda: browser.execute_script(
@@ -126,7 +132,7 @@ def test_lan_bound_page_refuses_without_the_token(tmp_path):
         log = tmp_path / "demo.log"
         m = _wait(lambda: re.search(r"token required.*\?token=([\w-]+)", log.read_text()), 90, "the token line")
         token = m.group(1)
-        _wait(lambda: _status(base, token), 60, "the status page")
+        _wait(lambda: _show_status(base, token), 60, "the status page")
         for path in ("/", "/api/status", "/stream.mjpg", "/frame.jpg"):
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(base + path, timeout=10)
