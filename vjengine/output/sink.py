@@ -112,6 +112,7 @@ class Sink:
             self._thread.join(timeout_s)
         if self._opened:
             self._close_quietly()
+        self.state = "stopped"
 
     # --- status ---------------------------------------------------------------------------------
 
