@@ -32,10 +32,11 @@ class Renderer:
                  fit: str = "fit", memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
                  progress: bool = True, raise_errors: bool = False, upload: str = "stream",
                  stream_budget_ms: float = 4.0, scale_filter: str = "linear", gpu_budget_mb: float | None = None,
-                 wait_full: bool = False) -> None:
+                 wait_full: bool = False, native: bool | None = None) -> None:
         self.ctx = ctx
         self.gpu_budget_mb = gpu_budget_mb
         self.wait_full = wait_full
+        self.native = native  # block-compressed frames as-is on the GPU: None = where the driver samples them well
         self.memory_budget_mb = memory_budget_mb
         self.progress = progress
         self.upload = upload
@@ -53,7 +54,8 @@ class Renderer:
     def set_bank(self, bank) -> None:
         """Upload ``bank``, replacing the current one."""
         new = frame_source(self.ctx, bank, gpu_budget_mb=self.gpu_budget_mb, wait_full=self.wait_full,
-                           progress=self.progress, upload=self.upload, memory_budget_mb=self.memory_budget_mb)
+                           progress=self.progress, upload=self.upload, memory_budget_mb=self.memory_budget_mb,
+                           native=self.native)
         if self.textures is not None:
             self.textures.release()
         self.textures, self.bank = new, bank

@@ -48,15 +48,20 @@ _REQUIRED_EXTENSIONS = {
 # Renderers that decode some block formats in software, per texel fetch (BPTC on llvmpipe: ~200x
 # slower than RGBA8 in a 4-tap blend). S3TC they decode cheaply.
 _SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "lavapipe")
-_SLOW_IN_SOFTWARE = ("bc7",)
+# Measured on llvmpipe, 1920x1080 out of 512x512 taps: BC1 sampled as-is costs 1.1x RGBA8 at K=4 but
+# 2.3x at K=16, BC7 ~200x; decoded on the CPU at upload both cost what raw does.
+_SLOW_IN_SOFTWARE = ("bc1", "bc7")
 _NVX_CURRENT_AVAILABLE_KB = 0x9049
 _ATI_TEXTURE_FREE_MEMORY = 0x87FC
 
 
-def upload_path(codec: str, extensions: Iterable[str], renderer: str, *, bank: str = "bank") -> str:
+def upload_path(codec: str, extensions: Iterable[str], renderer: str, *, bank: str = "bank",
+                native: bool | None = None) -> str:
     """How frames of ``codec`` reach this GPU: "raw" (plain RGBA8), "native" (block data as-is) or
-    "cpu" (decoded on the CPU at upload, into RGBA8). Raises :class:`DeviceError` naming the codec and
-    the conversion when the driver lacks the codec entirely."""
+    "cpu" (decoded on the CPU at upload, into RGBA8: where the driver decodes blocks in software per
+    texel fetch). ``native``: True forces the block data as-is wherever the driver has the codec
+    (tests), False forces "cpu". Raises :class:`DeviceError` naming the codec and the conversion when
+    the driver lacks the codec entirely."""
     if codec == "raw":
         return "raw"
     exts = set(extensions)
@@ -65,6 +70,8 @@ def upload_path(codec: str, extensions: Iterable[str], renderer: str, *, bank: s
             f"{bank}: this GPU ({renderer}) cannot sample {codec} textures (no {_REQUIRED_EXTENSIONS[codec][0]}); "
             f"convert the bank: vj-bank compress {bank} --codec {'bc1' if codec != 'bc1' else 'raw'} -o OUT "
             "(or --codec raw)")
+    if native is not None:
+        return "native" if native else "cpu"
     software = any(name in renderer.lower() for name in _SOFTWARE_RENDERERS)
     if software and codec in _SLOW_IN_SOFTWARE:
         return "cpu"
@@ -181,7 +188,7 @@ class ResidentFrames:
 
     def __init__(self, ctx: moderngl.Context, bank, *, gpu_budget_mb: float | None = None,
                  wait_full: bool = False, prefetch_s: float = 0.5, sync_budget_ms: float = 3.0,
-                 progress: bool = False) -> None:
+                 progress: bool = False, native: bool | None = None) -> None:
         self._t_created = time.perf_counter()
         self.first_frame_s: float | None = None  # open_s plus the first layers_for
         self.ctx = ctx
@@ -193,7 +200,8 @@ class ResidentFrames:
         self.wait_full = wait_full
         self.prefetch_s = prefetch_s
         self.sync_budget_s = max(0.0, sync_budget_ms) / 1000.0
-        self.path = upload_path(bank.codec, ctx.extensions, ctx.info.get("GL_RENDERER", "?"), bank=str(bank.path))
+        self.path = upload_path(bank.codec, ctx.extensions, ctx.info.get("GL_RENDERER", "?"), bank=str(bank.path),
+                                native=native)
         if gpu_budget_mb is None:
             gpu_budget_mb, self.budget_source = default_budget_mb(ctx)
         else:
@@ -250,14 +258,14 @@ class ResidentFrames:
         self.frames_low = 0      # frames in which any tap came from the low tier
         self.last_low_taps = 0
         self.miss_to_sharp_ms: list[float] = []
+        self.miss_frames: list[int] = []  # the drawn-frame count when each miss turned sharp
         self.low_history = bytearray()  # per layers_for call: 1 if any tap came from the low tier
         self.resident_bytes_peak = 0
         t0 = time.perf_counter()
+        # the cache arrays are made when a slot in them is first used: allocating a GB of texture up
+        # front took llvmpipe seconds, and the first frame needs only the first array
+        self.arrays = [None] * -(-self.slots // self.max_layers)
         try:
-            per = self.max_layers
-            for a in range(-(-self.slots // per)):
-                n = min(per, self.slots - a * per)
-                self.arrays.append(FrameArray(ctx, (self.width, self.height), n, codec=self._cache_codec))
             if bank.low is not None:
                 self._upload_low(low_native)
         except Exception:
@@ -301,6 +309,12 @@ class ResidentFrames:
 
     # --- the compositor's interface ----------------------------------------------------------
 
+    def _array(self, a: int) -> FrameArray:
+        if self.arrays[a] is None:
+            n = min(self.max_layers, self.slots - a * self.max_layers)
+            self.arrays[a] = FrameArray(self.ctx, (self.width, self.height), n, codec=self._cache_codec)
+        return self.arrays[a]
+
     @property
     def split(self) -> bool:
         return len(self.arrays) + len(self.low_arrays) > 1
@@ -317,7 +331,7 @@ class ResidentFrames:
 
     @property
     def resident_bytes_max(self) -> int:
-        return sum(a.nbytes for a in self.arrays) + self.low_bytes
+        return self.slots * self.frame_bytes + self.low_bytes
 
     @property
     def low_tier_share(self) -> float:
@@ -336,7 +350,7 @@ class ResidentFrames:
                 "low_tier_mb": self.low_bytes / (1 << 20), "low_tier_pct": 100.0 * self.low_tier_share,
                 "bad_frames": int(self.bad.sum()), "uploads": self.uploads, "upload_s": self.upload_s,
                 "open_s": self.open_s, "first_frame_s": self.first_frame_s,
-                "miss_to_sharp_ms": [round(x, 2) for x in self.miss_to_sharp_ms],
+                "miss_to_sharp_ms": [round(x, 2) for x in self.miss_to_sharp_ms], "miss_frames": self.miss_frames,
                 "low_frames": self.low_history.decode("ascii") if self.low_history else ""}
 
     def reset_stats(self) -> None:
@@ -344,6 +358,7 @@ class ResidentFrames:
         self.frames_drawn = self.frames_low = self.last_low_taps = 0
         self.low_history = bytearray()
         self.miss_to_sharp_ms = []
+        self.miss_frames = []
 
     def hud_line(self) -> str:
         """One HUD line: ``frames 812/10000 resident · bc1 on GPU · low tier 3% (now 1 tap)``."""
@@ -374,7 +389,7 @@ class ResidentFrames:
             if slot >= 0:
                 self._lru.move_to_end(i)
                 a, layer = divmod(slot, self.max_layers)
-                out.append((self.arrays[a], layer))
+                out.append((self._array(a), layer))
             else:
                 self._pending.setdefault(i, now)
                 self._pending.move_to_end(i, last=False)
@@ -469,7 +484,7 @@ class ResidentFrames:
         else:
             data = _to_rgba(stored)
         a, layer = divmod(slot, self.max_layers)
-        self.arrays[a].write(layer, data)
+        self._array(a).write(layer, data)
         self.slot_of[i] = slot
         self.frame_in[slot] = i
         self._lru[i] = None
@@ -479,6 +494,7 @@ class ResidentFrames:
         self.upload_s += now - t0
         if missed_at is not None:
             self.miss_to_sharp_ms.append((now - missed_at) * 1000.0)
+            self.miss_frames.append(self.frames_drawn)
         return True
 
     def _mark_bad(self, i: int) -> None:
@@ -551,19 +567,21 @@ class ResidentFrames:
 
     def release(self) -> None:
         for a in [*self.arrays, *self.low_arrays]:
-            a.release()
+            if a is not None:
+                a.release()
         self.arrays, self.low_arrays = [], []
         self.low_ids = frozenset()
 
 
 def frame_source(ctx: moderngl.Context, bank, *, gpu_budget_mb: float | None = None, wait_full: bool = False,
                  streaming: bool = False, progress: bool = False, upload: str = "stream",
-                 memory_budget_mb: float | None = None):
+                 memory_budget_mb: float | None = None, native: bool | None = None):
     """The frames of ``bank`` for a compositor: :class:`ResidentFrames` for a block-compressed bank,
     whenever a GPU budget is given, or when ``streaming`` (the live show); otherwise the whole bank
     resident (:class:`~vjengine.render.textures.BankTextures`, as before version 2)."""
     if streaming or gpu_budget_mb is not None or bank.codec != "raw":
-        return ResidentFrames(ctx, bank, gpu_budget_mb=gpu_budget_mb, wait_full=wait_full, progress=progress)
+        return ResidentFrames(ctx, bank, gpu_budget_mb=gpu_budget_mb, wait_full=wait_full, progress=progress,
+                              native=native)
     from vjengine.render.textures import DEFAULT_MEMORY_BUDGET_MB, BankTextures
 
     return BankTextures(ctx, bank, progress=progress, upload=upload,
