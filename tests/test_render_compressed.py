@@ -94,6 +94,7 @@ def test_low_tier_taps_draw_through_the_compositor(ctx, tmp_path):
     comp = Compositor(ctx, output_size=(32, 32), fit="stretch", raise_errors=True)
     try:
         comp.warm_up(res)
+        res.load_low_tier()  # as after the first frames of a show (it streams in tick)
         coord = [0.4, 0.3]
         expected = grid.blend(decoded, coord, bank.sizes, bank.cyclic)
         comp.render(a=(res, coord))

@@ -62,6 +62,8 @@ def test_a_budget_of_5_percent_plays_every_region_full_res_or_low_tier(ctx, big_
     low_bytes = bank.count * bank.low[0].nbytes
     budget = (100 * frame_bytes + low_bytes) / (1 << 20)  # 100 of 2,000 frames: 5 %
     res = ResidentFrames(ctx, bank, gpu_budget_mb=budget, sync_budget_ms=0, native=True)  # as if the disk were slow
+    assert res.status()["low_tier_ready"] == 0.0  # opening read no frame data: the low tier streams in tick
+    res.load_low_tier()
     assert res.path == "native" and res.slots == 100
     full = {i: codecs.decode(bank.blocks[i], "bc1", SIDE, SIDE, 3) for i in range(bank.count)}
     lw, lh = bank.low_size

@@ -246,6 +246,7 @@ class ResidentFrames:
         self._pending: OrderedDict[int, float] = OrderedDict()  # missed frame -> time first missed
         self._prefetch: list[int] = []
         self._fill = 0  # idle filling: the next frame index to try
+        self._low_done = 0  # low-tier frames uploaded so far (in index order)
         self._near: set[int] = set()  # the newest quarter of the LRU: prefetch does not evict it
         self._protected: set[int] = set()
         self._last_centre: np.ndarray | None = None
@@ -267,7 +268,9 @@ class ResidentFrames:
         self.arrays = [None] * -(-self.slots // self.max_layers)
         try:
             if bank.low is not None:
-                self._upload_low(low_native)
+                # the low tier streams in over the first frames (tick), before any prefetch: opening reads
+                # only the manifest and checksum table, and the first frame loads its own frames
+                self._make_low_arrays(low_native)
         except Exception:
             self.release()
             raise
@@ -282,26 +285,38 @@ class ResidentFrames:
 
     # --- the low tier ------------------------------------------------------------------------
 
-    def _upload_low(self, native: bool) -> None:
+    def _make_low_arrays(self, native: bool) -> None:
+        """Allocate the low tier's arrays; ``tick`` fills them (``_low_done`` frames so far, in index order)."""
+        lw, lh = self.bank.low_size
+        per = self.max_layers
+        self._low_native = native
+        for a in range(-(-self.count // per)):
+            n = min(per, self.count - a * per)
+            self.low_arrays.append(FrameArray(self.ctx, (lw, lh), n, codec="bc1" if native else None, linear=True))
+
+    def _upload_low_chunk(self, n: int = 256) -> None:
+        """Upload the next ``n`` low-tier frames (checked against their checksums)."""
         bank = self.bank
         lw, lh = bank.low_size
-        per = self.max_layers
-        chunk = 256
+        first = self._low_done
+        a, layer = divmod(first, self.max_layers)
+        stop = min(self.count, first + n, (a + 1) * self.max_layers)  # one array per write
+        blocks = np.array(bank.low[first:stop])
         table = bank.checksums.get("low") if self.trust_checksums else None
-        for a in range(-(-self.count // per)):
-            first, n = a * per, min(per, self.count - a * per)
-            arr = FrameArray(self.ctx, (lw, lh), n, codec="bc1" if native else None, linear=True)
-            self.low_arrays.append(arr)
-            for s in range(0, n, chunk):
-                blocks = np.array(bank.low[first + s: first + min(n, s + chunk)])
-                if table is not None:
-                    for k in range(len(blocks)):
-                        if codecs.crc32(blocks[k]) != int(table[first + s + k]):
-                            self._warn_once("low", f"{bank.path}: low-tier frame {first + s + k} fails its checksum "
-                                                   "(logged once); it is drawn as a neighbour while missing")
-                            self.bad_low(first + s + k)
-                data = blocks if native else np.stack([codecs.decode(b, "bc1", lw, lh, 4) for b in blocks])
-                arr.write(s, data)
+        if table is not None:
+            for k in range(len(blocks)):
+                if codecs.crc32(blocks[k]) != int(table[first + k]):
+                    self._warn_once("low", f"{bank.path}: low-tier frame {first + k} fails its checksum "
+                                           "(logged once); its full frame is loaded instead when it is missing")
+                    self.bad_low(first + k)
+        data = blocks if self._low_native else np.stack([codecs.decode(b, "bc1", lw, lh, 4) for b in blocks])
+        self.low_arrays[a].write(layer, data)
+        self._low_done = stop
+
+    def load_low_tier(self) -> None:
+        """Upload the rest of the low tier now (it otherwise streams in ``tick``)."""
+        while self.low_arrays and self._low_done < self.count:
+            self._upload_low_chunk(4096)
 
     def bad_low(self, index: int) -> None:
         self._bad_low = getattr(self, "_bad_low", set())
@@ -348,6 +363,7 @@ class ResidentFrames:
                 "total": self.count, "slots": self.slots, "resident_mb": self.resident_bytes / (1 << 20),
                 "resident_mb_max": self.resident_bytes_peak / (1 << 20), "budget_mb": self.budget_bytes / (1 << 20),
                 "low_tier_mb": self.low_bytes / (1 << 20), "low_tier_pct": 100.0 * self.low_tier_share,
+                "low_tier_ready": self._low_done / max(1, self.count),
                 "bad_frames": int(self.bad.sum()), "uploads": self.uploads, "upload_s": self.upload_s,
                 "open_s": self.open_s, "first_frame_s": self.first_frame_s,
                 "miss_to_sharp_ms": [round(x, 2) for x in self.miss_to_sharp_ms], "miss_frames": self.miss_frames,
@@ -380,7 +396,7 @@ class ResidentFrames:
         now = time.perf_counter()
         sync_until = now + self.sync_budget_s
         for i in indices:
-            if self.slot_of[i] < 0 and (self.wait_full or not self.low_arrays or i in getattr(self, "_bad_low", ())
+            if self.slot_of[i] < 0 and (self.wait_full or i >= self._low_done or i in getattr(self, "_bad_low", ())
                                         or time.perf_counter() < sync_until):
                 self._pending.setdefault(i, now)
                 self._load(i)
@@ -412,6 +428,8 @@ class ResidentFrames:
             i, _ = next(iter(self._pending.items()))
             if not self._load(i):
                 break
+        while self.low_arrays and self._low_done < self.count and time.perf_counter() < deadline:
+            self._upload_low_chunk()
         if not self._pending and time.perf_counter() < deadline:
             if not self._prefetch:
                 self._plan_prefetch()
