@@ -71,6 +71,7 @@ def test_srt_receiver_leaves_and_comes_back(ctx, tmp_path):
     port = free_port()
     listen = f"srt://127.0.0.1:{port}?mode=listener"
     rx = FfmpegReceiver(listen, SIZE)
+    rx2 = None
     assert udp_bound(port), "the SRT listener did not open its socket"
     [sink] = open_sinks([f"srt://127.0.0.1:{port}?fps=30"])
     hub = OutputHub([sink]).start(ctx, SIZE)
@@ -92,7 +93,8 @@ def test_srt_receiver_leaves_and_comes_back(ctx, tmp_path):
     finally:
         hub.close()
         rx.stop()
-    rx2.stop()
+        if rx2 is not None:
+            rx2.stop()
     second = _check_order(rx2.numbers, sink.sent, SRT_COUNT)
     assert sink.reconnects >= 1
     assert min(second) > max(first)
