@@ -45,6 +45,7 @@ from typing import Any
 
 from bank_builder.errors import SpecError
 from vjengine.config import ConfigError, load_toml, parse_toml
+from vjengine.config import build as config_build
 
 AXIS_KINDS = ("prompt", "seed", "token_weight", "guidance", "strength", "jitter", "lora_weight")
 SCHEDULERS = ("default", "ddim", "euler", "euler_a", "dpm++", "unipc", "lcm", "tcd", "pndm", "lms", "heun")
@@ -52,10 +53,6 @@ TIMESTEP_SPACINGS = ("default", "leading", "trailing", "linspace")
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 MAX_AXES = 4
 MAX_AXIS_COUNT = 10_000
-_TOP_KEYS = {"model", "model_config", "scheduler", "steps", "guidance", "size", "seed", "prompt",
-             "negative_prompt", "decoder", "init_image", "strength", "latent_dtype", "description", "axes",
-             "lora", "timestep_spacing", "codec"}
-_LORA_KEYS = {"file", "weight", "name", "weight_name"}
 _AXIS_COMMON = {"kind", "name", "count", "densify", "adaptive", "cyclic"}
 _AXIS_KEYS = {
     "prompt": _AXIS_COMMON | {"prompts"},
@@ -208,73 +205,117 @@ def _axis_json(axis: AxisSpec) -> dict[str, Any]:
 
 
 # --- parsing --------------------------------------------------------------------------------
-
-class _Reader:
-    """Typed access to one TOML table; errors name ``file: key``."""
-
-    def __init__(self, table: dict[str, Any], where: str, prefix: str = "") -> None:
-        self.table, self.where, self.prefix = table, where, prefix
-
-    def fail(self, key: str, message: str) -> SpecError:
-        return SpecError(f"{self.where}: {self.prefix}{key}: {message}")
-
-    def check_keys(self, allowed: set[str], what: str) -> None:
-        unknown = sorted(set(self.table) - allowed)
-        if unknown:
-            raise self.fail(unknown[0], f"unknown key for {what} (allowed: {', '.join(sorted(allowed))})")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, what: str = "") -> Any:
-        if key not in self.table:
-            if default is ...:
-                raise self.fail(key, "missing (required)")
-            return default
-        value = self.table[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.fail(key, f"must be {what or _type_name(kinds)}, got {value!r}")
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kinds):
-            raise self.fail(key, f"must be {what or _type_name(kinds)}, got {value!r}")
-        return value
-
-    def number(self, key: str, default: Any = ..., *, lo: float | None = None, hi: float | None = None) -> float:
-        value = self.get(key, float, default, what="a number")
-        if value is not None and not math.isfinite(value):
-            raise self.fail(key, f"must be finite, got {value!r}")
-        if value is not None and ((lo is not None and value < lo) or (hi is not None and value > hi)):
-            raise self.fail(key, f"must be in [{lo}, {hi}], got {value!r}")
-        return value
-
-    def integer(self, key: str, default: Any = ..., *, lo: int | None = None, hi: int | None = None) -> int:
-        value = self.get(key, int, default, what="an integer")
-        if value is not None and ((lo is not None and value < lo) or (hi is not None and value > hi)):
-            bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-            raise self.fail(key, f"must be an integer {bounds}, got {value!r}")
-        return value
-
-    def string(self, key: str, default: Any = ..., *, non_empty: bool = False) -> str:
-        value = self.get(key, str, default, what="a string")
-        if non_empty and isinstance(value, str) and not value.strip():
-            raise self.fail(key, "must not be empty")
-        return value
-
-    def pair(self, key: str) -> tuple[float, float]:
-        value = self.get(key, list, what="a list of two numbers [from, to]")
-        if len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            raise self.fail(key, f"must be a list of two numbers [from, to], got {value!r}")
-        lo, hi = float(value[0]), float(value[1])
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise self.fail(key, f"must be finite, got {value!r}")
-        if lo == hi:
-            raise self.fail(key, f"the two ends must differ, got {value!r}")
-        return lo, hi
+#
+# The TOML goes through vjengine.config's one validated reader (config.build): the schema
+# dataclasses below give every key's type, default, range and choices, and unknown or missing keys
+# are errors naming the file and key. What config.build cannot say (cross-key rules, paths, the
+# axis kinds' own keys) is checked after it, with the same file: key: message wording.
 
 
-def _type_name(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
-             dict: "a table"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
+@dataclass(frozen=True, kw_only=True)
+class _LoraToml:
+    file: str
+    weight: float = field(default=1.0, metadata={"range": (-4.0, 4.0)})
+    name: str | None = None
+    weight_name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SpecToml:
+    model: str
+    steps: int = field(metadata={"range": (1, 1000)})
+    size: int | tuple[int, ...]
+    axes: tuple[Any, ...]
+    model_config: str | None = None
+    scheduler: str = field(default="default", metadata={"choices": SCHEDULERS})
+    guidance: float = field(default=7.5, metadata={"range": (0.0, 100.0)})
+    seed: int = field(default=0, metadata={"range": (0, 2**63 - 1)})
+    prompt: str = ""
+    negative_prompt: str = ""
+    decoder: str = "vae"
+    init_image: str | None = None
+    strength: float = field(default=0.6, metadata={"range": (0.0, 1.0)})
+    latent_dtype: str = field(default="float16", metadata={"choices": ("float16", "float32")})
+    description: str = ""
+    lora: tuple[_LoraToml, ...] = ()
+    timestep_spacing: str = field(default="default", metadata={"choices": TIMESTEP_SPACINGS})
+    codec: str = field(default="raw", metadata={"choices": ("raw", "bc1", "bc7")})
+
+
+@dataclass(frozen=True, kw_only=True)
+class _AxisToml:
+    kind: str
+    count: int = field(metadata={"range": (2, MAX_AXIS_COUNT)})
+    name: str | None = None
+    densify: int = field(default=1, metadata={"range": (1, None)})
+    adaptive: int = field(default=0, metadata={"range": (0, None)})
+    cyclic: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class _RangeAxisToml(_AxisToml):
+    range: tuple[float, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _PromptAxisToml(_AxisToml):
+    prompts: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SeedAxisToml(_AxisToml):
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _TokenAxisToml(_RangeAxisToml):
+    token: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class _LoraAxisToml(_RangeAxisToml):
+    lora: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class _JitterAxisToml(_AxisToml):
+    range: tuple[float, float] | None = None
+    radius: float | None = field(default=None, metadata={"range": (0.0, 10.0)})
+    p: float | str = 2.0
+    seed: int | None = field(default=None, metadata={"range": (0, None)})
+
+
+_AXIS_SCHEMAS: dict[str, type] = {
+    "prompt": _PromptAxisToml, "seed": _SeedAxisToml, "token_weight": _TokenAxisToml,
+    "guidance": _RangeAxisToml, "strength": _RangeAxisToml, "jitter": _JitterAxisToml,
+    "lora_weight": _LoraAxisToml,
+}
+
+
+def _build(cls: type, table: Any, source: str, key: str = ""):
+    """config.build, with its ConfigError raised as the builder's SpecError (same text)."""
+    try:
+        return config_build(cls, table, source, key)
+    except SpecError:
+        raise
+    except ConfigError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _fail(source: str, key: str, message: str) -> SpecError:
+    return SpecError(f"{source}: {key}: {message}")
+
+
+def _non_empty(value: str | None, source: str, key: str) -> str | None:
+    if value is not None and not value.strip():
+        raise _fail(source, key, "must not be empty")
+    return None if value is None else value.strip()
+
+
+def _pair(value: tuple[float, float], source: str, key: str) -> tuple[float, float]:
+    if value[0] == value[1]:
+        raise _fail(source, key, f"the two ends must differ, got {list(value)!r}")
+    return value
 
 
 def _resolve_path(value: str, base: Path) -> Path:
@@ -307,221 +348,202 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | Path = ".")
 
 
 def spec_from_dict(table: dict[str, Any], *, source: str = "<spec>", base_dir: Path = Path(".")) -> BankSpec:
-    r = _Reader(table, source)
-    r.check_keys(_TOP_KEYS, "a bank spec")
+    """Validate a parsed spec table (config.build, then the rules that span keys)."""
+    t: _SpecToml = _build(_SpecToml, table, source)
     base_dir = Path(base_dir).resolve()
 
-    model = r.string("model", non_empty=True).strip()
+    model = _non_empty(t.model, source, "model")
     local = _resolve_path(model, base_dir)
     model_is_path = local.exists() or _looks_like_path(model)
     if model_is_path:
         model = str(local.resolve()) if local.exists() else str(local)
-    model_config = r.string("model_config", None, non_empty=True)
+    model_config = _non_empty(t.model_config, source, "model_config")
     if model_config is not None:
         if not model.lower().endswith(SINGLE_FILE_SUFFIXES):
-            raise r.fail("model_config", "only used with a single-file model (.safetensors or .ckpt)")
+            raise _fail(source, "model_config", "only used with a single-file model (.safetensors or .ckpt)")
         cfg = _resolve_path(model_config, base_dir)
         model_config = str(cfg.resolve()) if cfg.exists() else model_config
-    scheduler = r.string("scheduler", "default")
-    if scheduler not in SCHEDULERS:
-        raise r.fail("scheduler", f"unknown scheduler {scheduler!r} (one of {', '.join(SCHEDULERS)})")
-    steps = r.integer("steps", lo=1, hi=1000)
-    guidance = r.number("guidance", 7.5, lo=0.0, hi=100.0)
 
-    size = r.get("size", (list, int), what="[width, height] or one integer")
-    if isinstance(size, int):
-        size = [size, size]
-    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in size):
-        raise r.fail("size", f"must be [width, height] in pixels, got {size!r}")
+    size = [t.size, t.size] if isinstance(t.size, int) else list(t.size)
+    if len(size) != 2:
+        raise _fail(source, "size", f"must be [width, height] in pixels, got {size!r}")
     width, height = size
     for name, v in (("width", width), ("height", height)):
         if v < 8 or v > 8192:
-            raise r.fail("size", f"{name} must be in [8, 8192] pixels, got {v}")
+            raise _fail(source, "size", f"{name} must be in [8, 8192] pixels, got {v}")
         if v % 8:
-            raise r.fail("size", f"{name} must be a multiple of 8 (the VAE works in 8x8 blocks), got {v}; "
-                         f"try {max(8, v // 8 * 8)} or {v // 8 * 8 + 8}")
+            raise _fail(source, "size", f"{name} must be a multiple of 8 (the VAE works in 8x8 blocks), got {v}; "
+                        f"try {max(8, v // 8 * 8)} or {v // 8 * 8 + 8}")
 
-    seed = r.integer("seed", 0, lo=0, hi=2**63 - 1)
-    prompt = r.string("prompt", "")
-    negative_prompt = r.string("negative_prompt", "")
-    decoder = r.string("decoder", "vae", non_empty=True).strip()
+    decoder = _non_empty(t.decoder, source, "decoder")
     if decoder != "vae":
         dpath = _resolve_path(decoder, base_dir)
         if dpath.exists():
             decoder = str(dpath.resolve())
-    init_image = r.string("init_image", None, non_empty=True)
+    init_image = _non_empty(t.init_image, source, "init_image")
     if init_image is not None:
         ipath = _resolve_path(init_image, base_dir)
         if not ipath.is_file():
-            raise r.fail("init_image", f"file not found: {ipath}")
+            raise _fail(source, "init_image", f"file not found: {ipath}")
         init_image = str(ipath.resolve())
-    strength = r.number("strength", 0.6, lo=0.0, hi=1.0)
-    timestep_spacing = r.string("timestep_spacing", "default")
-    if timestep_spacing not in TIMESTEP_SPACINGS:
-        raise r.fail("timestep_spacing", f"must be one of {', '.join(TIMESTEP_SPACINGS)}, got {timestep_spacing!r}")
-    raw_loras = r.get("lora", list, [], what="a list of [[lora]] tables")
-    loras = tuple(_parse_lora(lo, i, source, base_dir) for i, lo in enumerate(raw_loras))
+    loras = tuple(_lora(lo, i, source, base_dir) for i, lo in enumerate(t.lora))
     lora_names = [lo.name for lo in loras]
     for i, n in enumerate(lora_names):
         if n in lora_names[:i]:
-            raise SpecError(f"{source}: lora[{i}].name: two [[lora]] entries are named {n!r}; give each its own name")
-    latent_dtype = r.string("latent_dtype", "float16")
-    if latent_dtype not in ("float16", "float32"):
-        raise r.fail("latent_dtype", f"must be 'float16' or 'float32', got {latent_dtype!r}")
-    description = r.string("description", "")
-    codec = r.string("codec", "raw")
-    if codec not in ("raw", "bc1", "bc7"):
-        raise r.fail("codec", f"must be 'raw', 'bc1' or 'bc7' (GPU block compression), got {codec!r}")
+            raise _fail(source, f"lora[{i}].name", f"two [[lora]] entries are named {n!r}; give each its own name")
 
-    raw_axes = r.get("axes", list, what="a list of [[axes]] tables")
-    if not 1 <= len(raw_axes) <= MAX_AXES:
-        raise r.fail("axes", f"a bank has 1 to {MAX_AXES} axes, got {len(raw_axes)}")
-    axes = tuple(_parse_axis(a, i, source, seed) for i, a in enumerate(raw_axes))
+    if not 1 <= len(t.axes) <= MAX_AXES:
+        raise _fail(source, "axes", f"a bank has 1 to {MAX_AXES} axes, got {len(t.axes)}")
+    axes = tuple(_axis(a, i, source, t.seed) for i, a in enumerate(t.axes))
 
     seen: set[str] = set()
     for i, a in enumerate(axes):
         if a.name in seen:
-            raise SpecError(f"{source}: axes[{i}].name: two axes are named {a.name!r}; give each axis its own name")
+            raise _fail(source, f"axes[{i}].name", f"two axes are named {a.name!r}; give each axis its own name")
         seen.add(a.name)
     for kind in _ONE_PER_BANK:
         where = [i for i, a in enumerate(axes) if a.kind == kind]
         if len(where) > 1:
-            raise SpecError(f"{source}: axes[{where[1]}].kind: only one {kind!r} axis per bank")
+            raise _fail(source, f"axes[{where[1]}].kind", f"only one {kind!r} axis per bank")
+    prompt, steps, strength = t.prompt, t.steps, t.strength
     prompt_axis = next((i for i, a in enumerate(axes) if a.kind == "prompt"), None)
     if prompt_axis is None and not prompt.strip():
-        raise r.fail("prompt", "missing (required unless a prompt axis gives the prompts)")
+        raise _fail(source, "prompt", "missing (required unless a prompt axis gives the prompts)")
     if prompt_axis is not None and prompt.strip():
-        raise r.fail("prompt", f"give either prompt or the prompts of axes[{prompt_axis}], not both")
+        raise _fail(source, "prompt", f"give either prompt or the prompts of axes[{prompt_axis}], not both")
     strength_axis = next((i for i, a in enumerate(axes) if a.kind == "strength"), None)
     if strength_axis is not None and init_image is None:
-        raise SpecError(f"{source}: axes[{strength_axis}]: a strength axis is img2img and needs init_image "
-                        "(the artwork to start from)")
+        raise _fail(source, f"axes[{strength_axis}]", "a strength axis is img2img and needs init_image "
+                    "(the artwork to start from)")
     if "strength" in table and init_image is None:
-        raise r.fail("strength", "img2img strength needs init_image (the artwork to start from)")
+        raise _fail(source, "strength", "img2img strength needs init_image (the artwork to start from)")
     if init_image is not None:
         strengths = [strength] if strength_axis is None else list(axes[strength_axis].range)
         for s in strengths:
             if int(steps * s) < 1:
                 key = "strength" if strength_axis is None else f"axes[{strength_axis}].range"
-                raise SpecError(f"{source}: {key}: strength {s} with {steps} steps runs no denoising step "
-                                f"(steps x strength must be >= 1); raise steps or strength")
+                raise _fail(source, key, f"strength {s} with {steps} steps runs no denoising step "
+                            "(steps x strength must be >= 1); raise steps or strength")
     for i, a in enumerate(axes):
         if a.kind != "lora_weight":
             continue
         if not loras:
-            raise SpecError(f"{source}: axes[{i}]: a lora_weight axis needs a [[lora]] entry (file = ...) to weigh")
+            raise _fail(source, f"axes[{i}]", "a lora_weight axis needs a [[lora]] entry (file = ...) to weigh")
         if not a.lora:
             if len(loras) > 1:
-                raise SpecError(f"{source}: axes[{i}].lora: name which [[lora]] this axis weighs "
-                                f"(one of {', '.join(lora_names)})")
+                raise _fail(source, f"axes[{i}].lora",
+                            f"name which [[lora]] this axis weighs (one of {', '.join(lora_names)})")
             axes = axes[:i] + (replace(a, lora=loras[0].name),) + axes[i + 1:]
         elif a.lora not in lora_names:
-            raise SpecError(f"{source}: axes[{i}].lora: no [[lora]] entry is named {a.lora!r} "
-                            f"(names: {', '.join(lora_names)})")
+            raise _fail(source, f"axes[{i}].lora",
+                        f"no [[lora]] entry is named {a.lora!r} (names: {', '.join(lora_names)})")
     weighed = [a.lora for a in axes if a.kind == "lora_weight"]
     if len(set(weighed)) < len(weighed):
-        raise SpecError(f"{source}: axes: two lora_weight axes weigh the same LoRA {weighed[0]!r}")
+        raise _fail(source, "axes", f"two lora_weight axes weigh the same LoRA {weighed[0]!r}")
     guidance_axis = next((i for i, a in enumerate(axes) if a.kind == "guidance"), None)
     if guidance_axis is not None and min(axes[guidance_axis].range) < 1.0:
-        raise SpecError(f"{source}: axes[{guidance_axis}].range: guidance below 1.0 means no guidance "
-                        "(as in diffusers); start the range at 1.0 or above")
+        raise _fail(source, f"axes[{guidance_axis}].range", "guidance below 1.0 means no guidance "
+                    "(as in diffusers); start the range at 1.0 or above")
     return BankSpec(source=source, model=model, model_is_path=model_is_path, model_config=model_config,
-                    scheduler=scheduler, steps=steps, guidance=guidance, width=width, height=height, seed=seed,
-                    prompt=prompt, negative_prompt=negative_prompt, decoder=decoder, init_image=init_image,
-                    strength=strength, latent_dtype=latent_dtype, description=description, axes=axes,
-                    loras=loras, timestep_spacing=timestep_spacing, codec=codec)
+                    scheduler=t.scheduler, steps=steps, guidance=t.guidance, width=width, height=height,
+                    seed=t.seed, prompt=prompt, negative_prompt=t.negative_prompt, decoder=decoder,
+                    init_image=init_image, strength=strength, latent_dtype=t.latent_dtype,
+                    description=t.description, axes=axes, loras=loras, timestep_spacing=t.timestep_spacing,
+                    codec=t.codec)
 
 
-def _parse_lora(raw: Any, i: int, source: str, base_dir: Path) -> LoraSpec:
-    if not isinstance(raw, dict):
-        raise SpecError(f"{source}: lora[{i}]: must be a table ([[lora]])")
-    r = _Reader(raw, source, f"lora[{i}].")
-    r.check_keys(_LORA_KEYS, "a [[lora]] entry")
-    file = r.string("file", non_empty=True).strip()
+def _lora(t: _LoraToml, i: int, source: str, base_dir: Path) -> LoraSpec:
+    key = f"lora[{i}]"
+    file = _non_empty(t.file, source, f"{key}.file")
     local = _resolve_path(file, base_dir)
     is_path = local.exists() or _looks_like_path(file) or file.lower().endswith((".bin", ".pt", ".pth"))
     if is_path:
         if not local.is_file():
-            raise r.fail("file", f"LoRA file not found: {local}")
+            raise _fail(source, f"{key}.file", f"LoRA file not found: {local}")
         if local.suffix.lower() != ".safetensors":
-            raise r.fail("file", f"{local.name}: LoRAs are read only as .safetensors (a {local.suffix or 'suffix-less'} "
-                         "file may hold pickled code, which vj-bank never runs); convert it or get the "
-                         ".safetensors release")
+            raise _fail(source, f"{key}.file", f"{local.name}: LoRAs are read only as .safetensors (a "
+                        f"{local.suffix or 'suffix-less'} file may hold pickled code, which vj-bank never runs); "
+                        "convert it or get the .safetensors release")
         file = str(local.resolve())
-    weight = r.number("weight", 1.0, lo=-4.0, hi=4.0)
     default_name = Path(file).stem if is_path else file.rstrip("/").split("/")[-1]
-    name = r.string("name", default_name, non_empty=True).strip()
-    weight_name = r.string("weight_name", None, non_empty=True)
+    name = _non_empty(t.name, source, f"{key}.name") or default_name
+    weight_name = _non_empty(t.weight_name, source, f"{key}.weight_name")
     if weight_name is not None and is_path:
-        raise r.fail("weight_name", "only for a hub repo (it picks the file inside the repo); file is a local file")
-    return LoraSpec(name=name, file=file, file_is_path=is_path, weight=weight, weight_name=weight_name)
+        raise _fail(source, f"{key}.weight_name", "only for a hub repo (it picks the file inside the repo); "
+                    "file is a local file")
+    return LoraSpec(name=name, file=file, file_is_path=is_path, weight=t.weight, weight_name=weight_name)
 
 
-def _parse_axis(raw: Any, i: int, source: str, base_seed: int) -> AxisSpec:
+def _axis(raw: Any, i: int, source: str, base_seed: int) -> AxisSpec:
+    key = f"axes[{i}]"
     if not isinstance(raw, dict):
-        raise SpecError(f"{source}: axes[{i}]: must be a table ([[axes]])")
-    r = _Reader(raw, source, f"axes[{i}].")
-    kind = r.string("kind")
-    if kind not in AXIS_KINDS:
-        raise r.fail("kind", f"unknown axis kind {kind!r} (one of {', '.join(AXIS_KINDS)})")
-    r.check_keys(_AXIS_KEYS[kind], f"a {kind} axis")
-    name = r.string("name", kind, non_empty=True).strip()
-    count = r.integer("count", lo=2, hi=MAX_AXIS_COUNT)
-    cyclic = r.get("cyclic", bool, False)
+        raise _fail(source, key, "must be a table ([[axes]])")
+    kind = raw.get("kind")
+    if not isinstance(kind, str) or kind not in AXIS_KINDS:
+        raise _fail(source, f"{key}.kind", f"unknown axis kind {kind!r} (one of {', '.join(AXIS_KINDS)})"
+                    if "kind" in raw else "is required")
+    a = _build(_AXIS_SCHEMAS[kind], raw, source, key)
+    name = _non_empty(a.name, source, f"{key}.name") or kind
+    count, cyclic = a.count, a.cyclic
     if cyclic and kind not in _CYCLIC_KINDS:
-        raise r.fail("cyclic", f"a {kind} axis cannot wrap around (only {', '.join(_CYCLIC_KINDS)} can)")
-    densify = r.integer("densify", 1, lo=1, hi=count - 1 if not cyclic else count)
-    adaptive = r.integer("adaptive", 0, lo=0, hi=count)
-    if adaptive and densify < 2:
-        raise r.fail("adaptive", "adds keyframes between densified cells; set densify >= 2 first")
-    if cyclic and count % densify:
-        raise r.fail("densify", f"a cyclic axis of {count} cells needs densify to divide {count}, got {densify}")
+        raise _fail(source, f"{key}.cyclic", f"a {kind} axis cannot wrap around (only {', '.join(_CYCLIC_KINDS)} can)")
+    hi = count - 1 if not cyclic else count
+    if a.densify > hi:
+        raise _fail(source, f"{key}.densify", f"must be an integer in [1, {hi}], got {a.densify}")
+    if a.adaptive > count:
+        raise _fail(source, f"{key}.adaptive", f"must be an integer in [0, {count}], got {a.adaptive}")
+    if a.adaptive and a.densify < 2:
+        raise _fail(source, f"{key}.adaptive", "adds keyframes between densified cells; set densify >= 2 first")
+    if cyclic and count % a.densify:
+        raise _fail(source, f"{key}.densify", f"a cyclic axis of {count} cells needs densify to divide {count}, "
+                    f"got {a.densify}")
     extra: dict[str, Any] = {}
     if kind == "prompt":
-        prompts = r.get("prompts", list, what="a list of two or more prompts")
-        if len(prompts) < 2 or not all(isinstance(p, str) and p.strip() for p in prompts):
-            raise r.fail("prompts", f"must be a list of two or more non-empty strings, got {prompts!r:.120}")
-        extra["prompts"] = tuple(prompts)
+        if len(a.prompts) < 2 or not all(p.strip() for p in a.prompts):
+            raise _fail(source, f"{key}.prompts", f"must be a list of two or more non-empty strings, got {list(a.prompts)!r:.120}")
+        extra["prompts"] = a.prompts
     elif kind == "seed":
-        seeds = r.get("seeds", list, what="a list of two or more integer seeds")
-        if len(seeds) < 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-            raise r.fail("seeds", f"must be a list of two or more integers >= 0, got {seeds!r:.120}")
-        extra["seeds"] = tuple(seeds)
-    elif kind == "token_weight":
-        extra["token"] = r.string("token", non_empty=True).strip()
-        extra["range"] = r.pair("range")
-        if min(extra["range"]) < 0:
-            raise r.fail("range", f"token weights must be >= 0, got {list(extra['range'])}")
-    elif kind == "guidance":
-        extra["range"] = r.pair("range")
-    elif kind == "lora_weight":
-        extra["lora"] = r.string("lora", "", non_empty=False).strip()
-        extra["range"] = r.pair("range")
-        if max(abs(v) for v in extra["range"]) > 4:
-            raise r.fail("range", f"LoRA weights beyond +-4 only make noise; got {list(extra['range'])}")
-    elif kind == "strength":
-        extra["range"] = r.pair("range")
-        if not all(0.0 < s <= 1.0 for s in extra["range"]):
-            raise r.fail("range", f"img2img strength must be in (0, 1], got {list(extra['range'])}")
+        if len(a.seeds) < 2 or not all(s >= 0 for s in a.seeds):
+            raise _fail(source, f"{key}.seeds", f"must be a list of two or more integers >= 0, got {list(a.seeds)!r:.120}")
+        extra["seeds"] = a.seeds
     elif kind == "jitter":
-        p = r.get("p", (int, float, str), 2, what="1, 2 or \"inf\"")
+        p = a.p
         if p == "inf":
             p = math.inf
         if p not in (1, 2, math.inf):
-            raise r.fail("p", f"the Lp norm must be 1, 2 or \"inf\", got {p!r}")
+            raise _fail(source, f"{key}.p", f"the Lp norm must be 1, 2 or \"inf\", got {a.p!r}")
         extra["p"] = float(p)
-        extra["seed"] = r.integer("seed", base_seed + 1000 + i, lo=0)
+        extra["seed"] = base_seed + 1000 + i if a.seed is None else a.seed
         if cyclic:
-            if "range" in raw:
-                raise r.fail("range", "a cyclic jitter axis walks a loop of the given radius: use radius, not range")
-            extra["radius"] = r.number("radius", lo=0.0, hi=10.0)
-            if extra["radius"] <= 0:
-                raise r.fail("radius", "must be > 0")
+            if a.range is not None:
+                raise _fail(source, f"{key}.range", "a cyclic jitter axis walks a loop of the given radius: use "
+                            "radius, not range")
+            if a.radius is None:
+                raise _fail(source, f"{key}.radius", "is required")
+            if a.radius <= 0:
+                raise _fail(source, f"{key}.radius", "must be > 0")
+            extra["radius"] = a.radius
         else:
-            if "radius" in raw:
-                raise r.fail("radius", "only for a cyclic jitter axis; a straight one takes range = [from, to]")
-            extra["range"] = r.pair("range")
+            if a.radius is not None:
+                raise _fail(source, f"{key}.radius", "only for a cyclic jitter axis; a straight one takes "
+                            "range = [from, to]")
+            if a.range is None:
+                raise _fail(source, f"{key}.range", "is required")
+            extra["range"] = _pair(a.range, source, f"{key}.range")
             if max(abs(v) for v in extra["range"]) > 10:
-                raise r.fail("range", "jitter amplitudes are relative to the noise (about 0.05 to 0.5); got "
-                              f"{list(extra['range'])}")
-    return AxisSpec(kind=kind, name=name, count=count, densify=densify, adaptive=adaptive, cyclic=cyclic, **extra)
+                raise _fail(source, f"{key}.range", "jitter amplitudes are relative to the noise (about 0.05 to "
+                            f"0.5); got {list(extra['range'])}")
+    else:
+        rng = extra["range"] = _pair(a.range, source, f"{key}.range")
+        if kind == "token_weight":
+            extra["token"] = _non_empty(a.token, source, f"{key}.token")
+            if min(rng) < 0:
+                raise _fail(source, f"{key}.range", f"token weights must be >= 0, got {list(rng)}")
+        elif kind == "lora_weight":
+            extra["lora"] = a.lora.strip()
+            if max(abs(v) for v in rng) > 4:
+                raise _fail(source, f"{key}.range", f"LoRA weights beyond +-4 only make noise; got {list(rng)}")
+        elif kind == "strength" and not all(0.0 < s <= 1.0 for s in rng):
+            raise _fail(source, f"{key}.range", f"img2img strength must be in (0, 1], got {list(rng)}")
+    return AxisSpec(kind=kind, name=name, count=count, densify=a.densify, adaptive=a.adaptive, cyclic=cyclic,
+                    **extra)

@@ -247,3 +247,29 @@ def test_build_refuses_to_replace_a_folder_that_is_not_a_bank(tmp_path):
     with pytest.raises(WorkDirError, match="photos: exists and is not a bank"):
         build_bank(spec_of(AXIS), precious)
     assert (precious / "holiday.jpg").read_bytes() == b"jpeg"
+
+
+def test_spec_reads_through_vjengine_config_build(monkeypatch):
+    """One validated TOML reader for presets, cue sheets, setlists and bank specs (config.build)."""
+    import vjengine.config as config
+
+    calls = []
+    real = config.build
+
+    def spy(cls, table, source, key=""):
+        calls.append((cls.__name__, key))
+        return real(cls, table, source, key)
+
+    monkeypatch.setattr("bank_builder.spec.config_build", spy)
+    spec = spec_of(AXIS + '[[lora]]\nfile = "a/b"\n')
+    assert calls == [("_SpecToml", ""), ("_SeedAxisToml", "axes[0]")]  # [[lora]] tables: nested in _SpecToml
+    assert spec.loras[0].name == "b" and not spec.loras[0].file_is_path
+    # config's own wording, as for a preset
+    with pytest.raises(SpecError, match=r"test.toml: steps: must be an integer, got 'four'"):
+        spec_of(AXIS, base=BASE.replace("steps = 4", 'steps = "four"'))
+    with pytest.raises(SpecError, match=r"test.toml: axes\[0\].count: must be in \[2, 10000\], got 1"):
+        spec_of(AXIS.replace("count = 5", "count = 1"))
+    with pytest.raises(SpecError, match=r"test.toml: lora\[0\].file: is required"):
+        spec_of(AXIS + "[[lora]]\nweight = 0.5\n")
+    with pytest.raises(SpecError, match=r"test.toml: scheduler: must be one of 'default', "):
+        spec_of('scheduler = "fast"\n' + AXIS)
