@@ -188,3 +188,28 @@ def test_preview_sheet_and_walk(tmp_path, reference_bank):
     r = subprocess.run(bank_cli("preview", str(ref), "--axes", "colour"), capture_output=True, text=True,
                        env=cli_env(), timeout=120)
     assert r.returncode == 2 and "has no axis 'colour'" in r.stderr
+
+
+def test_ctrl_c_says_a_rerun_resumes(tmp_path, reference_bank):
+    spec_path, ref = reference_bank
+    out, work = tmp_path / "bank", tmp_path / "bank.work"
+    cmd = bank_cli("build", str(spec_path), "-o", str(out), "--batch-size", "1", "--decode-batch-size", "3",
+                   "--threads", "1", "--no-progress")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        deadline = time.monotonic() + 240
+        while not list(work.glob("*/shards/*.safetensors")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no shard was written"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err[-2000:]
+    assert "run the same command again to resume" in err and str(work) in err and "Traceback" not in err
+    r = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["made_now"] < 36
+    same_bytes(out, ref)
