@@ -135,3 +135,57 @@ def test_sdxl_size_it_cannot_take_is_refused_before_work(tmp_path, tiny_sdxl):
     with pytest.raises(SpecError, match=r"size: 256x256 is not a size this SDXL model can take \(trained at 32x32"):
         build(tmp_path, text)
     assert not (tmp_path / "bank").exists() and not (tmp_path / "bank.work").exists()
+
+
+def test_sdxl_vae_decodes_in_float32_under_half_precision(tmp_path, tiny_sdxl):
+    """SDXL's VAE overflows in fp16 (force_upcast): the builder decodes it in float32, like diffusers."""
+    spec = load_spec(write_spec(tmp_path, head(tiny_sdxl) + '[[axes]]\nkind = "seed"\nseeds = [1, 2]\ncount = 2\n'))
+    from bank_builder.pipeline import Generator
+
+    half = Generator(spec, dtype="float16")
+    assert half.unet.dtype == torch.float16 and half.decode_dtype == torch.float32
+    assert half.model_info()["decode_dtype"] == "float32"
+    full = Generator(spec)
+    lat = full.generate([cell_params(spec, (0,))])
+    assert close(half.decode(lat), full.decode(lat), 1)
+
+
+def test_a_half_precision_decode_that_overflows_is_redone_in_float32(tmp_path, tiny_sdxl, monkeypatch):
+    spec = load_spec(write_spec(tmp_path, head(tiny_sdxl) + '[[axes]]\nkind = "seed"\nseeds = [1, 2]\ncount = 2\n'))
+    from bank_builder.pipeline import Generator
+
+    gen = Generator(spec, dtype="bfloat16")
+    assert gen.decode_dtype == torch.bfloat16  # force_upcast is about float16 only
+    real = type(gen.decoder).decode
+
+    def overflowing(self, z, *a, **k):  # what an fp16 VAE without the fix does on some latents
+        out = real(self, z, *a, **k)
+        return (out[0] * float("inf"),) if z.dtype != torch.float32 else out
+
+    monkeypatch.setattr(type(gen.decoder), "decode", overflowing)
+    lat = Generator(spec).generate([cell_params(spec, (0,))])
+    frames = gen.decode(lat)
+    assert gen.decode_dtype == torch.float32 and gen.decoder.dtype == torch.float32
+    assert 0 < frames.std() and frames.min() < 250  # real pixels, not the saturated inf frame
+
+
+def test_single_file_family_from_tensor_names(tmp_path):
+    from safetensors.torch import save_file
+
+    from bank_builder.pipeline import checkpoint_keys, single_file_family
+
+    sdxl = tmp_path / "pony.safetensors"
+    save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(2),
+               "model.diffusion_model.out.2.bias": torch.zeros(2)}, str(sdxl))
+    assert single_file_family(checkpoint_keys(sdxl)) == "sdxl"
+    sd = tmp_path / "dreamshaper.ckpt"
+    torch.save({"state_dict": {"model.diffusion_model.out.2.bias": torch.zeros(2),
+                               "cond_stage_model.transformer.x": torch.zeros(2)}}, sd)
+    assert single_file_family(checkpoint_keys(sd)) == "sd"
+    other = tmp_path / "flux.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(2)}, str(other))
+    spec = load_spec(write_spec(tmp_path, head(other.name) + '[[axes]]\nkind = "seed"\nseeds = [1, 2]\ncount = 2\n'))
+    from bank_builder.pipeline import model_family
+
+    with pytest.raises(SpecError, match=r"model: flux.safetensors is not an SD 1.x/2.x or SDXL checkpoint"):
+        model_family(spec)
