@@ -239,7 +239,7 @@ class _SpecToml:
     description: str = ""
     lora: tuple[_LoraToml, ...] = ()
     timestep_spacing: str = field(default="default", metadata={"choices": TIMESTEP_SPACINGS})
-    codec: str = field(default="raw", metadata={"choices": ("raw", "bc1", "bc7")})
+    codec: str = "raw"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,6 +386,8 @@ def spec_from_dict(table: dict[str, Any], *, source: str = "<spec>", base_dir: P
         if not ipath.is_file():
             raise _fail(source, "init_image", f"file not found: {ipath}")
         init_image = str(ipath.resolve())
+    if t.codec not in ("raw", "bc1", "bc7"):
+        raise _fail(source, "codec", f"must be 'raw', 'bc1' or 'bc7' (GPU block compression), got {t.codec!r}")
     loras = tuple(_lora(lo, i, source, base_dir) for i, lo in enumerate(t.lora))
     lora_names = [lo.name for lo in loras]
     for i, n in enumerate(lora_names):
