@@ -15,10 +15,12 @@ for arg in "$@"; do
   esac
 done
 
-# GL through Mesa (EGL for headless rendering), PortAudio for line-in.
-pkgs="libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libportaudio2 libasound2-plugins"
-# Test stand-ins for a display, a sound card, a VJ's OSC software and a phone's browser.
-[ "$dev" = 1 ] && pkgs="$pkgs xvfb x11-apps xdotool pulseaudio pulseaudio-utils liblo-tools chromium chromium-driver"
+# GL through Mesa (EGL for headless rendering), PortAudio for line-in, the JACK library python-rtmidi
+# loads (its PyPI wheel speaks both ALSA and JACK).
+pkgs="libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libportaudio2 libasound2-plugins libjack-jackd2-0"
+# Test stand-ins for a display, a sound card, a VJ's OSC software and a phone's browser; jackd2: a dummy
+# JACK server gives the MIDI tests real ports (the ALSA sequencer needs /dev/snd).
+[ "$dev" = 1 ] && pkgs="$pkgs xvfb x11-apps xdotool pulseaudio pulseaudio-utils liblo-tools chromium chromium-driver jackd2"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -39,6 +41,6 @@ if [ "$dev" = 1 ]; then
   $pip install -q torch==2.13.0
   $pip install -q -e '.[build,test]'
 else
-  $pip install -q -e .
+  $pip install -q -e '.[link,midi]'
 fi
 echo "setup.sh: ready. Run .venv/bin/vj demo (or activate with: . .venv/bin/activate)"
