@@ -22,6 +22,8 @@ bpm             ""                     float BPM
 resync          ""                     None
 crossfade       ""                     float seconds
 status          ""                     (host, port) to reply to, or None
+clock_source    ""                     source name (str: audio/tap/link/midi) or index (int)
+midi_learn      ""                     OSC address to arm (str), or "" / None to disarm
 fullscreen      ""                     None (toggle)
 hud             ""                     None (toggle)
 quit            ""                     None
@@ -41,7 +43,7 @@ from typing import Any
 KINDS = frozenset(
     {
         "axis", "axis_release", "axis_nudge", "preset", "bank", "fx", "intensity", "blackout",
-        "tap", "bpm", "resync", "crossfade", "status", "fullscreen", "hud", "quit",
+        "tap", "bpm", "resync", "crossfade", "status", "fullscreen", "hud", "quit", "clock_source", "midi_learn",
     }
 )
 

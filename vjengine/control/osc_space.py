@@ -38,6 +38,7 @@ ARG_HELP: dict[str, str] = {
     "(a button's release) is ignored",
     "status": "none (reply to the sender's address and port), or one int: the port to reply to "
     "on the sender's host",
+    "string": "one string (`s`); none, or an empty string, means off",
 }
 
 
@@ -82,6 +83,11 @@ INPUTS: tuple[OscInput, ...] = (
     OscInput("/vj/crossfade", "crossfade", "float", "crossfade time for preset and bank switches", 0.0, 60.0,
              default=2.0, unit="s"),
     OscInput("/vj/status", "status", "status", "reply with the current state as `/vj/status/...` messages"),
+    OscInput("/vj/clock/source", "clock_source", "name_or_index",
+             "what drives the beat clock: `audio`, `tap`, `link`, `midi` (or 0-3); the phase slews, never jumps"),
+    OscInput("/vj/midi/learn", "midi_learn", "string",
+             "arm MIDI learn for this address (e.g. `/vj/axis/warp`): the next control moved is bound to it "
+             "and written to the MIDI map; empty disarms"),
 )
 
 
@@ -268,6 +274,14 @@ def coerce_args(spec: OscInput, address: str, tags: str, args: Sequence[Any]) ->
         if port != int(port) or not 1 <= port <= 65535:
             raise ArgError("wrong_type", f"{address} reply port must be 1..65535, got {args[0]!r}")
         return int(port), False
+    if spec.arg == "string":
+        if n == 0:
+            return "", False
+        if n != 1:
+            raise ArgError("wrong_count", f"{address} takes 0 or 1 argument, got {n}")
+        if tags[0] not in "sS":
+            raise ArgError("wrong_type", f"{address} takes a string, got type '{tags[0]}'")
+        return str(args[0]).strip()[:256], False
     if n != 1:
         raise ArgError("wrong_count", f"{address} takes 1 argument, got {n}")
     tag, value = tags[0], args[0]

@@ -1,0 +1,252 @@
+"""MIDI in with real ports: a JACK dummy server, a test controller (a virtual JACK MIDI output) and
+the engine's MidiPort + MidiController feeding a real CommandQueue and ShowState."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("mido", reason="the midi extra is not installed")
+pytest.importorskip("rtmidi", reason="the midi extra is not installed")
+
+from _jackd import Sender, jack_server, wait_until  # noqa: E402
+from _show_helpers import DEMO_AXES, frame  # noqa: E402
+
+from vjengine.control.commands import CommandQueue  # noqa: E402
+from vjengine.control.midi import MidiController, MidiPort, show_values  # noqa: E402
+from vjengine.control.midi_map import load_map, loads_map  # noqa: E402
+from vjengine.errors import ConfigError  # noqa: E402
+from vjengine.mapping import PresetLibrary, shipped_preset_paths  # noqa: E402
+from vjengine.show.state import BankEntry, ShowState  # noqa: E402
+
+MAP = """
+[[bind]]
+cc = 21
+address = "/vj/axis/warp"
+range = [0.2, 0.8]
+takeover = "jump"
+
+[[bind]]
+cc = 22
+channel = 2
+address = "/vj/intensity"
+curve = "exp"
+takeover = "jump"
+
+[[bind]]
+note = 36
+address = "/vj/tap"
+
+[[bind]]
+note = 37
+address = "/vj/blackout"
+
+[[bind]]
+note = 38
+address = "/vj/preset"
+value = 2
+
+[[bind]]
+pitchbend = true
+address = "/vj/fx/zoom/amount"
+takeover = "jump"
+
+[[bind]]
+cc = 23
+address = "/vj/clock/source"
+range = [0, 3]
+"""
+
+
+@pytest.fixture()
+def jack():  # a server per test: a test's clients never outlive it into the next one
+    with jack_server() as name:
+        yield name
+
+
+class Rig:
+    def __init__(self, text: str, tmp_path=None, client: str = "ctl") -> None:
+        self.queue = CommandQueue()
+        path = None
+        if tmp_path is not None:
+            path = tmp_path / "map.toml"
+            path.write_text(text)
+            m = load_map(path)
+        else:
+            m = loads_map(text)
+        self.sender = Sender(client, "out")
+        self.ctl = MidiController(m, self.queue, map_path=path)
+        self.port = MidiPort(client, self.ctl.handle, api="jack", rescan_s=0.1).start()
+        assert self.port.wait_for(lambda p: p.connected, 10.0), self.port.status_line()
+        self.got: list = []
+        self.live()
+
+    def live(self) -> None:
+        """Wait until JACK delivers: an unbound probe CC (channel 16) arrives (the connection a port open
+        makes takes effect a cycle or two later)."""
+        seen = self.ctl.stats["unbound"]
+        for _ in range(200):
+            self.sender.cc(119, 0, channel=16)
+            if wait_until(lambda: self.ctl.stats["unbound"] > seen, 0.05):
+                return
+        raise AssertionError(f"no MIDI arrives from {self.sender.name}")
+
+    def commands(self, n: int, timeout: float = 5.0) -> list:
+        wait_until(lambda: self._drain() >= n, timeout)
+        return self.got
+
+    def _drain(self) -> int:
+        self.got += self.queue.drain()
+        return len(self.got)
+
+    def close(self) -> None:
+        self.port.stop()
+        try:
+            self.sender.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _show() -> ShowState:
+    return ShowState([BankEntry("demo", tuple(DEMO_AXES))], PresetLibrary.from_paths(shipped_preset_paths()))
+
+
+def test_controls_drive_their_addresses_through_the_show(jack):
+    rig = Rig(MAP)
+    try:
+        s = rig.sender
+        s.cc(21, 127)
+        s.cc(22, 64, channel=2)
+        s.cc(22, 127, channel=1)  # channel 1: not bound
+        s.note(36)
+        s.note(37)
+        s.note_off(37)
+        s.note(38)
+        s.send(0xE0, 0x00, 0x60)  # pitch bend: 0x3000 of 0x3FFF
+        s.cc(23, 127)  # clock source index 3: midi
+        cmds = rig.commands(7)
+        kinds = [(c.kind, c.target) for c in cmds]
+        assert kinds == [("axis", "warp"), ("intensity", ""), ("tap", ""), ("blackout", ""), ("preset", ""),
+                         ("fx", "zoom.amount"), ("clock_source", "")], kinds
+        assert all(c.source == "midi" for c in cmds)
+        assert cmds[0].value == pytest.approx(0.8)  # the top of the binding's range
+        assert cmds[1].value == pytest.approx((64 / 127) ** 2)  # exp curve
+        assert cmds[3].value is True and cmds[4].value == 2 and cmds[6].value == 3
+        assert cmds[5].value == pytest.approx(0x3000 / 16383, abs=1e-4)
+        show = _show()
+        for c in cmds[:6]:
+            show.apply(c, frame())
+        slot = show.axis_slot("warp")
+        assert show.controls.override[slot] and show.controls.manual[slot] == pytest.approx(0.8)
+        assert show.intensity == pytest.approx((64 / 127) ** 2)
+        assert show.blackout is True and show.preset_index == 2
+        assert show.fx_overrides["zoom"] == pytest.approx(1.0 + 0x3000 / 16383, abs=1e-4)
+        # a second press of the toggle turns blackout off again
+        s.note(37)
+        more = rig.commands(8)
+        assert more[-1].kind == "blackout" and more[-1].value is False, (rig.port.messages, rig.ctl.stats, more)
+    finally:
+        rig.close()
+
+
+def test_learn_writes_the_map_and_the_binding_works(jack, tmp_path):
+    rig = Rig('[[bind]]\ncc = 1\naddress = "/vj/intensity"\n', tmp_path, client="learnctl")
+    try:
+        assert rig.ctl.arm("/vj/axis/detail")
+        rig.sender.cc(40, 10, channel=3)  # the control moved while armed: bound, not applied
+        assert wait_until(lambda: rig.ctl.saves >= 1, 5.0)
+        saved = load_map(tmp_path / "map.toml")
+        got = {(b.control, b.channel, b.address) for b in saved.bindings}
+        assert got == {(("cc", 1), None, "/vj/intensity"), (("cc", 40), 3, "/vj/axis/detail")}
+        assert rig.ctl.armed is None
+        rig.sender.cc(40, 127, channel=3)
+        cmds = rig.commands(1)
+        assert [(c.kind, c.target, c.value) for c in cmds] == [("axis", "detail", 1.0)]
+        assert not rig.ctl.arm("/vj/nonsense")  # an unknown address is refused, nothing armed
+        assert rig.ctl.armed is None
+    finally:
+        rig.close()
+
+
+def test_soft_takeover_waits_for_the_knob_to_meet_the_value(jack):
+    rig = Rig('[[bind]]\ncc = 7\naddress = "/vj/axis/warp"\n', client="pickctl")
+    try:
+        show = _show()
+        slot = show.axis_slot("warp")
+        show.controls.manual[slot] = 0.7
+        show.controls.override[slot] = True
+        rig.ctl.publish_values(show_values(show, frame(), rig.ctl.addresses))
+        for v in (10, 20, 30):  # the knob is at 0.1..0.25: far from 0.7, ignored
+            rig.sender.cc(7, v)
+        assert wait_until(lambda: rig.ctl.stats["waiting"] >= 3, 5.0)
+        assert rig.queue.drain() == []
+        assert "takeover /vj/axis/warp" in rig.ctl.hud_line()
+        rig.sender.cc(7, 95)  # crosses 0.7 (0.24 -> 0.75): picked up
+        rig.sender.cc(7, 100)
+        cmds = rig.commands(2)
+        assert [round(c.value * 127) for c in cmds] == [95, 100]
+    finally:
+        rig.close()
+
+
+def test_unplugged_controller_is_rebound(jack):
+    rig = Rig('[[bind]]\ncc = 5\naddress = "/vj/intensity"\ntakeover = "jump"\n', client="plugctl")
+    try:
+        rig.sender.close()
+        assert rig.port.wait_for(lambda p: not p.connected, 10.0)
+        assert rig.port.lost == 1
+        rig.sender = Sender("plugctl", "out")  # plugged back in
+        assert rig.port.wait_for(lambda p: p.connected, 10.0)
+        assert rig.port.opens == 2
+        rig.live()
+        rig.sender.cc(5, 127)
+        cmds = rig.commands(1)
+        assert cmds and cmds[0].kind == "intensity" and cmds[0].value == 1.0
+    finally:
+        rig.close()
+
+
+def test_garbage_and_sysex_floods_do_not_stop_control(jack):
+    rig = Rig('[[bind]]\ncc = 9\naddress = "/vj/intensity"\ntakeover = "jump"\n', client="junkctl")
+    try:
+        s = rig.sender
+        for junk in ([0x05, 0x99, 0x01], [0xB0], [0xF4, 1, 2], [0xF7], [0x80, 200, 300 % 256]):
+            s.send(*junk)
+        assert wait_until(lambda: rig.port.garbage >= 5, 5.0), rig.port.garbage  # counted, dropped
+        sysex = [0xF0, 0x7E] + [i % 128 for i in range(200)] + [0xF7]
+        s.send_many([sysex] * 500)
+        # the test sender's own JACK buffer drops part of a flood; the engine must still take the next CC
+        for _ in range(50):
+            s.cc(9, 127)
+            if wait_until(lambda: rig._drain() >= 1, 0.1):
+                break
+        assert [(c.kind, c.value) for c in rig.got][:1] == [("intensity", 1.0)]
+        assert rig.ctl.stats["sysex"] >= 1  # SysEx seen and ignored
+        assert rig.port._thread.is_alive()
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize("text, key, what", [
+    ('[[bind]]\ncc = 1\naddress = "/vj/nowhere"\n', "bind[0].address", "unknown address"),
+    ('[[bind]]\ncc = 200\naddress = "/vj/intensity"\n', "bind[0].cc", "must be in [0, 127]"),
+    ('[[bind]]\ncc = 1\naddress = "/vj/intensity"\n[[bind]]\ncc = 1\nchannel = 2\naddress = "/vj/tap"\n',
+     "bind[1]", "already bound by bind[0]"),
+    ('[[bind]]\ncc = 1\nnote = 2\naddress = "/vj/intensity"\n', "bind[0]", "exactly one of"),
+    ('[[bind]]\ncc = 1\naddress = "/vj/bpm"\nrange = [0, 400]\n', "bind[0].range", "within 20..300"),
+    ('[[bind]]\nnote = 1\naddress = "/vj/preset"\n', "bind[0].value", "is required"),
+    ('[[bind]]\ncc = 1\naddress = "/vj/status"\n', "bind[0].address", "cannot be bound"),
+    ('[[bind]]\ncc = 1\naddress = "/vj/intensity"\ncurve = "cubic"\n', "bind[0].curve", "must be one of"),
+    ('[[bind]]\ncc = 1\nchannel = 17\naddress = "/vj/intensity"\n', "bind[0].channel", "must be in [1, 16]"),
+    ('devise = "APC"\n', "devise", "unknown key"),
+])
+def test_bad_maps_name_the_file_and_key(tmp_path, text, key, what):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_map(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: {key}: ") and what in msg, msg
