@@ -7,9 +7,10 @@ engine's thread held it inside a JACK call (rtmidi opening a client), and both w
 bursts.) Commands come as JSON lines on stdin, each answered with one JSON line:
 
 - ``{"op": "send", "data": [[b0, b1, ...], ...]}``: raw messages (garbage too) for the next cycles;
-- ``{"op": "clock", "bpm": B, "ticks": N, "start": true}``: Start, then N clocks at exact frame
-  positions, written by the process callback itself;
-- ``{"op": "clock_sent"}``: when each clock was due (cycle start + offset, perf_counter seconds);
+- ``{"op": "clock", "bpm": B, "ticks": N, "start": true}``: Start, then N clocks due at exact
+  wall-clock times, each written by the process callback into the cycle where it falls (JACK's
+  period, 2.7 ms here, is the sender's jitter, as a USB interface's frame is a controller's);
+- ``{"op": "clock_sent"}``: when each clock was due (perf_counter seconds, the reference);
 - ``{"op": "close"}``.
 """
 
@@ -28,7 +29,7 @@ def main() -> int:
     client = jack.Client(client_name, no_start_server=True)
     port = client.midi_outports.register(port_name)
     queue: collections.deque = collections.deque()
-    clock: list = []  # [next frame, frames per tick, ticks left]
+    clock: list = []  # [next clock's due time (perf_counter s), seconds per clock, clocks left]
     sent: list[float] = []
     stats = {"dropped": 0}
 
@@ -42,11 +43,14 @@ def main() -> int:
             except jack.JackError:
                 break  # the port buffer is full: the rest next cycle
             queue.popleft()
-        while clock and clock[2] > 0 and clock[0] < start + frames:
-            offset = max(0, int(clock[0]) - start)
+        rate = client.samplerate
+        while clock and clock[2] > 0 and clock[0] < t_cycle + frames / rate:
+            # due by the wall clock (a dummy driver's frames need not keep time): into this cycle at
+            # the offset where it falls, or at its start if already due
+            offset = min(frames - 1, max(0, int((clock[0] - t_cycle) * rate)))
             try:
                 port.write_midi_event(offset, b"\xf8")
-                sent.append(t_cycle + offset / client.samplerate)
+                sent.append(clock[0])
             except jack.JackError:
                 stats["dropped"] += 1
             clock[0] += clock[1]
@@ -65,9 +69,8 @@ def main() -> int:
         elif op == "clock":
             if cmd.get("start", True):
                 queue.append(b"\xfa")
-            rate = client.samplerate
-            clock[:] = [float(client.frame_time + int(cmd.get("lead_s", 0.02) * rate)),
-                        rate * 60.0 / float(cmd["bpm"]) / 24.0, int(cmd["ticks"])]
+            clock[:] = [time.perf_counter() + float(cmd.get("lead_s", 0.02)), 60.0 / float(cmd["bpm"]) / 24.0,
+                        int(cmd["ticks"])]
         elif op == "clock_sent":
             reply = {"sent": list(sent), "done": not clock or clock[2] <= 0, "dropped": stats["dropped"]}
         elif op == "close":

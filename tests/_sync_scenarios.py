@@ -127,7 +127,7 @@ def link_lead(bpm: float = 128.0, timeout_s: float = 10.0) -> dict:
             time.sleep(0.005)  # the audio is all in: wait for the peer to hear the proposal (bounded)
     result = {"peers": session.peers, "locked_at_s": locked_at, "proposed_bpm": session.proposed_bpm,
               "proposals": session.proposals, "peer_bpm": peer.captureAppSessionState().tempo(),
-              "our_bpm": frame.bpm if frame is not None else None, "source": router.source,
+              "our_bpm": frame.bpm if frame is not None else None, "source": router.active,
               "hud": router.hud_line()}
     session.close()
     peer.enabled = False

@@ -250,3 +250,14 @@ def test_bad_maps_name_the_file_and_key(tmp_path, text, key, what):
         load_map(path)
     msg = str(err.value)
     assert msg.startswith(f"{path}: {key}: ") and what in msg, msg
+
+
+def test_vj_live_with_a_bad_map_exits_2_naming_file_and_key(tmp_path, python_exe):
+    import subprocess
+
+    bad = tmp_path / "apc.toml"
+    bad.write_text('device = "APC"\n[[bind]]\ncc = 300\naddress = "/vj/intensity"\n')
+    proc = subprocess.run([python_exe, "-m", "vjengine.cli", "demo", "--headless", "--duration", "1", "--no-osc",
+                           "--midi-map", str(bad)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"{bad}: bind[0].cc: must be in [0, 127], got 300" in proc.stderr

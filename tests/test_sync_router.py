@@ -83,8 +83,8 @@ def test_unavailable_and_unknown_sources_keep_the_current_one():
     audio = AudioEngine.offline(48000)
     router = ClockRouter(audio)
     assert not router.set_source("link") and not router.set_source("midi") and not router.set_source("sundial")
-    assert router.source == "audio"
-    assert router.set_source(1) and router.source == "tap"
+    assert router.active == "audio"
+    assert router.set_source(1) and router.active == "tap"
     assert audio.frame.tempo_source in ("auto", "manual", "tap")
 
 

@@ -109,12 +109,16 @@ class LiveShow:
     ``close()`` releases it in order (audio, OSC, logs, screenshot, window)."""
 
     def __init__(self, args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info: dict[str, Any]) -> None:
+        from vjengine.sync.live import SyncParts  # noqa: PLC0415
+
         self.args = args
         self.setup = setup
-        self.audio = audio
         self.audio_info = audio_info
         self.size = parse_size(args.size)
         self.queue = CommandQueue()
+        self.audio = audio
+        self.sync = SyncParts(args, self.queue)  # a bad --midi-map stops here (exit 2), before any window
+        self.audio = audio = self.sync.wrap(audio)  # the beat clock's router (audio, tap, Link, MIDI clock)
         self.show = ShowState(setup.entries, setup.library, preset=setup.preset_index,
                               crossfade_s=setup.crossfade_s, quantize=setup.quantize, audio=audio)  # type: ignore[arg-type]
         self.headless = bool(args.headless or not display_available())
@@ -131,6 +135,7 @@ class LiveShow:
         self.governor: Any = None
         self.stats_writer: Any = None
         self.stop_requested: str | None = None  # the signal that asked the show to end
+        self.sync.register(self.show)
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -266,6 +271,10 @@ class LiveShow:
     def after_frame(self, frame: Any, state: FrameState) -> None:
         """HUD and status every few frames, OSC names on a bank switch, OSC out, status replies."""
         loop, show, server = self.loop, self.show, self.server
+        try:
+            self.sync.after_frame(show, frame)
+        except Exception as exc:  # noqa: BLE001
+            loop.failed("midi values", exc)
         if loop.stats.frames % HUD_EVERY == 0:
             extra: dict[str, Any] = {"fps": loop.stats.recent_fps()}
             if self.governor is not None:
@@ -279,6 +288,7 @@ class LiveShow:
             self.presenter.set_hud(show.hud_lines() + audio_hud_lines(frame)
                                    + ([frames_line()] if frames_line else [])  # resident/total, low tier
                                    + ([server.stats.hud_line()] if server else [])
+                                   + self.sync.hud_lines()
                                    + ([self.governor.hud_line()] if self.governor is not None else []) + video_lines)
             if isinstance(self.presenter, WindowPresenter) and frame is not None:
                 self.presenter.input_level = float(getattr(frame, "rms", 0.0))
@@ -340,6 +350,7 @@ class LiveShow:
     def close(self) -> None:
         args = self.args
         self.show.presets.stop_watching()
+        self.sync.close()
         stop_audio(self.audio)
         if self.server is not None:
             self.server.stop()
@@ -377,7 +388,11 @@ def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info:
     from vjengine.shutdown import GracefulStop  # noqa: PLC0415
 
     log.info("render thread priority: %s", raise_render_priority())  # threads started from here inherit it
-    live = LiveShow(args, setup, audio, audio_info)
+    try:
+        live = LiveShow(args, setup, audio, audio_info)
+    except BaseException:
+        stop_audio(audio)
+        raise
     try:
         with GracefulStop(on_stop=live.request_stop):
             live.open()

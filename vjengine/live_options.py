@@ -70,6 +70,9 @@ def add_show_arguments(parser: argparse.ArgumentParser, *, banks: bool = True) -
     show.add_argument("--no-degrade", action="store_true",
                       help="never lower quality to hold the frame rate (default: render scale, then trails, then "
                            "blend taps go down while frames run late, and come back when there is room)")
+    from vjengine.sync.live import add_sync_arguments  # noqa: PLC0415
+
+    add_sync_arguments(parser)
     try:
         from vjengine.control.osc_args import add_osc_arguments  # noqa: PLC0415
     except ImportError:  # the OSC part not installed: run without it

@@ -560,7 +560,7 @@ class MidiController:
 
 def show_values(show: Any, frame: Any, addresses: Iterable[str]) -> dict[str, float]:
     """Current values of ``addresses`` in address units, read on the render thread (for soft takeover)."""
-    from vjengine.show.fx import FX_CONTROLS  # noqa: PLC0415
+    from vjengine.effects import FX_CONTROLS  # noqa: PLC0415
 
     out: dict[str, float] = {}
     last = getattr(show, "last", None)

@@ -53,7 +53,7 @@ _TOP_KEYS = ("device", "bind")
 
 def address_space() -> AddressSpace:
     """Addresses a binding may name: any well-formed axis name (banks differ), the show's effects."""
-    from vjengine.show.fx import osc_fx_names  # noqa: PLC0415
+    from vjengine.effects import osc_fx_names  # noqa: PLC0415
 
     return AddressSpace(None, osc_fx_names())
 

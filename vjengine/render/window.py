@@ -277,6 +277,8 @@ class Window:
         elif key == glfw.KEY_R:  # "this is the one": the nearest beat becomes beat 1 of the bar
             self._push("resync")
             self.notify("beat 1 is here now (resync)")
+        elif key == glfw.KEY_L:  # MIDI learn: each press arms the next address (axes, levels, effects), then off
+            self._push("midi_learn")
         elif glfw.KEY_1 <= key <= glfw.KEY_9:
             self._push("preset", value=key - glfw.KEY_1)
 

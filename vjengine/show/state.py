@@ -122,6 +122,9 @@ class ShowState:
         self.glide_total_s = 0.0
         self._last_units: tuple[float, float] | None = None  # (beats, bars) of the previous frame
         self.requests: list[str] = []  # "fullscreen", "hud", "quit": for the app, drained by it
+        # kind -> callable(cmd) for the kinds other parts own (clock_source, midi_learn: vjengine.sync.live);
+        # none in a replay, whose frames already carry what they did
+        self.handlers: dict[str, Any] = {}
         self.status_replies: list[Any] = []  # reply addresses of `status` commands
         self.time_s = 0.0  # show time: the sum of dt
         self.frames = 0
@@ -257,6 +260,8 @@ class ShowState:
             self.status_replies.append(value)
         elif kind in ("fullscreen", "hud", "quit"):
             self.requests.append(kind)
+        elif kind in self.handlers:
+            self.handlers[kind](cmd)
 
     def switch_preset(self, index: int) -> None:
         """Switch preset now; the coordinate glides from where it is."""

@@ -125,16 +125,17 @@ class ClockRouter:
                  midi: BeatSource | None = None, max_slew: float = DEFAULT_MAX_SLEW,
                  time_fn: Callable[[], float] = time.perf_counter, lead: Any = None) -> None:
         self.audio = audio
-        self.sources: dict[str, BeatSource | None] = {"link": link, "midi": midi}
+        self.actives: dict[str, BeatSource | None] = {"link": link, "midi": midi}
         self.lead = lead  # a Link session in lead mode: proposed our tempo (see link.LinkSession.lead)
         self.time_fn = time_fn
         self.out = SlewedClock(max_slew)
-        self.source = "audio"
+        self.active = "audio"  # the beat clock's source (``source`` is the audio engine's)
         self._bar_offset = 0
         self._pending_bar_offset: int | None = None
         self._shown_beat: int | None = None
         self._last_now: float | None = None
         self._last_t: float | None = None
+        self._dt_ema: float | None = None
         self._errors: set[str] = set()
         self.heard_offset_ms: float | None = None  # audio beats minus the external clock's, smoothed
         self.published: tuple[float, float, float, bool] | None = None  # (t, beat, bpm, playing) for clock out
@@ -142,18 +143,27 @@ class ClockRouter:
         self.set_source(source)
 
     # ---------------------------------------------------------------- the AudioEngine face
-    def __getattr__(self, name: str) -> Any:  # source, status, samplerate, frame, feed, latency_ms ...
+    def __getattr__(self, name: str) -> Any:  # status, samplerate, frame, feed, latency_ms ...
         if name == "audio":  # not set yet (during __init__): no recursion
             raise AttributeError(name)
         return getattr(self.audio, name)
+
+    @property
+    def source(self) -> Any:
+        """The audio engine's source (``--record`` wraps it; the latency figures read it)."""
+        return self.audio.source
+
+    @source.setter
+    def source(self, value: Any) -> None:
+        self.audio.source = value
 
     def tap(self, now_s: float | None = None) -> None:
         self.audio.tap(now_s)
 
     def set_bpm(self, bpm: float | None) -> None:
         """``bpm`` command: with Link driving, the session tempo (any peer may set it); else the audio clock's."""
-        link = self.sources.get("link")
-        if self.source == "link" and link is not None and bpm is not None and hasattr(link, "set_tempo"):
+        link = self.actives.get("link")
+        if self.active == "link" and link is not None and bpm is not None and hasattr(link, "set_tempo"):
             link.set_tempo(float(bpm))
             return
         self.audio.set_bpm(bpm)
@@ -166,7 +176,7 @@ class ClockRouter:
 
     # ---------------------------------------------------------------- switching
     def available(self) -> list[str]:
-        return ["audio", "tap"] + [k for k in ("link", "midi") if self.sources.get(k) is not None]
+        return ["audio", "tap"] + [k for k in ("link", "midi") if self.actives.get(k) is not None]
 
     def set_source(self, name: Any) -> bool:
         """Switch the beat clock (a name of :data:`SOURCES` or its index); False (logged) if unavailable."""
@@ -177,11 +187,11 @@ class ClockRouter:
         if name not in SOURCES:
             log.warning("clock source %r: unknown (one of %s)", name, ", ".join(SOURCES))
             return False
-        if name in ("link", "midi") and self.sources.get(name) is None:
+        if name in ("link", "midi") and self.actives.get(name) is None:
             hint = "--link follow" if name == "link" else "--midi-clock-in DEVICE"
             log.warning("clock source %s: not available (start with %s)", name, hint)
             return False
-        if name == self.source:
+        if name == self.active:
             return True
         try:
             if name == "audio":
@@ -191,8 +201,8 @@ class ClockRouter:
                 self.audio.set_bpm(min(300.0, max(20.0, bpm)))
         except Exception as exc:  # noqa: BLE001 - a switch never breaks the show
             self._once("switch", exc)
-        log.info("beat clock: %s -> %s", self.source, name)
-        self.source = name
+        log.info("beat clock: %s -> %s", self.active, name)
+        self.active = name
         self.switches += 1
         return True
 
@@ -217,17 +227,21 @@ class ClockRouter:
         dt = 0.0 if self._last_now is None else max(0.0, now_s - self._last_now)
         self._last_now = now_s
         latency_s = float(getattr(self.audio, "latency_ms", 0.0) or 0.0) * 1e-3
-        t_show = t + latency_s + min(_MAX_LOOKAHEAD_S, 0.5 * dt)
-        dt_show = 0.0 if self._last_t is None else max(0.0, t_show - self._last_t)
+        if dt > 0:  # half a (smoothed) frame ahead: one late frame must not pull the display time back
+            self._dt_ema = dt if self._dt_ema is None else self._dt_ema + 0.1 * (min(dt, 0.1) - self._dt_ema)
+        t_show = t + latency_s + min(_MAX_LOOKAHEAD_S, 0.5 * (self._dt_ema or 0.0))
+        if self._last_t is not None and t_show < self._last_t:
+            t_show = self._last_t
+        dt_show = 0.0 if self._last_t is None else t_show - self._last_t
         self._last_t = t_show
         audio_beat = float(frame.beat_count) + float(frame.beat_phase)
-        external = self.sources.get(self.source) if self.source in ("link", "midi") else None
+        external = self.actives.get(self.active) if self.active in ("link", "midi") else None
         reading: BeatReading | None = None
         if external is not None:
             try:
                 reading = external.read(t_show)
             except Exception as exc:  # noqa: BLE001
-                self._once(f"{self.source} clock", exc)
+                self._once(f"{self.active} clock", exc)
         if self.lead is not None:
             try:
                 self.lead.lead(frame, t)
@@ -272,14 +286,14 @@ class ClockRouter:
             beats_per_bar=bpb, beat_count=int(index), beat=fired, bar=fired and in_bar == 0,
             beat_env=math.exp(-4.0 * frac) if playing else 0.0, locked=playing,
             confidence=(1.0 if playing else 0.0) if external is not None else frame.confidence,
-            tempo_source=self.source if external is not None else frame.tempo_source,
+            tempo_source=self.active if external is not None else frame.tempo_source,
         )
         return type(frame).from_fields(fields)
 
     # ---------------------------------------------------------------- HUD
     def hud_line(self) -> str:
-        text = f"clock {self.source}"
-        src = self.sources.get(self.source) if self.source in ("link", "midi") else None
+        text = f"clock {self.active}"
+        src = self.actives.get(self.active) if self.active in ("link", "midi") else None
         if src is not None:
             try:
                 text += f": {src.status_line()}"
@@ -287,7 +301,7 @@ class ClockRouter:
                 text += f": status unavailable ({exc})"
         if self.heard_offset_ms is not None and src is not None:
             text += f", heard {self.heard_offset_ms:+.0f} ms"
-        if self.lead is not None and self.source not in ("link",):
+        if self.lead is not None and self.active not in ("link",):
             try:
                 text += f"; {self.lead.status_line()}"
             except Exception:  # noqa: BLE001

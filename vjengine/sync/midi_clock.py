@@ -3,7 +3,7 @@
 In (:class:`MidiClockIn`, fed by a :class:`~vjengine.control.midi.MidiPort` on the MIDI thread):
 24 clocks per quarter note; Start (the next clock is beat 1 of the bar), Stop, Continue and Song
 Position Pointer (in sixteenths, 6 clocks each) as the MIDI spec has them. Jitter smoothing: a
-least-squares line through the last ``window`` clocks (one beat by default) gives the tempo and the
+least-squares line through the last ``window`` clocks (four beats by default) gives the tempo and the
 phase; a clock that lands far off the line three times running (a tempo change, or a clock that
 came back after a gap) restarts the line from the newest clocks. A clock that stops without a Stop
 (cable pulled mid-bar) is ``ok = False`` after ``stall_ticks`` clock periods: the router free-runs at
@@ -37,7 +37,7 @@ class MidiClockIn:
 
     name = "midi"
 
-    def __init__(self, *, window: int = PPQN, beats_per_bar: int = 4, stall_ticks: float = 6.0,
+    def __init__(self, *, window: int = 4 * PPQN, beats_per_bar: int = 4, stall_ticks: float = 6.0,
                  min_stall_s: float = 0.25, jitter_s: float = 0.004) -> None:
         if window < 3:
             raise ValueError("window must be at least 3 clocks")
@@ -201,9 +201,10 @@ class MidiClockOut:
                 continue
             now = time.perf_counter()
             beat_now = beat_ref + (now - t_ref) * bpm / 60.0
-            k = math.floor(beat_now * PPQN) + 1
-            if self._last_tick is not None and k <= self._last_tick:
-                k = self._last_tick + 1
+            current = math.floor(beat_now * PPQN)
+            if self._last_tick is None or current - self._last_tick > PPQN:
+                self._last_tick = current  # start, or back from a stall of over a beat: no burst of clocks
+            k = self._last_tick + 1  # every clock is sent, late rather than never (a skipped one slows gear)
             t_k = t_ref + (k / PPQN - beat_ref) * 60.0 / bpm
             wait = t_k - time.perf_counter()
             if wait > self.max_wait_s:  # wake up a little before, re-read the clock (tempo may change)
@@ -211,8 +212,6 @@ class MidiClockOut:
                 continue
             if wait > 0:
                 time.sleep(wait)
-            if self._last_tick is not None and k - self._last_tick > PPQN:  # a long stall: do not burst
-                self._last_tick = k - 1
             self._send("clock")
             self.sent += 1
             self._last_tick = k
