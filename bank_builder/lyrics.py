@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bank_builder.errors import SpecError
-from bank_builder.spec import MAX_AXES, BankSpec, spec_from_dict
+from bank_builder.spec import BankSpec, spec_from_dict
+from vjengine.bank.format import MAX_AXES
 from vjengine.config import load_toml
 from vjengine.show.lyrics import LYRICS_AXIS, LyricLine, load_lyrics, prompt_lines
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bank_builder.errors import SpecError
+from vjengine.bank.format import MAX_AXES
 from vjengine.config import ConfigError, load_toml, parse_toml
 from vjengine.config import build as config_build
 
@@ -51,7 +52,6 @@ AXIS_KINDS = ("prompt", "seed", "token_weight", "guidance", "strength", "jitter"
 SCHEDULERS = ("default", "ddim", "euler", "euler_a", "dpm++", "unipc", "lcm", "tcd", "pndm", "lms", "heun")
 TIMESTEP_SPACINGS = ("default", "leading", "trailing", "linspace")
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
-MAX_AXES = 4
 MAX_AXIS_COUNT = 10_000
 _AXIS_COMMON = {"kind", "name", "count", "densify", "adaptive", "cyclic"}
 _AXIS_KEYS = {

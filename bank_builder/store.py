@@ -126,9 +126,6 @@ class WorkDir:
             return None
         return arrays, meta
 
-    def has_valid_shard(self, name: str) -> bool:
-        return self.read_shard(name) is not None
-
     def remove(self, root_too: bool = True) -> None:
         """Delete this spec's work (after a successful pack, or a failure before its first shard), and
         the root if it is then empty (``root_too``)."""

@@ -4,6 +4,9 @@
 byte-level CLIP tokenizer written from scratch, a scheduler) that ``StableDiffusionPipeline
 .from_pretrained(folder)`` loads exactly as it loads a real model id. The same seed gives the same
 weights. Frames it makes are noise-like but deterministic, which is all a test needs.
+
+It ships in the wheel on purpose: ``vj-bank selftest`` uses it to bake banks end to end on a user's
+machine with no downloads, so it must import nothing a user lacks (no pytest).
 """
 
 from __future__ import annotations

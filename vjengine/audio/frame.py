@@ -125,11 +125,3 @@ class AudioFrame:
         """One band's 0..1 value; 0.0 for an unknown name (the mapping never raises)."""
         return float(self.bands.get(name, 0.0))
 
-    def as_dict(self) -> dict:
-        """Plain-dict copy (for JSON, OSC-out and CSV writers)."""
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["bands"] = dict(self.bands)
-        d["chroma"] = list(self.chroma)
-        d["band_names"] = list(self.band_names)
-        d["stems"] = dict(self.stems)
-        return d

@@ -86,15 +86,6 @@ def bands(frame: Any) -> np.ndarray:
     return np.array([_finite(b.get(n, 0.0)) for n in names], dtype=np.float64)
 
 
-def spectrum(frame: Any) -> np.ndarray:
-    """The finest spectrum the frame carries (its ``spectrum`` if any, else the bands)."""
-    value = getattr(frame, "spectrum", None)
-    if value is not None and len(value) > 0:
-        arr = np.asarray(value, dtype=np.float64).ravel()
-        return np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
-    return bands(frame)
-
-
 def read_feature(frame: Any, name: str) -> float:
     """The value of feature ``name`` (one of :data:`FEATURES`) in ``frame``; never raises."""
     if name == "one":

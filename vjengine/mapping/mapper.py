@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from vjengine.bank.format import MAX_AXES
 from vjengine.mapping.modes import AxisInfo, ManualSpec, Mode, make_mode
-from vjengine.mapping.preset import MAX_AXES, Preset
-from vjengine.mapping.smoothing import follow_coefficient
+from vjengine.mapping.preset import Preset
+from vjengine.mapping.smoothing import cyclic_delta, follow_coefficient
 
 
 @dataclass
@@ -46,7 +47,7 @@ def short_delta(a: np.ndarray, b: np.ndarray, axes: list[AxisInfo]) -> np.ndarra
     d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
     for i, ax in enumerate(axes):
         if ax.cyclic:
-            d[i] = (d[i] + 0.5) % 1.0 - 0.5
+            d[i] = cyclic_delta(d[i])
     return d
 
 

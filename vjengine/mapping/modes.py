@@ -30,8 +30,8 @@ from typing import Any, Literal
 import numpy as np
 
 from vjengine.config import check_range, fail, join_key
-from vjengine.mapping.features import FEATURES, TRIGGERS, beats_elapsed, bars_elapsed, read_feature, spectrum
-from vjengine.mapping.smoothing import Follower, follow_coefficient
+from vjengine.mapping.features import FEATURES, TRIGGERS, bands, bars_elapsed, beats_elapsed, read_feature
+from vjengine.mapping.smoothing import Follower, cyclic_delta, follow_coefficient, smoothstep
 
 AxisRef = int | str
 Point = tuple[float, ...]
@@ -254,10 +254,6 @@ def _wave(kind: str, x: float) -> float:
     return 1.0 if f < 0.5 else -1.0
 
 
-def _smoothstep(t: float) -> float:
-    return t * t * (3.0 - 2.0 * t)
-
-
 class Mode:
     """Base runtime: ``step`` returns one value per axis of the layer."""
 
@@ -352,7 +348,7 @@ class KickMorphMode(Mode):
         if self.since_s == math.inf:
             self.pos = self.rest.copy()
         elif self.since_s < attack_s:
-            t = _smoothstep(self.since_s / attack_s)
+            t = smoothstep(self.since_s / attack_s)
             self.pos = self.start + (self.peak - self.start) * t
         else:
             decay = math.exp(-(self.since_s - attack_s) * 1000.0 / s.release_ms)
@@ -379,7 +375,7 @@ class SoftmaxMode(Mode):
         self.mean: np.ndarray | None = None
 
     def target(self, frame: Any, dt_s: float = 0.0) -> np.ndarray:
-        energies = _sections(spectrum(frame), len(self.anchors))
+        energies = _sections(bands(frame), len(self.anchors))
         if self.spec.adapt_ms > 0.0:
             if self.mean is None:
                 self.mean = energies.copy()
@@ -443,12 +439,12 @@ class BeatStepMode(Mode):
         # Glide toward the next point during the last `glide` of the step: it lands on the beat.
         t = (frac - (1.0 - glide)) / glide
         if self.spec.ease == "smooth":
-            t = _smoothstep(t)
+            t = smoothstep(t)
         nxt = self.point(k + 1)
         delta = nxt - here
         for d, a in enumerate(self.axes):  # cyclic axes take the short way round
             if a.cyclic:
-                delta[d] = (delta[d] + 0.5) % 1.0 - 0.5
+                delta[d] = cyclic_delta(delta[d])
         return here + delta * t
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 
 def follow_coefficient(time_ms: float, dt_s: float) -> float:
@@ -24,9 +23,14 @@ def follow(current: float, target: float, attack_ms: float, release_ms: float, d
     return current + (target - current) * follow_coefficient(time_ms, dt_s)
 
 
-def follow_vec(current: np.ndarray, target: np.ndarray, time_ms: float, dt_s: float) -> np.ndarray:
-    """One time constant for a whole vector (a point glides along a straight line)."""
-    return current + (target - current) * follow_coefficient(time_ms, dt_s)
+def smoothstep(t: float) -> float:
+    """Ease in and out over 0..1 (flat at both ends): ``3t^2 - 2t^3``."""
+    return t * t * (3.0 - 2.0 * t)
+
+
+def cyclic_delta(d: float) -> float:
+    """A difference of positions on a cyclic 0..1 axis, the short way round (-0.5..0.5)."""
+    return (d + 0.5) % 1.0 - 0.5
 
 
 class Follower:

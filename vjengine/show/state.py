@@ -25,7 +25,9 @@ from vjengine.control.commands import Command
 from vjengine.mapping.features import bars_elapsed, beats_elapsed
 from vjengine.mapping.mapper import Controls, Mapper, short_delta, wrap_or_clamp
 from vjengine.mapping.modes import AxisInfo
-from vjengine.mapping.preset import MAX_AXES, PresetLibrary
+from vjengine.bank.format import MAX_AXES
+from vjengine.mapping.preset import PresetLibrary
+from vjengine.mapping.smoothing import smoothstep
 from vjengine.effects import resolve_override
 
 log = logging.getLogger(__name__)
@@ -355,7 +357,7 @@ class ShowState:
         if self.glide_from is not None and len(self.glide_from) == len(coord):
             self.glide_elapsed_s += dt_s
             t = 1.0 if self.glide_total_s <= 0 else min(self.glide_elapsed_s / self.glide_total_s, 1.0)
-            t = t * t * (3.0 - 2.0 * t)
+            t = smoothstep(t)
             coord = wrap_or_clamp(self.glide_from + short_delta(self.glide_from, coord, axes) * t, axes)
             if t >= 1.0:
                 self.glide_from = None
