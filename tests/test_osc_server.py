@@ -452,17 +452,20 @@ def test_worker_process_death_falls_back_to_a_thread(queue: CommandQueue) -> Non
 def test_rate_limited_log_says_how_many_it_held_back(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from vjengine.control.osc_server import RateLimitedLog
+    from vjengine.logonce import LogOnce
 
-    limited = RateLimitedLog(logging.getLogger("test.osc.ratelimit"), interval_s=0.2)
+    now = [100.0]  # an injected clock: the test decides when the interval has passed
+    limited = LogOnce(logging.getLogger("test.osc.ratelimit"), every_s=0.2, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="test.osc.ratelimit"):
         for _ in range(50):
             limited.warning("truncated", "refused %s", "x")
         limited.warning("bad_padding", "refused %s", "y")  # another reason is not held back by the first
-        time.sleep(0.25)
+        now[0] += 0.19
+        limited.warning("truncated", "refused %s", "held")  # still inside the interval
+        now[0] += 0.02
         limited.warning("truncated", "refused %s", "z")
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["refused x", "refused y", "refused z (49 more like it since)"]
+    assert messages == ["refused x", "refused y", "refused z (50 more like it since)"]
 
 
 def test_fast_path_for_repeated_fader_shapes_decodes_the_same(queue: CommandQueue) -> None:

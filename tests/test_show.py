@@ -125,12 +125,57 @@ def test_tap_bpm_resync_go_to_the_audio_engine():
     assert audio.calls == [("tap",), ("bpm", 128.0), ("resync",)]
 
 
-def test_every_command_kind_is_handled_without_raising():
+def _snapshot(s: ShowState) -> tuple:
+    c = s.controls
+    return (c.manual.tolist(), c.override.tolist(), c.offset.tolist(), s.preset_index, s.pending_bank,
+            dict(s.fx_overrides), s.intensity, s.blackout, s.crossfade_s, list(s.status_replies), list(s.requests),
+            list(s.audio.calls))
+
+
+# kind -> (target, value, what it must change: a check on the state after it)
+COMMAND_EFFECTS = {
+    "axis": ("warp", 0.3, lambda s: s.controls.override[1] and s.controls.manual[1] == pytest.approx(0.3)),
+    "axis_release": ("warp", None, lambda s: not s.controls.override[1]),
+    "axis_nudge": ("detail", 0.1, lambda s: s.controls.offset[2] == pytest.approx(0.1)
+                   or s.controls.manual[2] == pytest.approx(0.6)),
+    "preset": ("", 1, lambda s: s.preset_index == 1),
+    "bank": ("", "b", lambda s: s.pending_bank == 1),
+    "fx": ("zoom.amount", 0.5, lambda s: s.fx_overrides == {"zoom": pytest.approx(1.5)}),
+    "intensity": ("", 0.25, lambda s: s.intensity == pytest.approx(0.25)),
+    "blackout": ("", True, lambda s: s.blackout),
+    "tap": ("", None, lambda s: s.audio.calls == [("tap",)]),
+    "bpm": ("", 128.0, lambda s: s.audio.calls == [("bpm", 128.0)]),
+    "resync": ("", None, lambda s: s.audio.calls == [("resync",)]),
+    "crossfade": ("", 3.0, lambda s: s.crossfade_s == pytest.approx(3.0)),
+    "status": ("", ("127.0.0.1", 9001), lambda s: s.status_replies == [("127.0.0.1", 9001)]),
+    "fullscreen": ("", None, lambda s: s.requests == ["fullscreen"]),
+    "hud": ("", None, lambda s: s.requests == ["hud"]),
+    "quit": ("", None, lambda s: s.requests == ["quit"]),
+}
+
+
+def test_every_command_kind_has_its_effect_on_the_state():
+    assert set(COMMAND_EFFECTS) == set(KINDS), "a command kind without a checked effect"
+    for kind, (target, value, changed) in COMMAND_EFFECTS.items():
+        s = show(audio=AudioControls())
+        if kind == "axis_release":
+            s.apply(cmd("axis", "warp", 0.3))
+        before = _snapshot(s)
+        s.apply(cmd(kind, target, value))
+        assert changed(s), kind
+        assert _snapshot(s) != before or kind == "axis_release", kind
+        s.update(frame(), 0.01)  # and the frame after it is made without raising
+
+
+@pytest.mark.parametrize("kind", sorted({"axis", "axis_nudge", "fx", "intensity", "crossfade", "bpm"}))
+def test_a_bad_value_changes_nothing_and_does_not_raise(kind):
     s = show(audio=AudioControls())
-    for kind in sorted(KINDS):
-        for value in (None, 0.5, "x", 1, float("inf")):
-            s.apply(cmd(kind, "warp", value))
-        s.update(frame(), 0.01)
+    target = COMMAND_EFFECTS[kind][0]
+    for value in ("x", float("inf"), float("nan"), {"weird": 1}):
+        before = _snapshot(s)
+        s.apply(cmd(kind, target, value))
+        assert _snapshot(s) == before, (kind, value)
+    s.update(frame(), 0.01)
 
 
 def test_bank_crossfade_lands_on_the_bar():

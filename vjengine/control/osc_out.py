@@ -25,6 +25,7 @@ from vjengine.control.osc_wire import encode_float_message, encode_message, pack
 from vjengine.errors import ConfigError
 from vjengine.audio.harmony import chord_name, key_name
 from vjengine.mapping.features import BAND_NAMES, read_feature
+from vjengine.logonce import LogOnce
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class OscOut:
         self._latched: dict[str, float] = {}
         self._resolume_bpm: float | None = None
         self._resolume_sent_s = -math.inf
-        self._warned = False
+        self._once = LogOnce(log)
 
     def close(self) -> None:
         self._sock.close()
@@ -226,7 +227,5 @@ class OscOut:
                     self.stats.packets += 1
                 except OSError as exc:  # BlockingIOError (buffer full), ECONNREFUSED, ENETUNREACH...
                     self.stats.dropped += 1
-                    if not self._warned:
-                        log.warning("OSC out to %s:%d failed (%s); counting further failures silently",
-                                    target[0], target[1], exc)
-                        self._warned = True
+                    self._once.warning("send", "OSC out to %s:%d failed (%s); counting further failures silently",
+                                       target[0], target[1], exc)

@@ -60,6 +60,7 @@ from vjengine.control.osc_wire import (
     timetag_to_perf_s,
 )
 from vjengine.errors import ConfigError
+from vjengine.logonce import LogOnce
 
 log = logging.getLogger(__name__)
 
@@ -137,29 +138,6 @@ class OscStats:
         if snap["kernel_dropped"]:
             text += f", {snap['kernel_dropped']} dropped by the OS"
         return text
-
-
-class RateLimitedLog:
-    """Log each key at most once per ``interval_s``, then say how many were suppressed."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 5.0) -> None:
-        self._logger = logger
-        self._interval_s = interval_s
-        self._last_s: dict[str, float] = {}
-        self._suppressed: Counter = Counter()
-
-    def warning(self, key: str, msg: str, *args: Any) -> None:
-        now_s = time.monotonic()
-        last_s = self._last_s.get(key)
-        if last_s is not None and now_s - last_s < self._interval_s:
-            self._suppressed[key] += 1
-            return
-        self._last_s[key] = now_s
-        more = self._suppressed.pop(key, 0)
-        if more:
-            msg += " (%d more like it since)"
-            args = (*args, more)
-        self._logger.warning(msg, *args)
 
 
 def parse_allowlist(entries: Iterable[str] | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
@@ -277,7 +255,7 @@ class OscServer:
         self._drops_checked_s = 0.0
         self._coalesce_max_s = COALESCE_MAX_S
         self._shapes: dict[bytes, tuple[str, str, Callable[[bytes, int], tuple]]] = {}
-        self._log = RateLimitedLog(log, log_interval_s)
+        self._log = LogOnce(log, every_s=log_interval_s)
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -647,5 +625,5 @@ class OscServer:
             self._log.warning("observer", "OSC observer failed: %s", exc)
 
 
-__all__ = ["OscServer", "OscStats", "OscEvent", "RateLimitedLog", "status_messages", "parse_allowlist",
+__all__ = ["OscServer", "OscStats", "OscEvent", "status_messages", "parse_allowlist",
            "PACKET_REASONS", "MESSAGE_REASONS"]

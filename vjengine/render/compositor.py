@@ -35,6 +35,7 @@ import numpy as np
 
 from vjengine.bank import grid
 from vjengine.effects import Effects
+from vjengine.logonce import LogOnce
 from vjengine.render.context import load_program
 from vjengine.render.effects import FIT_MODES, FlashGate, hue_matrix, output_vertices, per_frame_amount
 
@@ -191,6 +192,7 @@ class Compositor:
         self.raise_errors = raise_errors
         self.stream_budget_s = max(0.0, stream_budget_ms) / 1000.0
         self.failures = 0
+        self._once = LogOnce(log)
         self.gate = FlashGate()
         self.render_scale = 1.0  # see set_render_scale
         self.max_k: int | None = None  # at most this many blend taps (the nearest cells); None: all
@@ -481,12 +483,12 @@ class Compositor:
                 self._grade_vao.render(moderngl.TRIANGLES, vertices=3)
             self._draw_output(fx, target, verts)
             source.tick(self.stream_budget_s)
-        except Exception:  # the frame loop never raises: log once, keep the last good image
+        except Exception as exc:  # the frame loop never raises: log once, keep the last good image
             self.failures += 1
             if self.raise_errors:
                 raise
-            if self.failures == 1:
-                log.exception("render failed (coord=%r); keeping the last good frame", a[1] if a else None)
+            self._once("render", "render failed (coord=%r); keeping the last good frame", a[1] if a else None,
+                       exc=exc)
 
     def _draw_output(self, fx: Effects, target: moderngl.Framebuffer, verts: np.ndarray) -> None:
         image = self.image

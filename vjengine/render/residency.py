@@ -36,6 +36,7 @@ import numpy as np
 from vjengine.bank import codecs
 from vjengine.bank.grid import strides
 from vjengine.errors import BankError, DeviceError
+from vjengine.logonce import LogOnce
 from vjengine.render.context import max_array_layers
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,7 @@ class ResidentFrames:
         self._last_centre: np.ndarray | None = None
         self._last_t: float | None = None
         self._velocity = np.zeros(len(self.sizes))
-        self._warned: set[str] = set()
+        self._once = LogOnce(log)  # each kind of problem logged once
         self.upload_s = 0.0
         self.uploads = 0
         self.frames_drawn = 0
@@ -451,9 +452,7 @@ class ResidentFrames:
     # --- uploads -----------------------------------------------------------------------------
 
     def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message)
+        self._once.warning(key, "%s", message)
 
     def _slot(self, prefetch: bool) -> int | None:
         if self._free:

@@ -21,14 +21,15 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
+from vjengine.bank.format import MAX_AXES
 from vjengine.control.commands import Command
+from vjengine.effects import resolve_override
+from vjengine.logonce import LogOnce
 from vjengine.mapping.features import bars_elapsed, beats_elapsed
 from vjengine.mapping.mapper import Controls, Mapper, short_delta, wrap_or_clamp
 from vjengine.mapping.modes import AxisInfo
-from vjengine.bank.format import MAX_AXES
 from vjengine.mapping.preset import PresetLibrary
 from vjengine.mapping.smoothing import smoothstep
-from vjengine.effects import resolve_override
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +66,6 @@ class FrameState:
     mix: float = 1.0  # 0 = all outgoing bank, 1 = all current bank
     blackout: bool = False
     intensity: float = 1.0
-
-
-class _Once:
-    """Log each distinct message once (the frame loop must not flood the log)."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-
-    def warn(self, msg: str) -> None:
-        if msg not in self.seen and len(self.seen) < 1000:
-            self.seen.add(msg)
-            log.warning(msg)
 
 
 class ShowState:
@@ -131,7 +120,7 @@ class ShowState:
         self.time_s = 0.0  # show time: the sum of dt
         self.frames = 0
         self.last: FrameState | None = None
-        self.errors = _Once()
+        self.errors = LogOnce(log)  # each distinct problem logged once
         self._status: Mapping[str, Any] = MappingProxyType({})
         self._preset_generation = presets.generation
 
@@ -144,6 +133,10 @@ class ShowState:
         for slot, value in mapper.manual_defaults.items():
             if not self.controls.override[slot]:
                 self.controls.manual[slot] = value
+
+    def _warn(self, msg: str) -> None:
+        """Log a problem once per distinct message (the frame loop must not flood the log)."""
+        self.errors.warning(msg, "%s", msg)
 
     def axis_slot(self, target: Any) -> int | None:
         """An axis of the current bank by name or index (``"1"`` or ``1``)."""
@@ -186,14 +179,14 @@ class ShowState:
         try:
             self._apply(cmd)
         except Exception as exc:  # noqa: BLE001 - the show goes on
-            self.errors.warn(f"command {cmd.kind} {cmd.target!r} {cmd.value!r} from {cmd.source or '?'} ignored: {exc}")
+            self._warn(f"command {cmd.kind} {cmd.target!r} {cmd.value!r} from {cmd.source or '?'} ignored: {exc}")
 
     def _apply(self, cmd: Command) -> None:
         kind, target, value = cmd.kind, cmd.target, cmd.value
         if kind in ("axis", "axis_release", "axis_nudge"):
             slot = self.axis_slot(target)
             if slot is None:
-                self.errors.warn(f"{kind}: no axis {target!r} in bank {self.banks[self.bank_index].name!r}")
+                self._warn(f"{kind}: no axis {target!r} in bank {self.banks[self.bank_index].name!r}")
                 return
             c = self.controls
             if kind == "axis":
@@ -218,13 +211,13 @@ class ShowState:
         elif kind == "preset":
             i = self.presets.find(value)
             if i is None:
-                self.errors.warn(f"preset: no preset {value!r} (have {', '.join(p.key for p in self.presets.presets)})")
+                self._warn(f"preset: no preset {value!r} (have {', '.join(p.key for p in self.presets.presets)})")
                 return
             self.switch_preset(i)
         elif kind == "bank":
             i = self.find_bank(value)
             if i is None:
-                self.errors.warn(f"bank: no bank {value!r} (have {', '.join(b.name for b in self.banks)})")
+                self._warn(f"bank: no bank {value!r} (have {', '.join(b.name for b in self.banks)})")
                 return
             self.request_bank(i)
         elif kind == "fx":
@@ -233,7 +226,7 @@ class ShowState:
                 raise ValueError("not a finite number")
             resolved = resolve_override(str(target), v)
             if resolved is None:
-                self.errors.warn(f"fx: no effect parameter {target!r}")
+                self._warn(f"fx: no effect parameter {target!r}")
                 return
             self.fx_overrides[resolved[0]] = resolved[1]
         elif kind == "intensity":
@@ -255,7 +248,10 @@ class ShowState:
             if kind == "tap":
                 self.audio.tap()
             elif kind == "bpm":
-                self.audio.set_bpm(float(value))
+                bpm = float(value)
+                if not math.isfinite(bpm) or bpm <= 0:
+                    raise ValueError("must be a positive number of BPM")
+                self.audio.set_bpm(bpm)
             else:
                 self.audio.resync()
         elif kind == "status":
@@ -337,7 +333,7 @@ class ShowState:
         try:
             state = self._update(frame, dt_s)
         except Exception as exc:  # noqa: BLE001
-            self.errors.warn(f"mapping failed, keeping the last good frame: {exc!r}")
+            self._warn(f"mapping failed, keeping the last good frame: {exc!r}")
             state = self.last or FrameState(self.bank_index, tuple(0.5 for _ in self.axes), {})
         self.last = state
         return state
