@@ -67,17 +67,17 @@ def test_live_window_keys_and_osc_drive_the_show(assets, tmp_path):
             proc = subprocess.Popen(cmd, env=_env(DISPLAY=display), stderr=err, stdout=subprocess.DEVNULL)
             try:
                 _wait_for(err_path, "show: 2 bank(s)", proc)
-                time.sleep(0.5)
                 xenv = dict(os.environ, DISPLAY=display)
                 win = subprocess.run(["xdotool", "search", "--sync", "--name", "vjengine"], env=xenv,
                                      capture_output=True, text=True, timeout=20).stdout.split()[0]
-                for key in ("2", "Right", "space"):
+                # each input is waited for in the set log (flushed about once a second), not slept on
+                for key, kind in (("2", "preset"), ("Right", "axis_nudge"), ("space", "tap")):
                     subprocess.run(["xdotool", "windowfocus", "--sync", win, "key", "--window", win, key],
                                    env=xenv, check=True, timeout=20)
-                    time.sleep(0.2)
+                    _wait_for(log_path, f'["{kind}"', proc)
                 subprocess.run(["oscsend", "127.0.0.1", str(port), "/vj/axis/a1", "f", "0.9"], check=True, timeout=10)
                 subprocess.run(["oscsend", "127.0.0.1", str(port), "/vj/bank", "s", "bank-b"], check=True, timeout=10)
-                time.sleep(1.0)
+                _wait_for(log_path, '["bank", "", "bank-b"', proc)
                 subprocess.run(["xdotool", "windowfocus", "--sync", win, "key", "--window", win, "b"],
                                env=xenv, check=True, timeout=20)
                 assert proc.wait(timeout=60) == 0, err_path.read_text()[-3000:]

@@ -278,7 +278,6 @@ def test_burst_of_10000_messages_counts_add_up(server: OscServer, queue: Command
     assert wait_until(lambda: (lambda s: s["packets"] + s["kernel_dropped"] >= n)(server.stats.snapshot()), 30.0)
     assert wait_until(lambda: (lambda s: s["commands"] == s["enqueued"] + s["coalesced"] + s["queue_full"])(
         server.stats.snapshot()))
-    time.sleep(0.2)
     snap = server.stats.snapshot()
     assert snap["packets"] + snap["kernel_dropped"] == n
     assert snap["packets"] == snap["packets_ok"] + snap["rejected"].get("truncated", 0)
@@ -337,8 +336,9 @@ def test_default_bind_is_loopback_only(queue: CommandQueue) -> None:
         other_ip = _non_loopback_ipv4()
         if other_ip is not None:
             send_raw(srv.port, encode_message("/vj/tap"), host=other_ip)
-            time.sleep(0.3)
-            assert srv.stats.snapshot()["packets"] == 0  # not reachable from outside the machine
+            send_raw(srv.port, encode_message("/vj/tap"))  # a marker on loopback, sent after it
+            assert wait_until(lambda: srv.stats.snapshot()["packets"] >= 1)
+            assert srv.stats.snapshot()["packets"] == 1  # only the marker: not reachable from outside
     if other_ip is None:
         pytest.skip("no non-loopback IPv4 address on this machine to test the 0.0.0.0 bind from")
     with OscServer(queue, host="0.0.0.0", port=0) as srv:
@@ -407,14 +407,19 @@ def test_fader_flood_is_coalesced_in_order(queue: CommandQueue) -> None:
     """A backlog of fader values collapses to the newest per control, without reordering across a tap."""
     import threading
 
-    gate = threading.Event()
-    with OscServer(queue, port=0, axis_names=AXES, observer=lambda event: gate.wait(5.0)) as srv:
+    gate, observing = threading.Event(), threading.Event()
+
+    def hold(event) -> None:  # the server sits on the first message until the whole flood is queued
+        observing.set()
+        gate.wait(10.0)
+
+    with OscServer(queue, port=0, axis_names=AXES, observer=hold) as srv:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for i in range(200):
                 sock.sendto(encode_message("/vj/axis/mood", [i / 1000]), ("127.0.0.1", srv.port))
                 if i == 99:
                     sock.sendto(encode_message("/vj/tap"), ("127.0.0.1", srv.port))
-        time.sleep(0.2)  # all of it waits in the socket while the first message is being observed
+        assert observing.wait(10.0)  # loopback sendto queues at once: all of it waits in the socket
         gate.set()
         assert wait_until(lambda: srv.stats.snapshot()["messages"] == 201)
         assert wait_until(lambda: (lambda s: s["enqueued"] + s["coalesced"] == s["commands"])(srv.stats.snapshot()))
