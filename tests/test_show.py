@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import re
+
 import pytest
 
 from _show_helpers import DEMO_AXES, BeatClock, frame
@@ -350,3 +352,20 @@ def test_shipped_presets_in_a_show_keys_one_to_nine():
         assert s.preset_index == i
         st = s.update(frame(level=0.5, beats=i), 1 / 60)
         assert len(st.coord) == 3
+
+
+@pytest.mark.parametrize("body,key", [
+    ("at = 1\npreset = true\n", "cue[0].preset"),
+    ("bar = 0\nbank = 'a'\n", "cue[0].bar"),
+    ("at = 1\naxes = { warp = 2 }\n", "cue[0].axes.warp"),
+    ("at = 1\ncrossfade = -1\n", "cue[0].crossfade"),
+    ("at = 1\nspeed = 1\n", "cue[0].speed"),
+])
+def test_cue_sheet_errors_name_the_key(tmp_path, body, key):
+    """Cue sheets go through the same validated reader as presets (config.build): the key is named."""
+    from vjengine.show.cues import load_cues
+
+    path = tmp_path / "sheet.toml"
+    path.write_text("[[cue]]\n" + body)
+    with pytest.raises(ConfigError, match=re.escape(f"sheet.toml: {key}")):
+        load_cues(path)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vjengine.config import fail, load_toml
+from vjengine.config import build, fail, load_toml
 from vjengine.control.commands import Command
 from vjengine.errors import ConfigError
 from vjengine.mapping.features import bars_elapsed
@@ -50,7 +50,6 @@ _TIME_RE = re.compile(r"^(?:(\d+):)?(\d+(?:\.\d*)?)$")
 _BAR_RE = re.compile(r"^bar\s*(\d+)$", re.IGNORECASE)
 _SECTION_RE = re.compile(r"^section\s+(\S+)$", re.IGNORECASE)
 _SECTION_NAME_RE = re.compile(r"^([^:\s]+)(?::(\d+))?$")
-_CUE_KEYS = {"at", "bar", "section", "preset", "bank", "axes", "release", "fx", "intensity", "blackout", "crossfade", "bpm", "label"}
 _CSV_KINDS = {"preset", "bank", "axis", "axis_release", "axis_nudge", "fx", "intensity", "blackout", "crossfade", "bpm"}
 
 
@@ -88,74 +87,54 @@ def _cmd(kind: str, target: str = "", value: Any = None) -> Command:
     return Command(kind, target, value, source="cue", received_s=0.0)
 
 
-def _number(value: Any, source: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-        raise fail(source, key, f"must be a number, got {value!r}")
-    return float(value)
+@dataclass(frozen=True)
+class _CueTable:
+    """One ``[[cue]]`` as written: the schema :func:`vjengine.config.build` checks every key against."""
+
+    at: float | str | None = None  # seconds or "m:ss.s"
+    bar: int | None = field(default=None, metadata={"range": (1, None)})
+    section: str | None = None
+    preset: str | int | None = None
+    bank: str | int | None = None
+    axes: dict[str, float] = field(default_factory=dict)
+    release: tuple[str | int, ...] = ()
+    fx: dict[str, float] = field(default_factory=dict)
+    intensity: float | None = None
+    blackout: bool | None = None
+    crossfade: float | None = field(default=None, metadata={"range": (0.0, None)})
+    bpm: float | None = None
+    label: str = ""
+
+    def _validate(self, source: Any, key: str) -> None:
+        if sum(v is not None for v in (self.at, self.bar, self.section)) != 1:
+            raise fail(source, key, "needs exactly one of `at` (song time), `bar` (1-based bar number) or `section`")
+        for name, v in self.axes.items():
+            if not 0.0 <= v <= 1.0:
+                raise fail(source, f"{key}.axes.{name}", f"must be in [0, 1], got {v:g}")
 
 
 def _cue_from_table(table: Any, source: Any, key: str) -> Cue:
-    if not isinstance(table, dict):
-        raise fail(source, key, "must be a table")
-    unknown = sorted(set(table) - _CUE_KEYS)
-    if unknown:
-        raise fail(source, f"{key}.{unknown[0]}", f"unknown key (known keys: {', '.join(sorted(_CUE_KEYS))})")
-    if sum(k in table for k in ("at", "bar", "section")) != 1:
-        raise fail(source, key, "needs exactly one of `at` (song time), `bar` (1-based bar number) or `section`")
+    t = build(_CueTable, table, source, key)
     section = occurrence = None
-    if "section" in table:
-        section, occurrence = _section_name(table["section"], source, f"{key}.section")
-    at_s = parse_time(table["at"], source, f"{key}.at") if "at" in table else None
-    bar = None
-    if "bar" in table:
-        bar = table["bar"]
-        if isinstance(bar, bool) or not isinstance(bar, int) or bar < 1:
-            raise fail(source, f"{key}.bar", f"must be a bar number >= 1, got {bar!r}")
+    if t.section is not None:
+        section, occurrence = _section_name(t.section, source, f"{key}.section")
+    at_s = parse_time(t.at, source, f"{key}.at") if t.at is not None else None
     cmds: list[Command] = []
-    if "crossfade" in table:
-        v = _number(table["crossfade"], source, f"{key}.crossfade")
-        if v < 0:
-            raise fail(source, f"{key}.crossfade", "must be >= 0 seconds")
-        cmds.append(_cmd("crossfade", value=v))
-    for k in ("preset", "bank"):
-        if k in table:
-            v = table[k]
-            if isinstance(v, bool) or not isinstance(v, (str, int)):
-                raise fail(source, f"{key}.{k}", f"must be a name or an index, got {v!r}")
-            cmds.append(_cmd(k, value=v))
-    if "axes" in table:
-        if not isinstance(table["axes"], dict):
-            raise fail(source, f"{key}.axes", "must be a table axis = value")
-        for name, v in table["axes"].items():
-            v = _number(v, source, f"{key}.axes.{name}")
-            if not 0.0 <= v <= 1.0:
-                raise fail(source, f"{key}.axes.{name}", f"must be in [0, 1], got {v:g}")
-            cmds.append(_cmd("axis", str(name), v))
-    if "release" in table:
-        names = table["release"]
-        if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
-            raise fail(source, f"{key}.release", "must be a list of axis names")
-        cmds.extend(_cmd("axis_release", str(n)) for n in names)
-    if "fx" in table:
-        if not isinstance(table["fx"], dict):
-            raise fail(source, f"{key}.fx", "must be a table \"effect.param\" = value")
-        for name, v in table["fx"].items():
-            cmds.append(_cmd("fx", str(name), _number(v, source, f"{key}.fx.{name}")))
-    if "intensity" in table:
-        cmds.append(_cmd("intensity", value=_number(table["intensity"], source, f"{key}.intensity")))
-    if "bpm" in table:
-        cmds.append(_cmd("bpm", value=_number(table["bpm"], source, f"{key}.bpm")))
-    if "blackout" in table:
-        if not isinstance(table["blackout"], bool):
-            raise fail(source, f"{key}.blackout", "must be true or false")
-        cmds.append(_cmd("blackout", value=table["blackout"]))
-    label = table.get("label", "")
-    if not isinstance(label, str):
-        raise fail(source, f"{key}.label", "must be a string")
+    if t.crossfade is not None:
+        cmds.append(_cmd("crossfade", value=t.crossfade))
+    for kind, value in (("preset", t.preset), ("bank", t.bank)):
+        if value is not None:
+            cmds.append(_cmd(kind, value=value))
+    cmds.extend(_cmd("axis", str(name), v) for name, v in t.axes.items())
+    cmds.extend(_cmd("axis_release", str(n)) for n in t.release)
+    cmds.extend(_cmd("fx", str(name), v) for name, v in t.fx.items())
+    for kind, value in (("intensity", t.intensity), ("bpm", t.bpm), ("blackout", t.blackout)):
+        if value is not None:
+            cmds.append(_cmd(kind, value=value))
     if not cmds:
         raise fail(source, key, "does nothing: give preset, bank, axes, release, fx, intensity, blackout, "
                                 "crossfade or bpm")
-    return Cue(tuple(cmds), at_s, bar, label, key, section, occurrence, str(source))
+    return Cue(tuple(cmds), at_s, t.bar, t.label, key, section, occurrence, str(source))
 
 
 def _section_name(value: Any, source: Any, key: str) -> tuple[str, int | None]:

@@ -15,14 +15,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from vjengine.config import fail, load_toml
+from vjengine.config import build, fail, load_toml
 
-_TOP = {"crossfade_s", "quantize", "cues", "presets", "bank"}
-_BANK = {"path", "name", "preset"}
+
+@dataclass(frozen=True)
+class _BankTable:
+    """One ``[[bank]]`` as written (validated by :func:`vjengine.config.build`)."""
+
+    path: str
+    name: str | None = None  # default: the folder name
+    preset: str | None = None
+
+
+@dataclass(frozen=True)
+class _SetlistFile:
+    """A setlist file as written: the schema the reader checks every key against."""
+
+    bank: tuple[_BankTable, ...] = ()
+    crossfade_s: float = field(default=2.0, metadata={"range": (0.0, 60.0)})
+    quantize: Literal["none", "beat", "bar"] = "bar"
+    cues: str | None = None
+    presets: tuple[str, ...] = ()
+
+    def _validate(self, source: Any, key: str) -> None:
+        if not self.bank:
+            raise fail(source, "bank", "needs at least one [[bank]] with a path")
 
 
 @dataclass(frozen=True)
@@ -48,52 +69,25 @@ def is_setlist(path: str | Path) -> bool:
 
 
 def load_setlist(path: str | Path) -> Setlist:
+    """A :class:`Setlist` from a TOML file; every error names the file and the key (exit 2)."""
     path = Path(path)
-    data = load_toml(path)
+    raw = build(_SetlistFile, load_toml(path), path)
     base = path.parent
-    unknown = sorted(set(data) - _TOP)
-    if unknown:
-        raise fail(path, unknown[0], f"unknown key (known keys: {', '.join(sorted(_TOP))})")
-    crossfade = data.get("crossfade_s", 2.0)
-    if isinstance(crossfade, bool) or not isinstance(crossfade, (int, float)) or not 0 <= crossfade <= 60:
-        raise fail(path, "crossfade_s", f"must be seconds in [0, 60], got {crossfade!r}")
-    quantize = data.get("quantize", "bar")
-    if quantize not in ("none", "beat", "bar"):
-        raise fail(path, "quantize", f"must be 'none', 'beat' or 'bar', got {quantize!r}")
-    cues = data.get("cues")
-    if cues is not None and not isinstance(cues, str):
-        raise fail(path, "cues", "must be a path")
-    presets = data.get("presets", [])
-    if not isinstance(presets, list) or not all(isinstance(p, str) for p in presets):
-        raise fail(path, "presets", "must be a list of paths")
-    raw_banks = data.get("bank", [])
-    if not isinstance(raw_banks, list) or not raw_banks:
-        raise fail(path, "bank", "needs at least one [[bank]] with a path")
     banks = []
     names: set[str] = set()
-    for i, t in enumerate(raw_banks):
-        key = f"bank[{i}]"
-        if not isinstance(t, dict):
-            raise fail(path, key, "must be a table")
-        unknown = sorted(set(t) - _BANK)
-        if unknown:
-            raise fail(path, f"{key}.{unknown[0]}", f"unknown key (known keys: {', '.join(sorted(_BANK))})")
-        if not isinstance(t.get("path"), str):
-            raise fail(path, f"{key}.path", "is required: the bank directory")
-        bank_path = _resolve(base, t["path"])
-        name = t.get("name", bank_path.name)
-        if not isinstance(name, str) or not name:
-            raise fail(path, f"{key}.name", "must be a non-empty string")
+    for i, t in enumerate(raw.bank):
+        bank_path = _resolve(base, t.path)
+        name = bank_path.name if t.name is None else t.name
+        if not name:
+            raise fail(path, f"bank[{i}].name", "must be a non-empty string")
         if name in names:
-            raise fail(path, f"{key}.name", f"{name!r} is used twice; give each bank its own name")
+            raise fail(path, f"bank[{i}].name", f"{name!r} is used twice; give each bank its own name")
         names.add(name)
-        preset = t.get("preset")
-        if preset is not None and not isinstance(preset, str):
-            raise fail(path, f"{key}.preset", "must be a preset name")
-        banks.append(SetlistBank(bank_path, name, preset))
+        banks.append(SetlistBank(bank_path, name, t.preset))
     return Setlist(
-        banks=tuple(banks), crossfade_s=float(crossfade), quantize=quantize,
-        cues=_resolve(base, cues) if cues else None, presets=tuple(_resolve(base, p) for p in presets), path=path,
+        banks=tuple(banks), crossfade_s=raw.crossfade_s, quantize=raw.quantize,
+        cues=_resolve(base, raw.cues) if raw.cues else None, presets=tuple(_resolve(base, p) for p in raw.presets),
+        path=path,
     )
 
 
