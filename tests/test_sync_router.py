@@ -100,3 +100,22 @@ def test_a_failing_source_free_runs_instead_of_raising():
     pos = [f.beat_count + f.beat_phase for f in frames]
     assert all(b > a for a, b in zip(pos, pos[1:]))
     assert not frames[-1].locked
+
+
+def test_midi_clock_in_counts_lost_clocks_and_keeps_the_phase():
+    from vjengine.sync.midi_clock import MidiClockIn
+
+    period = 60.0 / 128.0 / 24.0
+    clk = MidiClockIn()
+    clk.start()
+    times = [1.0 + k * period for k in range(24 * 8)]
+    dropped = {60, 61, 130}  # lost on the way
+    late = 100  # arrives a whole period late, with the next one right behind it
+    for k, t in enumerate(times):
+        if k in dropped:
+            continue
+        clk.tick(t + (period if k == late else 0.0) + (0.0001 if k == late + 1 else 0.0))
+    assert clk.lost == 3
+    r = clk.read(times[-1])
+    assert abs(r.beat - (len(times) - 1) / 24.0) < 0.002  # on the master's beat (no 1/24 slips)
+    assert abs(r.bpm - 128.0) < 0.05 and r.bar_beat is not None

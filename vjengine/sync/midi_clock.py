@@ -5,7 +5,9 @@ In (:class:`MidiClockIn`, fed by a :class:`~vjengine.control.midi.MidiPort` on t
 Position Pointer (in sixteenths, 6 clocks each) as the MIDI spec has them. Jitter smoothing: a
 least-squares line through the last ``window`` clocks (four beats by default) gives the tempo and the
 phase; a clock that lands far off the line three times running (a tempo change, or a clock that
-came back after a gap) restarts the line from the newest clocks. A clock that stops without a Stop
+came back after a gap) restarts the line from the newest clocks. A gap of whole clock periods is
+clocks lost on the way: they are numbered past, so the phase does not slip by 1/24 beat each (unless
+the next clock follows at once: then the late one was only late). A clock that stops without a Stop
 (cable pulled mid-bar) is ``ok = False`` after ``stall_ticks`` clock periods: the router free-runs at
 the last tempo and the HUD says so. The fitted model is published as one tuple, so ``read`` on
 the render thread takes no lock.
@@ -58,6 +60,8 @@ class MidiClockIn:
         self.starts = 0
         self.stops = 0
         self.restarts = 0  # times the fit restarted (tempo change, clock back after a gap)
+        self.lost = 0  # clocks that never arrived (a gap of whole periods), numbered past
+        self._pending_gap = 0
 
     # ------------------------------------------------------------------ MIDI thread
     def handle(self, msg: Any, t: float) -> None:
@@ -89,9 +93,25 @@ class MidiClockIn:
 
     def tick(self, t: float) -> None:
         i = self._next
-        self._next += 1
         self.ticks += 1
         model = self._model
+        last_t = self._ticks[-1][1] if self._ticks else None
+        gap, self._pending_gap = self._pending_gap, 0
+        if gap and last_t is not None and t - last_t < 0.5 * self._spt:
+            # a burst right after a gap: the previous clock was late, not clocks lost; its time says
+            # nothing about the beat, so it leaves the fit
+            self._ticks.pop()
+            i -= gap
+            self.lost -= gap
+        elif model is not None and last_t is not None and len(self._ticks) >= 12:
+            # a gap of whole clock periods: clocks lost on the way (count them, keep the phase)
+            spt = self._spt
+            missing = round((t - last_t) / spt) - 1
+            if 1 <= missing <= PPQN and abs((t - last_t) - (missing + 1) * spt) < 0.35 * spt:
+                i += missing
+                self.lost += missing
+                self._pending_gap = missing
+        self._next = i + 1
         if model is not None and self._ticks:
             t0, i0, spt = model[0], model[1], model[2]
             resid = t - (t0 + (i - i0) * spt)
