@@ -84,8 +84,8 @@ class WindowPresenter(Presenter):
             self.operator = None
             return
         win = self.window
-        if win._notice is not None and op.window._notice is None:  # noqa: SLF001  (Esc notices)
-            op.window._notice = win._notice  # noqa: SLF001
+        if win.notice is not None and op.window.notice is None:  # Esc notices show on both
+            op.window.notice = win.notice
         frame = self.frame
         beat_phase = float(getattr(frame, "beat_phase", 1.0)) if frame is not None else 1.0
         bar_phase = float(getattr(frame, "bar_phase", 1.0)) if frame is not None else 1.0

@@ -71,7 +71,7 @@ class OperatorView:
             screen.use()
             screen.clear(0.08, 0.08, 0.08, 1.0)
             w, h = win.size
-            hud = win._hud  # noqa: SLF001
+            hud = win.hud
             row = hud.atlas.cell_h if hud is not None else 16
             strip = STRIP_ROWS * row + 24
             self.texture.write(np.ascontiguousarray(frame.bottom_up))

@@ -206,6 +206,20 @@ class Window:
         self.fullscreen = on
         self._update_viewport()
 
+    @property
+    def notice(self) -> tuple[str, float] | None:
+        """The notice on screen now and the ``perf_counter`` time it goes (None when there is none)."""
+        return self._notice
+
+    @notice.setter
+    def notice(self, value: tuple[str, float] | None) -> None:
+        self._notice = value
+
+    @property
+    def hud(self):
+        """The HUD text renderer (None when it could not be made)."""
+        return self._hud
+
     def toggle_fullscreen(self) -> None:
         self.set_fullscreen(not self.fullscreen)
 
