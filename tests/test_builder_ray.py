@@ -79,7 +79,7 @@ def same_bytes(a: Path, b: Path) -> None:
 def ray_build(cluster, spec: Path, out: Path, *extra: str, log: Path | None = None) -> subprocess.Popen:
     # the previous build's actors must be gone, or this build starts with fewer free CPU slots
     deadline = time.monotonic() + 60
-    while worker_pids() and time.monotonic() < deadline:
+    while worker_pids(cluster) and time.monotonic() < deadline:
         time.sleep(0.1)  # polling a condition, bounded
     env = {**cli_env(), **{k: v for k, v in cluster.env.items() if k.startswith("RAY")}}
     return subprocess.Popen(bank_cli("build", str(spec), "-o", str(out), "--ray", cluster.address,
@@ -109,10 +109,12 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout_s: float = BU
         time.sleep(0.05)  # polling the condition (files appearing), bounded by the deadline
 
 
-def worker_pids(busy: bool = False) -> list[int]:
-    """PIDs of our builder actors: Ray titles their processes ray::_Worker, and ray::_Worker.keyframes
-    (or .decode) while one runs a batch."""
+def worker_pids(cluster, busy: bool = False) -> list[int]:
+    """PIDs of this cluster's builder actors: Ray titles their processes ray::_Worker, and
+    ray::_Worker.keyframes (or .decode) while one runs a batch; they live in the session of their
+    node's ``ray start`` (so another Ray on the machine is never counted)."""
     prefix = b"ray::_Worker." if busy else b"ray::_Worker"
+    sessions = {proc.pid for proc in cluster.nodes}
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -120,7 +122,7 @@ def worker_pids(busy: bool = False) -> list[int]:
                 cmd = (d / "cmdline").read_bytes()
             except OSError:
                 continue
-            if cmd.startswith(prefix):
+            if cmd.startswith(prefix) and session_of(int(d.name)) in sessions:
                 pids.append(int(d.name))
     return pids
 
@@ -138,8 +140,8 @@ def test_two_workers_on_two_nodes_make_the_same_bytes(cluster, specs, tmp_path):
 def test_a_worker_process_killed_mid_build(cluster, specs, tmp_path):
     spec, ref = specs["slow"]
     proc = ray_build(cluster, spec, tmp_path / "bank", "--ray-workers", "2")
-    wait_for(lambda: len(shards(tmp_path / "bank")) >= 2 and worker_pids(busy=True), proc, "a worker busy")
-    os.kill(worker_pids(busy=True)[0], signal.SIGKILL)
+    wait_for(lambda: len(shards(tmp_path / "bank")) >= 2 and worker_pids(cluster, busy=True), proc, "a worker busy")
+    os.kill(worker_pids(cluster, busy=True)[0], signal.SIGKILL)
     got = finish(proc)
     same_bytes(ref, tmp_path / "bank")
     assert sum(w["failures_retried"] for w in got["ray"]["workers"]) >= 1, got["ray"]
@@ -154,7 +156,7 @@ def test_the_second_node_lost_mid_build(cluster, specs, tmp_path):
         # both workers have reported ready, and the second node's is running a batch when the node goes
         node2 = cluster.nodes[1].pid
         wait_for(lambda: log.read_text().count(" ready on ") == 2
-                 and any(session_of(p) == node2 for p in worker_pids(busy=True)), proc, "node 2 busy")
+                 and any(session_of(p) == node2 for p in worker_pids(cluster, busy=True)), proc, "node 2 busy")
         cluster.lose_node(cluster.nodes[1])
         out, _ = proc.communicate(timeout=BUILD_TIMEOUT_S)
         assert proc.returncode == 0, log.read_text()[-3000:]
