@@ -19,10 +19,8 @@ FORBIDDEN = {
                       "vjengine.mapping", "vjengine.audio"),
 }
 GROUND_FLOOR = ("vjengine.effects", "vjengine.errors", "vjengine.logonce")
-# Private names still taken across modules, each to be made public by the owner of the file named.
-KNOWN_PRIVATE_IMPORTS = {
-    ("vjengine/audio/analyzer.py", "vjengine.audio.trackers._octave_related"),  # the beat-tracking issue
-}
+# Private names still taken across modules (none now; add one only with the reason beside it).
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from vjengine.audio.features import DEFAULT_BANDS, SpectralFrontEnd, hop_size_for
 from vjengine.audio.frame import AudioFrame
 from vjengine.audio.musicfeatures import MusicFeatures
-from vjengine.audio.trackers import (BarTracker, BeatClock, OnsetTracker, TempoConfig, TempoTracker, _octave_related,
+from vjengine.audio.trackers import (BarTracker, BeatClock, OnsetTracker, TempoConfig, TempoTracker, octave_related,
                                      beat_offset)
 
 # hops analysed per vectorised batch: at 64, OpenBLAS splits the projection matmuls over threads
@@ -499,7 +499,7 @@ class Analyzer:
         self.tempo.hold = self.locked and self.tempo_source == "auto"
         bpm, conf = self.tempo.update(hist, self._history(self._kick_buf))
         self.confidence = conf
-        if self.clock.bpm > 0 and _octave_related(bpm / self.clock.bpm):  # beats now count another level: bars start afresh
+        if self.clock.bpm > 0 and octave_related(bpm / self.clock.bpm):  # beats now count another level: bars start afresh
             self._reset_bars()
         self.clock.bpm = bpm
         if not self.locked:

@@ -103,7 +103,7 @@ def _interp(arr: np.ndarray, pos: np.ndarray) -> np.ndarray:
 _LEVEL_RATIOS = (2.0, 0.5, 1.5, 1.0 / 1.5, 3.0, 1.0 / 3.0)
 
 
-def _octave_related(ratio: float) -> bool:
+def octave_related(ratio: float) -> bool:
     """Whether two tempi are different metrical levels of one pulse (x2, x3, x3/2 and inverses, +-6%)."""
     return any(abs(ratio / r - 1.0) < 0.06 for r in _LEVEL_RATIOS)
 
@@ -213,7 +213,7 @@ class TempoTracker:
         j = int(np.argmin(np.abs(self.bpms - prev)))
         lo, hi = max(0, j - 2), min(self.bpms.size, j + 3)
         j = lo + int(np.argmax(s[lo:hi]))
-        if self.hold and _octave_related(self.bpms[i] / self.bpms[j]):
+        if self.hold and octave_related(self.bpms[i] / self.bpms[j]):
             if s[j] >= self.config.locked_keep * s[i]:
                 self._switch_votes = 0
                 return self._refine(j)
