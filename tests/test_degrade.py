@@ -80,3 +80,10 @@ def test_disabled_never_changes_and_levels_are_the_documented_ladder() -> None:
     assert [lv.max_taps for lv in LEVELS][-2:] == [4, 1]
     with pytest.raises(ValueError):
         Governor(0)
+
+
+def test_very_slow_frames_still_step_down() -> None:
+    """Frames far longer than the window (400 ms each) still count: the ladder goes down."""
+    gov = Governor(FPS)
+    _, changes = run(gov, 12.0, lambda lv: (0.4, 0.39))
+    assert [lv for _, lv in changes][:3] == [1, 2, 3]

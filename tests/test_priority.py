@@ -28,7 +28,7 @@ def test_render_priority_in_a_fresh_process():
     before, after, child = int(before), int(after), int(child)
     assert after <= before and child == after  # threads started later inherit it
     if os.geteuid() == 0:
-        assert after == -10 and " ".join(desc) == "nice -10"
+        assert after <= -10 and " ".join(desc) == f"nice {after}"
 
 
 def test_background_thread_yields():

@@ -33,6 +33,8 @@ def raise_render_priority(target: int = RENDER_NICE) -> str:
         current = os.getpriority(os.PRIO_PROCESS, tid)
     except OSError:
         return "default"
+    if current <= target:
+        return f"nice {current}"  # already there (inherited)
     lowest = current
     try:
         import resource  # noqa: PLC0415

@@ -109,7 +109,8 @@ class Governor:
         room = not late and busy_s <= self.busy_low * budget
         self._recent.append((now_s, late))
         self._late_in_window += late
-        while self._recent and self._recent[0][0] < now_s - self.window_s:
+        # the last window_s seconds, but never fewer than 3 frames: very slow frames must still count
+        while len(self._recent) > 3 and self._recent[0][0] < now_s - self.window_s:
             _, was_late = self._recent.popleft()
             self._late_in_window -= was_late
         if not room:
