@@ -181,8 +181,10 @@ def test_the_loop_pulls_the_levers_when_frames_run_late_and_keeps_drawing(assets
                      compositor=compositor, banks=[textures], presenter=HeadlessPresenter((48, 32), 30, pace=False),
                      governor=gov)
     with caplog.at_level(logging.WARNING):
-        for _ in range(40):
+        for _ in range(400):  # a few frames per level; a loaded machine may need more
             assert loop.step()
+            if gov.level.index == 5:
+                break
     assert gov.level.index == 5 and gov.downs == 5
     assert compositor.render_scale == 0.5 and compositor.max_k == 1 and not loop.costly_effects
     assert sum("quality level" in r.getMessage() for r in caplog.records) == 5  # one line per change
