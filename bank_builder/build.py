@@ -55,6 +55,7 @@ class BuildOptions:
     exact: bool | None = None              # one cell per model call (default: on the CPU only)
     ray: str | None = None                 # "auto" or a cluster address: batches run on Ray actors (ray_build)
     ray_workers: int | None = None         # Ray actors (default: one per GPU, else one per CPU slot)
+    ray_shared_work: bool = False          # every node can write the work folder: workers write their shards
     shuffle_seed: int | None = None        # make batches in a shuffled order (tests: order invariance)
 
 
@@ -185,7 +186,7 @@ class _Builder:
         if self.rng is not None:
             self.rng.shuffle(chunks)
         if self.runner is not None:  # batches come back in any order; each is stored as its shard
-            for chunk, latents, frames, scaling, info in self.runner.keyframes(chunks, params):
+            for chunk, latents, frames, scaling, info in self.runner.keyframes(chunks, work, phase):
                 self._store_keyframes(work, phase, chunk, latents, frames, scaling, info, keep_frames)
             return
         for chunk in chunks:
@@ -213,8 +214,9 @@ class _Builder:
     def _store_keyframes(self, work: WorkDir, phase: str, chunk: list[int], latents: np.ndarray, frames: np.ndarray,
                          scaling: float | None, model_info: dict[str, Any] | None, keep_frames: bool) -> None:
         t0 = time.perf_counter()
-        work.write_shard(shard_name(phase, chunk), {"latents": latents.astype(np.float32), "frames": frames},
-                         {"cells": chunk, "scaling_factor": scaling, "model": model_info})
+        if not work.shard_path(shard_name(phase, chunk)).exists():  # a worker on shared storage wrote it already
+            work.write_shard(shard_name(phase, chunk), {"latents": latents.astype(np.float32), "frames": frames},
+                             {"cells": chunk, "scaling_factor": scaling, "model": model_info})
         self.model_info = model_info
         self.scaling_factor = scaling
         self.timings_s["write"] += time.perf_counter() - t0
@@ -242,7 +244,7 @@ class _Builder:
                     self.timings_s["slerp"] += time.perf_counter() - t0
                     yield chunk, latents
 
-            for chunk, latents, frames in self.runner.decode(jobs()):
+            for chunk, latents, frames in self.runner.decode(jobs(), work):
                 self._store_inbetweens(work, chunk, latents, frames)
             return
         for chunk in chunks:
@@ -270,7 +272,8 @@ class _Builder:
 
     def _store_inbetweens(self, work: WorkDir, chunk: list[int], latents: np.ndarray, frames: np.ndarray) -> None:
         t0 = time.perf_counter()
-        work.write_shard(shard_name("dense", chunk), {"latents": latents, "frames": frames}, {"cells": chunk})
+        if not work.shard_path(shard_name("dense", chunk)).exists():  # a worker on shared storage wrote it already
+            work.write_shard(shard_name("dense", chunk), {"latents": latents, "frames": frames}, {"cells": chunk})
         self.timings_s["write"] += time.perf_counter() - t0
         self.made_now += len(chunk)
         self.done.update(chunk)
@@ -340,7 +343,7 @@ def build_bank(spec: BankSpec, output: str | Path, options: BuildOptions | None 
 
         b.runner = RayRunner(spec, options.ray, spec_text=spec_text, workers=options.ray_workers, device=options.device,
                              dtype=options.dtype, threads=options.threads, compile_unet=options.compile_unet,
-                             exact=options.exact, on_status=b.show_workers)
+                             exact=options.exact, shared_work=options.ray_shared_work, on_status=b.show_workers)
         device_kind = b.runner.device_kind
     else:
         device_kind = b.device_kind()

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(host:port or ray://host:port); needs pip install 'vjengine[ray]'")
     parser.add_argument("--ray-workers", type=int, default=None,
                         help="Ray workers (default: one per GPU in the cluster, else one per CPU)")
+    parser.add_argument("--ray-shared-work", action="store_true",
+                        help="with --ray: the work folder (--work-dir) is on storage every node can write (NFS, a "
+                             "shared disk); workers write their shards there instead of sending the arrays back")
     parser.add_argument("--dry-run", action="store_true", help="validate the spec and print the plan; load no model")
     parser.add_argument("--codec", choices=("raw", "bc1", "bc7"), default=None,
                         help="store the frames GPU block-compressed (bc1: 6x smaller, bc7: 3x, sharper); "
@@ -102,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.decode_batch_size, "--decode-batch-size")
     _positive(args.threads, "--threads")
     _positive(args.ray_workers, "--ray-workers")
-    if args.ray_workers and not args.ray:
-        raise SpecError("--ray-workers needs --ray auto or --ray ADDRESS")
+    if (args.ray_workers or args.ray_shared_work) and not args.ray:
+        raise SpecError("--ray-workers and --ray-shared-work need --ray auto or --ray ADDRESS")
     if args.ray:
         from bank_builder.ray_build import import_ray
 
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                            decode_batch_size=args.decode_batch_size, compile_unet=args.compile,
                            threads=args.threads, work_dir=str(work_dir), keep_work=args.keep_work,
                            progress=not args.no_progress, exact=True if args.exact else None,
-                           ray=args.ray, ray_workers=args.ray_workers)
+                           ray=args.ray, ray_workers=args.ray_workers, ray_shared_work=args.ray_shared_work)
     try:
         result = build_bank(spec, output, options, spec_text=spec_toml(table) if args.lyrics else None)
     except KeyboardInterrupt:

@@ -70,19 +70,29 @@ class _Worker:
     def info(self) -> dict[str, Any]:
         return {"node": self.node, "pid": os.getpid(), "retries": self.retries}
 
-    def keyframes(self, cells: list[int]) -> tuple[np.ndarray, np.ndarray, float | None, dict[str, Any], int]:
+    def keyframes(self, cells: list[int], shard: tuple[str, str, str] | None) -> tuple:
+        """The batch's latents and frames, or (shared work folder) its shard written here and None, None."""
         from bank_builder.plan import cell_params
 
         latents, frames = self._halving(cells, lambda c: self._keyframes([cell_params(self.spec, self.plan.cell(i))
                                                                           for i in c]))
-        return latents, frames, self.gen.scaling_factor, self.gen.model_info(), self.retries
+        scaling, info = self.gen.scaling_factor, self.gen.model_info()
+        if shard is not None:
+            _write_shard(shard, {"latents": latents.astype(np.float32), "frames": frames},
+                         {"cells": cells, "scaling_factor": scaling, "model": info})
+            latents = frames = None
+        return latents, frames, scaling, info, self.retries
 
     def _keyframes(self, params) -> tuple[np.ndarray, np.ndarray]:
         latents = self.gen.generate(params)
         return latents, self.gen.decode(latents)
 
-    def decode(self, latents: np.ndarray) -> tuple[np.ndarray, int]:
-        return self._halving(latents, lambda z: (self.gen.decode(z),))[0], self.retries
+    def decode(self, latents: np.ndarray, cells: list[int], shard: tuple[str, str, str] | None) -> tuple:
+        frames = self._halving(latents, lambda z: (self.gen.decode(z),))[0]
+        if shard is not None:
+            _write_shard(shard, {"latents": latents, "frames": frames}, {"cells": cells})
+            frames = None
+        return frames, self.retries
 
     def _halving(self, items, make) -> tuple[np.ndarray, ...]:
         """``make(items)``; out of memory: halve and concatenate (a cell's bytes do not depend on its batch)."""
@@ -97,6 +107,14 @@ class _Worker:
             half = len(items) // 2
             a, b = self._halving(items[:half], make), self._halving(items[half:], make)
             return tuple(np.concatenate([x, y]) for x, y in zip(a, b))
+
+
+def _write_shard(shard: tuple[str, str, str], arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write one shard into the shared work folder, atomically and checksummed like the driver does."""
+    from bank_builder.store import WorkDir
+
+    root, digest, name = shard
+    WorkDir(root, digest, {}).write_shard(name, arrays, meta)  # no lock: the driver holds it
 
 
 def _node_ip() -> str:
@@ -131,7 +149,7 @@ class RayRunner:
 
     def __init__(self, spec: Any, address: str, *, spec_text: str | None = None, workers: int | None = None,
                  device: str = "auto", dtype: str = "auto", threads: int | None = None, compile_unet: bool = False,
-                 exact: bool | None = None, on_status=None) -> None:
+                 exact: bool | None = None, shared_work: bool = False, on_status=None) -> None:
         ray = import_ray()
         self.ray = ray
         source = Path(spec.source)
@@ -143,6 +161,7 @@ class RayRunner:
         self._spec_args = (spec_text, str(source), str(source.resolve().parent), spec.digest())
         self._opts = (device, dtype, threads, compile_unet, exact)
         self._on_status = on_status
+        self.shared_work = shared_work
         self._started_ray = False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
@@ -178,20 +197,39 @@ class RayRunner:
         return sum(s.state in ("idle", "busy") for s in self.slots)
 
     # --- the two kinds of batch -------------------------------------------------------------------------
-    def keyframes(self, chunks: Iterable[list[int]], params: Any = None) -> Iterator[tuple]:
+    def _target(self, work: Any, name: str) -> tuple[str, str, str] | None:
+        return (str(work.root.resolve()), work.path.name, name) if self.shared_work else None
+
+    def _read_back(self, work: Any, name: str) -> dict[str, np.ndarray]:
+        got = work.read_shard(name)  # checksum verified; a worker's shard the driver cannot read is an error
+        if got is None:
+            raise BuildError(f"{work.shard_path(name)}: a worker wrote this shard but it cannot be read here; "
+                             "--ray-shared-work needs the work folder (--work-dir) on storage every node shares")
+        return got[0]
+
+    def keyframes(self, chunks: Iterable[list[int]], work: Any, phase: str) -> Iterator[tuple]:
         """Yields ``(cells, latents, frames, scaling_factor, model_info)`` per keyframe batch, in any order."""
+        from bank_builder.build import shard_name
+
         def submit(slot: _Slot, chunk):
-            return slot.actor.keyframes.remote(chunk)
+            return slot.actor.keyframes.remote(chunk, self._target(work, shard_name(phase, chunk)))
 
         for chunk, (latents, frames, scaling, info, _) in self._run(chunks, submit, lambda c: c):
+            if latents is None:
+                arrays = self._read_back(work, shard_name(phase, chunk))
+                latents, frames = arrays["latents"], arrays["frames"]
             yield chunk, latents, frames, scaling, info
 
-    def decode(self, jobs: Iterable[tuple[list[int], np.ndarray]]) -> Iterator[tuple]:
+    def decode(self, jobs: Iterable[tuple[list[int], np.ndarray]], work: Any) -> Iterator[tuple]:
         """Takes ``(cells, latents)``; yields ``(cells, latents, frames)`` per in-between batch, in any order."""
+        from bank_builder.build import shard_name
+
         def submit(slot: _Slot, job):
-            return slot.actor.decode.remote(job[1])
+            return slot.actor.decode.remote(job[1], job[0], self._target(work, shard_name("dense", job[0])))
 
         for job, (frames, _) in self._run(jobs, submit, lambda j: j[0]):
+            if frames is None:
+                frames = self._read_back(work, shard_name("dense", job[0]))["frames"]
             yield job[0], job[1], frames
 
     # --- scheduling ----------------------------------------------------------------------------------------

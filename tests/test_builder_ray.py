@@ -211,3 +211,14 @@ def test_without_ray_installed_the_flag_says_how_and_nothing_else_imports_it(spe
     r = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=BUILD_TIMEOUT_S)
     assert r.returncode == 0, r.stderr[-2000:]
     same_bytes(ref, tmp_path / "bank")
+
+
+def test_workers_write_their_shards_into_a_shared_work_folder(cluster, specs, tmp_path):
+    """--ray-shared-work: both nodes see this machine's disk, as nodes of a cluster see an NFS mount."""
+    spec, ref = specs["quick"]
+    work = tmp_path / "shared-work"
+    got = finish(ray_build(cluster, spec, tmp_path / "bank", "--ray-workers", "2", "--ray-shared-work",
+                           "--work-dir", str(work)))
+    same_bytes(ref, tmp_path / "bank")
+    assert got["made_now"] == 48
+    assert not work.exists()  # packed and cleaned up like any build
