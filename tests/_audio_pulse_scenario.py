@@ -130,7 +130,8 @@ def main(workdir: str) -> None:
         "played_frames": len(loud_played), "heard_frames": len(loud_heard),
         "played_centroid_hz": float(np.median([f.centroid_hz for f in loud_played] or [0.0])),
         "heard_centroid_hz": float(np.median([f.centroid_hz for f in loud_heard] or [0.0])),
-        "status": played[-1].input_status, "latency_s": source.output_latency_s,
+        # every status it showed: the file may already have ended by the last poll
+        "statuses": sorted({f.input_status for f in played}), "latency_s": source.output_latency_s,
         "held_back_samples": held_back[len(held_back) // 2:], "samplerate": source.samplerate}
     print("RESULT " + json.dumps(result))
 
