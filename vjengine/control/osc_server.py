@@ -61,6 +61,7 @@ from vjengine.control.osc_wire import (
 )
 from vjengine.errors import ConfigError
 from vjengine.logonce import LogOnce
+from vjengine.netaddr import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -151,15 +152,6 @@ def parse_allowlist(entries: Iterable[str] | None) -> tuple[ipaddress.IPv4Networ
         except ValueError:
             raise ConfigError(f"OSC allowlist entry {entry!r} is not an IP address or network (e.g. 192.168.1.0/24)") from None
     return tuple(networks)
-
-
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _sender_allowed(host: str, networks: tuple) -> bool:
@@ -280,7 +272,7 @@ class OscServer:
                 self.worker = "thread"
         if self._worker_handle is None:
             self._start_thread()
-        if self.allow is None and not _is_loopback_host(self.host):
+        if self.allow is None and not is_loopback_host(self.host):
             log.warning("OSC listens on %s:%d with no allowlist: anyone on the network can control the show "
                         "(give --osc-allow ADDRESS_OR_NETWORK to limit it); /vj/status replies go only to the "
                         "sender's own port", self.host, self.port)

@@ -20,12 +20,12 @@ Every URL takes ``?size=WxH`` and ``?fps=N`` (defaults: the show's size, half of
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from vjengine.errors import ConfigError
+from vjengine.netaddr import is_loopback_host
 
 SCHEMES = ("ndi", "syphon", "spout", "v4l2", "obs", "srt", "udp", "http")
 DEFAULT_FPS = {"ndi": 60.0, "syphon": 60.0, "spout": 60.0}
@@ -60,13 +60,7 @@ class OutSpec:
         return self.url
 
     def is_loopback(self) -> bool:
-        host = self.host.strip("[]")
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
 
 def _bad(url: str, why: str) -> ConfigError:
