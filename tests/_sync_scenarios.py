@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _setup(mode: str, *, peer_bpm: float, our_bpm: float = 120.0, quantum: float = 4.0):
+def _setup(mode: str, *, peer_bpm: float, our_bpm: float = 120.0, quantum: float = 4.0, start_stop: bool = False):
     import numpy as np  # noqa: F401
 
     import link
@@ -30,8 +30,9 @@ def _setup(mode: str, *, peer_bpm: float, our_bpm: float = 120.0, quantum: float
     from vjengine.sync.link import LinkSession
 
     peer = link.Link(peer_bpm)
+    peer.startStopSyncEnabled = start_stop
     peer.enabled = True
-    session = LinkSession(mode=mode, quantum=quantum, bpm=our_bpm)
+    session = LinkSession(mode=mode, quantum=quantum, bpm=our_bpm, start_stop=start_stop)
     audio = AudioEngine.offline(48000)
     router = ClockRouter(audio, source="link" if mode == "follow" else "audio", link=session,
                          lead=session if mode == "lead" else None)
@@ -134,13 +135,129 @@ def link_lead(bpm: float = 128.0, timeout_s: float = 10.0) -> dict:
     return result
 
 
+def _set_peer_playing(peer, playing: bool, q: float) -> None:
+    """The peer presses play (beat 0 of the bar at the next quantum, as Live does) or stop."""
+    s = peer.captureAppSessionState()
+    now = peer.clock().micros()
+    if playing:
+        s.setIsPlayingAndRequestBeatAtTime(True, now, 0.0, q)
+    else:
+        s.setIsPlaying(False, now)
+    peer.commitAppSessionState(s)
+
+
+def link_start_stop_follow(fps: float = 60.0, play_at_s: float = 1.0, stop_at_s: float = 3.0,
+                           duration_s: float = 4.5, peer_bpm: float = 120.0) -> dict:
+    """Follow with --link-start-stop: the peer starts, then stops playing; our beats start and stop.
+
+    Per frame: time since the start, our frame's ``locked`` and ``beat`` (a beat fired), our shown beat
+    position (to check it never jumps) and the peer's transport. The session is stopped at first.
+    """
+    peer, session, audio, router = _setup("follow", peer_bpm=peer_bpm, start_stop=True)
+    q = session.quantum
+    period = 1.0 / fps
+    events: dict[str, float] = {}
+    rows = []
+    t0 = time.perf_counter()
+    next_frame = t0
+    while True:
+        now = time.perf_counter()
+        if now - t0 >= duration_s:
+            break
+        if "play" not in events and now - t0 >= play_at_s:
+            _set_peer_playing(peer, True, q)
+            events["play"] = now - t0  # this frame's time: its row is the first after the press
+        if "stop" not in events and now - t0 >= stop_at_s:
+            _set_peer_playing(peer, False, q)
+            events["stop"] = now - t0
+        audio.feed(np.zeros(int(48000 * period), dtype=np.float32))
+        frame = router.poll(now - t0)
+        t_show, beat, bpm, playing = router.published
+        ps = peer.captureAppSessionState()
+        rows.append({"t": now - t0, "locked": bool(frame.locked), "beat": bool(frame.beat), "pos": beat,
+                     "bpm": bpm, "published_playing": playing, "peer_playing": bool(ps.isPlaying()),
+                     "peer_beat": ps.beatAtTime(session.link_micros(t_show), q)})
+        next_frame += period
+        wait = next_frame - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)  # frame pacing, as vsync does in the show
+        else:
+            next_frame = time.perf_counter()
+    result = {"peers": session.peers, "events": events, "rows": rows, "hud": router.hud_line()}
+    session.close()
+    peer.enabled = False
+    return result
+
+
+def link_start_stop_lead(bpm: float = 128.0, silence_s: float = 6.0, timeout_s: float = 30.0) -> dict:
+    """Lead with --link-start-stop, built as `vj live --link lead --link-start-stop` builds it
+    (SyncParts): our clock locks on a click track, the peer sees the session start; silence lets the
+    clock go, the peer sees it stop."""
+    import argparse
+
+    import link
+
+    from vjengine.audio.engine import AudioEngine
+    from vjengine.audio.synth import click_train
+    from vjengine.sync.live import SyncParts
+
+    peer = link.Link(100.0)
+    peer.startStopSyncEnabled = True
+    peer.enabled = True
+    args = argparse.Namespace(link="lead", link_quantum=4.0, link_start_stop=True, clock=None, midi_in=None,
+                              midi_map=None, midi_clock_in=None, midi_clock_out=None, midi_api=None)
+    parts = SyncParts(args, queue=None)
+    audio = AudioEngine.offline(48000)
+    router = parts.wrap(audio)
+    session = parts.link
+    t_end = time.perf_counter() + 10.0
+    while (peer.numPeers() < 1 or session.peers < 1) and time.perf_counter() < t_end:
+        time.sleep(0.01)  # discovery, bounded
+    signal, _ = click_train(bpm=bpm, seconds=8.0, sr=48000, kind="kick")
+    signal = np.concatenate([signal, np.zeros(int(48000 * silence_s), np.float32)])
+    step = 800
+    i = 0
+    seen: list[tuple[float, bool, bool]] = []  # (audio time, our frame locked, the peer's isPlaying)
+    started_at = stopped_at = None
+    t_end = time.perf_counter() + timeout_s
+    while time.perf_counter() < t_end:
+        # the audio is fed faster than real time; once our clock locked, the peer is given real time
+        # to hear the start (over the network) before the silence comes
+        waiting = bool(seen) and seen[-1][1] and started_at is None
+        if not waiting and i + step <= signal.size:
+            audio.feed(signal[i:i + step])
+            i += step
+        frame = router.poll(i / 48000.0)
+        peer_playing = bool(peer.captureAppSessionState().isPlaying())
+        seen.append((i / 48000.0, bool(frame.locked), peer_playing))
+        if peer_playing and started_at is None:
+            started_at = i / 48000.0
+        if started_at is not None and not peer_playing and stopped_at is None:
+            stopped_at = i / 48000.0
+            break
+        if waiting or i + step > signal.size:
+            time.sleep(0.002)  # bounded by timeout_s
+    locked_at = next((a for a, lk, _ in seen if lk), None)
+    unlocked_at = next((a for a, lk, _ in seen if locked_at is not None and a > locked_at and not lk), None)
+    result = {"peers": session.peers, "locked_at_s": locked_at, "unlocked_at_s": unlocked_at,
+              "peer_started_at_s": started_at, "peer_stopped_at_s": stopped_at,
+              "transport_sent": session.transport_sent, "source": router.active,
+              "available": router.available(), "peer_playing_before_lock": any(p for a, lk, p in seen
+                                                                               if locked_at is None or a < locked_at),
+              "hud": router.hud_line()}
+    parts.close()
+    peer.enabled = False
+    return result
+
+
 def main(argv: list[str]) -> int:
     from _netns import loopback_up
 
     loopback_up()
     name = argv[0]
     opts = json.loads(argv[1]) if len(argv) > 1 else {}
-    fn = {"link_follow": link_follow, "link_lead": link_lead}[name]
+    fn = {"link_follow": link_follow, "link_lead": link_lead, "link_start_stop_follow": link_start_stop_follow,
+          "link_start_stop_lead": link_start_stop_lead}[name]
     print(json.dumps(fn(**opts)))
     return 0
 

@@ -5,6 +5,7 @@ leaves the machine and parallel test runs never join each other's session."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -48,3 +49,53 @@ def test_lead_proposes_our_detected_tempo():
     assert abs(r["proposed_bpm"] - 128.0) < 0.5
     assert abs(r["peer_bpm"] - r["proposed_bpm"]) < 0.01  # the peer took our tempo
     assert r["source"] == "audio" and "Link lead" in r["hud"]
+
+
+def test_start_stop_follows_the_peers_transport():
+    """--link-start-stop, following: the peer presses play (its beat 0 at the next bar, as Live does) and
+    later stop; our beats start exactly on its beat 0, keep in step, and stop with it, and the shown
+    beat never jumps."""
+    r = _scenario("link_start_stop_follow", play_at_s=1.0, stop_at_s=3.2, duration_s=4.5, peer_bpm=120.0)
+    assert r["peers"] == 1
+    rows = r["rows"]
+    play, stop = r["events"]["play"], r["events"]["stop"]
+    before = [x for x in rows if x["t"] < play]
+    assert before and not any(x["locked"] or x["beat"] for x in before)  # stopped session: no beats
+    fired = [x for x in rows if x["beat"]]
+    assert fired, "no beat fired while the peer played"
+    per_frame = 120.0 / 60.0 / 60.0  # beats per frame at 120 BPM, 60 fps
+    # the first beat is the peer's beat 0 (the bar it started on), on the frame that crosses it
+    assert 0.0 <= fired[0]["peer_beat"] < per_frame + 0.01, fired[0]
+    assert all(x["peer_beat"] >= 0.0 for x in fired)
+    # pressed mid-bar, the peer's transport starts at its next bar: until then we wait, stopped
+    waiting = [x for x in rows if x["t"] >= play and x["peer_beat"] < -0.05]
+    assert waiting and not any(x["locked"] for x in waiting)
+    # every beat of the peer's while it played fired once, none after it stopped
+    ours_stopped = next(x["t"] for x in rows if x["t"] > stop and not x["locked"])
+    during = [(a, b) for a, b in zip(rows, rows[1:]) if play < b["t"] < ours_stopped]
+    crossed = [b["t"] for a, b in during if math.floor(b["peer_beat"]) > math.floor(a["peer_beat"]) >= -1
+               and b["peer_beat"] >= 0.0]
+    assert [b["t"] for _, b in during if b["beat"]] == crossed and len(crossed) >= 3
+    after = [x for x in rows if x["t"] >= ours_stopped]
+    assert after and not any(x["locked"] or x["beat"] or x["published_playing"] for x in after)
+    assert "stopped" in r["hud"]
+    # the phase ran on through start and stop: no step of the shown beat is off its tempo's advance by
+    # more than the router's slew (0.35 of it) plus the display time's jitter on a loaded machine (its
+    # lookahead follows the smoothed frame time); the first half second (joining) is left out
+    steps = [(b["pos"] - a["pos"], b["t"] - a["t"]) for a, b in zip(rows, rows[1:]) if a["t"] > 0.5]
+    assert all(abs(d - 2.0 * dt) <= 0.35 * 2.0 * dt + 0.02 for d, dt in steps), max(
+        abs(d - 2.0 * dt) for d, dt in steps)
+
+
+def test_start_stop_in_lead_mode_starts_and_stops_the_session():
+    """--link lead --link-start-stop, built as `vj live` builds it: our clock locking on the music
+    starts the session (the peer sees it playing), silence letting it go stops it; joining never
+    stopped or started anything by itself."""
+    r = _scenario("link_start_stop_lead", bpm=128.0, silence_s=6.0, timeout_s=40.0)
+    assert r["peers"] == 1
+    assert r["locked_at_s"] is not None and not r["peer_playing_before_lock"]
+    assert r["peer_started_at_s"] is not None and r["peer_started_at_s"] >= r["locked_at_s"]
+    assert r["unlocked_at_s"] is not None and r["peer_stopped_at_s"] is not None
+    assert r["peer_stopped_at_s"] >= r["unlocked_at_s"] >= 8.0  # the clock let go in the silence, not before
+    assert r["transport_sent"] == 2  # one start, one stop: edges only
+    assert r["source"] == "audio" and "link" in r["available"]  # the session stays switchable to follow

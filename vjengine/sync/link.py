@@ -11,8 +11,13 @@ imported only when Link is asked for. It wraps Ableton's Link library, which is 
   locked and confident, at most once per ``LEAD_EVERY_S`` and only when it differs by
   ``LEAD_MIN_CHANGE_BPM``; the beat clock stays on the audio.
 - ``quantum``: beats per bar shared with the peers (Link aligns phase within it).
-- ``start_stop``: honour the session's transport; while stopped no beat fires (the phase still
-  runs, so nothing on screen jumps). Off by default, as many peers (VJ software) never start it.
+- ``start_stop``: share the session's transport (Link's start/stop sync). Following, a peer that
+  starts or stops playing starts or stops our beats, from the first bar (quantum) at or after its
+  start: while stopped no beat fires (the phase still runs, so nothing on screen jumps), and MIDI
+  clock out sends Stop. Leading, ours goes out: the
+  session starts playing when our beat clock locks (the music was found, or a tempo was set) and
+  stops when it lets go (silence). Only changes are sent, so joining a session never stops it. Off
+  by default, as many peers (VJ software) never start it.
 
 Everything here runs on the render thread and costs a few microseconds a frame: capturing the
 session state is lock-free in Link; the network work is Link's own threads.
@@ -78,6 +83,8 @@ class LinkSession:
         self._last_lead_s = -math.inf
         self.proposed_bpm: float | None = None
         self.proposals = 0
+        self._our_playing = False  # lead + start_stop: the transport we last sent (edges only)
+        self.transport_sent = 0
         self.link.enabled = True
         log.info("Ableton Link: %s, quantum %g, start/stop sync %s", mode, self.quantum,
                  "on" if self.start_stop else "off")
@@ -110,9 +117,23 @@ class LinkSession:
         state = self.link.captureAppSessionState()
         q = self.quantum
         beat = state.beatAtTime(us, q)
-        playing = bool(state.isPlaying()) if self.start_stop else True
+        playing = self._started(state, us) if self.start_stop else True
         return BeatReading(beat=beat, bpm=float(state.tempo()), bar_beat=state.phaseAtTime(us, q),
                            beats_per_bar=max(1, int(round(q))), playing=playing, ok=True)
+
+    def _started(self, state: Any, us: int) -> bool:
+        """The session plays at Link time ``us``: its transport runs, and the bar it starts on has come
+        (a peer pressing play mid-bar starts on the next bar, as Live launches; before that, no beat)."""
+        if not state.isPlaying():
+            return False
+        q = self.quantum
+        t_play = state.timeForIsPlaying()
+        if us < t_play:
+            return False
+        phase = state.phaseAtTime(t_play, q)
+        if phase < 1e-6 or q - phase < 1e-6:  # started on a bar
+            return True
+        return us >= state.timeAtBeat(state.beatAtTime(t_play, q) - phase + q, q)
 
     @property
     def peers(self) -> int:
@@ -129,8 +150,14 @@ class LinkSession:
         self.link.commitAppSessionState(state)
 
     def lead(self, frame: Any, t: float) -> bool:
-        """Lead mode, once a frame: propose the audio clock's tempo when locked and confident."""
-        if self.mode != "lead" or not getattr(frame, "locked", False):
+        """Lead mode, once a frame: propose the audio clock's tempo when locked and confident (and,
+        with start/stop sync, start or stop the session when the clock locks or lets go)."""
+        if self.mode != "lead":
+            return False
+        locked = bool(getattr(frame, "locked", False))
+        if self.start_stop and locked != self._our_playing:
+            self._send_transport(locked, t)
+        if not locked:
             return False
         if float(getattr(frame, "confidence", 0.0)) < LEAD_MIN_CONFIDENCE or t - self._last_lead_s < LEAD_EVERY_S:
             return False
@@ -142,6 +169,15 @@ class LinkSession:
         self.proposed_bpm = bpm
         self.proposals += 1
         return True
+
+    def _send_transport(self, playing: bool, t: float) -> None:
+        state = self.link.captureAppSessionState()
+        state.setIsPlaying(playing, self.link_micros(t))
+        self.link.commitAppSessionState(state)
+        self._our_playing = playing
+        self.transport_sent += 1
+        log.info("Ableton Link: %s the session (our beat clock %s)", "starting" if playing else "stopping",
+                 "locked" if playing else "let go")
 
     def status_line(self) -> str:
         state = self.link.captureAppSessionState()

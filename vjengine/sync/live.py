@@ -113,10 +113,9 @@ class SyncParts:
         self._open_ports(clock_dev)
         source = getattr(args, "clock", None) or (
             "link" if mode == "follow" else "midi" if clock_dev else "audio")
-        self.router = ClockRouter(audio, link=self.link if mode == "follow" else None, midi=self.clock_in,
+        # lead: the session is a source too (switchable to follow it later), the router proposes to it
+        self.router = ClockRouter(audio, link=self.link, midi=self.clock_in,
                                   lead=self.link if mode == "lead" else None)
-        if self.link is not None and mode == "lead":
-            self.router.sources["link"] = self.link  # switchable to follow it later
         self.router.set_source(source)
         out = getattr(args, "midi_clock_out", None)
         if out:
