@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -137,8 +137,8 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 
 # --- families and safe checkpoints --------------------------------------------------------------
 
-def checkpoint_keys(path: Path, key: str = "model") -> list[str]:
-    """Tensor names in a single-file checkpoint, read without running any pickled code.
+def checkpoint_shapes(path: Path, key: str = "model") -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes in a single-file checkpoint, read without running any pickled code.
 
     .safetensors: the header only. .ckpt: ``torch.load(weights_only=True)``, which refuses anything
     but tensors and plain containers; a checkpoint that needs more is refused with a SpecError.
@@ -148,7 +148,7 @@ def checkpoint_keys(path: Path, key: str = "model") -> list[str]:
 
         try:
             with safe_open(str(path), framework="pt") as f:
-                return list(f.keys())
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         except Exception as exc:
             raise SpecError(f"{key}: {path} is not a readable .safetensors file ({first_line(exc)})") from None
     try:
@@ -167,16 +167,39 @@ def checkpoint_keys(path: Path, key: str = "model") -> list[str]:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise SpecError(f"{key}: {path} holds no state dict of tensors")
-    return [str(k) for k in state]
+    return {str(k): tuple(getattr(v, "shape", ())) for k, v in state.items()}
 
 
-def single_file_family(keys: Sequence[str]) -> str | None:
+def single_file_family(keys: Iterable[str]) -> str | None:
     """sd or sdxl from an original-format (CompVis / A1111 / kohya) checkpoint's key names."""
+    keys = list(keys)
     if any(k.startswith("conditioner.embedders.1.") for k in keys):
         return "sdxl"
     if any(k.startswith("model.diffusion_model.") for k in keys) and any(k.startswith("cond_stage_model.") for k in keys):
         return "sd"
     return None
+
+
+# the diffusers repos whose configs and tokenizers fit each family's single-file checkpoints
+BASE_CONFIG_REPOS = {"sd": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd2": "stabilityai/stable-diffusion-2-1",
+                     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}
+
+
+def base_config_repo(shapes: dict[str, tuple[int, ...]], family: str) -> str:
+    """The hub repo diffusers takes a single-file checkpoint's configs from (its own sniffing of the
+    tensor names and shapes), or our family's base model where that sniffing disagrees with us."""
+    from types import SimpleNamespace
+
+    try:
+        from diffusers.loaders.single_file_utils import fetch_diffusers_config
+
+        view = {k: SimpleNamespace(shape=v) for k, v in shapes.items()}
+        repo = str(fetch_diffusers_config(view)["pretrained_model_name_or_path"])
+    except Exception:  # diffusers' internals moved: our own answer is good enough for a hint
+        repo = ""
+    if (family == "sdxl") == ("-xl-" in repo) and repo in BASE_CONFIG_REPOS.values():
+        return repo
+    return BASE_CONFIG_REPOS[family]
 
 
 def model_family(spec: BankSpec) -> str:
@@ -191,7 +214,7 @@ def model_family(spec: BankSpec) -> str:
         if not path.is_file():
             raise ModelNotFoundError(f"{where}: model: checkpoint file not found: {path}")
         try:
-            family = single_file_family(checkpoint_keys(path))
+            family = single_file_family(checkpoint_shapes(path))
         except SpecError as exc:
             raise SpecError(f"{where}: {exc}") from None
         if family is None:
@@ -312,10 +335,7 @@ class Generator:
             raise
         except (OSError, ValueError, EnvironmentError) as exc:
             if spec.is_single_file and not spec.model_config:
-                raise ModelNotFoundError(
-                    f"{spec.source}: model: loading the single-file checkpoint {spec.model} needs its configs; "
-                    "offline, give model_config = a local diffusers folder of the same architecture (configs and "
-                    f"tokenizer, no weights needed) ({type(exc).__name__}: {first_line(exc)})") from None
+                raise self._configs_missing(exc) from None
             if spec.model_is_path or spec.is_single_file:
                 raise ModelNotFoundError(f"{spec.source}: model: cannot load {spec.model} "
                                          f"({type(exc).__name__}: {first_line(exc)})") from None
@@ -340,6 +360,19 @@ class Generator:
         if spec.timestep_spacing != "default":
             self.scheduler_config["timestep_spacing"] = spec.timestep_spacing
         self.timings_s["load"] += time.perf_counter() - t0
+
+    def _configs_missing(self, exc: BaseException) -> ModelNotFoundError:
+        """A single-file checkpoint whose base model's configs diffusers could not fetch: say what to pass."""
+        spec = self.spec
+        repo = base_config_repo(checkpoint_shapes(Path(spec.model)), self.family)
+        folder = repo.rsplit("/", 1)[-1] + "-config"
+        return ModelNotFoundError(
+            f"{spec.source}: model: {Path(spec.model).name} is a single-file {FAMILY_NAMES[self.family]} checkpoint, "
+            f"and diffusers needs the configs and tokenizers of its base model ({repo}) to load it, which it could "
+            f"neither find in the Hugging Face cache nor download. Either run once with network, or on any machine "
+            f"online run `hf download {repo} --include '*.json' --include '*.txt' --local-dir {folder}` (a few MB, "
+            f"no weights), put {folder} beside the spec and add model_config = \"{folder}\" to it "
+            f"({type(exc).__name__}: {first_line(exc)})")
 
     def _check_size(self) -> None:
         """SDXL makes noise far from the area it was trained at: refuse such sizes before any work."""

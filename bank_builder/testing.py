@@ -133,7 +133,7 @@ def make_tiny_sdxl_pipeline(folder: str | Path, *, seed: int = 0, scheduler: str
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    hidden, hidden_2, time_dim = 32, 32, 8
+    hidden, hidden_2, time_dim = 32, 48, 8  # encoder widths differ, as in SDXL (768 and 1280)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=1, sample_size=TINY_SDXL_SAMPLE_SIZE, in_channels=4,
         out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
@@ -228,6 +228,7 @@ def _unet_key_to_ldm(key: str, layers_per_block: int, up_has_attention: list[boo
     import re
 
     fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+             "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",  # SDXL
              "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
     head, _, leaf = key.rpartition(".")
     if head in fixed:
@@ -279,13 +280,57 @@ def _vae_key_to_ldm(key: str, n_blocks: int) -> str:
     return key
 
 
-def write_single_file_checkpoint(pipe, path: str | Path, config_folder: str | Path | None = None) -> None:
-    """Write ``pipe`` as an original-format (CompVis / A1111) single-file checkpoint.
+def _clip_state(encoder, prefix: str) -> dict:
+    """A transformers CLIP text encoder's weights under OpenAI-CLIP (transformers) names behind ``prefix``."""
+    out = {}
+    for k, v in encoder.state_dict().items():
+        if "position_ids" not in k:  # transformers 5 drops the "text_model." level from CLIPTextModel's keys
+            out[prefix + (k if k.startswith("text_model.") else "text_model." + k)] = v
+    return out
 
-    Keys are renamed the way checkpoints artists download are laid out (``model.diffusion_model.``,
-    ``first_stage_model.``, ``cond_stage_model.transformer.``); a ``.ckpt`` path is written with
+
+_OPEN_CLIP_NAMES = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+                    "self_attn.out_proj": "attn.out_proj"}
+
+
+def _open_clip_state(encoder, prefix: str) -> dict:
+    """SDXL's second text encoder (a CLIPTextModelWithProjection) in OpenCLIP's layout, as SDXL
+    checkpoints hold it: ``transformer.resblocks.N`` with q/k/v fused into ``attn.in_proj_*``,
+    ``positional_embedding``, ``ln_final`` and ``text_projection`` (transposed: OpenCLIP computes
+    ``x @ text_projection``)."""
+    import re
+
+    import torch
+
+    sd = {k.removeprefix("text_model."): v for k, v in encoder.state_dict().items() if "position_ids" not in k}
+    out = {prefix + "token_embedding.weight": sd.pop("embeddings.token_embedding.weight"),
+           prefix + "positional_embedding": sd.pop("embeddings.position_embedding.weight"),
+           prefix + "ln_final.weight": sd.pop("final_layer_norm.weight"),
+           prefix + "ln_final.bias": sd.pop("final_layer_norm.bias"),
+           prefix + "text_projection": sd.pop("text_projection.weight").T}
+    layers = sorted({int(m[1]) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
+    for n in layers:
+        src, dst = f"encoder.layers.{n}.", f"{prefix}transformer.resblocks.{n}."
+        for leaf in ("weight", "bias"):
+            out[f"{dst}attn.in_proj_{leaf}"] = torch.cat(
+                [sd.pop(f"{src}self_attn.{q}_proj.{leaf}") for q in ("q", "k", "v")])
+            for ours, theirs in _OPEN_CLIP_NAMES.items():
+                out[f"{dst}{theirs}.{leaf}"] = sd.pop(f"{src}{ours}.{leaf}")
+    if sd:
+        raise KeyError(f"no OpenCLIP name for text encoder keys {sorted(sd)[:5]}")
+    return out
+
+
+def write_single_file_checkpoint(pipe, path: str | Path, config_folder: str | Path | None = None) -> None:
+    """Write ``pipe`` as an original-format single-file checkpoint, as artists download them.
+
+    SD 1.x/2.x (CompVis / A1111 layout): ``model.diffusion_model.``, ``first_stage_model.``,
+    ``cond_stage_model.transformer.``. SDXL (Stability's ``sgm`` layout, as civitai checkpoints such
+    as Pony or Illustrious): the same UNet and VAE names (plus ``label_emb`` for the micro-conditioning
+    embedding), the first text encoder under ``conditioner.embedders.0.transformer.`` and the second
+    in OpenCLIP's layout under ``conditioner.embedders.1.model.``. A ``.ckpt`` path is written with
     ``torch.save({"state_dict": ...})``, anything else as safetensors. If ``config_folder`` is given
-    it gets the pipeline's configs and tokenizer without weights, for an offline
+    it gets the pipeline's configs and tokenizers without weights, for an offline
     ``from_single_file(path, config=config_folder)``.
     """
     import torch
@@ -302,9 +347,11 @@ def write_single_file_checkpoint(pipe, path: str | Path, config_folder: str | Pa
         if ".mid.attn_1." in new and new.endswith(".weight") and v.ndim == 2:
             v = v[:, :, None, None]  # the original attention projections are 1x1 convolutions
         state["first_stage_model." + new] = v
-    for k, v in pipe.text_encoder.state_dict().items():
-        if "position_ids" not in k:  # transformers 5 drops the "text_model." level from the keys
-            state["cond_stage_model.transformer." + (k if k.startswith("text_model.") else "text_model." + k)] = v
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        state.update(_clip_state(pipe.text_encoder, "conditioner.embedders.0.transformer."))
+        state.update(_open_clip_state(pipe.text_encoder_2, "conditioner.embedders.1.model."))
+    else:
+        state.update(_clip_state(pipe.text_encoder, "cond_stage_model.transformer."))
     state = {k: v.detach().contiguous().clone() for k, v in state.items()}
     if path.suffix == ".ckpt":
         torch.save({"state_dict": state}, path)

@@ -77,7 +77,7 @@ def test_sdxl_prompt_and_token_weight_axes(tmp_path, tiny_sdxl, tiny_sdxl_pipe):
         assert close(bank.frames[bank.index(cell)], ref(tiny_sdxl_pipe, cond=cond)), cell
     mid, _ = gen.cell_conditioning(cell_params(spec, (1, 0)))
     ends = gen.prompt_embeds.numpy()
-    assert np.allclose(mid, (ends[0] + ends[1]) / 2, atol=1e-6) and mid.shape == (77, 64)
+    assert np.allclose(mid, (ends[0] + ends[1]) / 2, atol=1e-6) and mid.shape == (77, 80)
     # the token weight scales the token's rows in both encoders' halves
     (p1,), (p2,) = gen.token_positions_per_encoder["red"][0]
     w2, _ = gen.cell_conditioning(cell_params(spec, (0, 1)))
@@ -172,16 +172,16 @@ def test_a_half_precision_decode_that_overflows_is_redone_in_float32(tmp_path, t
 def test_single_file_family_from_tensor_names(tmp_path):
     from safetensors.torch import save_file
 
-    from bank_builder.pipeline import checkpoint_keys, single_file_family
+    from bank_builder.pipeline import checkpoint_shapes, single_file_family
 
     sdxl = tmp_path / "pony.safetensors"
     save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(2),
                "model.diffusion_model.out.2.bias": torch.zeros(2)}, str(sdxl))
-    assert single_file_family(checkpoint_keys(sdxl)) == "sdxl"
+    assert single_file_family(checkpoint_shapes(sdxl)) == "sdxl"
     sd = tmp_path / "dreamshaper.ckpt"
     torch.save({"state_dict": {"model.diffusion_model.out.2.bias": torch.zeros(2),
                                "cond_stage_model.transformer.x": torch.zeros(2)}}, sd)
-    assert single_file_family(checkpoint_keys(sd)) == "sd"
+    assert single_file_family(checkpoint_shapes(sd)) == "sd"
     other = tmp_path / "flux.safetensors"
     save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(2)}, str(other))
     spec = load_spec(write_spec(tmp_path, head(other.name) + '[[axes]]\nkind = "seed"\nseeds = [1, 2]\ncount = 2\n'))
@@ -189,3 +189,47 @@ def test_single_file_family_from_tensor_names(tmp_path):
 
     with pytest.raises(SpecError, match=r"model: flux.safetensors is not an SD 1.x/2.x or SDXL checkpoint"):
         model_family(spec)
+
+
+def test_sdxl_single_file_checkpoint_bakes_offline_with_local_config(tmp_path, tiny_sdxl, tiny_sdxl_pipe):
+    """An SDXL checkpoint as civitai serves it (one .safetensors in Stability's original layout: the
+    second text encoder in OpenCLIP's names) loads offline through diffusers' converter, given a
+    local config folder, and bakes the very bytes the diffusers folder of the same weights bakes."""
+    from safetensors import safe_open
+
+    from bank_builder.testing import write_single_file_checkpoint
+
+    ckpt = tmp_path / "pony-like.safetensors"
+    write_single_file_checkpoint(tiny_sdxl_pipe, ckpt, tmp_path / "xl-config")
+    with safe_open(str(ckpt), framework="pt") as f:
+        keys = set(f.keys())
+    assert "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight" in keys
+    assert "model.diffusion_model.label_emb.0.0.weight" in keys and not any(k.startswith("unet.") for k in keys)
+    axis = '[[axes]]\nkind = "seed"\nseeds = [5, 9]\ncount = 2\n'
+    _, single = build(tmp_path, head(ckpt.name, extra='model_config = "xl-config"\n') + axis, name="single")
+    _, folder = build(tmp_path, head(tiny_sdxl) + axis, name="folder")
+    assert single.made_by["model"]["family"] == "sdxl"
+    assert np.array_equal(np.asarray(single.frames), np.asarray(folder.frames))
+    assert np.array_equal(np.asarray(single.latents), np.asarray(folder.latents))
+    assert close(single.frames[1], ref(tiny_sdxl_pipe, "a red cat", seed=9))
+
+
+def test_sdxl_single_file_without_configs_offline_says_what_to_pass(tmp_path, tiny_sdxl_pipe):
+    """No model_config, no network, an empty Hugging Face cache: exit 2 naming the base model's repo,
+    the command that fetches its configs and the key to add; no work folder."""
+    import subprocess
+
+    from _builder_fixtures import bank_cli, cli_env
+
+    from bank_builder.testing import write_single_file_checkpoint
+
+    write_single_file_checkpoint(tiny_sdxl_pipe, tmp_path / "illustrious-like.safetensors")
+    spec = write_spec(tmp_path, head("illustrious-like.safetensors") + '[[axes]]\nkind = "seed"\nseeds = [1, 2]\ncount = 2\n')
+    env = cli_env() | {"HF_HOME": str(tmp_path / "hf-home")}
+    r = subprocess.run(bank_cli("build", str(spec), "-o", str(tmp_path / "b"), "--no-progress"), capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "model: illustrious-like.safetensors is a single-file SDXL" in r.stderr
+    assert "hf download stabilityai/stable-diffusion-xl-base-1.0 --include '*.json' --include '*.txt'" in r.stderr
+    assert 'model_config = "stable-diffusion-xl-base-1.0-config"' in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.work").exists()
