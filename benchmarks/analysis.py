@@ -40,7 +40,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vjengine.audio.analyzer import Analyzer  # noqa: E402
+from vjengine.audio.analyzer import AnalysisConfig, Analyzer  # noqa: E402
 from vjengine.audio.engine import AudioEngine  # noqa: E402
 from vjengine.audio.sources import load_audio  # noqa: E402
 from vjengine.audio.synth import click_train, dance_loop, groove  # noqa: E402
@@ -150,8 +150,8 @@ def load_clips() -> list[Clip]:
     return clips
 
 
-def ours(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    a = Analyzer(sr, record=True)
+def ours(x: np.ndarray, sr: int, beat_tracker: str = "dsp") -> tuple[np.ndarray, np.ndarray]:
+    a = Analyzer(sr, AnalysisConfig(beat_tracker=beat_tracker), record=True)
     for i in range(0, x.size, BLOCK):
         a.process(x[i:i + BLOCK])
     return np.array(a.beat_times), np.array(a.downbeat_times)
@@ -221,7 +221,11 @@ def score(clip: Clip, est: np.ndarray, est_down: np.ndarray | None) -> dict:
             "octave_error": bool(not (0.9 < level < 1.1)) if np.isfinite(level) else True}
 
 
-TRACKERS = {"ours": ours, "librosa": librosa_beats, "aubio": aubio_beats}
+def ours_learned(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    return ours(x, sr, "learned")
+
+
+TRACKERS = {"ours": ours, "ours_learned": ours_learned, "librosa": librosa_beats, "aubio": aubio_beats}
 
 
 def beat_tracking() -> tuple[list[dict], dict, str | None]:

@@ -46,6 +46,7 @@ def open_audio(args: argparse.Namespace, *, demo: bool = False) -> tuple[Any, di
     """The live AudioEngine for ``--audio-file`` / ``--audio-device``; the demo loop is the fallback
     when no input device exists (and the default source of `vj demo`). A file is played to the
     speakers with ``--play`` (by default for `vj demo` when an output device exists)."""
+    from vjengine.audio.analyzer import AnalysisConfig  # noqa: PLC0415
     from vjengine.audio.engine import AudioEngine, open_source  # noqa: PLC0415
     from vjengine.audio.sources import has_output_device  # noqa: PLC0415
     from vjengine.demo import demo_audio_path  # noqa: PLC0415
@@ -77,7 +78,8 @@ def open_audio(args: argparse.Namespace, *, demo: bool = False) -> tuple[Any, di
     if getattr(source, "monitor", False):
         log.info("playing %s to the speakers; the picture follows what is heard (%.0f ms output latency)",
                  Path(source.path).name, source.output_latency_s * 1000.0)
-    engine = AudioEngine(source, latency_ms=args.latency_ms or 0.0)
+    engine = AudioEngine(source, config=AnalysisConfig(beat_tracker=getattr(args, "beat_tracker", "dsp")),
+                         latency_ms=args.latency_ms or 0.0)
     played = getattr(source, "path", None)
     info = {"file": str(Path(played).resolve()) if played else None, "device": args.audio_device,
             "samplerate": source.samplerate, "status": engine.status}

@@ -31,6 +31,9 @@ def add_show_arguments(parser: argparse.ArgumentParser, *, banks: bool = True) -
                      help="input channels to mix, 1-based, e.g. 1,2 (default: all, mixed to mono)")
     src.add_argument("--latency-ms", type=float, default=None,
                      help="output latency compensation: beat events fire this much early")
+    from vjengine.audio.analyzer import add_beat_tracker_argument  # noqa: PLC0415
+
+    add_beat_tracker_argument(src)
     out = parser.add_argument_group("output")
     out.add_argument("--fullscreen", action="store_true", help="fullscreen on --monitor")
     out.add_argument("--monitor", type=int, default=None, metavar="N", help="monitor index (see `vj monitors`)")

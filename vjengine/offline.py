@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lyrics-axis", default=None, metavar="NAME", help="the axis --lyrics walks (default lyrics)")
     parser.add_argument("--sections", default=None, metavar="TXT",
                         help="sections.txt for cues that name sections (default: found from the song)")
+    from vjengine.audio.analyzer import add_beat_tracker_argument  # noqa: PLC0415
+
+    add_beat_tracker_argument(parser)
     parser.add_argument("--stems", default=None, metavar="SEP",
                         help="separate the song first and give each stem's level as a feature (stem_drums, ...): "
                              "hpss (no model) or demucs:MODEL.th (the stems extra, weights you downloaded)")
@@ -111,14 +114,15 @@ class PushAudio:
     ``stems`` (name -> samples, from a :class:`~vjengine.audio.hpss.Separator`): each stem runs its
     own analysis and its level replaces the frame's ``stems`` mapping (features ``stem_<name>``)."""
 
-    def __init__(self, samples: np.ndarray, samplerate: int, stems: dict[str, np.ndarray] | None = None) -> None:
-        from vjengine.audio.analyzer import Analyzer  # noqa: PLC0415
+    def __init__(self, samples: np.ndarray, samplerate: int, stems: dict[str, np.ndarray] | None = None,
+                 beat_tracker: str = "dsp") -> None:
+        from vjengine.audio.analyzer import AnalysisConfig, Analyzer  # noqa: PLC0415
         from vjengine.audio.engine import AudioEngine  # noqa: PLC0415
 
         self.samples = samples
         self.samplerate = samplerate
         self.fed = 0
-        self.engine = AudioEngine.offline(samplerate)
+        self.engine = AudioEngine.offline(samplerate, config=AnalysisConfig(beat_tracker=beat_tracker))
         self.stems = stems or {}
         self._stem_analyzers = {name: Analyzer(samplerate) for name in self.stems}
 
@@ -413,7 +417,7 @@ def _render_song_to(args: argparse.Namespace, out_path: Path, size: tuple[int, i
         separator = open_separator(args.stems)
         log.info("separating %s into %s", args.song, ", ".join(separator.stems))
         stems = separator.separate(samples, sr)
-    audio = PushAudio(samples, sr, stems)
+    audio = PushAudio(samples, sr, stems, getattr(args, "beat_tracker", "dsp"))
     bar = _progress(n_frames, not args.no_progress, Path(args.output).name)
     audio_path: str | None = None
     tmp_dir = None

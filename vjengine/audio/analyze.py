@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vjengine.audio.analyzer import AnalysisConfig, Analyzer
+from vjengine.audio.analyzer import AnalysisConfig, Analyzer, add_beat_tracker_argument
 from vjengine.audio.sources import load_audio
 from vjengine.errors import VJError
 
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default=None, help="output directory (default: SONG.analysis/)")
     parser.add_argument("--block", type=int, default=256, help="samples per block fed to the analysis (like a device)")
     parser.add_argument("--bpm", type=float, default=None, help="fix the tempo instead of estimating it")
+    add_beat_tracker_argument(parser)
     parser.add_argument("--no-plot", action="store_true", help="skip analysis.png")
     parser.add_argument("--no-sections", action="store_true", help="skip sections.txt and chords.txt")
 
@@ -153,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     song = Path(args.song)
     samples, sr = load_audio(song)
     out_dir = Path(args.output) if args.output else song.with_name(song.name + ".analysis")
-    analyzer = analyze_samples(samples, sr, block=args.block, bpm=args.bpm)
+    analyzer = analyze_samples(samples, sr, block=args.block, bpm=args.bpm,
+                               config=AnalysisConfig(latency_ms=0.0, beat_tracker=args.beat_tracker))
     summary = write_results(analyzer, samples, out_dir, song=str(song), plot=not args.no_plot,
                             sections=not args.no_sections)
     print(f"{song.name}: tempo {summary['tempo_bpm']:.1f} BPM, {summary['beats']} beats, {summary['onsets']} onsets, "

@@ -1,0 +1,148 @@
+"""The learned beat activation (BeatNet's CRNN in numpy, audio/learned.py) and `--beat-tracker learned`:
+the numpy network against the same network in torch, its features' definition, sample-rate and
+blocking independence, and the tracker it drives on real and synthetic music."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import mir_eval
+import numpy as np
+import pytest
+
+from _audio_util import analyse
+from vjengine.audio.analyzer import AnalysisConfig, Analyzer
+from vjengine.audio.learned import CRNN, N_FEATURES, BeatActivation, load_weights, log_filterbank
+from vjengine.audio.sources import load_audio
+from vjengine.audio.synth import groove
+
+LEARNED = AnalysisConfig(beat_tracker="learned")
+
+
+def _torch_bda(weights: dict[str, np.ndarray]):
+    """BeatNet's BDA network as its paper and code define it, built here in torch from the .npz arrays."""
+    torch = pytest.importorskip("torch")
+    nn, F = torch.nn, torch.nn.functional
+
+    class BDA(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv1d(1, 2, 10)
+            self.linear0 = nn.Linear(262, 150)
+            self.lstm = nn.LSTM(150, 150, num_layers=2, batch_first=True)
+            self.linear = nn.Linear(150, 3)
+
+        def forward(self, feats):  # (T, 272) -> (T, 3) probabilities
+            x = F.max_pool1d(F.relu(self.conv1(feats[:, None, :])), 2).reshape(feats.shape[0], -1)
+            x, _ = self.lstm(self.linear0(x)[None])
+            return torch.softmax(self.linear(x[0]), dim=1)
+
+    net = BDA()
+    state = {k: torch.from_numpy(weights[k.replace(".", "_")]) for k in net.state_dict()}
+    net.load_state_dict(state)
+    return net.eval(), torch
+
+
+@pytest.fixture(scope="module")
+def waltz(shared_audio):
+    x, sr = load_audio(shared_audio / "ballroom_waltz/Media-105901.wav")
+    ann = np.loadtxt(shared_audio / "ballroom_waltz/Media-105901.beats", ndmin=2)
+    return x, sr, ann
+
+
+def test_numpy_network_matches_torch(waltz):
+    """The rearranged numpy forward pass (banded conv matmul, fused gates) equals torch's layers."""
+    x, sr, _ = waltz
+    _, feats = BeatActivation(sr).push_features(x[:sr * 6])
+    assert feats.shape[1] == N_FEATURES and len(feats) > 250
+    weights = load_weights()
+    net, torch = _torch_bda(weights)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(feats)).numpy()
+    ours = CRNN(weights).run(feats)
+    np.testing.assert_allclose(ours, ref, atol=2e-5)
+    assert ref[:, :2].max() > 0.5, "the clip has confident beats: the comparison is not all 'neither'"
+
+
+def test_filterbank_is_beatnets():
+    """24 bands per octave from 30 Hz over 705 bins at 22050 Hz: 136 triangles of unit area, rising."""
+    fb = log_filterbank()
+    assert fb.shape == (705, 136)
+    np.testing.assert_allclose(fb.sum(axis=0), 1.0, rtol=1e-5)
+    centres = np.argmax(fb, axis=0)
+    assert np.all(np.diff(centres) > 0)
+    assert 1 <= centres[0] <= 3  # ~30-47 Hz at 15.6 Hz a bin
+
+
+def test_sample_rate_and_blocking_do_not_change_the_activation(waltz):
+    """At 44.1 kHz (frames of the same length in seconds) the activation is the one at BeatNet's
+    22050 Hz; and a stream cut in random blocks gives exactly the one-block result."""
+    import librosa
+
+    x, sr, _ = waltz
+    x = x[:sr * 8]
+    _, at_sr = BeatActivation(sr).push(x)
+    _, at_ref = BeatActivation(22050).push(librosa.resample(x, orig_sr=sr, target_sr=22050))
+    n = min(len(at_sr), len(at_ref))
+    assert abs(len(at_sr) - len(at_ref)) <= 1
+    assert np.corrcoef(at_sr[:n, 0], at_ref[:n, 0])[0, 1] > 0.99
+    assert np.corrcoef(at_sr[:n, 1], at_ref[:n, 1])[0, 1] > 0.99
+    blocked = BeatActivation(sr)
+    rng = np.random.default_rng(1)
+    parts, ends, i = [], [], 0
+    while i < x.size:
+        k = int(rng.integers(1, 2000))
+        e, p = blocked.push(x[i:i + k])
+        ends += e
+        parts.append(p)
+        i += k
+    np.testing.assert_allclose(np.concatenate(parts), at_sr, atol=1e-6)
+    assert len(ends) == len(at_sr) and ends == sorted(ends)
+
+
+def test_learned_tracker_on_the_waltz(waltz):
+    """The annotated waltz: the dancer's level in 3/4 and its bar lines, claimed only when confident."""
+    x, sr, ann = waltz
+    a = analyse(x, sr, config=LEARNED)
+    ref = ann[:, 0]
+    est = np.array(a.beat_times)
+    assert a.bpm == pytest.approx(60.0 / np.median(np.diff(ref)), rel=0.06)
+    assert a.beats_per_bar == 3
+    trim = mir_eval.beat.trim_beats
+    assert mir_eval.beat.f_measure(trim(ref), trim(est)) >= 0.85
+    down_f = mir_eval.beat.f_measure(trim(ann[ann[:, 1] == 1, 0]), trim(np.array(a.downbeat_times)))
+    assert down_f >= 0.8, down_f
+
+
+@pytest.mark.parametrize("bpm,metre", [(96.0, 3), (124.0, 4), (150.0, 4)])
+def test_learned_tracker_on_synthetic_grooves(bpm, metre):
+    x, beats, _ = groove(bpm=bpm, beats_per_bar=metre, seconds=16.0, sr=44100, seed=4)
+    a = analyse(x, 44100, config=LEARNED)
+    assert a.bpm == pytest.approx(bpm, rel=0.02)
+    est = np.array(a.beat_times)
+    late = est[(est > 8.0) & (est <= beats[-1] + 0.07)]
+    assert late.size >= 8
+    assert np.all(np.min(np.abs(late[:, None] - beats[None, :]), axis=1) <= 0.07), "every late beat on a true one"
+
+
+def test_learned_analysis_imports_no_torch():
+    code = ("import sys, numpy as np\n"
+            "from vjengine.audio.analyzer import AnalysisConfig, Analyzer\n"
+            "a = Analyzer(48000, AnalysisConfig(beat_tracker='learned'))\n"
+            "a.process(np.random.default_rng(0).standard_normal(48000).astype(np.float32) * 0.1)\n"
+            "a.snapshot()\n"
+            "assert a.learned is not None and 'torch' not in sys.modules, 'torch imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_weights_with_a_pickled_array_are_refused(tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, conv1_weight=np.array([{"code": "x"}], dtype=object))  # an object array is a pickle
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_weights(bad)
+
+
+def test_an_unknown_beat_tracker_is_named():
+    with pytest.raises(ValueError, match="beat_tracker.*'neural'"):
+        Analyzer(44100, AnalysisConfig(beat_tracker="neural"))

@@ -1,0 +1,204 @@
+"""A learned beat and downbeat activation: BeatNet's causal CRNN, run in numpy.
+
+BeatNet (Heydari, Cwitkowitz and Duan, ISMIR 2021; weights CC BY 4.0, see NOTICE) maps each 20 ms
+frame of a log-filtered spectrogram and its positive difference to the probabilities of a beat, a
+downbeat and neither. Its network is causal (a unidirectional LSTM), so it runs live: the weights
+are plain float32 arrays in ``models/beatnet_crnn.npz`` (converted once from the published PyTorch
+state dict by ``scripts/convert_beatnet.py``), read without pickle; torch is never imported.
+
+The input features are BeatNet's (madmom's processors at 22050 Hz): frames of 64 ms (1411 samples)
+every 20 ms centred on the frame time, a Hann window, the magnitude of the first 705 FFT bins,
+24-per-octave triangular filters from 30 Hz (normalised to unit area), ``log10(1 + x)``, and the
+positive difference to the previous frame: 136 + 136 values. At another sample rate the frame and
+FFT are the same length in seconds, so bin k is the same frequency; magnitudes are scaled by the
+length ratio, and bins above 11025 Hz are ignored as they were absent from the training audio.
+
+A frame's centre is half a window (32 ms) before its last sample: :class:`BeatActivation` returns
+each frame's probabilities when its last sample arrives, and says how far behind that is.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import numpy as np
+import scipy.fft
+
+MODEL_FILE = "beatnet_crnn.npz"
+REF_SR = 22050
+REF_FRAME = 1411            # int(0.064 * 22050): the window BeatNet was trained with
+REF_BINS = REF_FRAME >> 1   # madmom keeps fft_size // 2 bins (no Nyquist bin)
+FPS = 50.0                  # a frame every 20 ms
+_N_LAYERS = 2
+N_FEATURES = 272            # 136 log-filtered bands and their positive difference
+
+
+def log_filterbank(n_bins: int = REF_BINS, sr: int = REF_SR, bands_per_octave: int = 24, fmin: float = 30.0,
+                   fmax: float = 17000.0, fref: float = 440.0) -> np.ndarray:
+    """madmom's ``LogarithmicFilterbank`` (unique bins, overlapping triangles of unit area) as an
+    ``(n_bins, n_bands)`` matrix, for bins labelled as madmom labels them (``fftfreq(2 * n_bins)``)."""
+    bin_freqs = np.fft.fftfreq(2 * n_bins, 1.0 / sr)[:n_bins]
+    left = math.floor(math.log2(fmin / fref) * bands_per_octave)
+    right = math.ceil(math.log2(fmax / fref) * bands_per_octave)
+    freqs = fref * 2.0 ** (np.arange(left, right) / bands_per_octave)
+    freqs = freqs[np.searchsorted(freqs, fmin):]
+    freqs = freqs[:np.searchsorted(freqs, fmax, "right")]
+    idx = np.clip(np.searchsorted(bin_freqs, freqs), 1, n_bins - 1)
+    idx = idx - (freqs - bin_freqs[idx - 1] < bin_freqs[idx] - freqs)  # nearest bin
+    bins = np.unique(idx)
+    fb = np.zeros((n_bins, len(bins) - 2), dtype=np.float64)
+    for b in range(len(bins) - 2):
+        start, centre, stop = (int(v) for v in bins[b:b + 3])
+        if stop - start < 2:
+            centre, stop = start, start + 1
+        tri = np.concatenate([np.linspace(0.0, 1.0, centre - start, endpoint=False),
+                              np.linspace(1.0, 0.0, stop - centre, endpoint=False)])
+        fb[start:stop, b] = tri / tri.sum()
+    return fb.astype(np.float32)
+
+
+def load_weights(path=None) -> dict[str, np.ndarray]:
+    """The CRNN's arrays (``conv1_weight``, ``lstm_weight_ih_l0``, ...) from the shipped .npz."""
+    if path is None:
+        ref = resources.files("vjengine.audio").joinpath("models", MODEL_FILE)
+        with resources.as_file(ref) as p, np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files if k != "source"}
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if k != "source"}
+
+
+class CRNN:
+    """BeatNet's BDA network, one frame at a time (its LSTM state carried between calls).
+
+    Rearranged for few numpy calls per frame, same arithmetic: the 2-channel convolution is one
+    matmul with a banded matrix; each LSTM layer is one matmul on ``[x, h]`` into a single tanh, its
+    sigmoid gates scaled by 1/2 beforehand (sigmoid(z) = (tanh(z / 2) + 1) / 2).
+    """
+
+    def __init__(self, weights: dict[str, np.ndarray] | None = None) -> None:
+        w = weights or load_weights()
+        kern = w["conv1_weight"][:, 0, :]                                 # (2, 10)
+        n_ch, k = kern.shape
+        n_in = N_FEATURES                                                # 272 -> conv 263 -> pooled 131
+        n_conv = n_in - k + 1
+        self.n_pool = n_conv // 2
+        band = np.zeros((n_in, n_ch, n_conv), dtype=np.float32)          # conv as feats @ band
+        for c in range(n_ch):
+            for j in range(n_conv):
+                band[j:j + k, c, j] = kern[c]
+        # columns ordered (channel, position) and the even/odd positions of each pool pair apart
+        self.n_ch = n_ch
+        self.conv_w = band.reshape(n_in, n_ch * n_conv)
+        self.conv_b = np.repeat(w["conv1_bias"].astype(np.float32), n_conv)
+        self.n_conv = n_conv
+        self.lin0_w = w["linear0_weight"].T.astype(np.float32)          # (262, 150)
+        self.lin0_b = w["linear0_bias"].astype(np.float32)
+        self.hidden = hs = w["lstm_weight_hh_l0"].shape[1]
+        gate_scale = np.full(4 * hs, 0.5, dtype=np.float32)              # torch's gate order: i, f, g, o
+        gate_scale[2 * hs:3 * hs] = 1.0
+        self.lstm_w = [(np.concatenate([w[f"lstm_weight_ih_l{i}"], w[f"lstm_weight_hh_l{i}"]], axis=1).T
+                        * gate_scale).astype(np.float32) for i in range(_N_LAYERS)]  # (300, 600)
+        self.lstm_b = [((w[f"lstm_bias_ih_l{i}"] + w[f"lstm_bias_hh_l{i}"]) * gate_scale).astype(np.float32)
+                       for i in range(_N_LAYERS)]
+        self.out_w = w["linear_weight"].T.astype(np.float32)            # (150, 3)
+        self.out_b = w["linear_bias"].astype(np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        hs = self.hidden
+        self.xh = [np.zeros(2 * hs, dtype=np.float32) for _ in range(_N_LAYERS)]  # [input, h] per layer
+        self.c = [np.zeros(hs, dtype=np.float32) for _ in range(_N_LAYERS)]
+
+    def embed(self, feats: np.ndarray) -> np.ndarray:
+        """Conv, ReLU, max-pool and the first linear layer, for ``(T, 272)`` frames at once."""
+        t = feats.shape[0]
+        conv = feats @ self.conv_w + self.conv_b                         # (T, 2 * 263)
+        conv = conv.reshape(t, self.n_ch, self.n_conv)[:, :, :2 * self.n_pool].reshape(t, self.n_ch, self.n_pool, 2)
+        pooled = np.maximum(conv.max(axis=3), 0.0).reshape(t, self.n_ch * self.n_pool)  # relu(max) = max(relu)
+        return pooled @ self.lin0_w + self.lin0_b
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """One frame's embedding through the LSTM layers; returns (beat, downbeat, neither) probabilities."""
+        hs = self.hidden
+        for i in range(_N_LAYERS):
+            xh, c = self.xh[i], self.c[i]
+            xh[:hs] = x
+            z = np.tanh(xh @ self.lstm_w[i] + self.lstm_b[i])
+            gates = z * 0.5 + 0.5                       # i, f, -, o as sigmoids
+            c *= gates[hs:2 * hs]
+            c += gates[:hs] * z[2 * hs:3 * hs]
+            x = xh[hs:] = gates[3 * hs:] * np.tanh(c)
+        z = x @ self.out_w + self.out_b
+        z = np.exp(z - z.max())
+        return z / z.sum()
+
+    def run(self, feats: np.ndarray) -> np.ndarray:
+        """``(T, 272)`` features -> ``(T, 3)`` probabilities, continuing the state."""
+        emb = self.embed(np.asarray(feats, dtype=np.float32))
+        return np.stack([self.step(e) for e in emb]) if len(emb) else np.zeros((0, 3), np.float32)
+
+
+class BeatActivation:
+    """Streaming BeatNet features and activations for one mono stream at ``samplerate``.
+
+    ``push(samples)`` takes any number of samples and returns ``(end_samples, probs)``: for every
+    frame completed by them, the stream position (in samples) of its last sample and its
+    ``(beat, downbeat, neither)`` probabilities. Frames sit at fixed sample positions, so results do
+    not depend on the blocking. ``delay_s`` is how far a frame's centre (its time) lies before its
+    last sample.
+    """
+
+    def __init__(self, samplerate: int, weights: dict[str, np.ndarray] | None = None) -> None:
+        self.samplerate = sr = int(samplerate)
+        self.frame = int(round(REF_FRAME * sr / REF_SR))
+        self.hop_exact = sr / FPS
+        self.half = self.frame // 2 if sr == REF_SR else int(round(self.frame / 2))
+        self.delay_s = (self.frame - self.half) / sr
+        self.window = np.hanning(self.frame).astype(np.float32)
+        self.scale = REF_FRAME / self.frame  # magnitude of a sinusoid or of noise per Hz: same as at 22050
+        self.fb = log_filterbank()
+        self.net = CRNN(weights)
+        self.reset()
+
+    def reset(self) -> None:
+        self.net.reset()
+        self._buf = np.zeros(self.frame, dtype=np.float32)  # the last `frame` samples (zeros before the start)
+        self._n = 0            # samples received
+        self._f = 0            # next frame index
+        self._prev: np.ndarray | None = None
+
+    def _frame_end(self, f: int) -> int:
+        """Stream position one past the last sample of frame ``f`` (centred at f * hop)."""
+        return int(round(f * self.hop_exact)) - self.half + self.frame
+
+    def push(self, samples: np.ndarray) -> tuple[list[int], np.ndarray]:
+        ends, feats = self.push_features(samples)
+        return ends, self.net.run(feats) if len(ends) else np.zeros((0, 3), np.float32)
+
+    def push_features(self, samples: np.ndarray) -> tuple[list[int], np.ndarray]:
+        """Like :meth:`push`, but returns each completed frame's ``(272,)`` input features."""
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        n0 = self._n
+        n1 = n0 + x.size
+        hist = np.concatenate([self._buf, x])  # index i is stream position n0 - frame + i
+        ends, specs = [], []
+        while (e := self._frame_end(self._f)) <= n1:
+            ends.append(e)
+            specs.append(hist[e - n0:e - n0 + self.frame])
+            self._f += 1
+        self._buf = hist[-self.frame:].copy()
+        self._n = n1
+        if not specs:
+            return ends, np.zeros((0, N_FEATURES), np.float32)
+        mag = np.abs(scipy.fft.rfft(np.stack(specs) * self.window, axis=1)[:, :REF_BINS]).astype(np.float32)
+        if self.scale != 1.0:
+            mag *= self.scale
+        spec = np.log10(1.0 + mag @ self.fb)
+        nb = spec.shape[1]
+        feats = np.empty((len(specs), 2 * nb), dtype=np.float32)
+        feats[:, :nb] = spec
+        prev = spec[0] if self._prev is None else self._prev  # the first frame has no difference
+        np.maximum(np.diff(spec, axis=0, prepend=prev[None, :]), 0.0, out=feats[:, nb:])
+        self._prev = spec[-1]
+        return ends, feats
