@@ -74,6 +74,8 @@ def test_wheel_carries_shaders_and_presets(tmp_path, repo_root):
     # user's machine, no downloads. They import nothing a user lacks (no pytest).
     assert "bank_builder/testing.py" in names and "bank_builder/cli_selftest.py" in names
     assert "import pytest" not in (repo_root / "bank_builder" / "testing.py").read_text()
+    # the learned beat tracker's weights (CC BY 4.0, attributed in NOTICE and the README)
+    assert "vjengine/audio/models/beatnet_crnn.npz" in names
     # Installed away from the checkout, the package finds its data inside itself.
     target = tmp_path / "site"
     inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
@@ -81,6 +83,7 @@ def test_wheel_carries_shaders_and_presets(tmp_path, repo_root):
     assert inst.returncode == 0, inst.stderr
     code = ("from vjengine.resources import shaders_dir, presets_dir; import importlib, vjengine; "
             f"[importlib.import_module(m) for m in {LIVE_MODULES + ['bank_builder.cli_preview']!r}]; "
+            "from vjengine.audio.learned import load_weights; assert len(load_weights()) == 14; "
             "print(vjengine.__file__); print(shaders_dir()); print(presets_dir())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=60)
