@@ -27,6 +27,9 @@ def jack():
         yield name
 
 
+_last_in_bar = [None]  # the beat in the bar of the last frame _run_frames made (for its ``until``)
+
+
 def _run_frames(router, audio, seconds, fps=60.0, until=None):
     """Poll the router as the frame loop does, paced at ``fps``; returns the frames and their times."""
     out = []
@@ -37,6 +40,7 @@ def _run_frames(router, audio, seconds, fps=60.0, until=None):
         audio.feed(np.zeros(int(48000 * period), np.float32))
         f = router.poll(time.perf_counter())  # the frame clock never restarts, as in the show
         out.append((router.published, f))
+        _last_in_bar[0] = f.beat_in_bar
         nxt += period
         wait = nxt - time.perf_counter()
         if wait > 0:
@@ -112,7 +116,75 @@ def test_clock_out_sends_our_tempo(jack):
         _run_frames(router, audio, 8.0, until=lambda: clk.ticks >= 24 * 6)
         assert clk.ticks >= 24 * 6, clk.ticks
         assert abs(clk.bpm - 128.0) <= 1.5, clk.bpm  # our 128, not a default (send jitter: a loaded machine)
-        assert clk.starts == 1  # Start came first
+        # Start, or (started mid-bar) a song position and Continue, came first: the receiver knows its bar
+        assert clk.read(time.perf_counter()).bar_beat is not None
+    finally:
+        clock_out.stop()
+        port.stop()
+
+
+def _run_to_beat(router, audio, beat_in_bar: int) -> None:
+    """Run frames until one shows ``beat_in_bar`` (bounded)."""
+    frames = _run_frames(router, audio, 5.0, until=lambda: _last_in_bar[0] == beat_in_bar)
+    assert frames and frames[-1][1].beat_in_bar == beat_in_bar
+
+
+def _bar_error(router, clk, t: float) -> float:
+    """The receiver's place in the bar minus ours at perf time ``t`` (beats, wrapped to half a bar)."""
+    t_show, beat, bpm, _ = router.published
+    offset, bpb = router.bar_grid
+    ours = (beat + (t - t_show) * bpm / 60.0 - offset) % bpb
+    theirs = clk.read(t).bar_beat
+    assert theirs is not None, "the receiver does not know its place in the bar"
+    return (theirs - ours + bpb / 2) % bpb - bpb / 2
+
+
+def test_clock_out_sends_song_position_on_start_and_relocate(jack):
+    """Gear must play in our bar, not only at our tempo: started mid-bar, clock out sends a Song
+    Position Pointer and Continue before its first clock (a receiving MidiClockIn then agrees with our
+    place in the bar); when the bars move (/vj/resync on beat 3) it relocates: Stop, Song Position,
+    Continue, and the receiver agrees again."""
+    backend = open_backend("jack")
+    out_port = open_clock_out("virtual:vjspp", backend)
+    clk = MidiClockIn()
+    got: list = []
+
+    def receive(msg, t):
+        got.append((msg.type, getattr(msg, "pos", None)))
+        clk.handle(msg, t)
+
+    port = MidiPort("vjspp", receive, api="jack", rescan_s=0.1).start()
+    audio = AudioEngine.offline(48000)
+    router = ClockRouter(audio, source="tap")
+    audio.set_bpm(128.0)
+    clock_out = MidiClockOut(out_port, lambda: router.published, grid=lambda: router.bar_grid)
+    try:
+        assert port.wait_for(lambda p: p.connected, 10.0)
+        _run_frames(router, audio, 0.2)
+        router.audio.analyzer.locked = True  # a set tempo is a locked clock (as the audio engine says)
+        _run_to_beat(router, audio, 1)  # start mid-bar: on the second beat of a bar
+        clock_out.start()
+        _run_frames(router, audio, 8.0, until=lambda: clk.ticks >= 24 * 3)
+        assert clk.ticks >= 24 * 3, (clk.ticks, got[:5])
+        first_clock = [m for m, _ in got].index("clock")
+        assert [m for m, _ in got[:first_clock]] == ["songpos", "continue"], got[:first_clock + 1]
+        assert got[0][1] % 16 in range(4, 8), got[0]  # a sixteenth of the bar's second beat (or just after)
+        errs = [_bar_error(router, clk, time.perf_counter()) for _ in _run_frames(router, audio, 0.5)]
+        assert max(abs(e) for e in errs) < 0.15, errs  # the receiver is in our bar
+
+        # the bars move under the running clock: "this is beat 1" on the bar's third beat
+        _run_to_beat(router, audio, 2)
+        grid_before = router.bar_grid
+        n_before = len(got)
+        router.resync()
+        _run_frames(router, audio, 5.0, until=lambda: clock_out.relocations >= 1)
+        assert router.bar_grid != grid_before and clock_out.relocations == 1
+        ticks_then = clk.ticks
+        _run_frames(router, audio, 5.0, until=lambda: clk.ticks >= ticks_then + 24 * 2)
+        after = [m for m, _ in got[n_before:] if m != "clock"]
+        assert after[:3] == ["stop", "songpos", "continue"], after
+        errs = [_bar_error(router, clk, time.perf_counter()) for _ in _run_frames(router, audio, 0.5)]
+        assert max(abs(e) for e in errs) < 0.15, errs
     finally:
         clock_out.stop()
         port.stop()

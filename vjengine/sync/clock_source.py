@@ -139,6 +139,9 @@ class ClockRouter:
         self._errors: set[str] = set()
         self.heard_offset_ms: float | None = None  # audio beats minus the external clock's, smoothed
         self.published: tuple[float, float, float, bool] | None = None  # (t, beat, bpm, playing) for clock out
+        # (beat number on which bars start, modulo beats per bar; beats per bar): where MIDI clock out's
+        # song positions count from. Replaced whole, read from clock out's thread.
+        self.bar_grid: tuple[int, int] = (0, 4)
         self.switches = 0
         self.set_source(source)
 
@@ -277,6 +280,8 @@ class ClockRouter:
             self._bar_offset = self._pending_bar_offset  # a new bar label takes effect on a beat
         self._shown_beat = index if first else max(self._shown_beat, index)
         self.published = (t_show, beat, bpm, playing)
+        if self.bar_grid != (self._bar_offset, bpb):
+            self.bar_grid = (self._bar_offset, bpb)
         if external is None and self.out.error == 0.0 and index == frame.beat_count:
             return frame  # in step with the audio clock: the frame as analysed
         in_bar = (index - self._bar_offset) % bpb

@@ -124,7 +124,7 @@ class SyncParts:
 
             port = open_clock_out(out, open_backend(getattr(args, "midi_api", None)))
             router = self.router
-            self.clock_out = MidiClockOut(port, lambda: router.published).start()
+            self.clock_out = MidiClockOut(port, lambda: router.published, grid=lambda: router.bar_grid).start()
             for p in self.ports:
                 p.exclude.add(getattr(port, "name", ""))
             log.info("MIDI clock out: %s", getattr(port, "name", out))

@@ -13,8 +13,15 @@ the last tempo and the HUD says so. The fitted model is published as one tuple, 
 the render thread takes no lock.
 
 Out (:class:`MidiClockOut`): a thread sends 24 clocks per beat of the show's beat clock (the router's
-published ``(time, beat, bpm, playing)``), each at its computed time, plus Start when the clock
-starts and Stop when it ends, to a port matched by name or to a virtual port gear can connect to.
+published ``(time, beat, bpm, playing)``), each at its computed time, to a port matched by name or to
+a virtual port gear can connect to. Where the bars are (the router's ``bar_grid``) gives the song
+position, so gear plays in our bar and not only at our tempo. When our clock starts, the clocks
+begin on a sixteenth: a Song Position Pointer of that sixteenth (counted from a bar start, modulo
+the largest whole number of bars that 14 bits hold) and Continue go just before its clock (Start
+instead when it is position 0, the top of a bar). When the bars move under a running clock
+(``/vj/resync``, a source with other bar lines) or the clock comes back from a stall of over a beat,
+it relocates the same way, as sequencers do: Stop, Song Position Pointer, Continue, then the clock.
+Stop when our clock stops.
 """
 
 from __future__ import annotations
@@ -182,28 +189,59 @@ class MidiClockOut:
     """
 
     def __init__(self, port: Any, provider: Callable[[], tuple[float, float, float, bool] | None], *,
-                 max_wait_s: float = 0.004) -> None:
+                 grid: Callable[[], tuple[int, int]] | None = None, max_wait_s: float = 0.004) -> None:
         self.port = port
         self.provider = provider
+        self.grid = grid or (lambda: (0, 4))
         self.max_wait_s = max_wait_s
         self.sent = 0
+        self.relocations = 0
+        self.last_position: int | None = None  # the last song position sent (sixteenths)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_tick: int | None = None
         self._running = False
+        self._grid_sent: tuple[int, int] | None = None  # the bar grid of the last song position
+        self._locate: str | None = None  # "start" or "relocate": a song position goes before the next 1/16
 
     def start(self) -> "MidiClockOut":
         self._thread = threading.Thread(target=self._run, name="midi-clock-out", daemon=True)
         self._thread.start()
         return self
 
-    def _send(self, msg_type: str) -> None:
+    def _send(self, msg_type: str, **fields: Any) -> None:
         import mido  # noqa: PLC0415 - the midi extra, present whenever a port was opened
 
         try:
-            self.port.send(mido.Message(msg_type))
+            self.port.send(mido.Message(msg_type, **fields))
         except Exception as exc:  # noqa: BLE001 - a gone port must not end the thread
             log.debug("MIDI clock out: %s", exc)
+
+    @staticmethod
+    def song_position(tick: int, grid: tuple[int, int]) -> int:
+        """The Song Position Pointer (sixteenths, 0..16383) of clock ``tick`` (a multiple of 6) for bars
+        starting on beat ``grid[0]`` (mod ``grid[1]`` beats): counted from a bar start, wrapped after the
+        largest whole number of bars 14 bits hold, so the bar never slips when it wraps."""
+        offset, bpb = grid
+        span = 4 * max(1, bpb)
+        wrap = (16384 // span) * span
+        return (tick // 6 - 4 * offset) % wrap
+
+    def _locate_before(self, tick: int) -> None:
+        """Song position (and Start, Continue or Stop first) just before clock ``tick``."""
+        grid = self.grid()
+        pos = self.song_position(tick, grid)
+        if self._locate == "relocate":
+            self._send("stop")
+            self.relocations += 1
+        if self._locate == "start" and pos == 0:
+            self._send("start")
+        else:
+            self._send("songpos", pos=pos)
+            self._send("continue")
+        self.last_position = pos
+        self._grid_sent = grid
+        self._locate = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -213,9 +251,11 @@ class MidiClockOut:
                 continue
             t_ref, beat_ref, bpm, playing = snap
             if playing != self._running:
-                self._send("start" if playing else "stop")
+                if not playing:
+                    self._send("stop")
                 self._running = playing
                 self._last_tick = None
+                self._locate = "start" if playing else None
             if not playing or bpm <= 0:
                 self._stop.wait(0.01)
                 continue
@@ -223,7 +263,12 @@ class MidiClockOut:
             beat_now = beat_ref + (now - t_ref) * bpm / 60.0
             current = math.floor(beat_now * PPQN)
             if self._last_tick is None or current - self._last_tick > PPQN:
-                self._last_tick = current  # start, or back from a stall of over a beat: no burst of clocks
+                # start, or back from a stall of over a beat: no burst of clocks; from the next sixteenth
+                if self._last_tick is not None:
+                    self._locate = "relocate"
+                self._last_tick = current + (-(current + 1)) % 6
+            elif self._locate is None and self.grid() != self._grid_sent:
+                self._locate = "relocate"  # the bars moved under the running clock
             k = self._last_tick + 1  # every clock is sent, late rather than never (a skipped one slows gear)
             t_k = t_ref + (k / PPQN - beat_ref) * 60.0 / bpm
             wait = t_k - time.perf_counter()
@@ -232,6 +277,8 @@ class MidiClockOut:
                 continue
             if wait > 0:
                 time.sleep(wait)
+            if self._locate is not None and k % 6 == 0:
+                self._locate_before(k)
             self._send("clock")
             self.sent += 1
             self._last_tick = k
