@@ -1,9 +1,14 @@
 """A JACK dummy server for the MIDI tests and the sync benchmark: real MIDI ports on a machine
 without a sound card (the ALSA sequencer needs /dev/snd).
 
-``jack_server()`` starts ``jackd --no-realtime -d dummy`` under a name of its own (parallel test runs
-never share a server), points this process's JACK clients at it (``JACK_DEFAULT_SERVER``) and waits
-until it accepts clients (``jack_wait``). The client timeout is long: on a loaded machine a client
+``jack_server()`` starts ``jackd --no-realtime -d dummy`` under a name of its own (pid, counter and a
+random part: parallel test runs never share a server, and a recycled pid never meets a dead server's
+files), points this process's JACK clients at it (``JACK_DEFAULT_SERVER``) and waits until it accepts
+clients (``jack_wait``). A jackd that was SIGKILLed leaves its files in /dev/shm (its socket and
+semaphores, named after it, and numbered shared-memory segments of about 100 MB each):
+:func:`clean_stale_shm` removes those of dead test servers, and numbered segments no live process
+maps, before each server starts; after each one ends, its own files and segments go (when jackd had
+to be killed, or was killed under the test). The client timeout is long: on a loaded machine a client
 that misses its deadline would otherwise be dropped from the graph (and every later message lost). ``Sender`` is a test controller: a virtual JACK MIDI output
 made with python-rtmidi directly, so it can also send bytes no well-behaved library would.
 """
@@ -11,13 +16,82 @@ made with python-rtmidi directly, so it can also send bytes no well-behaved libr
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import time
 
 _COUNTER = itertools.count()
+SHM = "/dev/shm"
+_OURS = re.compile(r"^jack(?:_sem\.\d+)?_vjtest-(\d+)-")  # a test server's socket or semaphore: pid inside
+_SEGMENT = re.compile(r"^jack-\d+-\d+$")  # a numbered JACK segment (jack-UID-N)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mapped_shm() -> set[str]:
+    """Paths under /dev/shm that some live process maps (a running server maps all its segments)."""
+    paths: set[str] = set()
+    for maps in glob.glob("/proc/[0-9]*/maps"):
+        try:
+            with open(maps, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    i = line.find(SHM + "/")
+                    if i >= 0:
+                        paths.add(line[i:].split(" (deleted)")[0].strip())
+        except OSError:
+            continue
+    return paths
+
+
+def clean_stale_shm(min_age_s: float = 30.0) -> list[str]:
+    """Remove what dead JACK servers left in /dev/shm; returns the names removed.
+
+    A test server's own files (``vjtest-PID-...``) go when that PID is gone. A numbered segment goes
+    when no live process maps it and it is older than ``min_age_s`` (a server that is starting may not
+    have mapped a new one yet). The shared registry and the metadata folder are JACK's own: left alone.
+    """
+    try:
+        names = os.listdir(SHM)
+    except OSError:
+        return []
+    removed = []
+    mapped: set[str] | None = None
+    now = time.time()
+    for name in names:
+        path = os.path.join(SHM, name)
+        m = _OURS.match(name)
+        if m:
+            stale = not _alive(int(m.group(1)))
+        elif _SEGMENT.match(name):
+            try:
+                old_enough = now - os.stat(path).st_mtime >= min_age_s
+            except OSError:
+                continue
+            if not old_enough:
+                continue
+            if mapped is None:
+                mapped = _mapped_shm()
+            stale = path not in mapped
+        else:
+            continue
+        if stale:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                removed.append(name)
+    return removed
 
 
 def _die_with_parent() -> None:
@@ -39,11 +113,13 @@ def jack_server(period: int = 128, rate: int = 48000, client_timeout_ms: int = 2
         pytest.skip("jackd is not installed (bash scripts/setup.sh --dev installs jackd2)")
     old = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
     proc = None
+    segments: set[str] = set()
+    clean_stale_shm()
     try:
         # realtime when allowed (root, or rtprio in limits.conf): on a loaded machine a non-realtime
         # dummy driver falls behind the wall clock and drops events; else non-realtime
         for mode in (["-R", "-P", "60"], ["--no-realtime"]):
-            name = f"vjtest-{os.getpid()}-{next(_COUNTER)}"
+            name = f"vjtest-{os.getpid()}-{next(_COUNTER)}-{secrets.token_hex(3)}"
             proc = subprocess.Popen(["jackd", *mode, "-n", name, "-t", str(client_timeout_ms), "-d", "dummy",
                                      "-r", str(rate), "-p", str(period)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -51,10 +127,12 @@ def jack_server(period: int = 128, rate: int = 48000, client_timeout_ms: int = 2
             ok = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True,
                                 timeout=30).returncode == 0
             if ok and proc.poll() is None:
+                segments = _segments_of(proc.pid)
                 break
             proc.kill()
             err = proc.communicate()[1][-2000:]
             proc = None
+            _remove_server_files(name)
         if proc is None:
             raise RuntimeError(f"jackd did not start: {err}")
         os.environ["JACK_DEFAULT_SERVER"] = name
@@ -68,11 +146,39 @@ def jack_server(period: int = 128, rate: int = 48000, client_timeout_ms: int = 2
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            _remove_server_files(name)
+            mapped = _mapped_shm()  # if it was killed, its segments are still there: nobody maps them now
+            for path in segments - mapped:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _segments_of(pid: int) -> set[str]:
+    """The numbered /dev/shm segments process ``pid`` maps (a server: its engine and clients)."""
+    found: set[str] = set()
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                i = line.find(SHM + "/")
+                if i >= 0:
+                    path = line[i:].split(" (deleted)")[0].strip()
+                    if _SEGMENT.match(os.path.basename(path)):
+                        found.add(path)
+    except OSError:
+        pass
+    return found
+
+
+def _remove_server_files(name: str) -> None:
+    """The socket and semaphores of the (ended) server ``name``: jackd removes them unless it was killed."""
+    for path in glob.glob(os.path.join(SHM, f"jack_{name}_*")) + glob.glob(os.path.join(SHM, f"jack_sem.*_{name}_*")):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 class Sender:

@@ -261,3 +261,28 @@ def test_vj_live_with_a_bad_map_exits_2_naming_file_and_key(tmp_path, python_exe
                            "--midi-map", str(bad)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"{bad}: bind[0].cc: must be in [0, 127], got 300" in proc.stderr
+
+
+def test_a_killed_jack_server_leaves_nothing_in_dev_shm():
+    """A jackd SIGKILLed under a test leaves its socket, semaphores and ~100 MB segments in /dev/shm;
+    the fixture removes them, and the next server starts under a fresh name."""
+    import os
+    import re
+    import signal
+    import subprocess
+
+    from _jackd import SHM
+
+    with jack_server() as name:
+        pid = int(subprocess.run(["pgrep", "-f", f"jackd .*-n {name} "], capture_output=True, text=True,
+                                 timeout=10).stdout.split()[0])
+        with open(f"/proc/{pid}/maps") as f:
+            segments = {line.split()[-1] for line in f if re.search(r"/dev/shm/jack-\d+-\d+$", line.strip())}
+        own = [n for n in os.listdir(SHM) if name in n]
+        assert segments and own, (segments, own)
+        os.kill(pid, signal.SIGKILL)  # the fixture's Popen reaps it
+        assert all(os.path.exists(p) for p in segments)  # a killed jackd leaves them behind
+    left = [n for n in os.listdir(SHM) if name in n] + [p for p in segments if os.path.exists(p)]
+    assert left == [], left
+    with jack_server() as again:
+        assert again != name
