@@ -198,6 +198,24 @@ class BankSpec:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
 
+def spec_from_json(d: dict[str, Any], *, source: str, digest: str | None = None) -> BankSpec:
+    """The spec a bank was built from, read back from its manifest (``made_by.spec``, as
+    :meth:`BankSpec.to_json` wrote it): what ``vj-bank repair`` needs to decode latents again. With
+    ``digest`` (``made_by.spec_sha256``) the result must hash to it, so a spec edited in the manifest
+    is refused rather than used. Raises :class:`SpecError` naming ``source`` and the key."""
+    try:
+        axes = tuple(AxisSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in a.items()})
+                     for a in d.get("axes", []))
+        loras = tuple(LoraSpec(**lo) for lo in d.get("loras", []))
+        fields = {k: v for k, v in d.items() if k not in ("axes", "loras")}
+        spec = BankSpec(source=source, axes=axes, loras=loras, **fields)
+    except (TypeError, AttributeError) as exc:
+        raise SpecError(f"{source}: made_by.spec: not a spec this version of vj-bank wrote ({exc})") from None
+    if digest is not None and spec.digest() != digest:
+        raise SpecError(f"{source}: made_by.spec does not match made_by.spec_sha256: the manifest was edited")
+    return spec
+
+
 def _axis_json(axis: AxisSpec) -> dict[str, Any]:
     """The axis as the artist would write it: the common keys and its kind's own keys only."""
     keys = _AXIS_KEYS[axis.kind] - {"range" if axis.kind == "jitter" and axis.cyclic else "radius"}
