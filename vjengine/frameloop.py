@@ -327,3 +327,26 @@ class FrameLoop:
                                    target=self.presenter.target)
         except Exception as exc:  # noqa: BLE001
             self.failed("render", exc)
+        try:
+            self.load_ahead(state)
+        except Exception as exc:  # noqa: BLE001
+            self.failed("loading ahead", exc)
+
+    def load_ahead(self, state: FrameState) -> None:
+        """Frames of the bank the show is about to switch to (a pending quantised switch, or a bank cue
+        due within a few seconds or two bars), loaded around the current coordinate within the upload
+        budget, so the switch lands on full-resolution frames rather than the low tier."""
+        pending = getattr(self.show, "pending_bank", None)
+        targets = [] if pending is None else [pending]
+        if self.cues is not None:
+            frame = self.last_audio
+            song_s = float(getattr(frame, "time_s", 0.0)) if frame is not None else 0.0
+            targets += [self.show.find_bank(ref) for ref in self.cues.upcoming_banks(song_s, frame)]
+        for i in targets:
+            if i is None or i in (state.bank, state.from_bank) or not 0 <= i < len(self.banks):
+                continue
+            source = self.banks[i]
+            if hasattr(source, "prefetch_at"):  # a streamed bank (a resident one has every frame)
+                source.prefetch_at(state.coord)
+                source.tick(self.compositor.stream_budget_s)
+            return  # the soonest one only: the budget is per frame

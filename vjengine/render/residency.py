@@ -34,7 +34,7 @@ import moderngl
 import numpy as np
 
 from vjengine.bank import codecs
-from vjengine.bank.grid import strides
+from vjengine.bank.grid import axis_position, strides
 from vjengine.errors import BankError, DeviceError
 from vjengine.logonce import LogOnce
 from vjengine.render.context import max_array_layers
@@ -246,6 +246,8 @@ class ResidentFrames:
         self._free = list(range(self.slots - 1, -1, -1))
         self._pending: OrderedDict[int, float] = OrderedDict()  # missed frame -> time first missed
         self._prefetch: list[int] = []
+        self._ahead_at: tuple[int, ...] | None = None
+        self._ahead: list[int] = []  # frames asked for ahead of a switch to this bank (prefetch_at), nearest last
         self._fill = 0  # idle filling: the next frame index to try
         self._low_done = 0  # low-tier frames uploaded so far (in index order)
         self._near: set[int] = set()  # the newest quarter of the LRU: prefetch does not evict it
@@ -422,6 +424,34 @@ class ResidentFrames:
             self.first_frame_s = self.open_s + (time.perf_counter() - now)
         return out
 
+    def prefetch_at(self, coord: Iterable[float]) -> None:
+        """Load ahead the frames around ``coord`` (0..1 per axis; missing axes at 0.5, extra ones
+        ignored): the show is about to switch to this bank there (a pending bank switch, a cue). The
+        frames come in the following ``tick`` calls, within their budgets; nothing is evicted for them
+        that a drawn blend uses."""
+        c = [float(x) for x in coord][: len(self.sizes)]
+        c += [0.5] * (len(self.sizes) - len(c))
+        lo = [axis_position(x, int(n), bool(cyc))[0] for x, n, cyc in zip(c, self.sizes, self.cyclic)]
+        if tuple(lo) == self._ahead_at:
+            return  # asked every frame: plan again only when the cell changes
+        self._ahead_at = tuple(lo)
+        order: list[int] = []
+        st = strides(self.sizes)
+        for ring in (0, 1):  # the blend's own corners first, then one cell around them
+            for offset in np.ndindex(*([2 + 2 * ring] * len(self.sizes))):
+                idx, ok = 0, True
+                for d, n in enumerate(self.sizes):
+                    v = lo[d] + offset[d] - ring
+                    if self.cyclic[d]:
+                        v %= n
+                    elif not 0 <= v < n:
+                        ok = False
+                        break
+                    idx += int(v) * int(st[d])
+                if ok and idx not in order:
+                    order.append(idx)
+        self._ahead = [i for i in reversed(order) if self.slot_of[i] < 0 and not self.bad[i]]
+
     def tick(self, budget_s: float) -> None:
         """Per drawn frame: upload missed frames, then prefetch, for about ``budget_s`` seconds."""
         deadline = time.perf_counter() + max(0.0, budget_s)
@@ -431,6 +461,12 @@ class ResidentFrames:
                 break
         while self.low_arrays and self._low_done < self.count and time.perf_counter() < deadline:
             self._upload_low_chunk()
+        while self._ahead and not self._pending and time.perf_counter() < deadline:
+            i = self._ahead.pop()
+            if self.slot_of[i] < 0 and not self.bad[i]:
+                if not self._load(i, prefetch=True):
+                    self._ahead.clear()
+                    break
         if not self._pending and time.perf_counter() < deadline:
             if not self._prefetch:
                 self._plan_prefetch()

@@ -314,6 +314,24 @@ class CueRunner:
                 out.extend(cue.commands)
         return out
 
+    def upcoming_banks(self, song_time_s: float, frame: Any = None, *, horizon_s: float = 4.0,
+                       horizon_bars: float = 2.0) -> list[Any]:
+        """The bank references of cues not fired yet that come within ``horizon_s`` seconds (timed
+        cues) or ``horizon_bars`` bars (bar cues), soonest first: what the renderer may load ahead."""
+        bar_now = bars_elapsed(frame) + 1.0 if frame is not None else None
+        soon: list[tuple[float, Any]] = []
+        for i, cue in enumerate(self.cues):
+            if self.fired[i]:
+                continue
+            if cue.at_s is not None and cue.at_s - song_time_s <= horizon_s:
+                when = cue.at_s - song_time_s
+            elif cue.bar is not None and bar_now is not None and cue.bar - bar_now <= horizon_bars:
+                when = (cue.bar - bar_now) * horizon_s / max(horizon_bars, 1e-9)
+            else:
+                continue
+            soon += [(when, c.value) for c in cue.commands if c.kind == "bank"]
+        return [ref for _, ref in sorted(soon, key=lambda x: x[0])]
+
     @property
     def remaining(self) -> int:
         return self.fired.count(False)
