@@ -40,6 +40,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 WARMUP_S = 2.0
+# Where a frame's latency goes: drawn -> read back and handed over -> taken by the sink's thread ->
+# converted, encoded and written (to the network, ffmpeg's pipe, the viewers) -> encoded by ffmpeg
+# (srt/udp only) -> received and decoded by the receiver.
+STAGES = ("readback", "mailbox", "send", "ffmpeg", "transport")
 RECEIVER_NICE = 0  # --receiver-nice
 
 
@@ -176,7 +180,9 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
     if "srt" in kinds:
         p = port(socket.SOCK_DGRAM)
         urls["srt"] = f"srt://127.0.0.1:{p}"
-        receivers["srt"] = ["srt", f"srt://127.0.0.1:{p}?mode=listener", f"{size[0]}x{size[1]}"]
+        # SRT runs at the larger of both ends' latency: the listener's default (120 ms) would hide the
+        # sink's own (40 ms), so the receiver asks for less (as OBS's "latency" field would).
+        receivers["srt"] = ["srt", f"srt://127.0.0.1:{p}?mode=listener&latency=20000", f"{size[0]}x{size[1]}"]
     if "mjpeg" in kinds:
         p = port()
         urls["mjpeg"] = f"http://127.0.0.1:{p}/"
@@ -224,7 +230,19 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
         lat = [(t - drawn[k]) * 1000.0 for k, t in got if k is not None and k in drawn]
         seen = {k for k, _ in got if k is not None and k in drawn}
         offered = sink.sent + sink.dropped
+        stamps = {t.number: t for t in sink.timings}
+        encoded = dict(getattr(sink, "encoded_at", ()))  # ffmpeg's progress: when it had encoded each
+        stages: dict[str, list[float]] = {name: [] for name in STAGES}
+        for k, t in got:  # where each received frame's latency went
+            st = stamps.get(k)
+            if st is None or k not in drawn:
+                continue
+            enc = encoded.get(k, st.done_s)
+            for name, (a, b) in zip(STAGES, ((st.drawn_s, st.ready_s), (st.ready_s, st.taken_s),
+                                             (st.taken_s, st.done_s), (st.done_s, enc), (enc, t))):
+                stages[name].append((b - a) * 1000.0)
         out["sinks"][kind] = {"latency_ms": lat, "received": len(seen), "dropped": sink.dropped,
+                              **{f"stage_{name}": v for name, v in stages.items()},
                               "not_received": max(0, sink.sent - len(got)), "sent": sink.sent, "offered": offered,
                               "unreadable": sum(1 for k, _ in got if k is None), "state": sink.state}
     hub.close()
@@ -298,6 +316,9 @@ def main() -> None:
                    hub_ms_p99=pct(res["hub_ms"], 99))
         for s in res.setdefault("sinks", {}).values():
             s.update(latency_ms_p50=pct(s["latency_ms"], 50), latency_ms_p99=pct(s["latency_ms"], 99))
+            for name in STAGES:
+                s[f"{name}_ms_p50"] = pct(s[f"stage_{name}"], 50)
+                s[f"{name}_ms_p99"] = pct(s[f"stage_{name}"], 99)
     base = results.get("none")
     rows = [("show", f"headless EGL ({ctx.info['GL_RENDERER']}), {args.size} at {args.fps:g} fps, "
                      f"{args.rounds} x {args.seconds:g} s per run, render thread {priority}, receivers nice +{RECEIVER_NICE}")]
@@ -317,6 +338,8 @@ def main() -> None:
             summary[f"cost_ratio_{name}_p99"] = round(r99, 3)
         for kind, s in res["sinks"].items():
             rows.append((f"[{name}] {kind} latency p50 / p99 (ms)", f"{s['latency_ms_p50']:.1f} / {s['latency_ms_p99']:.1f}"))
+            rows.append((f"[{name}] {kind} p50 (p99) ms: " + " / ".join(STAGES),
+                         " / ".join(f"{s[f'{st}_ms_p50']:.1f} ({s[f'{st}_ms_p99']:.1f})" for st in STAGES)))
             rows.append((f"[{name}] {kind} sent / received (measured) / dropped / sent-not-received",
                          f"{s['sent']} / {s['received']} / {s['dropped']} / {s['not_received']}"))
             key = "" if name != "all" else "_all"
@@ -325,6 +348,8 @@ def main() -> None:
                 summary[f"latency_ms_{kind}{key}_p99"] = round(s["latency_ms_p99"], 1)
                 summary[f"dropped_{kind}{key}"] = s["dropped"]
                 summary[f"not_received_{kind}{key}"] = s["not_received"]
+                for st in STAGES:
+                    summary[f"{st}_ms_{kind}{key}_p50"] = round(s[f"{st}_ms_p50"], 1)
     width = max(len(r[0]) for r in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")

@@ -98,3 +98,75 @@ def test_srt_receiver_leaves_and_comes_back(ctx, tmp_path):
     second = _check_order(rx2.numbers, sink.sent, SRT_COUNT)
     assert sink.reconnects >= 1
     assert min(second) > max(first)
+
+
+F_SETPIPE_SZ = 1031  # Linux fcntl
+
+
+def _until(predicate, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)  # polling the condition, with a deadline
+    return True
+
+
+@pytest.mark.slow
+def test_stalled_encoder_gets_the_newest_frame_not_a_queue():
+    """ffmpeg stopped (SIGSTOP) stands for an encoder that cannot keep up: the sink writes at most
+    MAX_IN_FLIGHT frames it has not encoded, the rest are dropped in the mailbox (counted), and when
+    ffmpeg runs again the next frame it gets is the newest one, not the backlog."""
+    import fcntl
+    import os
+    import signal
+
+    import numpy as np
+
+    from vjengine.output.counter import counter_image
+    from vjengine.output.sink import OutFrame
+    from vjengine.output.stream import MAX_IN_FLIGHT
+
+    w, h = 160, 96
+    [sink] = open_sinks([f"udp://127.0.0.1:{free_port()}?fps=30&size={w}x{h}"])
+
+    def frame(n):
+        rgba = np.dstack([counter_image(n, w, h), np.full((h, w), 255, np.uint8)])
+        return OutFrame(np.ascontiguousarray(rgba[::-1]), n, time.perf_counter())
+
+    def encoded():
+        return [n for n, _ in list(sink.encoded_at)]
+
+    sink.start((w, h))
+    pid = None
+    try:
+        sink.offer(frame(0))
+        assert _until(lambda: encoded() == [0]), sink.status()
+        pid = sink.ffmpeg_pid
+        # ffmpeg's own queues (several frames between its stages) modelled by a pipe that holds 16
+        # frames: without the sink's back-pressure they would fill with stale frames.
+        fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, 16 * w * h * 4)
+        finally:
+            os.close(fd)
+        os.kill(pid, signal.SIGSTOP)
+        for n in range(1, 41):
+            sink.offer(frame(n))
+            assert _until(lambda: sink.sent + sink.dropped >= n or sink.status()["encoding"] >= MAX_IN_FLIGHT)
+        assert sink.status()["encoding"] <= MAX_IN_FLIGHT
+        assert sink.sent <= 1 + MAX_IN_FLIGHT and sink.dropped >= 40 - MAX_IN_FLIGHT - 1, sink.status()
+        os.kill(pid, signal.SIGCONT)
+        pid = None
+        assert _until(lambda: 40 in encoded()), (encoded(), sink.status())
+        got = encoded()
+        assert got == sorted(got)
+        during = [n for n in got if 0 < n < 40]  # written while ffmpeg was stopped
+        assert len(during) <= MAX_IN_FLIGHT, f"frames queued behind the stall reached the encoder: {got}"
+        delays = [t.done_s - t.drawn_s for t in sink.timings]
+        assert len(delays) == sink.sent and all(d >= 0 for d in delays)
+        assert "delay_ms" in sink.status()
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        sink.stop()

@@ -89,7 +89,7 @@ class OutputHub:
     def _deliver(self, submitted) -> None:
         for size, rb in self._readbacks.items():
             for arr, (n, t, takers) in rb.collect(keep=1 if size in submitted else 0):
-                frame = OutFrame(arr, n, t)
+                frame = OutFrame(arr, n, t, time.perf_counter())
                 for sink in takers:
                     if sink is None:
                         self._latest[size] = frame

@@ -12,6 +12,7 @@ never work: a missing library, device or operating system).
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -25,16 +26,32 @@ from vjengine.output.url import OutSpec
 log = logging.getLogger(__name__)
 
 RETRY_S = (0.25, 0.5, 1.0, 2.0)  # pause before the 1st, 2nd, 3rd, later re-open
+TIMINGS_KEPT = 1024  # the last sent frames' time stamps (status, benchmarks/video_out.py)
+
+
+@dataclass(frozen=True)
+class SentTiming:
+    """When one sent frame passed each stage (perf_counter seconds): drawn on the render thread,
+    read back and handed over (``ready_s``), taken by the sink's thread, done (converted, encoded and
+    written to the sender: the network, ffmpeg's pipe, the viewers)."""
+
+    number: int
+    drawn_s: float
+    ready_s: float
+    taken_s: float
+    done_s: float
 
 
 @dataclass(frozen=True)
 class OutFrame:
     """One frame for the sinks: ``bottom_up`` RGBA uint8 [H, W, 4] as GL reads it (last row on top),
-    ``number`` counts drawn frames, ``drawn_s`` is the perf_counter time it was drawn."""
+    ``number`` counts drawn frames, ``drawn_s`` is the perf_counter time it was drawn, ``ready_s``
+    when its readback was handed over (0: unknown)."""
 
     bottom_up: np.ndarray
     number: int
     drawn_s: float
+    ready_s: float = 0.0
 
     @property
     def rgba(self) -> np.ndarray:
@@ -62,6 +79,7 @@ class Sink:
         self.errors = 0
         self.reconnects = 0
         self.last_number = -1
+        self.timings: collections.deque[SentTiming] = collections.deque(maxlen=TIMINGS_KEPT)
         self._slot: OutFrame | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -85,6 +103,12 @@ class Sink:
 
     def idle(self) -> None:
         """Called on the worker thread when no frame came for a while (keep-alives)."""
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Called on the worker thread before it takes the next frame: a sink whose encoder still
+        holds frames waits here (up to ``timeout_s``; False: still busy), so that it then takes the
+        newest frame from the mailbox instead of queueing stale ones inside the encoder."""
+        return True
 
     # --- the render thread's side --------------------------------------------------------------
 
@@ -121,6 +145,9 @@ class Sink:
         out = {"url": self.spec.label, "kind": self.kind, "state": self.state, "size": f"{w}x{h}",
                "fps": self.fps, "sent": self.sent, "dropped": self.dropped, "errors": self.errors,
                "reconnects": self.reconnects}
+        delays = sorted(t.done_s - t.drawn_s for t in list(self.timings)[-120:])
+        if delays:  # drawn to sent, the median of the last frames: this side's share of the latency
+            out["delay_ms"] = round(1000.0 * delays[len(delays) // 2], 1)
         if self.detail:
             out["detail"] = self.detail
         return out
@@ -173,6 +200,12 @@ class Sink:
                     self._stop.wait(RETRY_S[min(failures, len(RETRY_S) - 1)])
                     failures += 1
                     continue
+            try:
+                if not self.wait_ready(0.5):
+                    continue  # the encoder is still busy: frames wait in the mailbox (newest kept)
+            except Exception as exc:  # noqa: BLE001
+                self._lost(exc)
+                continue
             frame = self._take(0.5)
             if frame is None:
                 try:
@@ -180,10 +213,13 @@ class Sink:
                 except Exception as exc:  # noqa: BLE001
                     self._lost(exc)
                 continue
+            taken_s = time.perf_counter()
             try:
                 self.send(frame)
                 self.sent += 1
                 self.last_number = frame.number
+                self.timings.append(SentTiming(frame.number, frame.drawn_s, frame.ready_s or frame.drawn_s,
+                                               taken_s, time.perf_counter()))
             except Exception as exc:  # noqa: BLE001
                 self.dropped += 1
                 self._lost(exc)

@@ -5,6 +5,16 @@ SRT defaults to caller mode (the receiver listens, e.g. OBS's media source with
 ``srt://0.0.0.0:PORT?mode=listener``); ``?mode=listener`` makes vjengine the listener instead.
 When the receiver goes away ffmpeg exits; the sink starts it again until the receiver is back.
 UDP has no connection: datagrams go out whether anyone listens or not.
+
+Latency: x264 with no B-frames, no look-ahead and sliced threads (``-tune zerolatency``), a key frame
+every half second, the muxer flushing every packet with no mux delay and writing each video PES
+packet's length (a demuxer otherwise holds a frame until the next one starts: one frame period more
+at every receiver, measured 100 ms at 10 fps). ffmpeg queues frames between
+its stages (several per stage) whenever its encoder falls behind, which added most of a second on a
+busy machine; so the sink follows ffmpeg's progress reports (``-progress``, every 10 ms) and writes
+a frame only while fewer than ``MAX_IN_FLIGHT`` written frames are not yet encoded. Otherwise it
+waits, and then takes the newest frame from its mailbox: a frame it cannot encode in time is dropped
+(and counted) before it enters ffmpeg, never queued behind others.
 """
 
 from __future__ import annotations
@@ -12,9 +22,13 @@ from __future__ import annotations
 import collections
 import subprocess
 import threading
+import time
 
 from vjengine.errors import ConfigError
-from vjengine.output.sink import OutFrame, Sink
+from vjengine.output.sink import TIMINGS_KEPT, OutFrame, Sink
+
+MAX_IN_FLIGHT = 2  # frames written to ffmpeg and not yet encoded: one encoding, one waiting
+PROGRESS_PERIOD_S = 0.01
 
 
 def ffmpeg_exe() -> str:
@@ -33,6 +47,11 @@ class TsSink(Sink):
         self.kind = spec.scheme
         self._proc: subprocess.Popen | None = None
         self._err: collections.deque[str] = collections.deque(maxlen=5)
+        self._progress = threading.Condition()
+        self._written = 0  # frames written to this ffmpeg
+        self._encoded = 0  # frames it reported encoded
+        self._numbers: collections.deque[int] = collections.deque()  # written, not yet encoded
+        self.encoded_at: collections.deque[tuple[int, float]] = collections.deque(maxlen=TIMINGS_KEPT)
 
     def check(self) -> None:
         ffmpeg_exe()
@@ -53,41 +72,88 @@ class TsSink(Sink):
         fps = self.fps
         kbps = int(float(self.spec.params.get("bitrate", 0)) or max(1000, w * h * fps * 0.1 / 1000))
         return [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
+                "-stats_period", f"{PROGRESS_PERIOD_S:g}", "-progress", "pipe:1",
                 "-f", "rawvideo", "-pix_fmt", "rgba", "-s", f"{w}x{h}", "-framerate", f"{fps:g}",
                 "-use_wallclock_as_timestamps", "1", "-i", "pipe:0",
                 "-vf", "vflip", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
                 "-threads", "2", "-g", str(max(1, round(fps / 2))), "-bf", "0", "-pix_fmt", "yuv420p",
                 "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{kbps // 2}k",
                 "-fps_mode", "passthrough", "-flush_packets", "1", "-muxdelay", "0",
-                "-f", "mpegts", self.target()]
+                "-omit_video_pes_length", "0", "-f", "mpegts", self.target()]
 
     def open(self) -> None:
         self._err.clear()
-        self._proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        with self._progress:
+            self._written = self._encoded = 0
+            self._numbers.clear()
+        self._proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, bufsize=0)
         threading.Thread(target=self._drain, args=(self._proc,), daemon=True, name="vj-out-ffmpeg-log").start()
+        threading.Thread(target=self._follow, args=(self._proc,), daemon=True, name="vj-out-ffmpeg-progress").start()
         self.state = "connecting" if self.spec.scheme == "srt" else "live"
 
     def _drain(self, proc: subprocess.Popen) -> None:
         for line in proc.stderr:
             self._err.append(line.decode(errors="replace").strip())
 
+    def _follow(self, proc: subprocess.Popen) -> None:
+        """Read ffmpeg's progress reports (``frame=N``: N frames encoded so far)."""
+        for line in proc.stdout:
+            if not line.startswith(b"frame="):
+                continue
+            try:
+                count = int(line[6:])
+            except ValueError:
+                continue
+            now = time.perf_counter()
+            with self._progress:
+                if self._proc is not proc:
+                    return
+                while self._encoded < count and self._numbers:
+                    self._encoded += 1
+                    self.encoded_at.append((self._numbers.popleft(), now))
+                self._progress.notify_all()
+        with self._progress:  # ffmpeg ended: nobody waits for it any more
+            self._progress.notify_all()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        proc = self._proc
+        with self._progress:
+            return self._progress.wait_for(
+                lambda: self._written - self._encoded < MAX_IN_FLIGHT or proc is None or proc.poll() is not None,
+                timeout_s)
+
     def send(self, frame: OutFrame) -> None:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             raise RuntimeError(f"ffmpeg exited ({self._why()})")
+        with self._progress:
+            self._written += 1
+            self._numbers.append(frame.number)
         try:
             proc.stdin.write(memoryview(frame.bottom_up).cast("B"))
         except (BrokenPipeError, OSError) as exc:
             raise RuntimeError(f"ffmpeg stopped reading ({self._why()})") from exc
-        if self.state != "live":
+        if self.state != "live" and self._encoded:
             self.state = "live"
 
     def _why(self) -> str:
         return " / ".join(self._err) or "no message"
 
+    @property
+    def ffmpeg_pid(self) -> int | None:
+        proc = self._proc
+        return None if proc is None else proc.pid
+
+    def status(self) -> dict:
+        out = super().status()
+        out["encoding"] = self._written - self._encoded  # frames inside ffmpeg
+        return out
+
     def close(self) -> None:
-        proc, self._proc = self._proc, None
+        with self._progress:
+            proc, self._proc = self._proc, None
+            self._progress.notify_all()
         if proc is None:
             return
         try:
