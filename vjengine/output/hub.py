@@ -3,7 +3,8 @@
 Per frame, after the show is drawn and before anything (HUD) goes over it, the frame loop calls
 ``OutputHub.on_frame(fbo)``. It never raises and never waits on a sink: a sink is due when its own
 frame period has passed; the due sinks of each size share one :class:`Readback`; the frames read back
-the frame before are offered to their sinks' mailboxes (see :class:`vjengine.output.sink.Sink`).
+the frame before (on a software renderer: this frame's) are offered to their sinks' mailboxes (see
+:class:`vjengine.output.sink.Sink`).
 Local consumers (the operator window) register with ``add_local`` and get the newest frame through
 ``latest(size)`` on the render thread.
 """
@@ -88,7 +89,8 @@ class OutputHub:
 
     def _deliver(self, submitted) -> None:
         for size, rb in self._readbacks.items():
-            for arr, (n, t, takers) in rb.collect(keep=1 if size in submitted else 0):
+            keep = 1 if size in submitted and not rb.immediate else 0
+            for arr, (n, t, takers) in rb.collect(keep=keep):
                 frame = OutFrame(arr, n, t, time.perf_counter())
                 for sink in takers:
                     if sink is None:

@@ -6,6 +6,10 @@ happens in the background) and then ``collect(keep=1)``, which maps the PBO subm
 before, by now filled, into a fresh numpy array. A source of another size is first scaled (and
 letterboxed) into a framebuffer of ``size`` by one textured pass.
 
+On a software renderer (llvmpipe) the copy is done by the time ``submit`` returns, so ``immediate``
+is set and the hub collects the frame the same frame (``keep=0``): waiting a frame there bought
+nothing and cost a whole frame period of latency (17 ms at 60 fps).
+
 Frames come back bottom row first, as GL stores them; :class:`vjengine.output.sink.OutFrame.rgba`
 flips them for free (a view).
 """
@@ -18,7 +22,7 @@ from typing import Any
 import moderngl
 import numpy as np
 
-from vjengine.render.context import load_program
+from vjengine.render.context import is_software_renderer, load_program
 
 
 def fit_rect(src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -46,6 +50,7 @@ class Readback:
         self._prog: moderngl.Program | None = None
         self._vao: moderngl.VertexArray | None = None
         self.overruns = 0
+        self.immediate = is_software_renderer(str(ctx.info.get("GL_RENDERER", "")))
 
     def _scale_target(self) -> moderngl.Framebuffer:
         if self._fbo is None:

@@ -70,6 +70,15 @@ def load_program(ctx: moderngl.Context, name: str, defines: Mapping[str, object]
         raise RuntimeError(f"shader program {name}.glsl {dict(defines or {})} failed to build: {exc}") from exc
 
 
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "lavapipe")
+
+
+def is_software_renderer(renderer: str) -> bool:
+    """Whether ``GL_RENDERER`` names a CPU rasteriser (Mesa's llvmpipe and kin): there, every GL call
+    runs to completion on the CPU before it returns (a readback is done when it is issued)."""
+    return any(name in renderer.lower() for name in SOFTWARE_RENDERERS)
+
+
 def max_array_layers(ctx: moderngl.Context) -> int:
     """GL_MAX_ARRAY_TEXTURE_LAYERS of this context."""
     return int(ctx.info["GL_MAX_ARRAY_TEXTURE_LAYERS"])

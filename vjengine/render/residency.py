@@ -37,7 +37,7 @@ from vjengine.bank import codecs
 from vjengine.bank.grid import axis_position, strides
 from vjengine.errors import BankError, DeviceError
 from vjengine.logonce import LogOnce
-from vjengine.render.context import max_array_layers
+from vjengine.render.context import is_software_renderer, max_array_layers
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,8 @@ _REQUIRED_EXTENSIONS = {
     "bc1": ("GL_EXT_texture_compression_s3tc", "GL_EXT_texture_compression_dxt1"),
     "bc7": ("GL_ARB_texture_compression_bptc", "GL_EXT_texture_compression_bptc"),
 }
-# Renderers that decode some block formats in software, per texel fetch (BPTC on llvmpipe: ~200x
-# slower than RGBA8 in a 4-tap blend). S3TC they decode cheaply.
-_SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "lavapipe")
+# Software renderers (render.context.is_software_renderer) decode some block formats per texel fetch
+# (BPTC on llvmpipe: ~200x slower than RGBA8 in a 4-tap blend). S3TC they decode cheaply.
 # Measured on llvmpipe, 1920x1080 out of 512x512 taps: BC1 sampled as-is costs 1.1x RGBA8 at K=4 but
 # 2.3x at K=16, BC7 ~200x; decoded on the CPU at upload both cost what raw does.
 _SLOW_IN_SOFTWARE = ("bc1", "bc7")
@@ -73,8 +72,7 @@ def upload_path(codec: str, extensions: Iterable[str], renderer: str, *, bank: s
             "(or --codec raw)")
     if native is not None:
         return "native" if native else "cpu"
-    software = any(name in renderer.lower() for name in _SOFTWARE_RENDERERS)
-    if software and codec in _SLOW_IN_SOFTWARE:
+    if is_software_renderer(renderer) and codec in _SLOW_IN_SOFTWARE:
         return "cpu"
     return "native"
 
