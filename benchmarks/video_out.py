@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 WARMUP_S = 2.0
+RECEIVER_START_S = 30.0  # measure anyway after this long without a picture at some receiver
 # Where a frame's latency goes: drawn -> read back and handed over -> taken by the sink's thread ->
 # converted, encoded and written (to the network, ffmpeg's pipe, the viewers) -> encoded by ffmpeg
 # (srt/udp only) -> received and decoded by the receiver.
@@ -68,7 +69,9 @@ def rx_ndi(name: str) -> None:
     while source is None:
         finder.wait_for_sources(0.5)
         source = next((s for s in finder.get_source_names() if s.endswith(f"({name})")), None)
-    receiver = Receiver(color_format=RecvColorFormat.RGBX_RGBA, bandwidth=RecvBandwidth.highest)
+    # "fastest": NDI's own UYVY(+alpha) planes, no conversion to RGBA in the receiver (which shares
+    # the show's two cores here); the counter is read from the luma bytes.
+    receiver = Receiver(color_format=RecvColorFormat.fastest, bandwidth=RecvBandwidth.highest)
     video = VideoRecvFrame()
     receiver.set_video_frame(video)
     receiver.set_source(finder.get_source(source))
@@ -76,8 +79,16 @@ def rx_ndi(name: str) -> None:
         if receiver.receive(ReceiveFrameType.recv_video, 200) & ReceiveFrameType.recv_video:
             t = time.perf_counter()
             w, h = video.get_resolution()
-            arr = np.array(video).reshape(h, w, 4)
-            _say(read_counter(arr), t)
+            stride = video.get_line_stride()
+            uyvy = stride >= 2 * w and int(video.get_fourcc()).to_bytes(4, "little").startswith(b"UYV")
+            with memoryview(video) as view:  # released before the next receive (a held view blocks it)
+                data = np.frombuffer(view, np.uint8)
+                if uyvy:
+                    img = data[:h * stride].reshape(h, stride)[:, 1:2 * w:2, None].copy()
+                else:
+                    img = data[:h * w * 4].reshape(h, w, 4).copy()
+                del data
+            _say(read_counter(img), t)
 
 
 def rx_mjpeg(url: str) -> None:
@@ -133,10 +144,11 @@ def rx_srt(url: str, size: str) -> None:
 
 class Receiver:
     def __init__(self, argv: list[str], env: dict) -> None:
-        # Receivers stand for other machines (Resolume, OBS, a phone); --receiver-nice puts them below the show.
+        # Receivers stand for other machines (Resolume, OBS, a phone): a normal program's priority (or
+        # --receiver-nice), never the render thread's raised one, which they would otherwise inherit.
         self.proc = subprocess.Popen([sys.executable, __file__, "--receiver", *argv], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, env=env, text=True,
-                                     preexec_fn=(lambda: os.nice(RECEIVER_NICE)) if RECEIVER_NICE else None)
+                                     preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, RECEIVER_NICE))
         self.got: list[tuple[int | None, float]] = []
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()
@@ -197,9 +209,15 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
     n = 0
     start = time.perf_counter()
     next_t = start
+    measure_from = None  # once every receiver has a picture (they start slowly on a busy machine)
+    counts0: dict[str, tuple[int, int]] = {}
     while True:
         now = time.perf_counter()
-        if now - start >= WARMUP_S + seconds:
+        if measure_from is None and now - start >= WARMUP_S and (
+                all(r.got for r in rx.values()) or now - start >= RECEIVER_START_S):
+            measure_from = now
+            counts0 = {k: (s.sent, s.dropped) for k, s in sinks.items()}
+        if measure_from is not None and now - measure_from >= seconds:
             break
         t = now - start
         coord = [0.5 + 0.45 * math.sin(t * 0.7 + i) for i in range(len(renderer.bank.axes))]
@@ -211,7 +229,7 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
         if sinks:
             hub.on_frame(renderer.output, number=n, drawn_s=t_drawn)
         t1 = time.perf_counter()
-        if t0 - start >= WARMUP_S:
+        if measure_from is not None:
             frame_ms.append((t1 - t0) * 1000.0)
             hub_ms.append((t1 - t_drawn) * 1000.0)
             drawn[n] = t_drawn
@@ -226,10 +244,12 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
     time.sleep(1.0)  # the last frames reach the receivers
     out = {"frame_ms": frame_ms, "hub_ms": hub_ms, "sinks": {}}
     for kind, sink in sinks.items():
-        got = rx[kind].got if kind in rx else []
-        lat = [(t - drawn[k]) * 1000.0 for k, t in got if k is not None and k in drawn]
-        seen = {k for k, _ in got if k is not None and k in drawn}
-        offered = sink.sent + sink.dropped
+        got = [(k, t) for k, t in (rx[kind].got if kind in rx else []) if k is None or k in drawn]
+        lat = [(t - drawn[k]) * 1000.0 for k, t in got if k is not None]
+        seen = {k for k, _ in got if k is not None}
+        sent = sum(1 for t in sink.timings if t.number in drawn)
+        dropped = sink.dropped - counts0.get(kind, (0, 0))[1]
+        offered = sent + dropped
         stamps = {t.number: t for t in sink.timings}
         encoded = dict(getattr(sink, "encoded_at", ()))  # ffmpeg's progress: when it had encoded each
         stages: dict[str, list[float]] = {name: [] for name in STAGES}
@@ -241,9 +261,9 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
             for name, (a, b) in zip(STAGES, ((st.drawn_s, st.ready_s), (st.ready_s, st.taken_s),
                                              (st.taken_s, st.done_s), (st.done_s, enc), (enc, t))):
                 stages[name].append((b - a) * 1000.0)
-        out["sinks"][kind] = {"latency_ms": lat, "received": len(seen), "dropped": sink.dropped,
+        out["sinks"][kind] = {"latency_ms": lat, "received": len(seen), "dropped": dropped,
                               **{f"stage_{name}": v for name, v in stages.items()},
-                              "not_received": max(0, sink.sent - len(got)), "sent": sink.sent, "offered": offered,
+                              "not_received": max(0, sent - len(seen)), "sent": sent, "offered": offered,
                               "unreadable": sum(1 for k, _ in got if k is None), "state": sink.state}
     hub.close()
     for r in rx.values():
@@ -274,7 +294,7 @@ def main() -> None:
     ap.add_argument("--runs", default="none,ndi,mjpeg,srt,all")
     ap.add_argument("--rounds", type=int, default=2, help="repeat the runs this many times, interleaved")
     ap.add_argument("--receiver-nice", type=int, default=0,
-                    help="run the receivers this much below normal priority (they stand for other machines)")
+                    help="the receivers' nice value (they stand for other machines; default 0, a normal program)")
     ap.add_argument("--receiver", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     global RECEIVER_NICE
@@ -321,7 +341,7 @@ def main() -> None:
                 s[f"{name}_ms_p99"] = pct(s[f"stage_{name}"], 99)
     base = results.get("none")
     rows = [("show", f"headless EGL ({ctx.info['GL_RENDERER']}), {args.size} at {args.fps:g} fps, "
-                     f"{args.rounds} x {args.seconds:g} s per run, render thread {priority}, receivers nice +{RECEIVER_NICE}")]
+                     f"{args.rounds} x {args.seconds:g} s per run, render thread {priority}, receivers nice {RECEIVER_NICE}")]
     summary: dict = {}
     for name, res in results.items():
         rows.append((f"[{name}] frame time p50 / p99 (ms)", f"{res['frame_ms_p50']:.2f} / {res['frame_ms_p99']:.2f}"))

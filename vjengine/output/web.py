@@ -155,7 +155,7 @@ class WebSink(Sink):
         if self.size is None:  # a preview for a phone or a second screen: half the show's size
             self.size = (max(16, int(size[0]) // 2) & ~1, max(16, int(size[1]) // 2) & ~1)
         self.check()
-        self._serve_thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+        self._serve_thread = threading.Thread(target=self._serve, args=(self._server,),
                                               name="vj-out-http", daemon=True)
         self._serve_thread.start()
         if self.token:
@@ -163,6 +163,13 @@ class WebSink(Sink):
         else:
             log.info("operator page: %s", self.page_url)
         return super().start(size)
+
+    @staticmethod
+    def _serve(server: ThreadingHTTPServer) -> None:
+        from vjengine.priority import lower_this_thread  # noqa: PLC0415
+
+        lower_this_thread()  # below the render thread (started from it); viewer threads inherit it
+        server.serve_forever(poll_interval=0.2)
 
     def stop(self, timeout_s: float = 3.0) -> None:
         super().stop(timeout_s)
@@ -180,7 +187,8 @@ class WebSink(Sink):
     def encode(self, frame: OutFrame) -> bytes:
         from PIL import Image  # noqa: PLC0415
 
-        img = Image.fromarray(np.ascontiguousarray(frame.rgba[:, :, :3]), "RGB")
+        w, h = frame.size  # RGBA bottom row first -> RGB top row first, in one pass inside Pillow
+        img = Image.frombuffer("RGB", (w, h), frame.bottom_up, "raw", "RGBX", 0, -1)
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=self.quality)
         return buf.getvalue()
@@ -315,6 +323,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+        try:  # each frame is one write: send it now, not when the viewer acknowledges the last one
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         with sink._jpeg_cond:  # noqa: SLF001  (viewer threads count under the frame lock)
             sink.viewers += 1
         seq = -1
