@@ -411,10 +411,10 @@ def _build(b: _Builder, work: WorkDir, device_kind: str) -> BuildResult:
             if got is None:
                 raise RuntimeError(f"{shard} went bad after it was checked; run the build again")
             arrays, meta = got
-            for k, i in enumerate(meta["cells"]):
-                writer.frames[i] = arrays["frames"][k]
-                writer.latents[i] = arrays["latents"][k].astype(spec.latent_dtype)
-                filled[i] = True
+            cells = [int(i) for i in meta["cells"]]
+            writer.frames[cells] = arrays["frames"]  # a block codec encodes the shard's frames on every core
+            writer.latents[cells] = arrays["latents"].astype(spec.latent_dtype)
+            filled[cells] = True
         if not filled.all():
             missing = np.flatnonzero(~filled)[:5].tolist()
             raise RuntimeError(f"work directory {work.path} is missing cells {missing}...; run the build again")

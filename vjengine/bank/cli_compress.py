@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vjengine.bank import codecs
-from vjengine.bank.format import REPORTS_DIR, BankWriter, open_bank
+from vjengine.bank.format import ENCODE_THREADS, REPORTS_DIR, BankWriter, open_bank
 from vjengine.demo import resolve_bank_path
 from vjengine.errors import BankError
 
@@ -47,17 +47,20 @@ def compress_bank(src: Path, out: Path, codec: str, *, progress: bool = True) ->
             from tqdm import tqdm
 
             bar = tqdm(total=bank.count, unit="frame", desc=f"{codec} {bank.name}", leave=False)
-        for i in range(bank.count):
-            stored = np.asarray(bank.stored(i))
-            if not bank.frame_ok(i, stored):
-                cell = ", ".join(f"{a.name}={c}" for a, c in zip(bank.axes, bank.cell(i)))
-                raise BankError(f"{bank.path}: frame {i} (cell {cell}) does not match its checksum; "
-                                "repair or rebuild the bank before converting it")
-            pixels = stored if bank.blocks is None else codecs.decode(stored, bank.codec, bank.width,
-                                                                      bank.height, bank.channels)
-            writer.frames[i] = pixels
+        chunk = 4 * ENCODE_THREADS  # frames encoded together, one per core
+        for start in range(0, bank.count, chunk):
+            pixels = []
+            for i in range(start, min(bank.count, start + chunk)):
+                stored = np.asarray(bank.stored(i))
+                if not bank.frame_ok(i, stored):
+                    cell = ", ".join(f"{a.name}={c}" for a, c in zip(bank.axes, bank.cell(i)))
+                    raise BankError(f"{bank.path}: frame {i} (cell {cell}) does not match its checksum; "
+                                    "repair or rebuild the bank before converting it")
+                pixels.append(stored if bank.blocks is None else codecs.decode(stored, bank.codec, bank.width,
+                                                                               bank.height, bank.channels))
+            writer.frames[start:start + len(pixels)] = np.stack(pixels)
             if bar is not None:
-                bar.update()
+                bar.update(len(pixels))
         if bar is not None:
             bar.close()
         if bank.latents is not None:
