@@ -437,16 +437,8 @@ class ResidentFrames:
         st = strides(self.sizes)
         for ring in (0, 1):  # the blend's own corners first, then one cell around them
             for offset in np.ndindex(*([2 + 2 * ring] * len(self.sizes))):
-                idx, ok = 0, True
-                for d, n in enumerate(self.sizes):
-                    v = lo[d] + offset[d] - ring
-                    if self.cyclic[d]:
-                        v %= n
-                    elif not 0 <= v < n:
-                        ok = False
-                        break
-                    idx += int(v) * int(st[d])
-                if ok and idx not in order:
+                idx = self._cell_index([lo[d] + offset[d] - ring for d in range(len(self.sizes))], st)
+                if idx is not None and idx not in order:
                     order.append(idx)
         self._ahead = [i for i in reversed(order) if self.slot_of[i] < 0 and not self.bad[i]]
 
@@ -588,6 +580,18 @@ class ResidentFrames:
             self._prefetch = []  # moved: plan again from here
         self._last_centre, self._last_t = centre, now
 
+    def _cell_index(self, cell: list[int], st) -> int | None:
+        """The frame index of a grid cell, wrapping cyclic axes; None off the edge of the others."""
+        idx = 0
+        for d, n in enumerate(self.sizes):
+            v = int(cell[d])
+            if self.cyclic[d]:
+                v %= n
+            elif not 0 <= v < n:
+                return None
+            idx += v * int(st[d])
+        return idx
+
     def _plan_prefetch(self) -> None:
         """Frames around where the blend will be over the next ``prefetch_s``, nearest first (popped
         from the end)."""
@@ -601,17 +605,8 @@ class ResidentFrames:
             c = self._last_centre + self._velocity * (self.prefetch_s * k / steps)
             lo = np.floor(c).astype(np.int64)
             for corner in range(1 << len(self.sizes)):
-                idx = 0
-                ok = True
-                for d, n in enumerate(self.sizes):
-                    v = lo[d] + ((corner >> d) & 1)
-                    if self.cyclic[d]:
-                        v %= n
-                    elif not 0 <= v < n:
-                        ok = False
-                        break
-                    idx += int(v) * int(st[d])
-                if ok and idx not in seen:
+                idx = self._cell_index([lo[d] + ((corner >> d) & 1) for d in range(len(self.sizes))], st)
+                if idx is not None and idx not in seen:
                     seen.add(idx)
                     order.append(idx)
         self._prefetch = [i for i in reversed(order) if self.slot_of[i] < 0]
