@@ -2,7 +2,8 @@
 
 Prints tables, then one JSON line (keys: cpu_ms_per_audio_s and its _median; f_measure, cmlt, amlt,
 downbeat_f, lock_s, never_locked, octave_errors: means (lock: median) over the recordings for our
-tracker, with _librosa / _aubio for theirs and _synthetic for the synthetic set; per_clip;
+tracker (``--beat-tracker dsp``), with _learned for ``--beat-tracker learned`` (BeatNet's CRNN in numpy),
+_librosa / _aubio for theirs and _synthetic for the synthetic set; per_clip; cpu_ms_per_audio_s_learned;
 cpu_ms_per_audio_s_clips per tracker; onset_latency_ms_p99, ...).
 
 - CPU: the analysis fed like a show (256-frame device blocks, polled at 60 fps) over a dance loop,
@@ -53,9 +54,9 @@ warnings.filterwarnings("ignore")
 
 
 # ----------------------------------------------------------------------------- CPU
-def _live_run(x: np.ndarray, sr: int) -> tuple[float, list[float]]:
+def _live_run(x: np.ndarray, sr: int, beat_tracker: str = "dsp") -> tuple[float, list[float]]:
     """Feed whole 256-frame device blocks and poll at 60 fps; returns (CPU s, wall s per frame)."""
-    engine = AudioEngine.offline(sr)
+    engine = AudioEngine.offline(sr, config=AnalysisConfig(beat_tracker=beat_tracker))
     per_frame = []
     fed = 0
     n_frames = int(x.size / sr * FPS)
@@ -81,10 +82,12 @@ class CpuCost:
         self.x, _ = dance_loop(bpm=126.0, seconds=15.0, sr=self.sr, seed=7)
         self.runs: list[tuple[float, list[float]]] = []
         self.batch: list[float] = []
+        self.learned: list[float] = []  # the same live run with --beat-tracker learned
 
     def measure(self, repeats: int) -> None:
         for _ in range(repeats):
             self.runs.append(_live_run(self.x, self.sr))
+            self.learned.append(_live_run(self.x, self.sr, "learned")[0])
             a = Analyzer(self.sr)
             cpu0 = time.process_time()
             for i in range(0, self.x.size, self.sr):
@@ -98,6 +101,8 @@ class CpuCost:
         return {"cpu_ms_per_audio_s": live_cpu / seconds * 1000,
                 "cpu_ms_per_audio_s_median": float(np.median([r[0] for r in self.runs])) / seconds * 1000,
                 "cpu_ms_per_audio_s_batch": min(self.batch) / seconds * 1000, "runs": len(self.runs),
+                "cpu_ms_per_audio_s_learned": min(self.learned) / seconds * 1000,
+                "cpu_ms_per_audio_s_learned_median": float(np.median(self.learned)) / seconds * 1000,
                 "frame_ms_mean": float(pf.mean()), "frame_ms_p99": float(np.percentile(pf, 99)),
                 "frame_ms_max": float(pf.max())}
 
@@ -225,7 +230,8 @@ def ours_learned(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     return ours(x, sr, "learned")
 
 
-TRACKERS = {"ours": ours, "ours_learned": ours_learned, "librosa": librosa_beats, "aubio": aubio_beats}
+# ours: --beat-tracker dsp (the default); learned: --beat-tracker learned (BeatNet's CRNN in numpy)
+TRACKERS = {"ours": ours, "learned": ours_learned, "librosa": librosa_beats, "aubio": aubio_beats}
 
 
 def beat_tracking() -> tuple[list[dict], dict, str | None]:
@@ -328,11 +334,14 @@ def main() -> int:
           "the benchmark, on a shared machine)")
     print(f"  analysis CPU per audio second: {cpu['cpu_ms_per_audio_s']:.1f} ms (target <= 10; median: "
           f"{cpu['cpu_ms_per_audio_s_median']:.1f} ms); in 1 s blocks: {cpu['cpu_ms_per_audio_s_batch']:.1f} ms")
+    print(f"  with --beat-tracker learned: {cpu['cpu_ms_per_audio_s_learned']:.1f} ms (median "
+          f"{cpu['cpu_ms_per_audio_s_learned_median']:.1f} ms)")
     print(f"  per video frame: mean {cpu['frame_ms_mean']:.2f} ms, p99 {cpu['frame_ms_p99']:.2f} ms, "
           f"max {cpu['frame_ms_max']:.2f} ms (own thread only if > ~2 ms)")
     print()
     trackers = [t for t in TRACKERS if t != "aubio" or aubio_error is None]
-    print("Beat tracking: ours (causal, fed in 256-frame blocks), librosa (offline beat_track), aubio (causal tempo)")
+    print("Beat tracking: ours (causal, fed in 256-frame blocks; --beat-tracker dsp, and learned: BeatNet's CRNN),")
+    print("  librosa (offline beat_track), aubio (causal tempo)")
     print("  F, CMLt, AMLt, downbeat F from mir_eval (70 ms; clips >= 10 s trimmed by 5 s); lock = s from the first")
     print("  annotated beat until every later beat is within 70 ms; level = estimated / annotated beat rate late in")
     print("  the clip (an octave error outside 0.9..1.1)")
@@ -372,6 +381,8 @@ def main() -> int:
         "cpu_ms_per_audio_s": round(cpu["cpu_ms_per_audio_s"], 2),
         "cpu_ms_per_audio_s_median": round(cpu["cpu_ms_per_audio_s_median"], 2),
         "cpu_ms_per_audio_s_batch": round(cpu["cpu_ms_per_audio_s_batch"], 2),
+        "cpu_ms_per_audio_s_learned": round(cpu["cpu_ms_per_audio_s_learned"], 2),
+        "cpu_ms_per_audio_s_learned_median": round(cpu["cpu_ms_per_audio_s_learned_median"], 2),
         "load_avg_1min": round(load_1min, 2),
         "frame_ms_p99": round(cpu["frame_ms_p99"], 3),
         "aubio_error": aubio_error,

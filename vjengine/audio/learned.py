@@ -71,27 +71,23 @@ def load_weights(path=None) -> dict[str, np.ndarray]:
 class CRNN:
     """BeatNet's BDA network, one frame at a time (its LSTM state carried between calls).
 
-    Rearranged for few numpy calls per frame, same arithmetic: the 2-channel convolution is one
-    matmul with a banded matrix; each LSTM layer is one matmul on ``[x, h]`` into a single tanh, its
+    Rearranged for few numpy calls per frame, same arithmetic: the convolution is a strided view of
+    the frame's sliding windows times the two kernels (the bias added after the pooling); each LSTM layer is one matmul on ``[x, h]`` into a single tanh, its
     sigmoid gates scaled by 1/2 beforehand (sigmoid(z) = (tanh(z / 2) + 1) / 2).
     """
 
     def __init__(self, weights: dict[str, np.ndarray] | None = None) -> None:
         w = weights or load_weights()
         kern = w["conv1_weight"][:, 0, :]                                 # (2, 10)
-        n_ch, k = kern.shape
-        n_in = N_FEATURES                                                # 272 -> conv 263 -> pooled 131
-        n_conv = n_in - k + 1
-        self.n_pool = n_conv // 2
-        band = np.zeros((n_in, n_ch, n_conv), dtype=np.float32)          # conv as feats @ band
-        for c in range(n_ch):
-            for j in range(n_conv):
-                band[j:j + k, c, j] = kern[c]
-        # columns ordered (channel, position) and the even/odd positions of each pool pair apart
-        self.n_ch = n_ch
-        self.conv_w = band.reshape(n_in, n_ch * n_conv)
-        self.conv_b = np.repeat(w["conv1_bias"].astype(np.float32), n_conv)
-        self.n_conv = n_conv
+        self.n_ch, k = kern.shape
+        self.kern = np.ascontiguousarray(kern.T, dtype=np.float32)         # (10, 2)
+        self.conv_b = w["conv1_bias"].astype(np.float32)
+        self.n_conv = N_FEATURES - k + 1                                  # 263
+        self.n_pool = self.n_conv // 2                                    # 131 (max-pool 2, floor)
+        # one frame's features, and a strided view of its sliding windows made once (no copy per frame)
+        self._feat = np.zeros(N_FEATURES, dtype=np.float32)
+        self._windows = np.lib.stride_tricks.as_strided(self._feat, shape=(self.n_conv, k), strides=(4, 4),
+                                                        writeable=False)
         self.lin0_w = w["linear0_weight"].T.astype(np.float32)          # (262, 150)
         self.lin0_b = w["linear0_bias"].astype(np.float32)
         self.hidden = hs = w["lstm_weight_hh_l0"].shape[1]
@@ -111,12 +107,17 @@ class CRNN:
         self.c = [np.zeros(hs, dtype=np.float32) for _ in range(_N_LAYERS)]
 
     def embed(self, feats: np.ndarray) -> np.ndarray:
-        """Conv, ReLU, max-pool and the first linear layer, for ``(T, 272)`` frames at once."""
-        t = feats.shape[0]
-        conv = feats @ self.conv_w + self.conv_b                         # (T, 2 * 263)
-        conv = conv.reshape(t, self.n_ch, self.n_conv)[:, :, :2 * self.n_pool].reshape(t, self.n_ch, self.n_pool, 2)
-        pooled = np.maximum(conv.max(axis=3), 0.0).reshape(t, self.n_ch * self.n_pool)  # relu(max) = max(relu)
-        return pooled @ self.lin0_w + self.lin0_b
+        """Conv, ReLU, max-pool and the first linear layer, for ``(T, 272)`` frames."""
+        out = np.empty((feats.shape[0], self.n_ch * self.n_pool), dtype=np.float32)
+        np_ = self.n_pool
+        for t, f in enumerate(feats):
+            self._feat[:] = f
+            conv = self._windows @ self.kern                             # (263, 2)
+            pairs = conv[:2 * np_].reshape(np_, 2, self.n_ch)
+            out[t] = pairs.max(axis=1).T.reshape(-1)                     # channel-major, as torch flattens
+        out += np.repeat(self.conv_b, np_)                               # max(a + b, c + b) = max(a, c) + b
+        np.maximum(out, 0.0, out=out)                                    # relu(max) = max(relu)
+        return out @ self.lin0_w + self.lin0_b
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """One frame's embedding through the LSTM layers; returns (beat, downbeat, neither) probabilities."""
