@@ -213,18 +213,37 @@ class Sink:
                 except Exception as exc:  # noqa: BLE001
                     self._lost(exc)
                 continue
-            taken_s = time.perf_counter()
             try:
-                self.send(frame)
-                self.sent += 1
-                self.last_number = frame.number
-                self.timings.append(SentTiming(frame.number, frame.drawn_s, frame.ready_s or frame.drawn_s,
-                                               taken_s, time.perf_counter()))
+                self._send_one(frame)
             except Exception as exc:  # noqa: BLE001
                 self.dropped += 1
                 self._lost(exc)
                 failures = 1
+        self._send_last()
         self.state = "stopped"
+
+    def _send_one(self, frame: OutFrame) -> None:
+        taken_s = time.perf_counter()
+        self.send(frame)
+        self.sent += 1
+        self.last_number = frame.number
+        self.timings.append(SentTiming(frame.number, frame.drawn_s, frame.ready_s or frame.drawn_s,
+                                       taken_s, time.perf_counter()))
+
+    def _send_last(self) -> None:
+        """On stop: the frame still in the mailbox (the show's last) goes out if the sink is open
+        and its encoder takes it within a second; otherwise it counts as dropped."""
+        with self._cond:
+            frame, self._slot = self._slot, None
+        if frame is None:
+            return
+        try:
+            if self._opened and self.wait_ready(1.0):
+                self._send_one(frame)
+                return
+        except Exception as exc:  # noqa: BLE001
+            log.debug("%s: last frame not sent: %s", self.spec.label, exc)
+        self.dropped += 1
 
     def _lost(self, exc: Exception) -> None:
         self.errors += 1
