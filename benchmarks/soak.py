@@ -288,6 +288,30 @@ def make_audio(work: Path, minutes: float) -> Path:
     return path
 
 
+def gap_causes(st: dict, big: np.ndarray) -> dict:
+    """What the frames over 100 ms spent their time on: each gap counted under its longest part (a
+    stage of the frame loop, ``between`` frames, or ``gc`` when collections took most of it), and how
+    many were mostly off the CPU (the render thread preempted, or waiting on I/O or the GIL)."""
+    out: dict = {"by_part": {}, "off_cpu": 0, "gc": 0}
+    stages = st["stages_ms"]
+    probes = st.get("probes") or []
+    for k in np.flatnonzero(big):
+        i = int(k) + 1  # interval_ms has no entry for the first frame
+        if i >= st["frames"]:
+            continue
+        interval, frame_ms = st["interval_ms"][k], st["frame_ms"][i]
+        parts = {name: vals[i] for name, vals in stages.items() if i < len(vals)}
+        parts["between"] = max(0.0, interval - frame_ms)
+        probe = probes[i] if i < len(probes) else {}
+        if probe.get("gc", 0.0) > 0.5 * interval:
+            out["gc"] += 1
+        if "cpu" in probe and probe["cpu"] < 0.5 * frame_ms:
+            out["off_cpu"] += 1
+        top = max(parts, key=parts.get)
+        out["by_part"][top] = out["by_part"].get(top, 0) + 1
+    return out
+
+
 # --------------------------------------------------------------------------------------- the run
 
 def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float) -> dict:
@@ -417,6 +441,7 @@ def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float) -> d
 
     st = load_stats(stats) if stats.is_file() else None
     gaps_load = gaps_free = gaps_start = 0
+    causes: dict = {}
     max_gap = 0.0
     quality_changes = 0
     max_level = 0
@@ -433,6 +458,7 @@ def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float) -> d
         gaps_free = int((big & ~loaded).sum())
         gaps_start = int(((iv > 100.0) & skip).sum())
         max_gap = float(iv[~skip].max()) if (~skip).any() else 0.0
+        causes = gap_causes(st, big)
         q = np.asarray(st["quality"])
         quality_changes = int((np.diff(q) != 0).sum()) if len(q) > 1 else 0
         max_level = int(q.max()) if len(q) else 0
@@ -467,6 +493,7 @@ def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float) -> d
         "bank_switches": osc.bank_switches,
         "device_recovery_s": None if not recoveries or None in recoveries else round(max(recoveries), 2),
         "device_recoveries_s": [None if r is None else round(r, 2) for r in recoveries],
+        "gap_causes": causes,
         "quality_changes": quality_changes, "quality_max_level": max_level,
         "last_frame_png": shot.is_file(), "record_end_marker": '"end": true' in record.read_text(errors="replace")[-200:]
         if record.is_file() else False,
@@ -505,6 +532,8 @@ def main() -> None:
         ("RSS growth (%)", r["rss_growth_pct"]),
         ("OSC dead max (s)", r["osc_dead_s_max"]),
         ("device recovery (s)", r["device_recovery_s"]),
+        ("gaps by longest part; off-CPU; GC", f"{r['gap_causes'].get('by_part', {})}; {r['gap_causes'].get('off_cpu', 0)}; "
+                                               f"{r['gap_causes'].get('gc', 0)}"),
         ("quality changes / deepest level", f"{r['quality_changes']} / {r['quality_max_level']}"),
         ("SIGTERM: exit s, end marker, last PNG, stats complete",
          f"{r['sigterm_exit_s']}, {r['record_end_marker']}, {r['last_frame_png']}, {r['stats_complete']}"),

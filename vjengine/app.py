@@ -15,6 +15,7 @@ drives the visuals; ``vj render --replay set.jsonl`` renders it again, frame for
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import time
 from pathlib import Path
@@ -265,6 +266,10 @@ class LiveShow:
         if self.stop_requested:
             self.loop.quit = True
         self.show.publish_status(None, {"fps": 0.0})
+        # What exists now (banks, shaders, modules) lives for the whole show: out of the collector's
+        # sight, so a full collection mid-show walks only what the show made since, not everything.
+        gc.collect()
+        gc.freeze()
         log.info("show: %d bank(s), preset %r, %s", len(self.setup.banks), self.show.current_preset.name,
                  "headless" if self.headless else "window")
 

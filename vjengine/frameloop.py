@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import gc
 import hashlib
 import itertools
 import logging
@@ -40,6 +41,33 @@ PRESET_POLL_S = 0.5  # how often preset files are checked for edits (a stat each
 STAGES = ("inputs", "audio", "map", "render", "hooks", "present")
 
 OutputHook = Callable[[Any, FrameState], None]
+
+
+class GcTimer:
+    """Seconds the interpreter spent in garbage collection so far (any thread: a collection holds
+    the GIL, so the render thread waits for it wherever it runs). Installed once per process."""
+
+    _installed: "GcTimer | None" = None
+
+    def __init__(self) -> None:
+        self.total_s = 0.0
+        self.collections = 0
+        self._start: float | None = None
+
+    @classmethod
+    def install(cls) -> "GcTimer":
+        if cls._installed is None:
+            cls._installed = cls()
+            gc.callbacks.append(cls._installed._callback)
+        return cls._installed
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        elif self._start is not None:
+            self.total_s += time.perf_counter() - self._start
+            self.collections += 1
+            self._start = None
 
 
 @dataclass
@@ -172,6 +200,8 @@ class FrameLoop:
         self.stats_writer = stats_writer  # vjengine.show.statslog.StatsWriter (--stats)
         self.costly_effects = True  # False while the governor has trails off
         self._level_index = 0
+        # where a slow frame's time went (--stats): collections and the render thread's CPU time
+        self.gc_timer = GcTimer.install() if stats_writer is not None else None
 
     def check_presets_next_frame(self) -> None:
         """Look for preset file edits on the next frame rather than within ``PRESET_POLL_S``."""
@@ -184,6 +214,8 @@ class FrameLoop:
     def step(self) -> bool:
         """Run one live frame; False once the show should stop."""
         t0 = time.perf_counter()
+        cpu0 = time.thread_time()  # the render thread's own CPU time: a slow frame off the CPU was made to wait
+        gc0 = self.gc_timer.total_s if self.gc_timer is not None else 0.0
         dt_s = self.clock.tick()
         now_s = self.clock.now_s
         try:
@@ -229,10 +261,15 @@ class FrameLoop:
         previous_present = self.stats.last_present_s
         self.stats.frame(t0, t1, arrival)
         if self.governor is not None or self.stats_writer is not None:
-            self._timing(t0, t1, previous_present, arrival)
+            probes = None
+            if self.stats_writer is not None:
+                probes = {"cpu": (time.thread_time() - cpu0) * 1000.0,
+                          "gc": ((self.gc_timer.total_s if self.gc_timer is not None else 0.0) - gc0) * 1000.0}
+            self._timing(t0, t1, previous_present, arrival, probes)
         return not self.quit
 
-    def _timing(self, t0: float, t1: float, previous_present: float | None, arrival: float | None) -> None:
+    def _timing(self, t0: float, t1: float, previous_present: float | None, arrival: float | None,
+                probes: dict[str, float] | None = None) -> None:
         """Feed the frame-rate governor and the --stats stream (never raises)."""
         try:
             stages = {name: q[-1] for name, q in self.stats.stages.items() if q}
@@ -244,7 +281,7 @@ class FrameLoop:
             if self.stats_writer is not None:
                 self.stats_writer.frame(t1, None if interval_s is None else interval_s * 1000.0, (t1 - t0) * 1000.0,
                                         None if arrival is None else (t1 - float(arrival)) * 1000.0,
-                                        self._level_index, stages)
+                                        self._level_index, stages, probes)
         except Exception as exc:  # noqa: BLE001
             self.failed("frame timing", exc)
 

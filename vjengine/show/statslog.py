@@ -4,12 +4,15 @@ The render thread calls :meth:`StatsWriter.frame` (appends a tuple to a bounded 
 lock held for long); a writer thread moves the samples to the file every ``flush_s``. Layout::
 
     {"vj_stats": 1, "started_unix": 1764412345.2, "fields": ["t", "interval_ms", "frame_ms", ...]}
-    [t_s, interval_ms, frame_ms, latency_ms, quality_level, {"audio": ms, "map": ms, ...}]   one per frame
+    [t_s, interval_ms, frame_ms, latency_ms, quality_level, {"audio": ms, "map": ms, ...}, {"cpu": ms, "gc": ms}]
     ...
     {"end": true, "frames": N, "dropped_samples": 0, ...}   (plus any summary given to close())
 
 ``t_s`` is seconds since ``started_unix`` (wall clock), ``interval_ms`` is null on the first frame,
-``latency_ms`` null when no new audio came that frame. If the disk stalls, at most ``max_pending``
+``latency_ms`` null when no new audio came that frame. The last field (``probes``, absent in older
+files) says where a slow frame's time went: ``cpu`` the render thread's own CPU time (a frame far
+longer than its CPU time waited: preempted, blocked in I/O or on the GIL), ``gc`` the time spent in
+garbage collection during it. If the disk stalls, at most ``max_pending``
 samples wait (the oldest are dropped and counted), never the frame loop. :func:`load_stats` reads
 the file back as columns.
 """
@@ -26,7 +29,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("t", "interval_ms", "frame_ms", "latency_ms", "quality", "stages_ms")
+FIELDS = ("t", "interval_ms", "frame_ms", "latency_ms", "quality", "stages_ms", "probes")
 
 
 class StatsWriter:
@@ -49,7 +52,8 @@ class StatsWriter:
         self._thread.start()
 
     def frame(self, perf_s: float, interval_ms: float | None, frame_ms: float, latency_ms: float | None,
-              quality: int = 0, stages_ms: dict[str, float] | None = None) -> None:
+              quality: int = 0, stages_ms: dict[str, float] | None = None,
+              probes: dict[str, float] | None = None) -> None:
         """One frame's sample (render thread: constant time, no I/O)."""
         if len(self._pending) >= self.max_pending:
             try:
@@ -60,7 +64,8 @@ class StatsWriter:
         self._pending.append((round(perf_s - self._t0_perf, 4),
                               None if interval_ms is None else round(interval_ms, 3), round(frame_ms, 3),
                               None if latency_ms is None else round(latency_ms, 3), int(quality),
-                              {k: round(v, 3) for k, v in (stages_ms or {}).items()}))
+                              {k: round(v, 3) for k, v in (stages_ms or {}).items()},
+                              {k: round(v, 3) for k, v in (probes or {}).items()}))
         self.frames += 1
 
     def _run(self) -> None:
@@ -108,10 +113,12 @@ class StatsWriter:
 def load_stats(path: str | Path) -> dict[str, Any]:
     """The file as columns: ``frames``, ``t``, ``frame_ms``, ``interval_ms`` (without the first frame's
     null), ``latency_ms`` (frames that had new audio), ``quality``, ``stages_ms`` {stage: [ms...]},
+    ``probes`` (one dict per frame),
     ``started_unix``, ``complete`` (the end line is there), and the end line's other keys (a summary
     given to ``close``). A torn last line (a killed show) is skipped."""
     out: dict[str, Any] = {"frames": 0, "t": [], "frame_ms": [], "interval_ms": [], "interval_t": [],
-                           "latency_ms": [], "quality": [], "stages_ms": {}, "started_unix": None, "complete": False}
+                           "latency_ms": [], "quality": [], "stages_ms": {}, "probes": [], "started_unix": None,
+                           "complete": False}
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             try:
@@ -127,7 +134,8 @@ def load_stats(path: str | Path) -> dict[str, Any]:
                         if k not in ("end", "frames"):
                             out.setdefault(k, v)
                 continue
-            t, interval, frame_ms, latency, quality, stages = row
+            t, interval, frame_ms, latency, quality, stages = row[:6]
+            probes = row[6] if len(row) > 6 else {}
             out["frames"] += 1
             out["t"].append(t)
             out["frame_ms"].append(frame_ms)
@@ -139,4 +147,5 @@ def load_stats(path: str | Path) -> dict[str, Any]:
             out["quality"].append(quality)
             for k, v in stages.items():
                 out["stages_ms"].setdefault(k, []).append(v)
+            out["probes"].append(probes)
     return out
