@@ -566,3 +566,63 @@ def test_loopback_flood_of_future_bundles_is_bounded(queue: CommandQueue) -> Non
     assert srv.stats.snapshot()["deferred"] > 1_000
     assert 0 < queue.deferred <= queue.max_deferred
     assert queue.deferred < srv.stats.snapshot()["deferred"] / 5  # coalesced, not one per command
+
+
+_STATUS_PROBE = r"""
+import os, socket, sys
+from vjengine.control.osc_wire import decode_packet, encode_message
+port, verdict_fd, n_flood = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(10.0)
+    fader = encode_message("/vj/axis/mood", [0.5])
+    for i in range(n_flood):  # more batches than the pipe to the (stalled) parent holds
+        sock.sendto(encode_message("/vj/axis/mood", [i / n_flood]) if i % 2 else fader, ("127.0.0.1", port))
+    sock.sendto(encode_message("/vj/status"), ("127.0.0.1", port))
+    verdict = b"timeout"
+    try:
+        while True:
+            for m in decode_packet(sock.recv(65536)):
+                if m.address == "/vj/status/preset":
+                    preset = str(m.args[0]).encode()
+                if m.address == "/vj/status/end":
+                    raise StopIteration
+    except StopIteration:
+        verdict = b"answered:" + preset
+    except OSError:
+        pass
+os.write(verdict_fd, verdict)
+"""
+
+
+def test_status_answered_while_the_render_process_cannot_run_python(queue: CommandQueue) -> None:
+    """The worker answers /vj/status from the last pushed snapshot: the show process holding the GIL
+    (a long frame, an overloaded machine) and not reading batches does not silence OSC."""
+    import ctypes
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    pushes = []
+
+    def provider():
+        if threading.current_thread().name.startswith("vj-osc-status"):
+            pushes.append(1)
+        return {"preset": "pushed", "bpm": 120.0}
+
+    with OscServer(queue, port=0, axis_names=AXES, status_provider=provider, worker="process") as srv:
+        assert wait_until(lambda: len(pushes) >= 2)  # the control thread sent a snapshot (and looked again)
+        r, w = os.pipe()
+        probe = subprocess.Popen([sys.executable, "-c", _STATUS_PROBE, str(srv.port), str(w), "60000"],
+                                 pass_fds=(w,), env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        os.close(w)
+        buf = ctypes.create_string_buffer(256)
+        # read(2) through PyDLL keeps the GIL while it blocks: no thread of this process runs Python
+        # until the probe has its answer (or gave up after 10 s)
+        n = ctypes.PyDLL(None).read(r, buf, 255)
+        os.close(r)
+        probe.wait(timeout=30)
+        verdict = buf.raw[:n].decode()
+        assert verdict == "answered:pushed"
+        Collector(queue).wait_for(1)  # and the commands held meanwhile arrive afterwards

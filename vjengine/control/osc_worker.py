@@ -10,8 +10,15 @@ coalesces exactly as the thread does (it *is* an :class:`OscServer` running ``_r
 batches of finished commands down a pipe: a lone message at once, a stream at most every
 ``BATCH_GAP_S`` (each batch wakes a thread in the render process, and each wake-up competes for its GIL).
 In the render process one thread receives each batch (one short GIL hold per batch), puts the
-commands on the queue, answers ``/vj/status`` (it owns the status provider and sends from the bound
-socket, shared with the child), calls the observer and re-logs the child's rate-limited warnings.
+commands on the queue, calls the observer and re-logs the child's rate-limited warnings.
+
+``/vj/status`` is answered by the child itself, from the snapshot the render process last published:
+a ``vj-osc-status`` thread there sends each new snapshot down the control pipe (as JSON, with bank
+renames; the render thread never writes to a pipe). So a render process that cannot run Python for
+a while (a long frame holding the GIL, the machine overloaded) leaves OSC answering, with a status at
+most that old. The child hands its batches to a sender thread of its own, one in flight: while the
+parent is not reading, commands accumulate (bounded; the oldest dropped and counted) and the
+receiving loop, status replies included, goes on. Until the first snapshot arrives, the parent answers.
 
 If the child dies, the parent logs it and falls back to receiving in a thread on the same socket.
 """
@@ -28,6 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -42,6 +50,82 @@ STOP_CHECK_EVERY = 256  # datagrams between stop checks while busy (the check is
 # Batches go to the render process at most this often while datagrams keep coming (a lone message
 # goes at once): each batch wakes a thread there, and every wake-up competes for the GIL.
 BATCH_GAP_S = 0.004
+# How often the render process looks for a new status snapshot to send the child (s).
+STATUS_PUSH_S = 0.05
+# Commands (and observer events) the child holds while the parent is not reading; past it the oldest go.
+MAX_HELD = 8192
+
+
+def _jsonable(value: Any) -> Any:
+    """A status snapshot as plain JSON types (mappings, sequences, numbers, strings)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    item = getattr(value, "item", None)  # numpy scalars
+    return _jsonable(item()) if callable(item) else str(value)
+
+
+class _Sender:
+    """The child's batches go to the parent from this thread: a pipe write that blocks (the parent
+    not reading) never stops the receiving loop. One message in flight and one waiting, at most."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.broken = False
+        self._box: tuple | None = None
+        self._busy = False
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="osc-worker-send", daemon=True)
+        self._thread.start()
+
+    def ready(self) -> bool:
+        """Whether a message would be taken now (none waiting)."""
+        return self._box is None and not self.broken
+
+    def offer(self, message: tuple) -> bool:
+        with self._cv:
+            if self._box is not None or self.broken:
+                return False
+            self._box = message
+            self._cv.notify()
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._box is None and not self._closed:
+                    self._cv.wait()
+                if self._box is None:
+                    return
+                message, self._box = self._box, None
+                self._busy = True
+            try:
+                self.conn.send(message)
+            except (BrokenPipeError, OSError):
+                self.broken = True  # the parent is gone
+                return
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def flush(self, timeout_s: float = 2.0) -> None:
+        """Wait (up to ``timeout_s``) until everything offered has been sent."""
+        deadline = time.monotonic() + timeout_s
+        with self._cv:
+            while (self._box is not None or self._busy) and not self.broken and time.monotonic() < deadline:
+                self._cv.wait(0.05)
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Send what is waiting (for up to ``timeout_s``), then stop the thread."""
+        self.flush(timeout_s)
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
 
 
 class _BatchQueue(CommandQueue):
@@ -78,6 +162,10 @@ class _ChildServer(OscServer):
         self._want_events = want_events
         self._events: list[OscEvent] = []
         self._status_requests: list[tuple[str, int]] = []
+        self._status_state: dict[str, Any] | None = None  # the render process's last snapshot
+        self._parent_counts: dict[str, int] = {}
+        self.held_dropped = 0  # commands dropped while the parent was not reading
+        self._sender = _Sender(conn_out)
         self._logs: list[tuple[int, str]] = []
         self._last_send_s = 0.0
         self._since_stop_check = 0
@@ -95,7 +183,15 @@ class _ChildServer(OscServer):
         child_log.propagate = False
 
     def _answer_status(self, reply_to: tuple[str, int]) -> None:
-        self._status_requests.append(reply_to)
+        state = self._status_state
+        if state is None:  # no snapshot yet: the parent answers
+            if len(self._status_requests) < 64:
+                self._status_requests.append(reply_to)
+            return
+        osc = self.stats.snapshot()
+        osc.update(self._parent_counts)
+        osc["queue_full"] = osc.get("queue_full", 0) + self.held_dropped
+        self.send_status(reply_to, {**state, "osc": osc})
 
     def _stop_requested(self) -> bool:
         if self._stopping:
@@ -119,6 +215,8 @@ class _ChildServer(OscServer):
 
     def _wait_timeout_s(self) -> float:
         if self._has_output():
+            if not self._sender.ready():  # the parent is behind: look again in a batch gap, not at once
+                return BATCH_GAP_S
             return max(0.0, self._last_send_s + BATCH_GAP_S - time.perf_counter())
         return 0.1
 
@@ -130,15 +228,20 @@ class _ChildServer(OscServer):
         super()._run()
 
     def _read_control(self) -> None:
-        """Messages from the parent: ("names", axes, fx) or ("stop",); end of file = parent gone."""
+        """Messages from the parent, JSON lists: ["names", axes, fx], ["status", snapshot, counts] or
+        ["stop"]; end of file = parent gone."""
         try:
             while self._conn_in.poll():
-                message = self._conn_in.recv()
+                message = json.loads(self._conn_in.recv_bytes())
                 if message[0] == "names":
                     OscServer.set_names(self, message[1], message[2])
+                elif message[0] == "status":
+                    self._status_state, self._parent_counts = message[1], message[2]
                 else:
                     self._stopping = True
         except (EOFError, OSError):
+            self._stopping = True
+        except ValueError:  # never from our parent; stop rather than guess
             self._stopping = True
 
     def _after_datagram(self) -> None:
@@ -150,21 +253,31 @@ class _ChildServer(OscServer):
         queue: _BatchQueue = self.queue  # type: ignore[assignment]
         if not (queue.items or self._events or self._status_requests or self._logs or self._stats_changed()):
             return
+        if self._sender.broken:
+            self._stopping = True  # the parent is gone
+            return
+        if not self._sender.ready():  # the parent is behind: hold on (bounded) and keep receiving
+            if len(queue.items) > MAX_HELD:
+                extra = len(queue.items) - MAX_HELD
+                del queue.items[:extra]
+                self.held_dropped += extra
+            if len(self._events) > MAX_HELD:
+                del self._events[:len(self._events) - MAX_HELD]
+            if len(self._logs) > 256:
+                del self._logs[:len(self._logs) - 256]
+            return
         message = ("batch", queue.items, self._events, self._status_requests, list(self._logs), self._stats_dict())
         queue.items, self._events, self._status_requests = [], [], []
         self._logs.clear()  # the handler keeps appending to this same list
         if self._want_events:
             self.observer = self._events.append
         self._last_send_s = time.perf_counter()
-        try:
-            self._conn_out.send(message)
-        except (BrokenPipeError, OSError):
-            self._stopping = True  # the parent is gone
+        self._sender.offer(message)
 
     def _stats_dict(self) -> dict[str, Any]:
         snap = self.stats.snapshot()
         self._last_sent = (snap["packets"], snap["kernel_dropped"], snap["messages"])
-        return {k: snap[k] for k in STATS_FIELDS} | {"rejected": snap["rejected"]}
+        return {k: snap[k] for k in STATS_FIELDS} | {"rejected": snap["rejected"], "held_dropped": self.held_dropped}
 
     def _stats_changed(self) -> bool:
         stats = self.stats
@@ -208,7 +321,9 @@ def _child_main(config: dict[str, Any]) -> int:
     try:
         server._run()
     finally:
-        server._send()
+        server._sender.flush()
+        server._send()  # the last batch
+        server._sender.close()
         conn_out.close()
     return 0
 
@@ -247,15 +362,54 @@ class WorkerHandle:
         self._stopping = False
         self._enqueued = 0
         self._queue_full = 0
+        self._ctl_lock = threading.Lock()  # one writer to the control pipe at a time
+        self._names: list | None = None  # renames waiting for the control thread
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._receive, name=f"osc-batches:{server.port}", daemon=True)
         self._thread.start()
+        self._ctl_thread = threading.Thread(target=self._control, name=f"vj-osc-status:{server.port}", daemon=True)
+        self._ctl_thread.start()
 
     def set_names(self, axis_names: Any, fx_params: Any) -> None:
+        """New names for the child (any thread, never blocks: the control thread sends them)."""
+        self._names = ["names", None if axis_names is None else list(axis_names),
+                       None if fx_params is None else list(fx_params)]
+        self._wake.set()
+
+    def _send_ctl(self, message: list) -> bool:
+        data = json.dumps(message).encode()  # NaN and inf pass (Python reads them back); status sends them as 0
         try:
-            self._conn_ctl.send(("names", None if axis_names is None else list(axis_names),
-                                 None if fx_params is None else list(fx_params)))
-        except (BrokenPipeError, OSError):
-            pass
+            with self._ctl_lock:
+                self._conn_ctl.send_bytes(data)
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def _control(self) -> None:
+        """Renames and status snapshots to the child; the child answers /vj/status with the newest."""
+        provider = self.server.status_provider
+        last: Any = None
+        while not self._stopping:
+            self._wake.wait(STATUS_PUSH_S)
+            self._wake.clear()
+            if self._stopping:
+                return
+            names, self._names = self._names, None
+            if names is not None and not self._send_ctl(names):
+                return
+            if provider is None:
+                continue
+            try:
+                snap = provider()
+            except Exception as exc:  # a broken provider: the parent path reports it
+                log.debug("OSC status provider failed: %s", exc)
+                continue
+            if snap is last:
+                continue
+            last = snap
+            if not self._send_ctl(["status", _jsonable(snap),
+                                   {"enqueued": self._enqueued, "queue_full": self._queue_full}]):
+                return
     def _receive(self) -> None:
         server = self.server
         while True:
@@ -297,7 +451,7 @@ class WorkerHandle:
                     setattr(stats, key, snap[key])
             stats.rejected = Counter(snap["rejected"])
             stats.enqueued = self._enqueued
-            stats.queue_full = self._queue_full
+            stats.queue_full = self._queue_full + snap.get("held_dropped", 0)
         if queue_full:
             server._log.warning("queue_full", "OSC: the command queue is full (is the render thread running?); "
                                 "dropped %d command(s)", queue_full)
@@ -312,11 +466,11 @@ class WorkerHandle:
 
     def stop(self) -> None:
         self._stopping = True
-        try:
-            self._conn_ctl.send(("stop",))
-        except (BrokenPipeError, OSError):
-            pass
-        self._conn_ctl.close()
+        self._wake.set()
+        self._ctl_thread.join(timeout=2.0)
+        self._send_ctl(["stop"])
+        with self._ctl_lock:
+            self._conn_ctl.close()
         try:
             self.process.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
