@@ -101,3 +101,236 @@ def test_the_set_log_replays_after_the_writer_thread(tmp_path):
     rec.close()
     got = list(SetLog(path).frames())
     assert [g.index for g in got] == list(range(500)) and got[10].commands[0].value == 10 / 500
+
+
+# --- bank reads ------------------------------------------------------------------------------------
+
+SIDE = 32
+
+
+def _hanging_bank(tmp_path, hang: set[int]):
+    """A real bank on disk whose reads of the frames in ``hang`` block until ``release`` is set: a
+    network share gone away under the show."""
+    import numpy as np
+
+    from vjengine.bank import Axis, open_bank, write_bank
+
+    rng = np.random.default_rng(18)
+    frames = rng.integers(0, 256, (16, SIDE, SIDE, 3), dtype=np.uint8)
+    bank = open_bank(write_bank(tmp_path / "b", (Axis("a", tuple(range(4))), Axis("b", tuple(range(4)))), frames))
+    release = threading.Event()
+    stored = bank.read_stored
+    entered: list[int] = []
+
+    def read_stored(first, count=1):
+        if first in hang:
+            entered.append(first)
+            release.wait()
+        return stored(first, count)
+
+    bank.read_stored = read_stored  # the file "hangs" for these frames
+    return bank, frames, release, entered
+
+
+def _on_render_thread(fn, release: threading.Event):
+    """Run ``fn`` here (the GL thread); a watchdog ends the hang after a while, and if it had to, the
+    render thread was blocked on the read."""
+    watchdog = threading.Timer(20.0, release.set)
+    watchdog.start()
+    try:
+        out = fn()
+    finally:
+        watchdog.cancel()
+    assert not release.is_set(), "the render thread blocked on a bank read"
+    return out
+
+
+@pytest.mark.parametrize("fits", [True, False], ids=["bank-fits", "streaming"])
+def test_a_hung_bank_read_never_blocks_the_render_thread(ctx, tmp_path, fits):
+    from vjengine.render.residency import ResidentFrames
+
+    bank, frames, release, entered = _hanging_bank(tmp_path, {5})
+    try:
+        frame_mb = SIDE * SIDE * 4 / (1 << 20)
+        low_mb = 16 * 8 * 8 * 4 / (1 << 20)  # the low tier at most (8x8 RGBA each)
+        budget = (16 if fits else 4.5) * frame_mb + low_mb  # all 16 frames, or one blend's 4
+        res = ResidentFrames(ctx, bank, gpu_budget_mb=budget, sync_budget_ms=3)
+        assert (res.slots == res.count) is fits
+        res.load_low_tier()
+        where = _on_render_thread(lambda: res.layers_for([4, 5]), release)
+        assert entered == [5]  # the read of frame 5 is in flight, and hangs
+        assert id(where[1][0]) in res.low_ids  # frame 5 from the low tier meanwhile
+        assert wait_until(lambda: res._reader.stuck(), 10.0)  # noqa: SLF001 - the reader says the disk stalled
+
+        def frames_go_on():
+            for _ in range(50):  # a stalled disk: no more waiting, the frames keep coming
+                res.layers_for([4, 5])
+                res.tick(0.004)
+            return res.layers_for([4, 5])
+
+        where = _on_render_thread(frames_go_on, release)
+        assert id(where[1][0]) in res.low_ids
+        release.set()  # the share is back: frame 5 turns sharp
+
+        def sharp():
+            res.tick(0.004)
+            return res.slot_of[5] >= 0
+
+        assert wait_until(sharp, 10.0)
+        (array, layer), = res.layers_for([5])
+        assert id(array) not in res.low_ids
+        import numpy as np
+
+        np.testing.assert_array_equal(array.read(layer)[..., :3], frames[5])
+        res.release()
+    finally:
+        release.set()
+
+
+def test_offline_reads_in_line_and_stays_exact(ctx, tmp_path):
+    from vjengine.render.residency import ResidentFrames
+
+    bank, frames, release, _ = _hanging_bank(tmp_path, set())
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, wait_full=True)
+    assert res._reader is None  # noqa: SLF001 - no reader thread: the frame is read before layers_for returns
+    (array, layer), = res.layers_for([7])
+    import numpy as np
+
+    np.testing.assert_array_equal(array.read(layer)[..., :3], frames[7])
+    res.release()
+
+
+def test_a_hung_read_never_blocks_a_whole_bank_upload(ctx, tmp_path):
+    """The same for a bank that fits (BankTextures, streaming in the live show)."""
+    import numpy as np
+
+    from vjengine.render.textures import BankTextures
+
+    bank, frames, release, entered = _hanging_bank(tmp_path, {5})
+    try:
+        tex = BankTextures(ctx, bank, upload="stream", progress=False, background_reads=True)
+        _on_render_thread(lambda: tex.layers_for([4, 5]), release)
+        assert entered == [5] and tex.resident[4] and not tex.resident[5]
+        assert wait_until(lambda: tex._reader.stuck(), 10.0)  # noqa: SLF001
+
+        def frames_go_on():
+            for _ in range(50):
+                tex.layers_for([4, 5])
+                tex.tick(0.004)
+
+        _on_render_thread(frames_go_on, release)
+        release.set()
+
+        def complete():
+            tex.tick(0.004)
+            return tex.complete
+
+        assert wait_until(complete, 10.0)
+        array, layer = tex.layers_for([5])[0]
+        got = np.frombuffer(array.read(), np.uint8).reshape(16, SIDE, SIDE, 3)[layer]
+        np.testing.assert_array_equal(got, frames[5])
+        tex.release()
+    finally:
+        release.set()
+
+
+def test_a_bank_truncated_under_background_reads_keeps_what_it_has(ctx, tmp_path, caplog):
+    from vjengine.render.textures import BankTextures
+
+    bank, _, release, _ = _hanging_bank(tmp_path, set())
+    tex = BankTextures(ctx, bank, upload="stream", progress=False, background_reads=True)
+    tex.layers_for([0])
+    frames_file = bank.path / "frames.safetensors"
+    with open(frames_file, "r+b") as fh:
+        fh.truncate(frames_file.stat().st_size // 2)
+    with caplog.at_level(logging.ERROR):
+
+        def settled():
+            tex.tick(0.004)
+            return tex.complete
+
+        assert wait_until(settled, 10.0)
+    assert tex.failed and "changed on disk" in tex.failed and tex.resident[0]
+    tex.release()
+
+
+def test_the_reader_queue_is_bounded_and_says_when_the_disk_is_stuck(caplog):
+    from vjengine.bank.reader import FrameReader
+
+    gate = threading.Event()
+    now = [0.0]
+    reader = FrameReader(lambda key: (gate.wait(), key)[1], name="b", max_queued=3, stall_s=2.0,
+                         clock=lambda: now[0])
+    try:
+        assert reader.request(1)  # taken by the thread: it hangs
+        assert wait_until(lambda: reader.room() == 3)
+        assert all(reader.request(k) for k in (2, 3, 4)) and not reader.request(5)  # full: refused, counted
+        assert reader.dropped == 1 and reader.request(2)  # a key already queued is not a new request
+        assert reader.request(4, urgent=True) and list(reader._queue) == [4, 2, 3]  # noqa: SLF001
+        assert not reader.stuck()
+        now[0] = 2.5
+        with caplog.at_level(logging.ERROR, logger="vjengine.bank.reader"):
+            assert reader.stuck() and reader.stuck()
+        assert caplog.text.count("has not returned") == 1  # once per stall
+        gate.set()
+        assert wait_until(lambda: reader.busy == 4 and not reader._queue)  # noqa: SLF001
+        assert [k for k, ok, v in reader.take()] == [1, 4, 2, 3] and not reader.stuck()
+    finally:
+        gate.set()
+        reader.close()
+
+
+# --- audio analysis --------------------------------------------------------------------------------
+
+class _HangingSource:
+    """A real file source played in real time whose ``read`` can be made to hang (a sound card
+    driver stuck in a call)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.samplerate = inner.samplerate
+        self.hang = threading.Event()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def read(self):
+        if self.hang.is_set():
+            self.entered.set()
+            self.release.wait()
+        return self.inner.read()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_audio_analysis_runs_off_the_render_thread_and_never_holds_it():
+    from vjengine.audio.engine import AudioEngine
+    from vjengine.audio.sources import FileSource
+    from vjengine.demo import demo_audio_path
+
+    source = _HangingSource(FileSource(demo_audio_path(), realtime=True, loop=True))
+    engine = AudioEngine(source)
+    engine.start_thread()
+    try:
+        assert wait_until(lambda: engine.poll(0.0).hops > 0, 10.0)  # the thread analyses; poll takes snapshots
+        assert engine._thread.name == "vj-audio"  # noqa: SLF001
+        source.hang.set()
+        assert source.entered.wait(10.0)  # the analysis thread is stuck in the middle of a batch
+        watchdog = threading.Timer(20.0, source.release.set)
+        watchdog.start()
+        try:
+            last = engine.poll(0.0)
+            frames = [engine.poll(i / 60) for i in range(120)]
+            engine.tap()
+            engine.set_bpm(128.0)  # handed to the thread, not waited for
+        finally:
+            watchdog.cancel()
+        assert not source.release.is_set(), "poll waited for the stuck analysis"
+        assert all(f is last for f in frames) and engine.skipped_snapshots >= 120  # the last good frame
+        source.hang.clear()
+        source.release.set()
+        assert wait_until(lambda: engine.poll(3.0).hops > 0, 10.0)  # analysis resumed
+        assert wait_until(lambda: engine.poll(3.0).bpm == 128.0, 10.0)  # and the tempo set meanwhile applied
+    finally:
+        source.release.set()
+        engine.close()

@@ -19,6 +19,11 @@ moderngl context: moderngl has no compressed texture arrays) where the driver sa
 it would decode per texel fetch in software (BC7 on llvmpipe), they are decoded on the CPU as they are
 uploaded, into an RGBA8 cache (``path`` says which). Every uploaded frame is checked against the
 bank's checksum: a bad frame is logged once and drawn as its nearest good neighbour from then on.
+
+Live, every read (a frame, a low-tier chunk: the ``pread``, the checksum, a CPU decode) runs on the
+bank's :class:`~vjengine.bank.reader.FrameReader` thread; the render thread only requests, waits at
+most its sync budget (``MUST_WAIT_S`` for a frame nothing can stand in for), and uploads what was read.
+A stalled disk then costs sharpness, never a frame. With ``wait_full`` (offline) reads happen in line.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 
 from vjengine.bank import codecs
 from vjengine.bank.grid import axis_position, strides
+from vjengine.bank.reader import FrameReader
 from vjengine.errors import BankError, DeviceError
 from vjengine.logonce import LogOnce
 from vjengine.render.context import is_software_renderer, max_array_layers
@@ -42,6 +48,10 @@ from vjengine.render.context import is_software_renderer, max_array_layers
 log = logging.getLogger(__name__)
 
 DEFAULT_GPU_BUDGET_MB = 1024.0
+# Live, a frame with nothing to stand in for it (the bank fits its budget, or its low-tier frame is not
+# up yet) waits this long for its read; a stalled disk after that draws what is on the GPU.
+MUST_WAIT_S = 0.25
+LOW_CHUNK = 256  # low-tier frames per read
 _REQUIRED_EXTENSIONS = {
     "bc1": ("GL_EXT_texture_compression_s3tc", "GL_EXT_texture_compression_dxt1"),
     "bc7": ("GL_ARB_texture_compression_bptc", "GL_EXT_texture_compression_bptc"),
@@ -197,6 +207,8 @@ class ResidentFrames:
         self.cyclic = tuple(bank.cyclic)
         self.count = bank.count
         self.wait_full = wait_full
+        self._reader: FrameReader | None = None  # live: reads on a thread of their own (see the module docstring)
+        self._low_requested = False
         self.prefetch_s = prefetch_s
         self.sync_budget_s = max(0.0, sync_budget_ms) / 1000.0
         self.path = upload_path(bank.codec, ctx.extensions, ctx.info.get("GL_RENDERER", "?"), bank=str(bank.path),
@@ -276,6 +288,8 @@ class ResidentFrames:
             self.release()
             raise
         self.low_ids = frozenset(id(a) for a in self.low_arrays)  # a tap on one samples a smaller image
+        if not wait_full:
+            self._reader = FrameReader(self._read_job, name=str(bank.path.name))
         self.open_s = time.perf_counter() - t0
         log.info("%s: frames %s; up to %d of %d resident (%.0f of %.0f MB budget, %s), low tier %.0f MB; "
                  "ready in %.2f s", bank.path.name, {"native": f"{bank.codec}, sampled by the GPU as-is",
@@ -295,24 +309,35 @@ class ResidentFrames:
             n = min(per, self.count - a * per)
             self.low_arrays.append(FrameArray(self.ctx, (lw, lh), n, codec="bc1" if native else None, linear=True))
 
-    def _upload_low_chunk(self, n: int = 256) -> None:
-        """Upload the next ``n`` low-tier frames (checked against their checksums)."""
+    def _upload_low_chunk(self, n: int = LOW_CHUNK) -> None:
+        """Read and upload the next ``n`` low-tier frames now (checked against their checksums)."""
+        first = self._low_done
+        self._write_low(first, self._read_low(first, self._low_stop(first, n)))
+
+    def _low_stop(self, first: int, n: int = LOW_CHUNK) -> int:
+        a = first // self.max_layers
+        return min(self.count, first + n, (a + 1) * self.max_layers)  # one array per write
+
+    def _read_low(self, first: int, stop: int) -> tuple[np.ndarray, list[int]]:
+        """Low-tier frames ``first..stop-1`` ready to upload, and those failing their checksum."""
         bank = self.bank
         lw, lh = bank.low_size
-        first = self._low_done
-        a, layer = divmod(first, self.max_layers)
-        stop = min(self.count, first + n, (a + 1) * self.max_layers)  # one array per write
         blocks = np.array(bank.low[first:stop])
         table = bank.checksums.get("low") if self.trust_checksums else None
-        if table is not None:
-            for k in range(len(blocks)):
-                if codecs.crc32(blocks[k]) != int(table[first + k]):
-                    self._warn_once("low", f"{bank.path}: low-tier frame {first + k} fails its checksum "
-                                           "(logged once); its full frame is loaded instead when it is missing")
-                    self.bad_low(first + k)
+        bad = [] if table is None else [first + k for k in range(len(blocks))
+                                        if codecs.crc32(blocks[k]) != int(table[first + k])]
         data = blocks if self._low_native else np.stack([codecs.decode(b, "bc1", lw, lh, 4) for b in blocks])
+        return data, bad
+
+    def _write_low(self, first: int, read: tuple[np.ndarray, list[int]]) -> None:
+        data, bad = read
+        for i in bad:
+            self._warn_once("low", f"{self.bank.path}: low-tier frame {i} fails its checksum "
+                                   "(logged once); its full frame is loaded instead when it is missing")
+            self.bad_low(i)
+        a, layer = divmod(first, self.max_layers)
         self.low_arrays[a].write(layer, data)
-        self._low_done = stop
+        self._low_done = first + len(data)
 
     def load_low_tier(self) -> None:
         """Upload the rest of the low tier now (it otherwise streams in ``tick``)."""
@@ -397,10 +422,15 @@ class ResidentFrames:
         now = time.perf_counter()
         sync_until = now + self.sync_budget_s
         for i in indices:
-            if self.slot_of[i] < 0 and (self.wait_full or i >= self._low_done or i in getattr(self, "_bad_low", ())
-                                        or time.perf_counter() < sync_until):
-                self._pending.setdefault(i, now)
-                self._load(i)
+            if self.slot_of[i] < 0:
+                must = self.wait_full or i >= self._low_done or i in getattr(self, "_bad_low", ())
+                if self._reader is None:
+                    if must or time.perf_counter() < sync_until:
+                        self._pending.setdefault(i, now)
+                        self._load(i)
+                else:
+                    self._pending.setdefault(i, now)
+                    self._read_now(i, MUST_WAIT_S if must else sync_until - time.perf_counter())
                 i = self._substitute(i)  # the upload may have found it bad
             slot = int(self.slot_of[i])
             if slot >= 0:
@@ -445,6 +475,9 @@ class ResidentFrames:
     def tick(self, budget_s: float) -> None:
         """Per drawn frame: upload missed frames, then prefetch, for about ``budget_s`` seconds."""
         deadline = time.perf_counter() + max(0.0, budget_s)
+        if self._reader is not None:
+            self._tick_reader(deadline)
+            return
         while self._pending and time.perf_counter() < deadline:
             i, _ = next(iter(self._pending.items()))
             if not self._load(i):
@@ -500,32 +533,46 @@ class ResidentFrames:
         return set(list(self._lru)[-n:])
 
     def _load(self, i: int, prefetch: bool = False) -> bool:
-        """Upload frame ``i`` into a slot (evicting the least recently used); False if none is free."""
-        t0 = time.perf_counter()
-        missed_at = self._pending.pop(i, None)
+        """Read and upload frame ``i`` now into a slot (evicting the least recently used); False if none
+        is free."""
         try:
-            stored = self.bank.read_stored(i, 1)
+            data = self._read_frame(i)
         except (BankError, OSError) as exc:
-            self._warn_once("read", f"{self.bank.path}: cannot read frame {i}: {exc}; drawing its neighbours")
+            return self._accept(i, False, exc, prefetch)
+        return self._accept(i, True, data, prefetch)
+
+    def _read_frame(self, i: int) -> np.ndarray | None:
+        """Frame ``i`` as its upload wants it (None: it fails its checksum). Any thread."""
+        stored = self.bank.read_stored(i, 1)
+        if self.trust_checksums and not self.bank.frame_ok(i, stored[0]):
+            return None
+        if self.path == "native":
+            return stored
+        if self.path == "cpu":
+            return _to_rgba(codecs.decode(stored[0], self.bank.codec, self.width, self.height, 4))[None]
+        return _to_rgba(stored)
+
+    def _accept(self, i: int, ok: bool, data, prefetch: bool = False) -> bool:
+        """Upload a read frame ``i`` (``ok`` False: ``data`` is the read's exception); False when no
+        slot is free (it stays pending if it was missed)."""
+        if self.slot_of[i] >= 0:
+            self._pending.pop(i, None)
+            return True
+        if not ok:
+            self._warn_once("read", f"{self.bank.path}: cannot read frame {i}: {data}; drawing its neighbours")
             self._mark_bad(i)
             return True
-        if self.trust_checksums and not self.bank.frame_ok(i, stored[0]):
+        if data is None:
             cell = ", ".join(f"{a.name}={c}" for a, c in zip(self.bank.axes, self.bank.cell(i)))
             self._warn_once(f"bad{i}", f"{self.bank.path}: frame {i} (cell {cell}) fails its checksum; "
                                        "drawing its nearest good neighbour instead (vj-bank validate lists every bad frame)")
             self._mark_bad(i)
             return True
+        t0 = time.perf_counter()
         slot = self._slot(prefetch)
         if slot is None:
-            if missed_at is not None:
-                self._pending[i] = missed_at
             return False
-        if self.path == "native":
-            data = stored
-        elif self.path == "cpu":
-            data = _to_rgba(codecs.decode(stored[0], self.bank.codec, self.width, self.height, 4))[None]
-        else:
-            data = _to_rgba(stored)
+        missed_at = self._pending.pop(i, None)
         a, layer = divmod(slot, self.max_layers)
         self._array(a).write(layer, data)
         self.slot_of[i] = slot
@@ -539,6 +586,78 @@ class ResidentFrames:
             self.miss_to_sharp_ms.append((now - missed_at) * 1000.0)
             self.miss_frames.append(self.frames_drawn)
         return True
+
+    # --- reads on the reader thread (live) ---------------------------------------------------
+
+    def _read_job(self, key: tuple) -> object:
+        if key[0] == "low":
+            return self._read_low(key[1], key[2])
+        return self._read_frame(key[1])
+
+    def _read_now(self, i: int, wait_s: float) -> None:
+        """A frame the blend needs now: ask for it first, and wait up to ``wait_s`` for it (never for a
+        reader that is stuck on a stalled disk)."""
+        reader = self._reader
+        key = ("f", i)
+        reader.request(key, urgent=True)
+        if wait_s > 0 and not reader.stuck():
+            reader.wait_for(key, wait_s)
+        got = reader.take_key(key)
+        if got is not None:
+            self._accept(i, *got)
+
+    def _collect(self, deadline: float) -> None:
+        """Upload what the reader has read, until ``deadline``."""
+        while time.perf_counter() < deadline:
+            done = self._reader.take(4)
+            if not done:
+                return
+            for key, ok, value in done:
+                if key[0] == "low":
+                    self._low_requested = False
+                    if ok:
+                        self._write_low(key[1], value)
+                    else:  # the low tier cannot be read: frames come full or not at all
+                        self._warn_once("lowread", f"{self.bank.path}: cannot read the low tier ({value}); "
+                                                   "missing frames are drawn black until they load")
+                        self._low_done = self.count
+                    continue
+                i = key[1]
+                prefetch = i not in self._pending
+                if not self._accept(i, ok, value, prefetch) and prefetch:
+                    self._prefetch.clear()  # the cache holds only what is near: prefetch no further
+                    self._ahead.clear()
+
+    def _tick_reader(self, deadline: float) -> None:
+        reader = self._reader
+        self._collect(deadline)
+        if reader.stuck():
+            return
+        for i in list(self._pending)[:reader.room()]:
+            reader.request(("f", i))
+        if self.low_arrays and self._low_done < self.count and not self._low_requested:
+            self._low_requested = reader.request(("low", self._low_done, self._low_stop(self._low_done)))
+        if self._pending or reader.busy >= reader.max_queued // 2:
+            return
+        while self._ahead and reader.room():  # a bank switch coming: its frames first
+            i = self._ahead.pop()
+            if self.slot_of[i] < 0 and not self.bad[i]:
+                reader.request(("f", i))
+        if not self._prefetch:
+            self._plan_prefetch()
+        self._near = self._recent() if not self._free else set()
+        while self._prefetch and reader.room():
+            i = self._prefetch.pop()
+            if self.slot_of[i] < 0 and not self.bad[i]:
+                reader.request(("f", i))
+        # idle with free slots (a bank that fits, or the start of a show): fill them in index order
+        while len(self._free) > reader.busy and reader.room():
+            while self._fill < self.count and (self.slot_of[self._fill] >= 0 or self.bad[self._fill]
+                                               or reader.pending(("f", self._fill))):
+                self._fill += 1
+            if self._fill >= self.count:
+                break
+            reader.request(("f", self._fill))
 
     def _mark_bad(self, i: int) -> None:
         self.bad[i] = True
@@ -612,6 +731,8 @@ class ResidentFrames:
         self._prefetch = [i for i in reversed(order) if self.slot_of[i] < 0]
 
     def release(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         for a in [*self.arrays, *self.low_arrays]:
             if a is not None:
                 a.release()
@@ -621,14 +742,15 @@ class ResidentFrames:
 
 def frame_source(ctx: moderngl.Context, bank, *, gpu_budget_mb: float | None = None, wait_full: bool = False,
                  streaming: bool = False, progress: bool = False, upload: str = "stream",
-                 memory_budget_mb: float | None = None, native: bool | None = None):
+                 memory_budget_mb: float | None = None, native: bool | None = None, live: bool = False):
     """The frames of ``bank`` for a compositor: :class:`ResidentFrames` for a block-compressed bank,
     whenever a GPU budget is given, or when ``streaming`` (the live show); otherwise the whole bank
-    resident (:class:`~vjengine.render.textures.BankTextures`, as before version 2)."""
+    resident (:class:`~vjengine.render.textures.BankTextures`, as before version 2; ``live``: its
+    reads on a thread of their own)."""
     if streaming or gpu_budget_mb is not None or bank.codec != "raw":
         return ResidentFrames(ctx, bank, gpu_budget_mb=gpu_budget_mb, wait_full=wait_full, progress=progress,
                               native=native)
     from vjengine.render.textures import DEFAULT_MEMORY_BUDGET_MB, BankTextures
 
-    return BankTextures(ctx, bank, progress=progress, upload=upload,
+    return BankTextures(ctx, bank, progress=progress, upload=upload, background_reads=live and not wait_full,
                         memory_budget_mb=memory_budget_mb or DEFAULT_MEMORY_BUDGET_MB)

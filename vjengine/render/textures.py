@@ -11,6 +11,11 @@ Two ways to upload: ``"eager"`` uploads everything before returning (a tqdm bar 
 first (``layers_for``) and the rest stream in a few milliseconds per frame (``tick``), so the first
 frame of a large bank appears at once instead of after the whole upload.
 
+Live (``background_reads``), the reads run on a :class:`~vjengine.bank.reader.FrameReader` thread and
+the render thread only uploads what was read: a frame the blend needs waits at most
+``residency.MUST_WAIT_S`` for its read (a stalled disk then leaves that layer as it is), and the rest
+stream in as reads finish. Offline render and replay read in line.
+
 The compositor uses only ``width``, ``height``, ``sizes``, ``cyclic``, ``split``, ``layers_for`` and
 ``tick`` (:class:`vjengine.render.compositor.FrameSource`): a residency scheme that keeps only part
 of a bank on the GPU can replace everything behind them.
@@ -75,7 +80,7 @@ class BankTextures:
     """
 
     def __init__(self, ctx: moderngl.Context, bank, *, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
-                 progress: bool = True, upload: str = "eager") -> None:
+                 progress: bool = True, upload: str = "eager", background_reads: bool = False) -> None:
         if upload not in UPLOAD_MODES:
             raise ValueError(f"upload must be one of {UPLOAD_MODES}, got {upload!r}")
         self.ctx = ctx
@@ -94,6 +99,11 @@ class BankTextures:
         self._progress = progress
         self._bar = None
         self.failed: str | None = None  # why the rest of the bank cannot be read (the file changed under us)
+        self._reader = None
+        if background_reads and upload == "stream":
+            from vjengine.bank.reader import FrameReader  # noqa: PLC0415
+
+            self._reader = FrameReader(self._read, name=str(bank.path.name), max_queued=16, max_done=8)
         try:
             self._allocate()
             if upload == "eager":
@@ -141,15 +151,27 @@ class BankTextures:
             tex.repeat_x = tex.repeat_y = False
             self.arrays.append(tex)
 
-    def _write(self, first: int, count: int) -> None:
-        """Upload frames first..first+count-1 (all in one array)."""
-        a, layer = self.layout.locate(first)
+    def _read(self, key: tuple[int, int]) -> np.ndarray:
+        """Frames ``first..first+count-1`` from the file (any thread)."""
+        first, count = key
         read = getattr(self.bank, "read_frames", None)  # plain reads: a file changed under us is an error, not SIGBUS
+        return read(first, count) if read is not None else np.ascontiguousarray(self.bank.frames[first: first + count])
+
+    def _write(self, first: int, count: int) -> None:
+        """Read and upload frames first..first+count-1 (all in one array)."""
         try:
-            block = read(first, count) if read is not None else np.ascontiguousarray(self.bank.frames[first: first + count])
+            block = self._read((first, count))
         except BankError as exc:
             self._give_up(exc)
             return
+        self._put(first, block)
+
+    def _put(self, first: int, block: np.ndarray) -> None:
+        """Upload read frames from ``first`` on (all in one array)."""
+        count = len(block)
+        if self.resident[first: first + count].all():
+            return
+        a, layer = self.layout.locate(first)
         self.arrays[a].write(block, viewport=(0, 0, layer, self.width, self.height, count), alignment=1)
         self.resident[first: first + count] = True
         if self._progress:
@@ -208,14 +230,27 @@ class BankTextures:
                  self.layout.arrays, self.nbytes / 1e6, self.upload_s)
 
     def ensure(self, indices: Iterable[int]) -> None:
-        """Make these frames resident now (streaming mode; a no-op once complete)."""
+        """Make these frames resident now (streaming mode; a no-op once complete). With background
+        reads, each waits for its read at most ``MUST_WAIT_S`` (not at all once the disk is stuck)."""
         if self.complete:
             return
         t0 = time.perf_counter()
         for i in indices:
             i = int(i)
-            if not self.resident[i]:
+            if self.resident[i]:
+                continue
+            if self._reader is None:
                 self._write(i, 1)
+                continue
+            from vjengine.render.residency import MUST_WAIT_S  # noqa: PLC0415
+
+            key = (i, 1)
+            self._reader.request(key, urgent=True)
+            if not self._reader.stuck():
+                self._reader.wait_for(key, MUST_WAIT_S)
+            got = self._reader.take_key(key)
+            if got is not None:
+                self._accept(key, *got)
         self.upload_s += time.perf_counter() - t0
         while self._next < self.layout.count and self.resident[self._next]:
             self._next += 1
@@ -224,10 +259,50 @@ class BankTextures:
 
     def upload_some(self, budget_s: float) -> bool:
         """Stream missing frames for about ``budget_s`` seconds; returns ``complete``."""
-        if not self.complete:
-            self._upload_range(self._next, self.layout.count, _STREAM_CHUNK_BYTES,
-                               deadline=time.perf_counter() + budget_s)
+        if self.complete:
+            return True
+        deadline = time.perf_counter() + budget_s
+        if self._reader is None:
+            self._upload_range(self._next, self.layout.count, _STREAM_CHUNK_BYTES, deadline=deadline)
+            return self.complete
+        t0 = time.perf_counter()
+        while time.perf_counter() < deadline and not self.complete:  # upload what was read
+            done = self._reader.take(1)
+            if not done:
+                break
+            self._accept(done[0][0], done[0][1], done[0][2])
+        self.upload_s += time.perf_counter() - t0
+        self._request_more()
+        while self._next < self.layout.count and self.resident[self._next]:
+            self._next += 1
+        if self.complete:
+            self._finish()
         return self.complete
+
+    def _accept(self, key: tuple[int, int], ok: bool, value) -> None:
+        if not ok:
+            if isinstance(value, BankError):
+                self._give_up(value)
+                return
+            raise value
+        self._put(key[0], value)
+
+    def _request_more(self) -> None:
+        """Ask the reader for the next missing chunks (a few ahead)."""
+        per = self.layout.layers_per_array
+        chunk = max(1, _STREAM_CHUNK_BYTES // self.frame_bytes)
+        i = self._next
+        while i < self.layout.count and self._reader.busy < 4 and not self._reader.stuck():
+            if self.resident[i]:
+                i += 1
+                continue
+            end = min(self.layout.count, i + chunk, (i // per + 1) * per)
+            have = np.flatnonzero(self.resident[i:end])
+            if len(have):
+                end = i + int(have[0])
+            if not self._reader.pending((i, end - i)) and not self._reader.request((i, end - i)):
+                return
+            i = end
 
     def locate(self, index: int) -> tuple[moderngl.TextureArray, int]:
         """The array holding frame ``index`` and the layer in it."""
@@ -235,6 +310,8 @@ class BankTextures:
         return self.arrays[a], layer
 
     def release(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         if self._bar is not None:
             self._bar.close()
             self._bar = None
