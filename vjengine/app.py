@@ -227,7 +227,7 @@ class LiveShow:
             budget, where = default_budget_mb(ctx)
             log.info("GPU budget for frames: %.0f MB (%s; --gpu-budget-mb sets it)", budget, where)
         share = None if budget is None else budget / len(streaming)  # the set's streaming banks share it
-        self.textures = [frame_source(ctx, b, gpu_budget_mb=share if b in streaming else None, progress=True)
+        self.textures = [frame_source(ctx, b, gpu_budget_mb=share if b in streaming else None, progress=True, live=True)
                          for b in self.setup.banks]
         for tex in self.textures:  # every shader variant now, not mid-show
             self.compositor.warm_up(tex)
@@ -266,6 +266,9 @@ class LiveShow:
         if self.stop_requested:
             self.loop.quit = True
         self.show.publish_status(None, {"fps": 0.0})
+        start_analysis = getattr(self.audio, "start_thread", None)
+        if callable(start_analysis):  # reading and analysing audio off the render thread from now on
+            start_analysis()
         # What exists now (banks, shaders, modules) lives for the whole show: out of the collector's
         # sight, so a full collection mid-show walks only what the show made since, not everything.
         gc.collect()
