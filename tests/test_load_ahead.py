@@ -46,9 +46,13 @@ def test_prefetch_at_fills_the_blend_and_the_ring_around_it_within_the_budget(ct
     coord = 40 / 63  # between cells 40 and 41
     res.prefetch_at([coord])
     assert all(res.slot_of[i] < 0 for i in range(39, 43))  # asking loads nothing by itself
-    for _ in range(20):
+    from _osc_helpers import wait_until
+
+    def loaded():  # live, the reads run on the bank's reader thread: frames arrive over the next ticks
         res.tick(0.05)
-    assert all(res.slot_of[i] >= 0 for i in (39, 40, 41, 42)), "the blend and its ring were not loaded"
+        return all(res.slot_of[i] >= 0 for i in (39, 40, 41, 42))
+
+    assert wait_until(loaded, 10.0), "the blend and its ring were not loaded"
     assert res.resident_bytes <= res.budget_bytes
     where = res.layers_for([40, 41])
     assert not any(id(a) in res.low_ids for a, _ in where) and res.last_low_taps == 0
