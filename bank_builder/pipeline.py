@@ -126,6 +126,15 @@ def _is_oom(exc: BaseException) -> bool:
         "out of memory" in text or "can't allocate memory" in text or isinstance(exc, MemoryError))
 
 
+def telling_line(exc: BaseException, *marks: str, limit: int = 300) -> str:
+    """The first line of an exception's text holding one of ``marks`` (the line that says what went
+    wrong in a long library message), else its first line; shortened as :func:`first_line`."""
+    for ln in str(exc).splitlines():
+        if any(m in ln for m in marks):
+            return first_line(ValueError(ln.strip()), limit)
+    return first_line(exc, limit)
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-empty line of an exception's text, shortened at a word boundary (never mid-word)."""
     text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
@@ -160,7 +169,8 @@ def checkpoint_shapes(path: Path, key: str = "model") -> dict[str, tuple[int, ..
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise SpecError(
-            f"{key}: {path} is not safetensors and not loadable with weights_only=True ({first_line(exc, 200)}); "
+            f"{key}: {path} is not safetensors and not loadable with weights_only=True "
+            f"({telling_line(exc, 'GLOBAL', 'Unsupported global', 'Unsupported operand', limit=200)}); "
             "vj-bank never unpickles arbitrary code: use the model's .safetensors release, or convert it on a "
             "machine you trust") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -420,6 +430,10 @@ class Generator:
         if lo.weight_name:
             kwargs["weight_name"] = lo.weight_name
         before = {n for names in self.pipe.get_list_adapters().values() for n in names}
+        import diffusers
+
+        verbosity = diffusers.utils.logging.get_verbosity()
+        diffusers.utils.logging.set_verbosity(logging.CRITICAL)  # its own dump of every mismatch: we say it once
         try:
             self.pipe.load_lora_weights(lo.file, **kwargs)
         except (OSError, EnvironmentError) as exc:
@@ -428,7 +442,9 @@ class Generator:
             raise hub_error(spec, key, lo.file, exc) from None
         except (ValueError, RuntimeError, KeyError) as exc:
             raise SpecError(f"{spec.source}: {key}: {lo.file} does not fit this {FAMILY_NAMES[self.family]} model "
-                            f"(a LoRA for another base model?): {first_line(exc)}") from None
+                            f"(a LoRA for another base model?): {telling_line(exc, 'size mismatch')}") from None
+        finally:
+            diffusers.utils.logging.set_verbosity(verbosity)
         after = {n for names in self.pipe.get_list_adapters().values() for n in names}
         if lo.name not in after - before:
             raise SpecError(f"{spec.source}: {key}: {lo.file} matches no layer of this {FAMILY_NAMES[self.family]} "

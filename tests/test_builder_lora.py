@@ -125,6 +125,8 @@ def test_lora_for_another_base_is_exit_2_before_work(tmp_path, tiny_model, tiny_
     r = run_cli(spec, tmp_path / "bank")
     assert r.returncode == 2, r.stderr[-2000:]
     assert "lora[0].file" in r.stderr and "xl-style.safetensors" in r.stderr and "another base model" in r.stderr
+    # the one line that says why (a layer of another width), not diffusers' dump of every layer
+    assert r.stderr.count("size mismatch for ") == 1 and "unsuccessful" not in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "bank").exists() and not (tmp_path / "bank.work").exists()
 
