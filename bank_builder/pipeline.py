@@ -101,6 +101,22 @@ def pick_dtype(device: str, requested: str = "auto") -> "torch.dtype":
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[requested]
 
 
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (GPU calls return before the work is done): for timings."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    elif device == "mps":
+        torch.mps.synchronize()
+
+
+def release_cache(device: str) -> None:
+    """Give the allocator's cached blocks back (after an out-of-memory, before a retry)."""
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    elif device == "mps":
+        torch.mps.empty_cache()
+
+
 def library_versions() -> dict[str, str]:
     import diffusers
     import transformers
@@ -539,14 +555,12 @@ class Generator:
 
     @contextmanager
     def _timed(self, stage: str):
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
+        synchronize(self.device)
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            if self.device.startswith("cuda"):
-                torch.cuda.synchronize()
+            synchronize(self.device)
             self.timings_s[stage] += time.perf_counter() - t0
 
     def _token_ids(self, text: str, tokenizer=None) -> "torch.Tensor":
@@ -726,8 +740,7 @@ class Generator:
 
     def _oom(self, exc: BaseException, what: str, batch: int) -> OutOfMemoryError:
         spec = self.spec
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
+        release_cache(self.device)
         smaller = f"--batch-size {max(1, batch // 2)}" if batch > 1 else (
             f"a smaller size (e.g. size = [{spec.width // 16 * 8}, {spec.height // 16 * 8}])"
             + (" or decoder = a TAESD-class decoder" if what == "decoding" else ""))
@@ -782,8 +795,10 @@ class Generator:
         _, _, neg, npooled = self._text(cells[0].lora_weights)
         with self._timed("text"):
             conds = [self.cell_conditioning(c) for c in cells]
-        cond = torch.from_numpy(np.stack([c for c, _ in conds])).to(dev, dt)
-        pooled = torch.from_numpy(np.stack([p for _, p in conds])).to(dev, dt) if self.family == "sdxl" else None
+        # float64 arithmetic stays on the CPU (MPS has no float64): float32 before the move
+        cond = torch.from_numpy(np.stack([c for c, _ in conds]).astype(np.float32)).to(dev, dt)
+        pooled = (torch.from_numpy(np.stack([p for _, p in conds]).astype(np.float32)).to(dev, dt)
+                  if self.family == "sdxl" else None)
         noise = torch.from_numpy(np.stack([self.cell_noise(c) for c in cells]).astype(np.float32))
         guidance = torch.tensor([c.guidance for c in cells], dtype=torch.float32)
         tcond = None

@@ -203,6 +203,26 @@ def test_model_not_found_and_out_of_memory(tmp_path, tiny_model):
         gen.decode(np.zeros((1, 4, 4, 4), np.float32))
 
 
+def test_device_and_dtype_choice(monkeypatch):
+    """Apple's MPS cannot run here: its branch is the device choice (auto takes it when there is no
+    CUDA), half precision, and a clear error when it is asked for and absent."""
+    from bank_builder.pipeline import pick_device, pick_dtype
+
+    if not torch.backends.mps.is_available():
+        with pytest.raises(SpecError, match=r"--device mps: Metal \(MPS\) is not available"):
+            pick_device("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(SpecError, match=r"--device cuda:1: CUDA is not available"):
+            pick_device("cuda:1")
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+        assert pick_device("auto") == "mps"
+        monkeypatch.undo()
+    with pytest.raises(SpecError, match=r"--device 'gpu': use auto, cpu, cuda, cuda:N or mps"):
+        pick_device("gpu")
+    assert pick_dtype("mps") == pick_dtype("cuda:1") == torch.float16 and pick_dtype("cpu") == torch.float32
+    assert pick_dtype("mps", "bfloat16") == torch.bfloat16
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".ckpt"])
 def test_single_file_checkpoint_with_local_config(tmp_path, tiny_model, tiny_pipe, suffix):
     """An artist's single-file checkpoint (original key names) loads offline given a config folder,
