@@ -115,6 +115,23 @@ def test_learned_tracker_on_the_waltz(waltz):
     assert down_f >= 0.8, down_f
 
 
+def test_a_quiet_line_in_is_raised_to_the_level_the_network_knows(waltz):
+    """A line-in 36 dB below full scale: within a minute the network sees what it sees at -6 dBFS
+    (the gain has risen to its +30 dB); an input that peaks near full scale is never touched."""
+    x, sr, _ = waltz
+    loop = x[sr * 10:sr * 14] / np.abs(x[sr * 10:sr * 14]).max()  # peaks at full scale
+    _, raw = BeatActivation(sr, normalise=False).push(np.tile(loop, 3))
+    _, ours = BeatActivation(sr).push(np.tile(loop, 3))
+    np.testing.assert_allclose(ours, raw, atol=1e-6)
+    _, at_minus_6 = BeatActivation(sr, normalise=False).push(np.tile(loop * 10.0 ** (-6.0 / 20.0), 3))
+    quiet = BeatActivation(sr)
+    for _ in range(18):  # 72 s: 30 dB at 0.5 dB a second, and a few seconds more
+        _, got = quiet.push(loop * 10.0 ** (-36.0 / 20.0))
+    assert np.abs(got[-100:] - at_minus_6[-100:]).max() < 0.02
+    _, untouched = BeatActivation(sr, normalise=False).push(np.tile(loop * 10.0 ** (-36.0 / 20.0), 3))
+    assert np.abs(untouched[-100:] - at_minus_6[-100:]).max() > 0.1, "the level matters to the raw network"
+
+
 @pytest.mark.parametrize("bpm,metre", [(96.0, 3), (124.0, 4), (150.0, 4)])
 def test_learned_tracker_on_synthetic_grooves(bpm, metre):
     x, beats, _ = groove(bpm=bpm, beats_per_bar=metre, seconds=16.0, sr=44100, seed=4)

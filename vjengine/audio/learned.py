@@ -13,7 +13,8 @@ positive difference to the previous frame: 136 + 136 values. At another sample r
 FFT are the same length in seconds, so bin k is the same frequency; magnitudes are scaled by the
 length ratio, and bins above 11025 Hz are ignored as they were absent from the training audio.
 
-A frame's centre is half a window (32 ms) before its last sample: :class:`BeatActivation` returns
+One departure, for live input: the level is normalised (see ``_PEAK_RELEASE``); ``normalise=False``
+gives BeatNet's features exactly. A frame's centre is half a window (32 ms) before its last sample: :class:`BeatActivation` returns
 each frame's probabilities when its last sample arrives, and says how far behind that is.
 """
 
@@ -30,6 +31,16 @@ REF_SR = 22050
 REF_FRAME = 1411            # int(0.064 * 22050): the window BeatNet was trained with
 REF_BINS = REF_FRAME >> 1   # madmom keeps fft_size // 2 bins (no Nyquist bin)
 FPS = 50.0                  # a frame every 20 ms
+# The network learned from records at their released level, and its log(1 + magnitude) features
+# depend on the level: a line-in 20 dB down reads as another piece of music. A quiet input is raised
+# so that its loudest recent peak reaches -6 dBFS, by at most +30 dB; an input already that loud is
+# left as it is. The peak starts at that level (no boost until the input proves quiet), attacks at
+# once and is released by 0.5 dB a second: the gain follows the input's overall level (a booth
+# output turned down) over tens of seconds, and leaves the music's own dynamics (a quiet intro, a
+# breakdown) mostly as the network knows them.
+_PEAK_RELEASE = 10.0 ** (-0.5 / 20.0 / FPS)
+_PEAK_TARGET = 10.0 ** (-6.0 / 20.0)
+_PEAK_FLOOR = _PEAK_TARGET * 10.0 ** (-30.0 / 20.0)
 _N_LAYERS = 2
 N_FEATURES = 272            # 136 log-filtered bands and their positive difference
 
@@ -150,8 +161,10 @@ class BeatActivation:
     last sample.
     """
 
-    def __init__(self, samplerate: int, weights: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(self, samplerate: int, weights: dict[str, np.ndarray] | None = None, *,
+                 normalise: bool = True) -> None:
         self.samplerate = sr = int(samplerate)
+        self.normalise = normalise
         self.frame = int(round(REF_FRAME * sr / REF_SR))
         self.hop_exact = sr / FPS
         self.half = self.frame // 2 if sr == REF_SR else int(round(self.frame / 2))
@@ -168,6 +181,7 @@ class BeatActivation:
         self._n = 0            # samples received
         self._f = 0            # next frame index
         self._prev: np.ndarray | None = None
+        self._peak = _PEAK_TARGET
 
     def _frame_end(self, f: int) -> int:
         """Stream position one past the last sample of frame ``f`` (centred at f * hop)."""
@@ -192,9 +206,17 @@ class BeatActivation:
         self._n = n1
         if not specs:
             return ends, np.zeros((0, N_FEATURES), np.float32)
-        mag = np.abs(scipy.fft.rfft(np.stack(specs) * self.window, axis=1)[:, :REF_BINS]).astype(np.float32)
-        if self.scale != 1.0:
-            mag *= self.scale
+        frames = np.stack(specs)
+        gain = np.full((len(specs), 1), self.scale, dtype=np.float32)
+        if self.normalise:  # as mastered: the recent peak at full scale (see _PEAK_RELEASE)
+            peak = self._peak
+            for i, p in enumerate(np.abs(frames).max(axis=1).tolist()):
+                peak = max(p, peak * _PEAK_RELEASE, _PEAK_FLOOR)
+                gain[i, 0] *= max(1.0, _PEAK_TARGET / peak)
+            self._peak = peak
+        frames *= self.window
+        mag = np.abs(scipy.fft.rfft(frames, axis=1)[:, :REF_BINS]).astype(np.float32)
+        mag *= gain
         spec = np.log10(1.0 + mag @ self.fb)
         nb = spec.shape[1]
         feats = np.empty((len(specs), 2 * nb), dtype=np.float32)
