@@ -110,6 +110,60 @@ def test_lora_weight_axis(tmp_path, tiny_model, tiny_pipe, sd_lora):
     assert bank.axes[0].values == (0.0, 0.5, 1.0)
 
 
+def test_sdxl_lora_weight_axis_on_both_text_encoders(tmp_path, tiny_sdxl):
+    """An SDXL LoRA (UNet and both text encoders) weighed by an axis: each weight is diffusers' own
+    SDXL pipeline with the LoRA at that weight."""
+    from bank_builder.testing import make_tiny_lora
+
+    lora = make_tiny_lora(fresh("StableDiffusionXLPipeline", tiny_sdxl), tmp_path / "ink.safetensors", seed=4)
+    text = head(tiny_sdxl, f'[[lora]]\nfile = "{lora.name}"\n') + (
+        '[[axes]]\nkind = "lora_weight"\nrange = [0.0, 1.0]\ncount = 3\n')
+    build_bank(load_spec(write_spec(tmp_path, text)), tmp_path / "bank", BuildOptions(batch_size=3, progress=False))
+    bank = open_bank(tmp_path / "bank")
+    with_lora = fresh("StableDiffusionXLPipeline", tiny_sdxl)
+    with_lora.load_lora_weights(str(lora), adapter_name="ink")
+    assert {"text_encoder", "text_encoder_2", "unet"} <= set(with_lora.get_list_adapters())
+    for i, w in enumerate((0.0, 0.5, 1.0)):
+        assert close(bank.frames[i], ref(with_lora, 7, w)), w
+    assert not close(bank.frames[0], bank.frames[2], 6), "the LoRA must visibly change the picture"
+
+
+@pytest.mark.parametrize("scheduler", ["lcm", "tcd"])
+def test_distillation_lora_with_the_scheduler_it_needs(tmp_path, tiny_model, sd_lora, scheduler):
+    """An LCM / Hyper-SD-style LoRA fused, baked in 4 steps without guidance by the scheduler it was
+    distilled for (stochastic between steps: its noise comes from seed + 1, the same in every cell):
+    diffusers' pipeline with that scheduler and the LoRA fused makes the same frames."""
+    import diffusers
+
+    from bank_builder.pipeline import ANCESTRAL_SEED_OFFSET, Generator
+    from bank_builder.plan import cell_params
+
+    text = head(tiny_model, f'scheduler = "{scheduler}"\n[[lora]]\nfile = "{sd_lora}"\n').replace(
+        "steps = 2", "steps = 4").replace("guidance = 3.0", "guidance = 1.0") + AXIS
+    spec = load_spec(write_spec(tmp_path, text))
+    build_bank(spec, tmp_path / "bank", BuildOptions(progress=False))
+    bank = open_bank(tmp_path / "bank")
+    pipe = fresh("StableDiffusionPipeline", tiny_model)
+    cls = {"lcm": diffusers.LCMScheduler, "tcd": diffusers.TCDScheduler}[scheduler]
+    pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    pipe.load_lora_weights(str(sd_lora), adapter_name="ink")
+    pipe.fuse_lora(lora_scale=1.0)
+    gen = Generator(spec)
+    for i in range(2):
+        noise = torch.from_numpy(gen.cell_noise(cell_params(spec, (i,))).astype(np.float32))[None]
+        out = pipe("a red cat", height=SIZE, width=SIZE, num_inference_steps=4, guidance_scale=1.0, latents=noise,
+                   generator=torch.Generator("cpu").manual_seed(spec.seed + ANCESTRAL_SEED_OFFSET),
+                   output_type="np").images[0]
+        assert close(bank.frames[i], np.round(out * 255).astype(np.uint8)), i
+    # the scheduler matters: the default one is another picture
+    plain = fresh("StableDiffusionPipeline", tiny_model)
+    plain.load_lora_weights(str(sd_lora), adapter_name="ink")
+    plain.fuse_lora(lora_scale=1.0)
+    other = plain("a red cat", height=SIZE, width=SIZE, num_inference_steps=4, guidance_scale=1.0, latents=noise,
+                  output_type="np").images[0]
+    assert not close(bank.frames[1], np.round(other * 255).astype(np.uint8), 6)
+
+
 # --- bad input: exit 2, before any work -------------------------------------------------------
 
 def run_cli(spec: Path, out: Path) -> subprocess.CompletedProcess:
