@@ -40,6 +40,7 @@ FPS = 50.0                  # a frame every 20 ms
 # breakdown) mostly as the network knows them.
 _PEAK_RELEASE = 10.0 ** (-0.5 / 20.0 / FPS)
 _PEAK_TARGET = 10.0 ** (-6.0 / 20.0)
+_INV_LN10 = 1.0 / math.log(10.0)
 _PEAK_FLOOR = _PEAK_TARGET * 10.0 ** (-30.0 / 20.0)
 _N_LAYERS = 2
 N_FEATURES = 272            # 136 log-filtered bands and their positive difference
@@ -84,7 +85,8 @@ class CRNN:
 
     Rearranged for few numpy calls per frame, same arithmetic: the convolution is a strided view of
     the frame's sliding windows times the two kernels (the bias added after the pooling); each LSTM layer is one matmul on ``[x, h]`` into a single tanh, its
-    sigmoid gates scaled by 1/2 beforehand (sigmoid(z) = (tanh(z / 2) + 1) / 2).
+    sigmoid gates scaled by 1/2 beforehand (sigmoid(z) = (tanh(z / 2) + 1) / 2) and the biases a
+    last weight row (times a constant 1). Buffers are preallocated: a frame costs a few dozen calls.
     """
 
     def __init__(self, weights: dict[str, np.ndarray] | None = None) -> None:
@@ -99,36 +101,39 @@ class CRNN:
         self._feat = np.zeros(N_FEATURES, dtype=np.float32)
         self._windows = np.lib.stride_tricks.as_strided(self._feat, shape=(self.n_conv, k), strides=(4, 4),
                                                         writeable=False)
+        self._conv = np.empty((self.n_conv, self.n_ch), dtype=np.float32)
+        self._pairs = self._conv[:2 * self.n_pool].reshape(self.n_pool, 2, self.n_ch)
+        self._pooled = np.empty(self.n_ch * self.n_pool, dtype=np.float32)  # channel-major, as torch flattens
+        self._pooled_t = self._pooled.reshape(self.n_ch, self.n_pool).T     # (131, 2) view of it
+        self._pool_bias = np.repeat(self.conv_b, self.n_pool)
         self.lin0_w = w["linear0_weight"].T.astype(np.float32)          # (262, 150)
         self.lin0_b = w["linear0_bias"].astype(np.float32)
         self.hidden = hs = w["lstm_weight_hh_l0"].shape[1]
         gate_scale = np.full(4 * hs, 0.5, dtype=np.float32)              # torch's gate order: i, f, g, o
         gate_scale[2 * hs:3 * hs] = 1.0
-        self.lstm_w = [(np.concatenate([w[f"lstm_weight_ih_l{i}"], w[f"lstm_weight_hh_l{i}"]], axis=1).T
-                        * gate_scale).astype(np.float32) for i in range(_N_LAYERS)]  # (300, 600)
-        self.lstm_b = [((w[f"lstm_bias_ih_l{i}"] + w[f"lstm_bias_hh_l{i}"]) * gate_scale).astype(np.float32)
-                       for i in range(_N_LAYERS)]
+        self.lstm_w = [(np.concatenate([w[f"lstm_weight_ih_l{i}"], w[f"lstm_weight_hh_l{i}"],
+                                        (w[f"lstm_bias_ih_l{i}"] + w[f"lstm_bias_hh_l{i}"])[:, None]], axis=1).T
+                        * gate_scale).astype(np.float32) for i in range(_N_LAYERS)]  # (301, 600)
         self.out_w = w["linear_weight"].T.astype(np.float32)            # (150, 3)
         self.out_b = w["linear_bias"].astype(np.float32)
         self.reset()
 
     def reset(self) -> None:
         hs = self.hidden
-        self.xh = [np.zeros(2 * hs, dtype=np.float32) for _ in range(_N_LAYERS)]  # [input, h] per layer
+        # per layer: [input, h, 1] (the 1 multiplies the bias row of the weights), gates, cell state
+        self.xh = [np.zeros(2 * hs + 1, dtype=np.float32) for _ in range(_N_LAYERS)]
+        for xh in self.xh:
+            xh[-1] = 1.0
         self.c = [np.zeros(hs, dtype=np.float32) for _ in range(_N_LAYERS)]
 
-    def embed(self, feats: np.ndarray) -> np.ndarray:
-        """Conv, ReLU, max-pool and the first linear layer, for ``(T, 272)`` frames."""
-        out = np.empty((feats.shape[0], self.n_ch * self.n_pool), dtype=np.float32)
-        np_ = self.n_pool
-        for t, f in enumerate(feats):
-            self._feat[:] = f
-            conv = self._windows @ self.kern                             # (263, 2)
-            pairs = conv[:2 * np_].reshape(np_, 2, self.n_ch)
-            out[t] = pairs.max(axis=1).T.reshape(-1)                     # channel-major, as torch flattens
-        out += np.repeat(self.conv_b, np_)                               # max(a + b, c + b) = max(a, c) + b
-        np.maximum(out, 0.0, out=out)                                    # relu(max) = max(relu)
-        return out @ self.lin0_w + self.lin0_b
+    def embed(self, feat: np.ndarray) -> np.ndarray:
+        """Conv, ReLU, max-pool and the first linear layer for one ``(272,)`` frame."""
+        self._feat[:] = feat
+        np.matmul(self._windows, self.kern, out=self._conv)              # (263, 2)
+        np.maximum(self._pairs[:, 0], self._pairs[:, 1], out=self._pooled_t)  # max-pool 2
+        self._pooled += self._pool_bias                                  # max(a + b, c + b) = max(a, c) + b
+        np.maximum(self._pooled, 0.0, out=self._pooled)                  # relu(max) = max(relu)
+        return self._pooled @ self.lin0_w + self.lin0_b
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """One frame's embedding through the LSTM layers; returns (beat, downbeat, neither) probabilities."""
@@ -136,19 +141,26 @@ class CRNN:
         for i in range(_N_LAYERS):
             xh, c = self.xh[i], self.c[i]
             xh[:hs] = x
-            z = np.tanh(xh @ self.lstm_w[i] + self.lstm_b[i])
-            gates = z * 0.5 + 0.5                       # i, f, -, o as sigmoids
+            z = xh @ self.lstm_w[i]
+            np.tanh(z, out=z)
+            gates = z * 0.5
+            gates += 0.5                                 # i, f, -, o as sigmoids
             c *= gates[hs:2 * hs]
             c += gates[:hs] * z[2 * hs:3 * hs]
-            x = xh[hs:] = gates[3 * hs:] * np.tanh(c)
+            x = xh[hs:2 * hs]
+            np.tanh(c, out=x)
+            x *= gates[3 * hs:]
         z = x @ self.out_w + self.out_b
         z = np.exp(z - z.max())
         return z / z.sum()
 
     def run(self, feats: np.ndarray) -> np.ndarray:
         """``(T, 272)`` features -> ``(T, 3)`` probabilities, continuing the state."""
-        emb = self.embed(np.asarray(feats, dtype=np.float32))
-        return np.stack([self.step(e) for e in emb]) if len(emb) else np.zeros((0, 3), np.float32)
+        feats = np.asarray(feats, dtype=np.float32)
+        out = np.zeros((len(feats), 3), np.float32)
+        for t, f in enumerate(feats):
+            out[t] = self.step(self.embed(f))
+        return out
 
 
 class BeatActivation:
@@ -173,6 +185,8 @@ class BeatActivation:
         self.scale = REF_FRAME / self.frame  # magnitude of a sinusoid or of noise per Hz: same as at 22050
         self.fb = log_filterbank()
         self.net = CRNN(weights)
+        self._windowed = np.empty(self.frame, dtype=np.float32)
+        self._mag = np.empty(REF_BINS, dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -196,32 +210,44 @@ class BeatActivation:
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
         n0 = self._n
         n1 = n0 + x.size
-        hist = np.concatenate([self._buf, x])  # index i is stream position n0 - frame + i
-        ends, specs = [], []
-        while (e := self._frame_end(self._f)) <= n1:
-            ends.append(e)
-            specs.append(hist[e - n0:e - n0 + self.frame])
-            self._f += 1
-        self._buf = hist[-self.frame:].copy()
+        ends = []
+        while self._frame_end(self._f + len(ends)) <= n1:
+            ends.append(self._frame_end(self._f + len(ends)))
+        feats = np.empty((len(ends), N_FEATURES), dtype=np.float32)
+        if ends:
+            hist = np.concatenate([self._buf, x])  # index i is stream position n0 - frame + i
+            for t, e in enumerate(ends):
+                self._features(hist[e - n0:e - n0 + self.frame], feats[t])
+            self._f += len(ends)
+            self._buf = hist[-self.frame:].copy()
+        elif x.size >= self.frame:
+            self._buf = x[-self.frame:].copy()
+        else:
+            self._buf[:-x.size or None] = self._buf[x.size:]
+            self._buf[self.frame - x.size:] = x
         self._n = n1
-        if not specs:
-            return ends, np.zeros((0, N_FEATURES), np.float32)
-        frames = np.stack(specs)
-        gain = np.full((len(specs), 1), self.scale, dtype=np.float32)
-        if self.normalise:  # as mastered: the recent peak at full scale (see _PEAK_RELEASE)
-            peak = self._peak
-            for i, p in enumerate(np.abs(frames).max(axis=1).tolist()):
-                peak = max(p, peak * _PEAK_RELEASE, _PEAK_FLOOR)
-                gain[i, 0] *= max(1.0, _PEAK_TARGET / peak)
-            self._peak = peak
-        frames *= self.window
-        mag = np.abs(scipy.fft.rfft(frames, axis=1)[:, :REF_BINS]).astype(np.float32)
-        mag *= gain
-        spec = np.log10(1.0 + mag @ self.fb)
-        nb = spec.shape[1]
-        feats = np.empty((len(specs), 2 * nb), dtype=np.float32)
-        feats[:, :nb] = spec
-        prev = spec[0] if self._prev is None else self._prev  # the first frame has no difference
-        np.maximum(np.diff(spec, axis=0, prepend=prev[None, :]), 0.0, out=feats[:, nb:])
-        self._prev = spec[-1]
         return ends, feats
+
+    def _features(self, frame: np.ndarray, out: np.ndarray) -> None:
+        gain = self.scale
+        if self.normalise:  # a quiet input raised toward the level the network learned (see _PEAK_RELEASE)
+            p = float(max(frame.max(), -frame.min()))
+            self._peak = peak = max(p, self._peak * _PEAK_RELEASE, _PEAK_FLOOR)
+            if peak < _PEAK_TARGET:
+                gain *= _PEAK_TARGET / peak
+        np.multiply(frame, self.window, out=self._windowed)
+        np.abs(scipy.fft.rfft(self._windowed)[:REF_BINS], out=self._mag)
+        nb = self.fb.shape[1]
+        spec = out[:nb]
+        np.matmul(self._mag, self.fb, out=spec)
+        spec *= gain                                   # (g * |X|) @ fb = g * (|X| @ fb)
+        np.log1p(spec, out=spec)
+        spec *= _INV_LN10                              # log10(1 + x)
+        diff = out[nb:]
+        if self._prev is None:  # the first frame has no difference
+            diff[:] = 0.0
+            self._prev = np.empty(nb, dtype=np.float32)
+        else:
+            np.subtract(spec, self._prev, out=diff)
+            np.maximum(diff, 0.0, out=diff)
+        self._prev[:] = spec
