@@ -387,6 +387,42 @@ def _clip_text(hidden: int, layers: int, heads: int, act: str, projection: int, 
     return (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(cfg)
 
 
+def full_size_modules(name: str, device: str = "cpu") -> dict:
+    """The models of ``name`` (a key of FULL_SIZE_FAMILIES) at full size with random weights: ``unet``,
+    ``vae``, ``text_encoder`` (and SDXL's ``text_encoder_2``), made on ``device`` ("meta" makes the
+    shapes only, in no time: the tests count their parameters against the released models')."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    family, native, _, _, _ = FULL_SIZE_FAMILIES[name]
+    vocab = 49408
+    with torch.device(device):
+        out = {"vae": AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                                    up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
+                                    sample_size=native, scaling_factor=0.13025 if family == "sdxl" else 0.18215,
+                                    force_upcast=family == "sdxl")}
+        if name == "sd15":
+            out["unet"] = UNet2DConditionModel(sample_size=native // 8, cross_attention_dim=768, attention_head_dim=8,
+                                               block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
+            out["text_encoder"] = _clip_text(768, 12, 12, "quick_gelu", 768, vocab, False)
+        elif name == "sd-turbo":
+            out["unet"] = UNet2DConditionModel(sample_size=native // 8, cross_attention_dim=1024,
+                                               attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+                                               block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
+            out["text_encoder"] = _clip_text(1024, 23, 16, "gelu", 512, vocab, False)
+        else:
+            out["unet"] = UNet2DConditionModel(
+                sample_size=native // 8, block_out_channels=(320, 640, 1280), layers_per_block=2,
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), use_linear_projection=True,
+                cross_attention_dim=2048, addition_embed_type="text_time", addition_time_embed_dim=256,
+                projection_class_embeddings_input_dim=2816)
+            out["text_encoder"] = _clip_text(768, 12, 12, "quick_gelu", 768, vocab, False)
+            out["text_encoder_2"] = _clip_text(1280, 32, 20, "gelu", 1280, vocab, True)
+    return out
+
+
 def make_full_size_pipeline(folder: str | Path, name: str, *, seed: int = 0, dtype=None, device: str = "cpu"):
     """The real architecture of ``name`` (a key of FULL_SIZE_FAMILIES) at full size, seeded random
     weights, saved with ``save_pretrained`` (in ``dtype``, default float16 on a GPU). Same layers,
@@ -394,45 +430,21 @@ def make_full_size_pipeline(folder: str | Path, name: str, *, seed: int = 0, dty
     is CLIP's 49408 entries, the tokenizer the byte-level one written here (prompts are tokenized
     differently from the real model, which changes nothing about the cost)."""
     import torch
-    from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
-                           StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel)
+    from diffusers import (EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, StableDiffusionPipeline,
+                           StableDiffusionXLPipeline)
 
-    family, native, _, _, _ = FULL_SIZE_FAMILIES[name]
+    family = FULL_SIZE_FAMILIES[name][0]
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     dtype = dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
     torch.manual_seed(seed)
     tokenizer = _tiny_tokenizer(folder)
-    vocab = 49408
     sched_common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
                         num_train_timesteps=1000)
-    with torch.device(device):
-        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                            up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
-                            sample_size=native, scaling_factor=0.13025 if family == "sdxl" else 0.18215,
-                            force_upcast=family == "sdxl")
-        if name == "sd15":
-            unet = UNet2DConditionModel(sample_size=native // 8, cross_attention_dim=768, attention_head_dim=8,
-                                        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
-            text = _clip_text(768, 12, 12, "quick_gelu", 768, vocab, False)
-        elif name == "sd-turbo":
-            unet = UNet2DConditionModel(sample_size=native // 8, cross_attention_dim=1024,
-                                        attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
-                                        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
-            text = _clip_text(1024, 23, 16, "gelu", 512, vocab, False)
-        else:
-            unet = UNet2DConditionModel(
-                sample_size=native // 8, block_out_channels=(320, 640, 1280), layers_per_block=2,
-                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), use_linear_projection=True,
-                cross_attention_dim=2048, addition_embed_type="text_time", addition_time_embed_dim=256,
-                projection_class_embeddings_input_dim=2816)
-            text = _clip_text(768, 12, 12, "quick_gelu", 768, vocab, False)
-            text_2 = _clip_text(1280, 32, 20, "gelu", 1280, vocab, True)
-    parts = [unet, vae, text] + ([text_2] if family == "sdxl" else [])
-    for m in parts:
+    modules = full_size_modules(name, device)
+    for m in modules.values():
         m.to(dtype)
+    unet, vae, text, text_2 = (modules.get(k) for k in ("unet", "vae", "text_encoder", "text_encoder_2"))
     if family == "sd":
         sched = EulerDiscreteScheduler(**sched_common, timestep_spacing="trailing" if name == "sd-turbo" else "leading")
         pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text, tokenizer=tokenizer, scheduler=sched,
