@@ -40,3 +40,37 @@ def test_full_size_benchmark_models_are_the_released_architectures():
         got = {k: sum(p.numel() for p in m.parameters()) for k, m in full_size_modules(name, "meta").items()}
         assert got == want, name
     assert FULL_SIZE_FAMILIES["sdxl-turbo"][:2] == ("sdxl", 512)  # SDXL's architecture, at 512x512
+
+
+def test_build_gpu_benchmark_tiny_run_and_its_checks(tmp_path):
+    """The GPU benchmark's CI-sized run writes the figures it prints (JSON line and --out file) for
+    each family asked; on a machine it cannot run on, --check says why with exit 2."""
+    import json
+    import sys
+
+    import torch
+
+    script = [sys.executable, str(Path(__file__).resolve().parent.parent / "benchmarks" / "build_gpu.py")]
+    r = subprocess.run(script + ["--tiny", "--families", "sdxl-turbo", "--out", str(tmp_path / "res")],
+                       capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    printed = json.loads(r.stdout.strip().splitlines()[-1])
+    fam = printed["families"]["sdxl-turbo"]
+    for key in ("frames_per_s", "keyframes_per_s", "decode_ms", "peak_mem_mb", "projected_100x100_s"):
+        assert fam[key] > 0, key
+    assert list(printed["families"]) == ["sdxl-turbo"] and fam["frames"] == 64 and fam["steps"] == 1
+    assert json.loads((tmp_path / "res" / "build_gpu.json").read_text())["families"] == printed["families"]
+    assert "sdxl-turbo" in (tmp_path / "res" / "build_gpu.txt").read_text()
+
+    r = subprocess.run(script + ["--tiny", "--grid", "6"], capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert r.returncode == 2 and "--grid 6: must be a multiple of --densify 4" in r.stderr
+
+    import importlib.util
+
+    loader = importlib.util.spec_from_file_location("build_gpu", script[1])
+    bench = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(bench)
+    info, problems = bench.preflight(tiny=False)
+    assert info["torch"] == torch.__version__ and info["tmp_free_gb"] > 0
+    if not torch.cuda.is_available():
+        assert any("sees no CUDA GPU" in p and "use --tiny" in p for p in problems)
