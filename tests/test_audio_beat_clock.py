@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from _audio_util import analyse, frames_at_fps
+from vjengine.audio.analyzer import AnalysisConfig
 from vjengine.audio.engine import AudioEngine
 from vjengine.audio.sources import load_audio
 from vjengine.audio.synth import groove
@@ -67,19 +68,25 @@ def test_half_time_drums_stay_on_one_level():
     assert np.all(np.abs(bpm_after(a, lock) / 70.0 - 1.0) < 0.1)
 
 
-def test_tempo_ride_is_followed():
+# the DJ scenarios hold for both beat trackers (--beat-tracker dsp|learned)
+TRACKERS = pytest.mark.parametrize("tracker", ["dsp", "learned"])
+
+
+@TRACKERS
+def test_tempo_ride_is_followed(tracker):
     """A pitch-fader ride of +8 % over the clip: no beat off the grid after the first bars."""
     x, beats, _ = groove(bpm=120.0, end_bpm=129.6, seconds=30.0, sr=SR, seed=1)
-    a = analyse(x, SR)
+    a = analyse(x, SR, config=AnalysisConfig(beat_tracker=tracker))
     est = np.array(a.beat_times)
     assert lock_time(est, beats) <= 3.0
     assert a.bpm == pytest.approx(129.6 - 0.32, rel=0.02)
 
 
-def test_abrupt_tempo_change_recovers_within_two_bars():
+@TRACKERS
+def test_abrupt_tempo_change_recovers_within_two_bars(tracker):
     x1, b1, _ = groove(bpm=124.0, seconds=15.0, sr=SR, seed=1)
     x2, b2, _ = groove(bpm=132.0, seconds=15.0, sr=SR, seed=2)
-    a = analyse(np.concatenate([x1, x2]), SR)
+    a = analyse(np.concatenate([x1, x2]), SR, config=AnalysisConfig(beat_tracker=tracker))
     est = np.array(a.beat_times)
     two_bars = 2 * 4 * 60.0 / 132.0
     assert lock_time(est, np.concatenate([b1, b2 + 15.0])) <= 15.0 + two_bars
@@ -87,7 +94,8 @@ def test_abrupt_tempo_change_recovers_within_two_bars():
     assert np.all(np.abs(bpm_after(a, 3.0) / 128.0 - 1.0) < 0.1), "no octave flip through the change"
 
 
-def test_mix_between_two_tempi():
+@TRACKERS
+def test_mix_between_two_tempi(tracker):
     """Track A (124) fades out over 12-20 s while B (130) fades in: the clock follows A, then B,
     and never reads another metrical level."""
     xa, _, _ = groove(bpm=124.0, seconds=20.0, sr=SR, seed=1)
@@ -97,7 +105,7 @@ def test_mix_between_two_tempi():
     x[:xa.size] += xa * np.clip((20.0 - t_a) / 8.0, 0.0, 1.0).astype(np.float32)
     start = int(12 * SR)
     x[start:start + xb.size] += xb * np.clip(t_a / 8.0, 0.0, 1.0).astype(np.float32)
-    a = analyse(x, SR)
+    a = analyse(x, SR, config=AnalysisConfig(beat_tracker=tracker))
     rec = a.recorded()
     t, bpm = rec["time_s"], rec["bpm"]
     assert np.all((bpm[t > 3.0] > 118.0) & (bpm[t > 3.0] < 137.0))
