@@ -13,9 +13,11 @@ positive difference to the previous frame: 136 + 136 values. At another sample r
 FFT are the same length in seconds, so bin k is the same frequency; magnitudes are scaled by the
 length ratio, and bins above 11025 Hz are ignored as they were absent from the training audio.
 
-One departure, for live input: the level is normalised (see ``_PEAK_RELEASE``); ``normalise=False``
-gives BeatNet's features exactly. A frame's centre is half a window (32 ms) before its last sample: :class:`BeatActivation` returns
-each frame's probabilities when its last sample arrives, and says how far behind that is.
+One departure, for live input: a quiet input is raised toward the level the network learned from
+(see ``_PEAK_RELEASE``); ``normalise=False`` gives BeatNet's features exactly (checked against
+BeatNet's own madmom + torch pipeline at 22050 Hz: equal to 6e-7). A frame's centre is half a window
+(32 ms) before its last sample: :class:`BeatActivation` returns each frame's probabilities when its
+last sample arrives, and says how far behind that is (``delay_s``).
 """
 
 from __future__ import annotations
