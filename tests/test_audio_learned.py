@@ -160,6 +160,20 @@ def test_weights_with_a_pickled_array_are_refused(tmp_path):
         load_weights(bad)
 
 
-def test_an_unknown_beat_tracker_is_named():
+def test_an_unknown_beat_tracker_is_named(tmp_path):
     with pytest.raises(ValueError, match="beat_tracker.*'neural'"):
         Analyzer(44100, AnalysisConfig(beat_tracker="neural"))
+    out = subprocess.run([sys.executable, "-m", "vjengine.cli", "analyze", str(tmp_path / "x.wav"),
+                          "--beat-tracker", "neural"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--beat-tracker" in out.stderr and "'neural'" in out.stderr
+
+
+def test_vj_analyze_with_the_learned_tracker(shared_audio, tmp_path):
+    """`vj analyze --beat-tracker learned` on the 2/4 guitar: its beats at 120 BPM in beats.txt."""
+    out = subprocess.run([sys.executable, "-m", "vjengine.cli", "analyze",
+                          str(shared_audio / "bayesbeat_guitar/guitar_duple.flac"), "--beat-tracker", "learned",
+                          "-o", str(tmp_path), "--no-plot", "--no-sections"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    beats = np.loadtxt(tmp_path / "beats.txt", ndmin=1)
+    assert 60.0 / np.median(np.diff(beats)) == pytest.approx(120.0, rel=0.02)
