@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from _audio_util import analyse, frames_at_fps
+from vjengine.audio.analyzer import AnalysisConfig
 from vjengine.audio.engine import AudioEngine
 from vjengine.audio.frame import AudioFrame
 from vjengine.audio.ring import RingBuffer
@@ -183,17 +184,20 @@ def test_ring_buffer_wraps_mixes_and_counts_overruns():
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")  # numpy says so once; the analysis recovers
-def test_non_finite_samples_do_not_poison_the_analysis():
+@pytest.mark.parametrize("tracker", ["dsp", "learned"])
+def test_non_finite_samples_do_not_poison_the_analysis(tracker):
     sr = 48000
     x, _ = dance_loop(bpm=124.0, seconds=6.0, sr=sr)
     bad = x.copy()
     bad[sr:sr + 300] = np.nan
     bad[2 * sr] = np.inf
     bad[3 * sr:3 * sr + 10] = 1e30  # finite, but its square overflows float32
-    a = analyse(bad, sr)
+    a = analyse(bad, sr, config=AnalysisConfig(beat_tracker=tracker))
     f = a.snapshot()
     values = [f.level, f.centroid, f.onset_strength, f.beat_phase, f.bpm, *f.bands.values(), *f.chroma]
     assert all(np.isfinite(values)) and f.level > 0.0 and f.locked
+    if tracker == "learned":  # the network's state came through too
+        assert all(np.isfinite(c).all() and np.isfinite(h).all() for c, h in zip(a.learned.net.c, a.learned.net.xh))
 
 
 @pytest.mark.parametrize("sr", [22050, 96000])

@@ -313,7 +313,7 @@ class Analyzer:
             energies = np.vecdot(hops, hops).tolist()
         feat = self.front.compute(frames)
         history[:] = history_next  # the window history for the next batch
-        acts = self._learned_hops(chunk, m) if self.learned is not None else None
+        acts = self._learned_hops(new, m) if self.learned is not None else None  # sanitised samples
 
         # onset strength: log-mel (and kick-bin) spectral flux, lag 2 hops
         cur[:] = feat.onset_db
