@@ -27,12 +27,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "vjengine" / "audio" / "models" / "beatnet_crnn.npz"
 MEMBER = "BeatNet/models/model_{}_weights.pt"
-EXPECTED = {  # name -> shape, as BeatNet's BDA(272, 150, 2) defines them
-    "conv1.weight": (2, 1, 10), "conv1.bias": (2,), "linear0.weight": (150, 262), "linear0.bias": (150,),
-    "lstm.weight_ih_l0": (600, 150), "lstm.weight_hh_l0": (600, 150), "lstm.bias_ih_l0": (600,),
-    "lstm.bias_hh_l0": (600,), "lstm.weight_ih_l1": (600, 150), "lstm.weight_hh_l1": (600, 150),
-    "lstm.bias_ih_l1": (600,), "lstm.bias_hh_l1": (600,), "linear.weight": (3, 150), "linear.bias": (3,),
-}
+sys.path.insert(0, str(REPO))
+from vjengine.audio.learned import WEIGHT_SHAPES as EXPECTED  # noqa: E402  (name -> shape)
 
 
 def load_state(source: Path, model: int) -> dict[str, np.ndarray]:

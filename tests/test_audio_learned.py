@@ -15,6 +15,7 @@ from _audio_util import analyse
 from vjengine.audio.analyzer import AnalysisConfig, Analyzer
 from vjengine.audio.learned import CRNN, N_FEATURES, BeatActivation, load_weights, log_filterbank
 from vjengine.audio.sources import load_audio
+from vjengine.errors import ConfigError
 from vjengine.audio.synth import groove
 
 LEARNED = AnalysisConfig(beat_tracker="learned")
@@ -153,11 +154,18 @@ def test_learned_analysis_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_weights_with_a_pickled_array_are_refused(tmp_path):
+def test_bad_weight_files_are_named_errors(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, conv1_weight=np.array([{"code": "x"}], dtype=object))  # an object array is a pickle
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(ConfigError, match="bad.npz.*allow_pickle"):
         load_weights(bad)
+    short = tmp_path / "short.npz"
+    np.savez(short, **{k: v[:1] for k, v in load_weights().items()})
+    with pytest.raises(ConfigError, match=r"short.npz: conv1_weight is \(1, 1, 10\), expected shape \(2, 1, 10\)"):
+        load_weights(short)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="junk.npz: cannot read"):
+        load_weights(tmp_path / "junk.npz")
 
 
 def test_an_unknown_beat_tracker_is_named(tmp_path):

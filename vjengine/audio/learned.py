@@ -23,10 +23,13 @@ last sample arrives, and says how far behind that is (``delay_s``).
 from __future__ import annotations
 
 import math
+import zipfile
 from importlib import resources
 
 import numpy as np
 import scipy.fft
+
+from vjengine.errors import ConfigError
 
 MODEL_FILE = "beatnet_crnn.npz"
 REF_SR = 22050
@@ -72,14 +75,34 @@ def log_filterbank(n_bins: int = REF_BINS, sr: int = REF_SR, bands_per_octave: i
     return fb.astype(np.float32)
 
 
+# BeatNet's BDA(272, 150, 2) state dict: tensor name -> shape
+WEIGHT_SHAPES = {
+    "conv1.weight": (2, 1, 10), "conv1.bias": (2,), "linear0.weight": (150, 262), "linear0.bias": (150,),
+    **{f"lstm.{kind}_l{i}": (600, 150) for i in range(_N_LAYERS) for kind in ("weight_ih", "weight_hh")},
+    **{f"lstm.{kind}_l{i}": (600,) for i in range(_N_LAYERS) for kind in ("bias_ih", "bias_hh")},
+    "linear.weight": (3, 150), "linear.bias": (3,),
+}
+
+
 def load_weights(path=None) -> dict[str, np.ndarray]:
-    """The CRNN's arrays (``conv1_weight``, ``lstm_weight_ih_l0``, ...) from the shipped .npz."""
+    """The CRNN's arrays (``conv1_weight``, ``lstm_weight_ih_l0``, ...: the state dict's names with
+    '_' for '.') from the shipped .npz, or ``path``; a missing, broken or pickled file is a
+    :class:`~vjengine.errors.ConfigError` naming it."""
     if path is None:
-        ref = resources.files("vjengine.audio").joinpath("models", MODEL_FILE)
-        with resources.as_file(ref) as p, np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files if k != "source"}
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if k != "source"}
+        with resources.as_file(resources.files("vjengine.audio").joinpath("models", MODEL_FILE)) as p:
+            return load_weights(p)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k != "source"}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{path}: cannot read the learned beat tracker's weights ({exc}); reinstall vjengine "
+                          "or use --beat-tracker dsp") from None
+    for name, shape in WEIGHT_SHAPES.items():
+        got = arrays.get(name.replace(".", "_"))
+        if got is None or got.shape != shape:
+            raise ConfigError(f"{path}: {name.replace('.', '_')} is {'missing' if got is None else got.shape}, "
+                              f"expected shape {shape}; reinstall vjengine or use --beat-tracker dsp")
+    return arrays
 
 
 class CRNN:
