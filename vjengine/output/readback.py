@@ -7,8 +7,9 @@ before, by now filled, into a fresh numpy array. A source of another size is fir
 letterboxed) into a framebuffer of ``size`` by one textured pass.
 
 On a software renderer (llvmpipe) the copy is done by the time ``submit`` returns, so ``immediate``
-is set and the hub collects the frame the same frame (``keep=0``): waiting a frame there bought
-nothing and cost a whole frame period of latency (17 ms at 60 fps).
+is set: ``submit`` reads straight into the frame's array (one copy instead of two: 0.36 instead of
+0.73 ms for 1280x720 here) and the hub collects it the same frame (``keep=0``); waiting a frame there
+bought nothing and cost a whole frame period of latency (17 ms at 60 fps).
 
 Frames come back bottom row first, as GL stores them; :class:`vjengine.output.sink.OutFrame.rgba`
 flips them for free (a view).
@@ -42,15 +43,18 @@ class Readback:
         self.ctx = ctx
         self.size = (int(size[0]), int(size[1]))
         w, h = self.size
-        self.pbos = [ctx.buffer(reserve=w * h * 4) for _ in range(max(1, depth))]
+        self.depth = max(1, depth)
+        self.immediate = is_software_renderer(str(ctx.info.get("GL_RENDERER", "")))
+        # PBOs let a GPU copy in the background; a software renderer copies at once, and straight
+        # into the frame's own array is one copy instead of two.
+        self.pbos = [] if self.immediate else [ctx.buffer(reserve=w * h * 4) for _ in range(self.depth)]
         self._next = 0
-        self.pending: collections.deque[tuple[moderngl.Buffer, Any]] = collections.deque()
+        self.pending: collections.deque[tuple[moderngl.Buffer | np.ndarray, Any]] = collections.deque()
         self._fbo: moderngl.Framebuffer | None = None
         self._copy: moderngl.Framebuffer | None = None
         self._prog: moderngl.Program | None = None
         self._vao: moderngl.VertexArray | None = None
         self.overruns = 0
-        self.immediate = is_software_renderer(str(ctx.info.get("GL_RENDERER", "")))
 
     def _scale_target(self) -> moderngl.Framebuffer:
         if self._fbo is None:
@@ -77,13 +81,16 @@ class Readback:
     def submit(self, source: moderngl.Framebuffer, meta: Any = None,
                source_size: tuple[int, int] | None = None) -> None:
         """Queue a copy of ``source`` (its viewport, or ``source_size`` from the origin) into the next PBO."""
-        if len(self.pending) >= len(self.pbos):  # nobody collected: the oldest is lost
+        if len(self.pending) >= self.depth:  # nobody collected: the oldest is lost
             self.pending.popleft()
             self.overruns += 1
         x, y, sw, sh = source.viewport if source_size is None else (0, 0, *source_size)
-        pbo = self.pbos[self._next]
-        self._next = (self._next + 1) % len(self.pbos)
         w, h = self.size
+        if self.immediate:
+            pbo = np.empty((h, w, 4), np.uint8)
+        else:
+            pbo = self.pbos[self._next]
+            self._next = (self._next + 1) % len(self.pbos)
         if (sw, sh) == self.size and getattr(source, "color_attachments", ()):
             source.read_into(pbo, viewport=(x, y, w, h), components=4, alignment=1)
         elif (sw, sh) == self.size:
@@ -114,6 +121,9 @@ class Readback:
         w, h = self.size
         while len(self.pending) > keep:
             pbo, meta = self.pending.popleft()
+            if isinstance(pbo, np.ndarray):
+                out.append((pbo, meta))
+                continue
             arr = np.empty((h, w, 4), np.uint8)
             pbo.read_into(arr)
             out.append((arr, meta))
