@@ -8,9 +8,11 @@ arrival with the same monotonic clock, so:
 
 - ``cost_ratio_<sink>``: render-thread frame time (render + readback hand-over) with the sink, over
   without; reported for p50 and p99, and the key is the larger of the two (targets: <= 1.15 each,
-  <= 1.3 all together);
+  <= 1.3 all together); ``hub_cpu_ms_<sink>_mean``: the CPU time the render thread itself spends in
+  readback and hand-over per frame (thread time: what a busy neighbour's load does not change);
 - ``latency_ms_<sink>``: frame drawn to frame decoded by the receiver, p50 and p99 (targets p99: NDI
-  <= 50, MJPEG <= 100, SRT <= 250);
+  <= 50, MJPEG <= 100, SRT <= 250), and where it went (``STAGES``: readback, mailbox, send, ffmpeg,
+  transport; from the sink's ``timings`` and, for SRT, ffmpeg's progress reports);
 - ``dropped_<sink>``: frames the sink dropped (its mailbox was full), and frames sent but never
   decoded.
 
@@ -205,7 +207,7 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
         rx["mjpeg"] = Receiver(["mjpeg", f"http://127.0.0.1:{sinks['mjpeg'].port}/stream.mjpg"], env)
     fx = Effects()
     period = 1.0 / fps
-    frame_ms, hub_ms, drawn = [], [], {}
+    frame_ms, hub_ms, hub_cpu_ms, drawn = [], [], [], {}
     n = 0
     start = time.perf_counter()
     next_t = start
@@ -226,12 +228,15 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
         stamp_fbo(renderer.output, n)
         ctx.finish()
         t_drawn = time.perf_counter()
+        c0 = time.thread_time()
         if sinks:
             hub.on_frame(renderer.output, number=n, drawn_s=t_drawn)
         t1 = time.perf_counter()
+        c1 = time.thread_time()
         if measure_from is not None:
             frame_ms.append((t1 - t0) * 1000.0)
             hub_ms.append((t1 - t_drawn) * 1000.0)
+            hub_cpu_ms.append((c1 - c0) * 1000.0)
             drawn[n] = t_drawn
         n += 1
         next_t += period
@@ -242,15 +247,16 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
             next_t = time.perf_counter()
     hub.flush()
     time.sleep(1.0)  # the last frames reach the receivers
-    out = {"frame_ms": frame_ms, "hub_ms": hub_ms, "sinks": {}}
+    out = {"frame_ms": frame_ms, "hub_ms": hub_ms, "hub_cpu_ms": hub_cpu_ms, "sinks": {}}
     for kind, sink in sinks.items():
         got = [(k, t) for k, t in (rx[kind].got if kind in rx else []) if k is None or k in drawn]
         lat = [(t - drawn[k]) * 1000.0 for k, t in got if k is not None]
         seen = {k for k, _ in got if k is not None}
-        sent = sum(1 for t in sink.timings if t.number in drawn)
+        timings = getattr(sink, "timings", None)  # (None: an older sink, for A/B runs against it)
+        sent = sink.sent - counts0.get(kind, (0, 0))[0] if timings is None else sum(1 for t in timings if t.number in drawn)
         dropped = sink.dropped - counts0.get(kind, (0, 0))[1]
         offered = sent + dropped
-        stamps = {t.number: t for t in sink.timings}
+        stamps = {t.number: t for t in timings or ()}
         encoded = dict(getattr(sink, "encoded_at", ()))  # ffmpeg's progress: when it had encoded each
         stages: dict[str, list[float]] = {name: [] for name in STAGES}
         for k, t in got:  # where each received frame's latency went
@@ -273,7 +279,7 @@ def show(kinds: list[str], seconds: float, size: tuple[int, int], fps: float, ct
 
 def merge(into: dict, run: dict) -> None:
     """Pool one run's samples and counts into the configuration's totals."""
-    for key in ("frame_ms", "hub_ms"):
+    for key in ("frame_ms", "hub_ms", "hub_cpu_ms"):
         into.setdefault(key, []).extend(run[key])
     for kind, s in run["sinks"].items():
         t = into.setdefault("sinks", {}).setdefault(kind, {})
@@ -333,7 +339,7 @@ def main() -> None:
     for res in results.values():
         res.update(frames=len(res["frame_ms"]), frame_ms_p50=pct(res["frame_ms"], 50),
                    frame_ms_p99=pct(res["frame_ms"], 99), hub_ms_p50=pct(res["hub_ms"], 50),
-                   hub_ms_p99=pct(res["hub_ms"], 99))
+                   hub_ms_p99=pct(res["hub_ms"], 99), hub_cpu_ms_mean=float(np.mean(res["hub_cpu_ms"] or [math.nan])))
         for s in res.setdefault("sinks", {}).values():
             s.update(latency_ms_p50=pct(s["latency_ms"], 50), latency_ms_p99=pct(s["latency_ms"], 99))
             for name in STAGES:
@@ -348,7 +354,10 @@ def main() -> None:
         if name != "none":
             rows.append((f"[{name}] of which readback + hand-over p50 / p99 (ms)",
                          f"{res['hub_ms_p50']:.2f} / {res['hub_ms_p99']:.2f}"))
+            rows.append((f"[{name}] readback + hand-over CPU time of the render thread, mean (ms a frame)",
+                         f"{res['hub_cpu_ms_mean']:.3f}"))
             summary[f"hub_ms_{name}_p99"] = round(res["hub_ms_p99"], 3)
+            summary[f"hub_cpu_ms_{name}_mean"] = round(res["hub_cpu_ms_mean"], 3)
         if base is not None and name != "none":
             r50 = res["frame_ms_p50"] / base["frame_ms_p50"]
             r99 = res["frame_ms_p99"] / base["frame_ms_p99"]
