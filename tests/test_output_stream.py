@@ -170,3 +170,37 @@ def test_stalled_encoder_gets_the_newest_frame_not_a_queue():
         if pid is not None:
             os.kill(pid, signal.SIGCONT)
         sink.stop()
+
+
+@pytest.mark.slow
+def test_frames_closer_than_a_period_all_arrive():
+    """Frames written in a burst (after the encoder caught up, or with the hub's jitter allowance)
+    keep distinct time stamps: none is thrown away by the muxer (a hole in the stream until the next
+    key frame) and ffmpeg never stops on it."""
+    import numpy as np
+
+    from vjengine.output.counter import counter_image
+    from vjengine.output.sink import OutFrame
+
+    w, h = SIZE
+    count = 40
+    port = free_port()
+    rx = FfmpegReceiver(f"udp://127.0.0.1:{port}", SIZE)
+    [sink] = open_sinks([f"udp://127.0.0.1:{port}?fps=30"])
+    try:
+        assert udp_bound(port), "the ffmpeg receiver did not open its socket"
+        sink.start(SIZE)
+        for n in range(count):  # as fast as the sink takes them: far less than 1/30 s apart
+            rgba = np.dstack([counter_image(n, w, h), np.full((h, w), 255, np.uint8)])
+            sink.offer(OutFrame(np.ascontiguousarray(rgba[::-1]), n, time.perf_counter()))
+            assert _until(lambda: sink.sent + sink.dropped > n), sink.status()
+    finally:
+        sink.stop()  # ffmpeg flushes its encoder on the way out
+        rx.wait_number(count - 3, 20)  # a live receiver holds its newest frame or two until more come
+        rx.stop()
+    assert sink.reconnects == 0 and sink.errors == 0, sink.status()
+    got = _check_order(rx.numbers, sink.sent, count)
+    assert got and got[-1] >= count - 3, got
+    sent = [t.number for t in sink.timings]
+    # from the receiver's first key frame on, every frame sent was decoded
+    assert got == [n for n in sent if got[0] <= n <= got[-1]], (got, sent)

@@ -14,7 +14,9 @@ its stages (several per stage) whenever its encoder falls behind, which added mo
 busy machine; so the sink follows ffmpeg's progress reports (``-progress``, every 10 ms) and writes
 a frame only while fewer than ``MAX_IN_FLIGHT`` written frames are not yet encoded. Otherwise it
 waits, and then takes the newest frame from its mailbox: a frame it cannot encode in time is dropped
-(and counted) before it enters ffmpeg, never queued behind others.
+(and counted) before it enters ffmpeg, never queued behind others. An ffmpeg that encodes nothing
+for ``STALL_S`` while frames wait (blocked on a receiver that went away, waiting for input to notice)
+is stopped and started again, like one that exited.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import collections
 import subprocess
 import threading
 import time
+from fractions import Fraction
 
 from vjengine.errors import ConfigError
 from vjengine.output.sink import TIMINGS_KEPT, OutFrame, Sink
 
 MAX_IN_FLIGHT = 2  # frames written to ffmpeg and not yet encoded: one encoding, one waiting
 PROGRESS_PERIOD_S = 0.01
+STALL_S = 5.0  # ffmpeg encoding nothing this long with frames waiting is stuck: start it again
 
 
 def ffmpeg_exe() -> str:
@@ -51,6 +55,7 @@ class TsSink(Sink):
         self._written = 0  # frames written to this ffmpeg
         self._encoded = 0  # frames it reported encoded
         self._numbers: collections.deque[int] = collections.deque()  # written, not yet encoded
+        self._moved_s = 0.0
         self.encoded_at: collections.deque[tuple[int, float]] = collections.deque(maxlen=TIMINGS_KEPT)
 
     def check(self) -> None:
@@ -71,14 +76,19 @@ class TsSink(Sink):
         w, h = self.size
         fps = self.fps
         kbps = int(float(self.spec.params.get("bitrate", 0)) or max(1000, w * h * fps * 0.1 / 1000))
-        return [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
+        return [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-xerror",
                 "-stats_period", f"{PROGRESS_PERIOD_S:g}", "-progress", "pipe:1",
-                "-f", "rawvideo", "-pix_fmt", "rgba", "-s", f"{w}x{h}", "-framerate", f"{fps:g}",
-                "-use_wallclock_as_timestamps", "1", "-i", "pipe:0",
+                # Time stamps are the wall clock at arrival, kept to 1/90000 s: at 1/fps (the input's
+                # default time base) two frames less than a period apart got one time stamp and the
+                # muxer threw the second away, a hole in the H.264 stream until the next key frame.
+                # (x264 is told the nominal rate for its rate control; no probing of the raw input).
+                "-f", "rawvideo", "-pix_fmt", "rgba", "-s", f"{w}x{h}", "-framerate", "90000",
+                "-use_wallclock_as_timestamps", "1", "-probesize", "32", "-analyzeduration", "0", "-i", "pipe:0",
                 "-vf", "vflip", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+                "-x264-params", f"fps={Fraction(fps).limit_denominator(1001)}",
                 "-threads", "2", "-g", str(max(1, round(fps / 2))), "-bf", "0", "-pix_fmt", "yuv420p",
                 "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{kbps // 2}k",
-                "-fps_mode", "passthrough", "-flush_packets", "1", "-muxdelay", "0",
+                "-fps_mode", "passthrough", "-enc_time_base", "1:90000", "-flush_packets", "1", "-muxdelay", "0",
                 "-omit_video_pes_length", "0", "-f", "mpegts", self.target()]
 
     def open(self) -> None:
@@ -86,6 +96,7 @@ class TsSink(Sink):
         with self._progress:
             self._written = self._encoded = 0
             self._numbers.clear()
+            self._moved_s = time.perf_counter()  # ffmpeg's last progress (or its start)
         self._proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, bufsize=0)
         threading.Thread(target=self._drain, args=(self._proc,), daemon=True, name="vj-out-ffmpeg-log").start()
@@ -111,6 +122,7 @@ class TsSink(Sink):
                     return
                 while self._encoded < count and self._numbers:
                     self._encoded += 1
+                    self._moved_s = now
                     self.encoded_at.append((self._numbers.popleft(), now))
                 self._progress.notify_all()
         with self._progress:  # ffmpeg ended: nobody waits for it any more
@@ -119,9 +131,15 @@ class TsSink(Sink):
     def wait_ready(self, timeout_s: float) -> bool:
         proc = self._proc
         with self._progress:
-            return self._progress.wait_for(
-                lambda: self._written - self._encoded < MAX_IN_FLIGHT or proc is None or proc.poll() is not None,
-                timeout_s)
+            if self._progress.wait_for(
+                    lambda: self._written - self._encoded < MAX_IN_FLIGHT or proc is None or proc.poll() is not None,
+                    timeout_s):
+                return True
+            if time.perf_counter() - self._moved_s > STALL_S:
+                # e.g. blocked sending to an SRT receiver that went away: it may wait for more input
+                # to notice, and gets none from here, so it is stopped and started again
+                raise RuntimeError(f"ffmpeg encoded nothing for {STALL_S:g} s ({self._why()})")
+            return False
 
     def send(self, frame: OutFrame) -> None:
         proc = self._proc
