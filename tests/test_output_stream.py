@@ -14,6 +14,7 @@ from vjengine.render.renderer import Renderer
 
 SIZE = (320, 180)
 COUNT = 90
+BANK_COUNT = 360
 SRT_COUNT = 600  # SRT takes 5 s to notice a receiver gone
 
 
@@ -43,26 +44,32 @@ def _check_order(numbers, sent, count=COUNT):
 
 @pytest.mark.slow
 def test_udp_receiver_gets_every_frame_in_order(ctx, tmp_path):
-    bank = counter_bank(tmp_path / "counter", COUNT, *SIZE)
+    bank = counter_bank(tmp_path / "counter", BANK_COUNT, *SIZE)
     port = free_port()
     rx = FfmpegReceiver(f"udp://127.0.0.1:{port}", SIZE)
     [sink] = open_sinks([f"udp://127.0.0.1:{port}?fps=30"])
     hub = OutputHub([sink]).start(ctx, SIZE)
+    shown = 0
     try:
         assert udp_bound(port), "the ffmpeg receiver did not open its socket"
-        _show(ctx, bank, hub, COUNT, flush=True)
+        # the show goes on until the receiver has decoded COUNT frames (on a busy machine the sink
+        # drops more, and the receiver probes the stream before its first picture)
+        while len(rx.numbers) < COUNT and shown + 30 <= BANK_COUNT:
+            _show(ctx, bank, hub, 30, start=shown)
+            shown += 30
+        hub.flush()
         assert sink.state == "live" and sink.errors == 0
     finally:
         hub.close()  # ffmpeg flushes its encoder on the way out
-        rx.wait_number(COUNT - 6, 20)  # a decoder may hold its last frames until more come
+        rx.wait_number(shown - 6, 20)  # a decoder may hold its last frames until more come
         rx.stop()
-    got = _check_order(rx.numbers, sink.sent)
-    # A receiver starts decoding at a key frame (two a second); from there on nothing is missing but
-    # what the sink itself dropped and counted.
-    assert got and got[-1] >= COUNT - 6, got
-    missing = set(range(got[0], got[-1] + 1)) - set(got)
-    assert len(missing) <= sink.dropped, (sorted(missing), sink.status())
-    assert sink.sent + sink.dropped >= 0.9 * COUNT  # the hub paces the sink at its own 30 fps
+    got = _check_order(rx.numbers, sink.sent, BANK_COUNT)
+    # A receiver starts decoding at a key frame (two a second); from there on every frame the sink
+    # sent arrives (what it dropped, or the hub did not offer at 30 fps, it never sent).
+    assert len(got) >= COUNT and got[-1] >= shown - 6, got
+    sent = [t.number for t in sink.timings]
+    assert got == [n for n in sent if got[0] <= n <= got[-1]], (got, sent)
+    assert sink.sent + sink.dropped >= 0.9 * shown  # the hub paces the sink at its own 30 fps
 
 
 @pytest.mark.slow
@@ -76,15 +83,18 @@ def test_srt_receiver_leaves_and_comes_back(ctx, tmp_path):
     [sink] = open_sinks([f"srt://127.0.0.1:{port}?fps=30"])
     hub = OutputHub([sink]).start(ctx, SIZE)
     try:
-        _show(ctx, bank, hub, 30)
-        assert rx.wait_for(5, 20), f"SRT receiver got {len(rx.numbers)} frames; sink {sink.status()}"
+        start, deadline = 0, time.monotonic() + 30
+        while not rx.wait_for(5, 0) and time.monotonic() < deadline and start < 200:
+            _show(ctx, bank, hub, 10, start=start)  # until the receiver has a picture (it probes first)
+            start += 10
+        assert rx.wait_for(5, 10), f"SRT receiver got {len(rx.numbers)} frames; sink {sink.status()}"
         rx.stop()  # the receiver goes away ...
         first = _check_order(rx.numbers, sink.sent, SRT_COUNT)
-        _show(ctx, bank, hub, 15, start=30)  # ... the show goes on (and the sink notices) ...
+        _show(ctx, bank, hub, 15, start=start)  # ... the show goes on (and the sink notices) ...
         rx2 = FfmpegReceiver(listen, SIZE)  # ... and it comes back
         assert udp_bound(port)
         deadline = time.monotonic() + 30
-        start = 45
+        start += 15
         while not rx2.wait_for(5, 0) and time.monotonic() < deadline and start < SRT_COUNT - 10:
             # SRT notices a receiver gone after its peer idle time-out (5 s); ffmpeg exits; the sink restarts it
             _show(ctx, bank, hub, 10, start=start)  # the show goes on until the receiver has it again
