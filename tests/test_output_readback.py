@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from _osc_helpers import wait_until
 
 from vjengine.output.counter import counter_image, read_counter, stamp_fbo
 from vjengine.output.hub import OutputHub
@@ -145,7 +146,7 @@ def test_software_renderer_hands_over_the_same_frame(ctx):
         software = is_software_renderer(ctx.info["GL_RENDERER"])
         assert sink.offered == (1 if software else 0)
         if software:
-            assert _wait(lambda: sink.frames)
+            assert wait_until(lambda: sink.frames, 10.0)
             [frame] = sink.frames
             assert frame.number == 7 and read_counter(frame.rgba) == 7 and frame.ready_s >= frame.drawn_s
     finally:
@@ -153,11 +154,3 @@ def test_software_renderer_hands_over_the_same_frame(ctx):
     assert is_software_renderer("llvmpipe (LLVM 15.0.6, 256 bits)")
     assert not is_software_renderer("NVIDIA GeForce RTX 4090/PCIe/SSE2")
 
-
-def _wait(predicate, timeout_s=10.0):
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.01)  # polling the condition, with a deadline
-    return bool(predicate())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from _osc_helpers import wait_until
 from _output_helpers import FfmpegReceiver, counter_bank, free_port, udp_bound
 
 from vjengine.output.hub import OutputHub
@@ -113,15 +114,6 @@ def test_srt_receiver_leaves_and_comes_back(ctx, tmp_path):
 F_SETPIPE_SZ = 1031  # Linux fcntl
 
 
-def _until(predicate, timeout_s=20.0):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)  # polling the condition, with a deadline
-    return True
-
-
 @pytest.mark.slow
 def test_stalled_encoder_gets_the_newest_frame_not_a_queue():
     """ffmpeg stopped (SIGSTOP) stands for an encoder that cannot keep up: the sink writes at most
@@ -151,7 +143,7 @@ def test_stalled_encoder_gets_the_newest_frame_not_a_queue():
     pid = None
     try:
         sink.offer(frame(0))
-        assert _until(lambda: encoded() == [0]), sink.status()
+        assert wait_until(lambda: encoded() == [0], 20.0), sink.status()
         pid = sink.ffmpeg_pid
         # ffmpeg's own queues (several frames between its stages) modelled by a pipe that holds 16
         # frames: without the sink's back-pressure they would fill with stale frames.
@@ -163,12 +155,12 @@ def test_stalled_encoder_gets_the_newest_frame_not_a_queue():
         os.kill(pid, signal.SIGSTOP)
         for n in range(1, 41):
             sink.offer(frame(n))
-            assert _until(lambda: sink.sent + sink.dropped >= n or sink.status()["encoding"] >= MAX_IN_FLIGHT)
+            assert wait_until(lambda: sink.sent + sink.dropped >= n or sink.status()["encoding"] >= MAX_IN_FLIGHT, 20.0)
         assert sink.status()["encoding"] <= MAX_IN_FLIGHT
         assert sink.sent <= 1 + MAX_IN_FLIGHT and sink.dropped >= 40 - MAX_IN_FLIGHT - 1, sink.status()
         os.kill(pid, signal.SIGCONT)
         pid = None
-        assert _until(lambda: 40 in encoded()), (encoded(), sink.status())
+        assert wait_until(lambda: 40 in encoded(), 20.0), (encoded(), sink.status())
         got = encoded()
         assert got == sorted(got)
         during = [n for n in got if 0 < n < 40]  # written while ffmpeg was stopped
@@ -203,7 +195,7 @@ def test_frames_closer_than_a_period_all_arrive():
         for n in range(count):  # as fast as the sink takes them: far less than 1/30 s apart
             rgba = np.dstack([counter_image(n, w, h), np.full((h, w), 255, np.uint8)])
             sink.offer(OutFrame(np.ascontiguousarray(rgba[::-1]), n, time.perf_counter()))
-            assert _until(lambda: sink.sent + sink.dropped > n), sink.status()
+            assert wait_until(lambda: sink.sent + sink.dropped > n, 20.0), sink.status()
     finally:
         sink.stop()  # ffmpeg flushes its encoder on the way out
         rx.wait_number(count - 3, 20)  # a live receiver holds its newest frame or two until more come
