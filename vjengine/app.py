@@ -293,6 +293,7 @@ class LiveShow:
             if self.video is not None:
                 extra.update(self._page_status(frame))
                 video_lines = self.video.hud_lines()
+            extra.update(self.sync.status())  # the clock's source, MIDI learn (the page arms it)
             show.publish_status(frame, extra)
             frames_line = getattr(self.textures[state.bank], "hud_line", None) if self.textures else None
             self.presenter.set_hud(show.hud_lines() + audio_hud_lines(frame)
@@ -300,8 +301,10 @@ class LiveShow:
                                    + ([server.stats.hud_line()] if server else [])
                                    + self.sync.hud_lines()
                                    + ([self.governor.hud_line()] if self.governor is not None else []) + video_lines)
-            if isinstance(self.presenter, WindowPresenter) and frame is not None:
-                self.presenter.input_level = float(getattr(frame, "rms", 0.0))
+            if isinstance(self.presenter, WindowPresenter):
+                self.presenter.learn = self.sync.learn_line()  # the operator view's learn row
+                if frame is not None:
+                    self.presenter.input_level = float(getattr(frame, "rms", 0.0))
         if isinstance(self.presenter, WindowPresenter):
             self.presenter.frame = frame
         if server is not None and state.bank != self._bank_seen:

@@ -50,6 +50,7 @@ class WindowPresenter(Presenter):
         self.operator = operator
         self.preview = preview
         self.frame: Any = None  # the newest AudioFrame, for the operator's beat lights
+        self.learn = ""  # MIDI learn's state, a row of its own in the operator view
 
     @property
     def target(self) -> Any:  # type: ignore[override]
@@ -96,7 +97,8 @@ class WindowPresenter(Presenter):
                  + ("    BLACKOUT" if show.blackout else ""))
         op.draw(self.preview(), coord=coord, input_level=self.input_level, lines=self.lines,
                 beat=beat_phase < 0.2, bar=bar_phase < 0.2 / per_bar,
-                beat_in_bar=min(per_bar - 1, int(bar_phase * per_bar)), beats_per_bar=per_bar, title=title)
+                beat_in_bar=min(per_bar - 1, int(bar_phase * per_bar)), beats_per_bar=per_bar, title=title,
+                learn=self.learn)
 
     def should_close(self) -> bool:
         return bool(self.window.should_close)

@@ -23,7 +23,7 @@ resync          ""                     None
 crossfade       ""                     float seconds
 status          ""                     (host, port) to reply to, or None
 clock_source    ""                     source name (str: audio/tap/link/midi) or index (int)
-midi_learn      ""                     OSC address to arm (str), or "" / None to disarm
+midi_learn      "" or "prev"           OSC address to arm (str), "" disarms; None: the next address (L key; "prev": Shift+L)
 fullscreen      ""                     None (toggle)
 hud             ""                     None (toggle)
 quit            ""                     None

@@ -1,7 +1,9 @@
 """``--operator``: a second window on the laptop's own screen for the VJ, while the projector window
 shows only the show. It has the program output (read back at its own size through the output hub),
 the HUD (fps, frame time, coordinates, input meter, show and output status), beat and bar lights,
-and the bank and preset; its keys are the show keys (same command queue). H toggles its HUD.
+and the bank and preset, and MIDI learn's state (with ``--midi-in``); its keys are the show keys (same
+command queue): L arms MIDI learn for the next address (Shift+L the previous), shown in its own row in
+the strip until a control is moved. H toggles its HUD.
 
 Each window has its own GL context; the operator's is made current only while it draws, then the
 projector's again. It draws when a new preview frame has arrived (``fps``), not every show frame.
@@ -21,7 +23,7 @@ from vjengine.render.context import load_program
 
 log = logging.getLogger(__name__)
 
-STRIP_ROWS = 3  # text rows under the preview: lights, preset and bank
+STRIP_ROWS = 4  # text rows under the preview: lights, preset and bank, MIDI learn
 
 
 class OperatorView:
@@ -57,7 +59,7 @@ class OperatorView:
 
     def draw(self, frame: Any, *, coord: Sequence[float] | None = None, input_level: float | None = None,
              lines: Sequence[str] = (), beat: bool = False, bar: bool = False, beat_in_bar: int = 0,
-             beats_per_bar: int = 4, title: str = "", force: bool = False) -> bool:
+             beats_per_bar: int = 4, title: str = "", learn: str = "", force: bool = False) -> bool:
         """Draw the view if ``frame`` (an OutFrame from the hub) is new; returns whether it drew.
         Never raises: a failure is logged once and the view stops drawing."""
         if frame is None or (frame.number == self._last_number and not force):
@@ -85,7 +87,7 @@ class OperatorView:
             screen.viewport = (0, 0, w, h)
             win.draw_hud(coord=coord, input_level=input_level, lines=lines)
             if hud is not None:
-                self._strip(hud, screen, (w, h), strip, row, beat, bar, beat_in_bar, beats_per_bar, title)
+                self._strip(hud, screen, (w, h), strip, row, beat, bar, beat_in_bar, beats_per_bar, title, learn)
             win.swap()
             self.frames += 1
             return True
@@ -98,7 +100,7 @@ class OperatorView:
 
     @staticmethod
     def _strip(hud: Any, screen: Any, size: tuple[int, int], strip: int, row: int, beat: bool, bar: bool,
-               beat_in_bar: int, beats_per_bar: int, title: str) -> None:
+               beat_in_bar: int, beats_per_bar: int, title: str, learn: str = "") -> None:
         from vjengine.render.hud import TextBatch  # noqa: PLC0415
 
         w, h = size
@@ -114,7 +116,11 @@ class OperatorView:
             on = i == beat_in_bar
             batch.rect(x + i * row * 1.5, top + row * 0.2, row * 1.1, row * 0.6,
                        (0.9, 0.9, 0.9, 1.0) if on else (0.3, 0.3, 0.3, 1.0))
-        batch.text(12, top + row * 1.5, title[: max(1, (w - 24) // hud.atlas.cell_w)], (1.0, 0.95, 0.6, 1.0))
+        fit = max(1, (w - 24) // hud.atlas.cell_w)
+        batch.text(12, top + row * 1.5, title[:fit], (1.0, 0.95, 0.6, 1.0))
+        if learn:  # armed: red, so it is not missed; else grey
+            armed = learn.startswith("MIDI LEARN")
+            batch.text(12, top + row * 2.7, learn[:fit], (1.0, 0.35, 0.3, 1.0) if armed else (0.6, 0.6, 0.6, 1.0))
         hud.draw_batch(screen, batch)
 
     def close(self) -> None:

@@ -1,5 +1,7 @@
 """The operator page served at the ``http://`` sink: the program output, tempo and beat lights,
-preset and bank, and buttons that post commands. No external resources: it works offline."""
+preset and bank, and buttons that post commands; with ``--midi-in``, MIDI learn (a button per address
+worth binding arms it, the next control moved is bound and written to the map). No external
+resources: it works offline."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -27,6 +29,8 @@ PAGE = """<!doctype html>
 <section><h2>Banks</h2><div id="banks"></div></section>
 <section><h2>Show</h2>
  <button id="tap">Tap</button><button id="resync">Resync</button><button id="blackout">Blackout</button></section>
+<section id="learnbox" hidden><h2>MIDI learn</h2>
+ <div id="learnmsg"></div><div id="learn"></div><button id="learnoff">Stop learning</button></section>
 <section><h2>Outputs</h2><div id="outputs"></div></section>
 <script>
 const token = new URLSearchParams(location.search).get("token") || "";
@@ -52,6 +56,19 @@ function buttons(id, names, current, address) {
   }
   for (const b of box.children) b.classList.toggle("current", Number(b.dataset.index) === current);
 }
+function learnButtons(ml) {
+  const box = $("learn"), key = JSON.stringify(ml.addresses || []);
+  if (box.dataset.key !== key) {
+    box.dataset.key = key; box.textContent = "";
+    (ml.addresses || []).forEach(a => { const b = document.createElement("button");
+      b.textContent = a.replace("/vj/", ""); b.dataset.address = a;
+      b.onclick = () => send("/vj/midi/learn", [a]); box.appendChild(b); });
+  }
+  for (const b of box.children) b.classList.toggle("current", b.dataset.address === ml.armed);
+  $("learnmsg").textContent = ml.error ? "not saved: " + ml.error : ml.armed ? "move a control for " + ml.armed
+    : (ml.learned || []).length ? "learned " + ml.learned[ml.learned.length - 1] + " (" + ml.map + ")" : "";
+}
+$("learnoff").onclick = () => send("/vj/midi/learn", [""]);
 $("tap").onclick = () => send("/vj/tap", []);
 $("resync").onclick = () => send("/vj/resync", []);
 $("blackout").onclick = () => send("/vj/blackout", [!state.blackout]);
@@ -68,6 +85,8 @@ async function poll() {
     $("blackout").classList.toggle("on", !!state.blackout);
     buttons("presets", state.presets || [], state.preset_index, "/vj/preset");
     buttons("banks", state.banks || [], state.bank_index, "/vj/bank");
+    $("learnbox").hidden = !state.midi_learn;
+    if (state.midi_learn) learnButtons(state.midi_learn);
     $("outputs").textContent = (state.outputs || []).map(o =>
       o.url + ": " + o.state + ", sent " + o.sent + ", dropped " + o.dropped).join("\\n");
   } catch (e) { $("msg").textContent = "no connection"; }

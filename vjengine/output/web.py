@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 4096
 PAGE_KINDS = frozenset({"preset", "bank", "tap", "resync", "blackout", "intensity", "bpm", "axis",
-                        "axis_release", "axis_nudge", "fx", "crossfade"})
+                        "axis_release", "axis_nudge", "fx", "crossfade", "midi_learn"})
 
 
 class CommandBridge:

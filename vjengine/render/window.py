@@ -292,7 +292,7 @@ class Window:
             self._push("resync")
             self.notify("beat 1 is here now (resync)")
         elif key == glfw.KEY_L:  # MIDI learn: each press arms the next address (axes, levels, effects), then off
-            self._push("midi_learn")
+            self._push("midi_learn", "prev" if shift else "")
         elif glfw.KEY_1 <= key <= glfw.KEY_9:
             self._push("preset", value=key - glfw.KEY_1)
 

@@ -157,14 +157,51 @@ class SyncParts:
         if ctl is None:
             log.warning("MIDI learn: no MIDI input (start with --midi-in DEVICE)")
             return
-        if cmd.value is None:  # the L key: cycle through the addresses worth binding
+        if cmd.value is None:  # the L key: the next address worth binding (Shift+L: the previous), then off
             cycle = self._learn_cycle
             if not cycle:
                 return
-            i = cycle.index(ctl.armed) + 1 if ctl.armed in cycle else 0
-            ctl.arm(cycle[i] if i < len(cycle) else None)
+            step = -1 if cmd.target == "prev" else 1
+            if ctl.armed in cycle:
+                i = cycle.index(ctl.armed) + step
+            else:
+                i = 0 if step > 0 else len(cycle) - 1
+            ctl.arm(cycle[i] if 0 <= i < len(cycle) else None)
         else:
             ctl.arm(str(cmd.value))
+
+    def learn_line(self) -> str:
+        """What MIDI learn is doing, for the operator view ("" when there is no MIDI input)."""
+        ctl = self.controller
+        if ctl is None:
+            return ""
+        if ctl.armed:
+            return f"MIDI LEARN {ctl.armed}: move a control (L next, Shift+L previous)"
+        if ctl.save_error:
+            return f"MIDI learn NOT SAVED: {ctl.save_error}"
+        if ctl.learned:
+            return f"MIDI learned {ctl.learned[-1].describe()} (L: learn another)"
+        return "MIDI learn: L arms an address"
+
+    def status(self) -> dict[str, Any]:
+        """The beat clock's source, MIDI clock in's counts and MIDI learn's state, for /vj/status and the
+        operator page."""
+        out: dict[str, Any] = {}
+        if self.router is not None:
+            out["clock"] = self.router.active
+            out["clock_sources"] = self.router.available()
+        clk = self.clock_in
+        if clk is not None:  # is the clock coming in (the operator's first question)
+            out["midi_clock"] = {"ticks": clk.ticks, "starts": clk.starts, "stops": clk.stops, "lost": clk.lost,
+                                 "bpm": round(clk.bpm, 3)}
+        ctl = self.controller
+        if ctl is not None:
+            from vjengine.control.midi import DEFAULT_LEARN_FILE  # noqa: PLC0415
+
+            out["midi_learn"] = {"armed": ctl.armed or "", "addresses": list(self._learn_cycle),
+                                 "learned": [b.describe() for b in ctl.learned[-4:]], "saves": ctl.saves,
+                                 "map": str(ctl.map_path or DEFAULT_LEARN_FILE), "error": ctl.save_error or ""}
+        return out
 
     # ------------------------------------------------------------------ per frame (render thread)
     def after_frame(self, show: Any, frame: Any) -> None:
