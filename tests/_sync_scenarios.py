@@ -174,7 +174,8 @@ def link_start_stop_follow(fps: float = 60.0, play_at_s: float = 1.0, stop_at_s:
         frame = router.poll(now - t0)
         t_show, beat, bpm, playing = router.published
         ps = peer.captureAppSessionState()
-        rows.append({"t": now - t0, "locked": bool(frame.locked), "beat": bool(frame.beat), "pos": beat,
+        rows.append({"t": now - t0, "t_show": t_show - t0, "locked": bool(frame.locked), "beat": bool(frame.beat),
+                     "pos": beat,
                      "bpm": bpm, "published_playing": playing, "peer_playing": bool(ps.isPlaying()),
                      "peer_beat": ps.beatAtTime(session.link_micros(t_show), q)})
         next_frame += period
