@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -41,6 +42,21 @@ def jack():
         yield name
 
 
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; the control message type is the same
+
+
+def _real_minus_perf() -> float:
+    """CLOCK_REALTIME minus perf_counter, from the tightest of a few readings."""
+    best = None
+    for _ in range(9):
+        a = time.perf_counter()
+        r = time.time()
+        b = time.perf_counter()
+        if best is None or b - a < best[0]:
+            best = (b - a, r - (a + b) / 2)
+    return best[1]
+
+
 def _wrap(x: float) -> float:
     return (x + 0.5) % 1.0 - 0.5
 
@@ -54,6 +70,9 @@ class Osc:
 
         self.client = SimpleUDPClient("127.0.0.1", show_port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # arrival stamped by the kernel (CLOCK_REALTIME), not when this busy process gets to read it
+        self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        self.real_minus_perf = _real_minus_perf()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
@@ -70,10 +89,14 @@ class Osc:
 
         while not self._stop.is_set():
             try:
-                data = self.sock.recv(65536)
+                data, anc, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(16))
             except OSError:
                 continue
             t = time.perf_counter()
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(raw) >= 16:
+                    sec, nsec = struct.unpack("qq", raw[:16])
+                    t = sec + nsec * 1e-9 - self.real_minus_perf
             try:
                 msgs = [m.message for m in OscPacket(data).messages]
             except Exception:  # noqa: BLE001 - not ours to judge here
