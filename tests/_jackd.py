@@ -4,13 +4,18 @@ without a sound card (the ALSA sequencer needs /dev/snd).
 ``jack_server()`` starts ``jackd --no-realtime -d dummy`` under a name of its own (pid, counter and a
 random part: parallel test runs never share a server, and a recycled pid never meets a dead server's
 files), points this process's JACK clients at it (``JACK_DEFAULT_SERVER``) and waits until it accepts
-clients (``jack_wait``). A jackd that was SIGKILLed leaves its files in /dev/shm (its socket and
-semaphores, named after it, and numbered shared-memory segments of about 100 MB each):
-:func:`clean_stale_shm` removes those of dead test servers, and numbered segments no live process
-maps, before each server starts; after each one ends, its own files and segments go (when jackd had
-to be killed, or was killed under the test). The client timeout is long: on a loaded machine a client
-that misses its deadline would otherwise be dropped from the graph (and every later message lost). ``Sender`` is a test controller: a virtual JACK MIDI output
-made with python-rtmidi directly, so it can also send bytes no well-behaved library would.
+clients (``jack_wait``). The client timeout is long: on a loaded machine a client that misses its
+deadline would otherwise be dropped from the graph (and every later message lost).
+
+A jackd that was SIGKILLed leaves its files in /dev/shm (its socket and semaphores, named after it, and
+numbered shared-memory segments of about 100 MB each) and its slot in JACK's registry (8 slots: after
+8 killed servers no jackd starts). :func:`clean_stale_shm` removes those of dead test servers,
+numbered segments no live process maps, and dead servers' registry slots, before each server starts;
+after each one ends, its own files and segments go (when jackd had to be killed, or was killed under
+the test).
+
+``Sender`` is a test controller: a JACK MIDI output in a process of its own (``_midi_sender.py``), so
+it can also send bytes no well-behaved library would.
 """
 
 from __future__ import annotations
@@ -56,18 +61,53 @@ def _mapped_shm() -> set[str]:
     return paths
 
 
+_REGISTRY = os.path.join(SHM, "jack-shm-registry")
+_MAX_SERVERS, _SERVER_SLOT, _HEADER = 8, 264, 24  # jack2's registry: 8 x (pid, name[260]) after 24 bytes
+
+
+def clean_registry_servers() -> list[str]:
+    """Free the server slots of dead servers in JACK's shared registry; returns their names.
+
+    jackd takes one of 8 slots when it starts and frees it when it exits; a killed jackd keeps its slot,
+    and jackd reclaims a dead slot only for a server of the same name. Test servers have unique names,
+    so 8 killed ones block every later start ("Too many servers already active"). Only slots whose pid
+    is gone are zeroed; a registry of another layout is left alone.
+    """
+    import struct
+
+    try:
+        with open(_REGISTRY, "r+b") as f:
+            head = f.read(_HEADER + _MAX_SERVERS * _SERVER_SLOT)
+            if len(head) < _HEADER + _MAX_SERVERS * _SERVER_SLOT or head[:4] != b"KCAJ":
+                return []
+            if struct.unpack_from("<i", head, 16)[0] != _HEADER + _MAX_SERVERS * _SERVER_SLOT:  # hdr_len
+                return []
+            freed = []
+            for i in range(_MAX_SERVERS):
+                at = _HEADER + i * _SERVER_SLOT
+                pid = struct.unpack_from("<i", head, at)[0]
+                if pid > 0 and not _alive(pid):
+                    name = head[at + 4:at + _SERVER_SLOT].split(b"\0", 1)[0].decode(errors="replace")
+                    os.pwrite(f.fileno(), bytes(_SERVER_SLOT), at)
+                    freed.append(name)
+            return freed
+    except OSError:
+        return []
+
+
 def clean_stale_shm(min_age_s: float = 30.0) -> list[str]:
     """Remove what dead JACK servers left in /dev/shm; returns the names removed.
 
     A test server's own files (``vjtest-PID-...``) go when that PID is gone. A numbered segment goes
     when no live process maps it and it is older than ``min_age_s`` (a server that is starting may not
-    have mapped a new one yet). The shared registry and the metadata folder are JACK's own: left alone.
+    have mapped a new one yet). Dead servers' slots in the shared registry are freed
+    (:func:`clean_registry_servers`); the registry file and the metadata folder stay.
     """
+    removed = [f"registry slot {n}" for n in clean_registry_servers()]
     try:
         names = os.listdir(SHM)
     except OSError:
-        return []
-    removed = []
+        return removed
     mapped: set[str] | None = None
     now = time.time()
     for name in names:
@@ -151,6 +191,7 @@ def jack_server(period: int = 128, rate: int = 48000, client_timeout_ms: int = 2
             for path in segments - mapped:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+            clean_registry_servers()  # its registry slot, if it was killed
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)

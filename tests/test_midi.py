@@ -284,5 +284,29 @@ def test_a_killed_jack_server_leaves_nothing_in_dev_shm():
         assert all(os.path.exists(p) for p in segments)  # a killed jackd leaves them behind
     left = [n for n in os.listdir(SHM) if name in n] + [p for p in segments if os.path.exists(p)]
     assert left == [], left
+    with open(os.path.join(SHM, "jack-shm-registry"), "rb") as f:
+        assert name.encode() not in f.read()  # its registry slot is free again (there are only 8)
     with jack_server() as again:
         assert again != name
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--link", "follow", "--link-quantum", "40"], "--link-quantum 40.0: must be 1..16 beats"),
+    (["--clock", "link"], "--clock link: needs --link follow"),
+    (["--clock", "midi"], "--clock midi: needs --midi-clock-in DEVICE"),
+    (["--midi-clock-out", "no-such-synth", "--midi-api", "jack"], "--midi-clock-out 'no-such-synth': no MIDI output"),
+])
+def test_vj_live_with_bad_sync_options_exits_2_naming_them(jack, tmp_path, python_exe, args, named):
+    """Each bad tempo/MIDI option: one line naming it, exit 2, before any frame (a JACK server is up, so
+    the MIDI output really is looked for and not found). Silent (--no-play): with a JACK server up,
+    PortAudio would play through JACK, and a JACK MIDI client opened after that can deadlock on the GIL
+    (see the README's note on --midi-api jack)."""
+    import subprocess
+
+    if "--link" in args:
+        pytest.importorskip("link", reason="the link extra is not installed")
+    proc = subprocess.run([python_exe, "-m", "vjengine.cli", "demo", "--headless", "--duration", "1", "--no-osc",
+                           "--no-play", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert named in proc.stderr, proc.stderr[-2000:]
+    assert "show:" not in proc.stderr  # stopped before the show started
