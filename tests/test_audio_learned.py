@@ -163,6 +163,8 @@ def test_bad_weight_files_are_named_errors(tmp_path):
     np.savez(short, **{k: v[:1] for k, v in load_weights().items()})
     with pytest.raises(ConfigError, match=r"short.npz: conv1_weight is \(1, 1, 10\), expected shape \(2, 1, 10\)"):
         load_weights(short)
+    with pytest.raises(ConfigError, match="at least 22050 Hz, got 16000"):
+        BeatActivation(16000)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ConfigError, match="junk.npz: cannot read"):
         load_weights(tmp_path / "junk.npz")

@@ -201,6 +201,9 @@ class BeatActivation:
     def __init__(self, samplerate: int, weights: dict[str, np.ndarray] | None = None, *,
                  normalise: bool = True) -> None:
         self.samplerate = sr = int(samplerate)
+        if sr < REF_SR:  # the network's upper bands (to 11025 Hz) would be missing
+            raise ConfigError(f"--beat-tracker learned needs a sample rate of at least {REF_SR} Hz, got {sr} "
+                              "(use --beat-tracker dsp)")
         self.normalise = normalise
         self.frame = int(round(REF_FRAME * sr / REF_SR))
         self.hop_exact = sr / FPS
