@@ -145,7 +145,11 @@ class Sink:
         out = {"url": self.spec.label, "kind": self.kind, "state": self.state, "size": f"{w}x{h}",
                "fps": self.fps, "sent": self.sent, "dropped": self.dropped, "errors": self.errors,
                "reconnects": self.reconnects}
-        delays = sorted(t.done_s - t.drawn_s for t in list(self.timings)[-120:])
+        try:  # (the sink's thread appends meanwhile; a copy caught mid-append is skipped this time)
+            recent = list(self.timings)[-120:]
+        except RuntimeError:
+            recent = []
+        delays = sorted(t.done_s - t.drawn_s for t in recent)
         if delays:  # drawn to sent, the median of the last frames: this side's share of the latency
             out["delay_ms"] = round(1000.0 * delays[len(delays) // 2], 1)
         if self.detail:
