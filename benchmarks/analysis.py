@@ -21,8 +21,9 @@ cpu_ms_per_audio_s_clips per tracker; onset_latency_ms_p99, ...).
   time per poll is added). Beats are predicted (and shown half a frame ahead), so their figure is
   the flag time minus the true beat time, latency compensation off.
 
-Run: ``python benchmarks/analysis.py`` (needs mir_eval and librosa; aubio optional:
-``pip install aubio``).
+Run: ``python benchmarks/analysis.py [--clips DIR ...]`` (needs mir_eval and librosa; aubio optional:
+``pip install aubio``). ``--clips DIR`` adds every annotated recording under DIR (any depth; audio
+beside ``name.beats`` or ``name.beats.csv`` as above): held-out sets are scored with the rest.
 """
 
 from __future__ import annotations
@@ -133,17 +134,20 @@ def _annotations(audio: Path) -> tuple[np.ndarray, np.ndarray | None] | None:
     return None
 
 
-def load_clips() -> list[Clip]:
-    """Every annotated recording in ../shared/data/audio, then synthetic music with known beats."""
+def load_clips(extra_dirs: tuple[Path, ...] = ()) -> list[Clip]:
+    """Every annotated recording in ../shared/data/audio (and under ``extra_dirs``), then synthetic
+    music with known beats."""
     clips = []
-    if SHARED_AUDIO.is_dir():
-        for audio in sorted(SHARED_AUDIO.glob("*/*")):
-            if audio.suffix.lower() not in (".wav", ".flac"):
-                continue
-            ann = _annotations(audio)
-            if ann is not None:
-                x, sr = load_audio(audio)
-                clips.append(Clip(audio.stem, x, sr, ann[0], ann[1], True, True))
+    found = sorted(SHARED_AUDIO.glob("*/*")) if SHARED_AUDIO.is_dir() else []
+    for d in extra_dirs:
+        found += sorted(Path(d).rglob("*"))
+    for audio in found:
+        if audio.suffix.lower() not in (".wav", ".flac"):
+            continue
+        ann = _annotations(audio)
+        if ann is not None:
+            x, sr = load_audio(audio)
+            clips.append(Clip(audio.stem, x, sr, ann[0], ann[1], True, True))
     for bpm in (124.0, 128.0, 140.0, 174.0, 90.0):
         x, b = dance_loop(bpm=bpm, seconds=30.0, sr=44100, seed=int(bpm))
         clips.append(Clip(f"dance_loop_{bpm:g}", x, 44100, b, None, False, True))
@@ -234,7 +238,7 @@ def ours_learned(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
 TRACKERS = {"ours": ours, "learned": ours_learned, "librosa": librosa_beats, "aubio": aubio_beats}
 
 
-def beat_tracking() -> tuple[list[dict], dict, str | None]:
+def beat_tracking(extra_dirs: tuple[Path, ...] = ()) -> tuple[list[dict], dict, str | None]:
     try:
         import aubio  # noqa: F401
         aubio_error = None
@@ -244,7 +248,7 @@ def beat_tracking() -> tuple[list[dict], dict, str | None]:
     rows = []
     cpu = {t: 0.0 for t in names}
     audio_s = {t: 0.0 for t in names}
-    for clip in load_clips():
+    for clip in load_clips(extra_dirs):
         row = {"clip": clip.name, "real": clip.real, "steady": clip.steady, "duration_s": clip.x.size / clip.sr}
         for t in names:
             c0 = time.process_time()
@@ -320,11 +324,21 @@ def latency() -> dict:
             "onsets_measured": int(ol.size), "beats_measured": int(bl.size)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="CPU, beat tracking and latency of the live audio analysis")
+    ap.add_argument("--clips", action="append", default=[], type=Path, metavar="DIR",
+                    help="also score every annotated recording under DIR (repeatable)")
+    args = ap.parse_args(argv)
+    for d in args.clips:
+        if not d.is_dir():
+            print(f"--clips {d}: not a directory", file=sys.stderr)
+            return 2
     load_1min = os.getloadavg()[0]
     cost = CpuCost()
     cost.measure(4)
-    rows, cpu_by_tracker, aubio_error = beat_tracking()
+    rows, cpu_by_tracker, aubio_error = beat_tracking(tuple(args.clips))
     cost.measure(3)
     lat = latency()
     cost.measure(3)
