@@ -205,7 +205,8 @@ class BeatActivation:
             raise ConfigError(f"--beat-tracker learned needs a sample rate of at least {REF_SR} Hz, got {sr} "
                               "(use --beat-tracker dsp)")
         self.normalise = normalise
-        self.frame = int(round(REF_FRAME * sr / REF_SR))
+        # 64 ms; off 22050 Hz an even length (96 kHz: 6144, not the prime 6143, which FFTs slowly)
+        self.frame = REF_FRAME if sr == REF_SR else 2 * int(round(REF_FRAME * sr / REF_SR / 2))
         self.hop_exact = sr / FPS
         self.half = self.frame // 2 if sr == REF_SR else int(round(self.frame / 2))
         self.delay_s = (self.frame - self.half) / sr
