@@ -397,7 +397,7 @@ class LiveShow:
 def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info: dict[str, Any]) -> int:
     """Build the show, open a window (or go headless) and run the loop until quit. The audio is
     closed whatever happens."""
-    from vjengine.priority import raise_render_priority  # noqa: PLC0415
+    from vjengine.priority import raise_render_priority, restore_session_priority  # noqa: PLC0415
     from vjengine.shutdown import GracefulStop  # noqa: PLC0415
 
     log.info("render thread priority: %s", raise_render_priority())  # threads started from here inherit it
@@ -405,13 +405,17 @@ def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info:
         live = LiveShow(args, setup, audio, audio_info)
     except BaseException:
         stop_audio(audio)
+        restore_session_priority()
         raise
     try:
         with GracefulStop(on_stop=live.request_stop):
             live.open()
             live.run()
     finally:
-        live.close()
+        try:
+            live.close()
+        finally:
+            restore_session_priority()  # the terminal's session outlives the show
     if live.stop_requested:
         log.info("%s: the show ended cleanly", live.stop_requested)
     return 0
