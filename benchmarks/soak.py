@@ -9,7 +9,8 @@ bank, capturing a looping audio file played into a private PulseAudio null sink 
 - removes the line-in (unloads the null sink) and restores it, twice, timing the recovery;
 - switches banks on every bar (``/vj/bank``), truncates one bank's frames file in place;
 - drops a FIFO and a broken preset into the ``--preset-dir`` folder;
-- loads every CPU with a competing process for the middle third of the run;
+- loads every CPU with a competing process for the middle third of the run (``--session-load N``: N
+  more, each in a session of its own, like other programs on the machine);
 - ends the show with SIGTERM (as systemd or docker would) and checks it closed cleanly.
 
 Prints a table, then one JSON line: ``crashes``, ``frame_gaps_over_100ms`` (``_no_load`` / ``_load``),
@@ -264,8 +265,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_hogs(n: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+def cpu_hogs(n: int, own_sessions: bool = False) -> list[subprocess.Popen]:
+    """``n`` busy processes; ``own_sessions``: each in a session of its own, as another program on the
+    machine would be (Linux autogroup scheduling shares the CPU between sessions first)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=own_sessions)
+            for _ in range(n)]
 
 
 def stop_procs(procs: list[subprocess.Popen]) -> None:
@@ -314,7 +318,7 @@ def gap_causes(st: dict, big: np.ndarray) -> dict:
 
 # --------------------------------------------------------------------------------------- the run
 
-def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float) -> dict:
+def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float, session_load: int = 0) -> dict:
     from vjengine.demo import demo_bank_path
 
     total_s = minutes * 60.0
@@ -401,7 +405,7 @@ def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float) -> d
                     with open(f, "r+b") as fh:
                         fh.truncate(f.stat().st_size // 2)
                 elif what == "load_on":
-                    hogs = cpu_hogs(os.cpu_count() or 2)
+                    hogs = cpu_hogs(os.cpu_count() or 2) + cpu_hogs(session_load, own_sessions=True)
                     load_windows.append((time.time(), float("inf")))
                 elif what == "load_off":
                     stop_procs(hogs)
@@ -478,7 +482,7 @@ def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float) -> d
     log_text = log_path.read_text(errors="replace")
     loaded_s = sum(b - a for a, b in load_windows)
     result = {
-        "minutes": minutes, "size": size, "fps": fps, "line_in": "pulseaudio null sink" if use_pulse else "file",
+        "minutes": minutes, "size": size, "fps": fps, "session_load": session_load, "line_in": "pulseaudio null sink" if use_pulse else "file",
         "crashes": int(crashed_at is not None or rc not in (0,)),
         "exit_code": rc, "crashed_at_s": crashed_at, "sigterm_exit_s": round(term_s, 2),
         "frames": st["frames"] if st else 0, "stats_complete": bool(st and st["complete"]),
@@ -511,22 +515,25 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=60.0)
     ap.add_argument("--osc-rate", type=float, default=2000.0, help="fuzz datagrams per second (default 2000)")
     ap.add_argument("--keep", default=None, metavar="DIR", help="keep the work folder (logs, stats) here")
+    ap.add_argument("--session-load", type=int, default=0, metavar="N",
+                    help="while loaded, N more busy processes each in a session of its own (other programs)")
     args = ap.parse_args()
     minutes = 3.0 if args.quick else args.minutes
     os.environ.setdefault("VJ_CACHE_DIR", str(Path(tempfile.gettempdir()) / "vj-bench-cache"))
     if args.keep:
         work = Path(args.keep)
         work.mkdir(parents=True, exist_ok=False)
-        r = soak(minutes, args.size, args.fps, work, args.osc_rate)
+        r = soak(minutes, args.size, args.fps, work, args.osc_rate, args.session_load)
     else:
         with tempfile.TemporaryDirectory(prefix="vj-soak-") as tmp:
-            r = soak(minutes, args.size, args.fps, Path(tmp), args.osc_rate)
+            r = soak(minutes, args.size, args.fps, Path(tmp), args.osc_rate, args.session_load)
     rows = [
         ("minutes (line-in)", f"{r['minutes']:g} ({r['line_in']})"),
         ("crashes (exit code)", f"{r['crashes']} ({r['exit_code']})"),
         ("frames", r["frames"]),
         ("frame gaps > 100 ms, no load", r["frame_gaps_over_100ms_no_load"]),
-        (f"frame gaps > 100 ms, CPU loaded ({r['load_minutes']} min)", r["frame_gaps_over_100ms_load"]),
+        (f"frame gaps > 100 ms, CPU loaded ({r['load_minutes']} min"
+         + (f", {r['session_load']} more in other sessions)" if r["session_load"] else ")"), r["frame_gaps_over_100ms_load"]),
         (f"frame gaps > 100 ms, first {STARTUP_S:g} s (banks uploading)", r["frame_gaps_over_100ms_startup"]),
         ("max gap after start-up (ms)", r["max_gap_ms"]),
         ("RSS growth (%)", r["rss_growth_pct"]),

@@ -280,11 +280,9 @@ class BankTextures:
         return self.complete
 
     def _accept(self, key: tuple[int, int], ok: bool, value) -> None:
-        if not ok:
-            if isinstance(value, BankError):
-                self._give_up(value)
-                return
-            raise value
+        if not ok:  # the file changed under us, or the disk failed: keep what is on the GPU
+            self._give_up(value if isinstance(value, BankError) else BankError(f"{self.bank.path}: {value}"))
+            return
         self._put(key[0], value)
 
     def _request_more(self) -> None:
