@@ -13,6 +13,7 @@ never work: a missing library, device or operating system).
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 import time
@@ -145,19 +146,27 @@ class Sink:
         out = {"url": self.spec.label, "kind": self.kind, "state": self.state, "size": f"{w}x{h}",
                "fps": self.fps, "sent": self.sent, "dropped": self.dropped, "errors": self.errors,
                "reconnects": self.reconnects}
-        try:  # (the sink's thread appends meanwhile; a copy caught mid-append is skipped this time)
-            recent = list(self.timings)[-120:]
-        except RuntimeError:
-            recent = []
-        delays = sorted(t.done_s - t.drawn_s for t in recent)
-        if delays:  # drawn to sent, the median of the last frames: this side's share of the latency
-            out["delay_ms"] = round(1000.0 * delays[len(delays) // 2], 1)
+        delay = self.delay_ms()
+        if delay is not None:
+            out["delay_ms"] = delay
         if self.detail:
             out["detail"] = self.detail
         return out
 
+    def delay_ms(self) -> float | None:
+        """Drawn to sent, the median of the last 120 frames sent: this side's share of the latency."""
+        try:  # (the sink's thread appends meanwhile; a copy caught mid-append is skipped this time)
+            recent = list(itertools.islice(reversed(self.timings), 120))
+        except RuntimeError:
+            return None
+        delays = sorted(t.done_s - t.drawn_s for t in recent)
+        return round(1000.0 * delays[len(delays) // 2], 1) if delays else None
+
     def hud_line(self) -> str:
         line = f"out {self.spec.label}: {self.state}  sent {self.sent}  dropped {self.dropped}"
+        delay = self.delay_ms()
+        if delay is not None:
+            line += f"  delay {delay:.0f} ms"
         if self.reconnects:
             line += f"  reconnects {self.reconnects}"
         return line
