@@ -25,6 +25,7 @@ pytest.importorskip("rtmidi", reason="the midi extra is not installed")
 pytest.importorskip("pythonosc", reason="python-osc (a test dependency) is not installed")
 
 from _jackd import Sender, jack_server, wait_until  # noqa: E402
+from _output_helpers import free_port  # noqa: E402
 from _show_banks import song  # noqa: E402
 from test_output_page import browser  # noqa: E402, F401 - the fixture (headless Chromium)
 
@@ -140,12 +141,6 @@ class Osc:
         self.sock.close()
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_live(tmp_path: Path, extra: list[str], env: dict | None = None) -> tuple[subprocess.Popen, Path]:
     log_path = tmp_path / "live.log"
     env = dict(os.environ if env is None else env, PYTHONPATH=str(REPO))
@@ -182,7 +177,7 @@ def test_clock_source_switches_live_over_osc_without_a_phase_jump(jack, tmp_path
     audio clock held), then link (not started: refused, tap stays). The set log shows every frame's beat
     advancing at its tempo within the router's slew: the phase never jumped."""
     master = Sender("vjclockmaster", "out")
-    osc_port = _free_udp_port()
+    osc_port = free_port()
     osc = Osc(osc_port)  # OSC out (--osc-out) and the /vj/status replies come to its socket
     proc, log_path = _start_live(tmp_path, [
         "--headless", "--size", "160x90", "--fps", "60", "--duration", "90",
@@ -279,7 +274,6 @@ def test_learn_is_armed_from_the_operator_window_and_the_page(jack, tmp_path, br
     Shift+L pressed in the operator window (xdotool) arm addresses in turn; the next control moved is
     bound and written to the map. Then a learn button clicked on the operator page (Chromium) arms
     /vj/intensity; the control moved next is bound, written, and drives the intensity."""
-    from _output_helpers import free_port
     from _render_xvfb import screenshot, xvfb
 
     from vjengine.control.midi_map import load_map

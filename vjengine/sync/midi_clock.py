@@ -264,8 +264,8 @@ class MidiClockOut:
             current = math.floor(beat_now * PPQN)
             if self._last_tick is None or current - self._last_tick > PPQN:
                 # start, or back from a stall of over a beat: no burst of clocks; from the next sixteenth
-                if self._last_tick is not None:
-                    self._locate = "relocate"
+                if self._last_tick is not None and self._locate is None:
+                    self._locate = "relocate"  # (a start still pending stays a start)
                 self._last_tick = current + (-(current + 1)) % 6
             elif self._locate is None and self.grid() != self._grid_sent:
                 self._locate = "relocate"  # the bars moved under the running clock
