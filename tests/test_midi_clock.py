@@ -69,7 +69,11 @@ def test_clock_at_128_drives_the_beat_clock_and_a_stall_mid_bar_never_stops_it(j
         router = ClockRouter(audio, midi=clk, source="midi")
         ticks = 24 * 4 * 3 + 24 * 2 + 12  # three bars and two and a half beats: stops mid-bar, no Stop message
         sender.clock(128.0, ticks)
-        frames = _run_frames(router, audio, 12.0, until=lambda: clk.ticks >= ticks)
+        # until the last clock arrived, or (a loaded machine lost one on the way) was due a moment ago:
+        # the frames after that belong to the stall, looked at below
+        last_due = time.perf_counter() + 0.02 + ticks * 60.0 / 128.0 / 24.0
+        frames = _run_frames(router, audio, 12.0,
+                             until=lambda: clk.ticks >= ticks or time.perf_counter() > last_due + 0.1)
         got = wait_until(lambda: clk.ticks >= ticks, 2.0)
         info = sender.clock_sent()
         assert got or clk.ticks >= 0.97 * ticks, (clk.ticks, len(info["sent"]), info["dropped"], port.messages)
@@ -188,8 +192,11 @@ def test_clock_out_sends_song_position_on_start_and_relocate(jack):
         _run_frames(router, audio, 5.0, until=lambda: clk.ticks >= ticks_then + 24 * 2, wall_audio=True)
         after = [m for m, _ in got[n_before:] if m != "clock"]
         assert after[:3] == ["stop", "songpos", "continue"], after
+        # (a bar label that moves once more, as the tracker settles, is relocated too: wait for agreement)
+        _run_frames(router, audio, 3.0, wall_audio=True,
+                    until=lambda: abs(_bar_error(router, clk, time.perf_counter())) < 0.15)
         errs = [_bar_error(router, clk, time.perf_counter()) for _ in _run_frames(router, audio, 0.5, wall_audio=True)]
-        assert max(abs(e) for e in errs) < 0.15, errs
+        assert max(abs(e) for e in errs) < 0.15, (errs[:3], clk.lost, clk.restarts, clock_out.relocations, after)
     finally:
         clock_out.stop()
         port.stop()
