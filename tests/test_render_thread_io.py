@@ -334,3 +334,42 @@ def test_audio_analysis_runs_off_the_render_thread_and_never_holds_it():
     finally:
         source.release.set()
         engine.close()
+
+
+def test_a_low_tier_truncated_on_disk_is_an_error_not_a_sigbus(tmp_path):
+    """The low tier is read with plain reads too: truncated after the bank was opened and before it was
+    uploaded, the show logs it once and draws full frames; a map read here would kill the process."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from vjengine.bank import Axis, write_bank
+
+    rng = np.random.default_rng(3)
+    frames = np.repeat(np.repeat(rng.integers(0, 256, (64, 1, 1, 3)), 32, 1), 32, 2).astype(np.uint8)
+    write_bank(tmp_path / "b", (Axis("x", tuple(range(64))),), frames, codec="bc1")
+    script = f"""
+import numpy as np
+from vjengine.bank import open_bank
+from vjengine.render.context import headless_context
+from vjengine.render.residency import ResidentFrames
+bank = open_bank({str(tmp_path / 'b')!r})
+low = bank.path / "low.safetensors"
+with open(low, "r+b") as fh:  # after the bank was opened (its map made), before any low-tier read
+    fh.truncate(64)
+ctx = headless_context()
+res = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, sync_budget_ms=0)
+for _ in range(200):
+    where = res.layers_for([40, 41])
+    res.tick(0.004)
+    if res.slot_of[40] >= 0 and res.slot_of[41] >= 0:
+        break
+where = res.layers_for([40, 41])
+print("full" if not any(id(a) in res.low_ids for a, _ in where) else "low", int(res.slot_of[40] >= 0))
+res.release()
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-1500:]}"
+    assert r.stdout.split() == ["full", "1"]
+    assert "cannot read the low tier" in r.stderr and r.stderr.count("cannot read the low tier") == 1

@@ -98,18 +98,8 @@ class Bank:
         self.low_size = low_size        # (w, h) of the low tier
         self.checksums = checksums      # {"frames": uint32 [N], "low": ..., "latents": ...} or None
         self.checksum_problem = checksum_problem  # why the table cannot be trusted (None: fine)
-        self._fd: int | None = None
-        self._identity: tuple[int, int, int, int] | None = None
-        self._data_offset = 0
-        stored = frames if blocks is None else blocks
-        filename = getattr(stored, "filename", None)
-        if isinstance(stored, np.memmap) and filename:
-            try:
-                fd = os.open(filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except OSError as exc:
-                raise BankError(f"{filename}: cannot open ({exc.strerror or exc})") from None
-            st = os.fstat(fd)
-            self._fd, self._identity, self._data_offset = fd, _identity(st), int(stored.offset)
+        self._stored_file = _CheckedFile.of(frames if blocks is None else blocks)
+        self._low_file = _CheckedFile.of(low)
 
     def read_frames(self, first: int, count: int = 1) -> np.ndarray:
         """A private copy of frames ``first .. first+count-1`` ([count, H, W, C] uint8, decoded when
@@ -127,29 +117,27 @@ class Bank:
         if count < 0 or first < 0 or first + count > self.count:
             raise IndexError(f"frames {first}..{first + count - 1} outside 0..{self.count - 1}")
         stored_arr = self.frames if self.blocks is None else self.blocks
-        if self._fd is None:  # not file backed (empty bank): nothing can change under us
+        if self._stored_file is None:  # not file backed (empty bank): nothing can change under us
             return np.array(stored_arr[first:first + count])
-        fname = stored_arr.filename
-        st = os.fstat(self._fd)
-        if _identity(st) != self._identity:
-            raise BankError(f"{fname}: the file changed on disk since the bank was opened "
-                            f"({self._identity[2]} -> {st.st_size} bytes); reopen the bank")
-        out = np.empty((count, *stored_arr.shape[1:]), dtype=np.uint8)
-        view = memoryview(out).cast("B")
-        pos, offset = 0, self._data_offset + first * view.nbytes // max(1, count)
-        while pos < view.nbytes:  # pread never faults: a short file reads short
-            n = os.preadv(self._fd, [view[pos:]], offset + pos)
-            if n <= 0:
-                raise BankError(f"{fname}: the file is shorter than its header says (truncated on disk "
-                                f"after the bank was opened); reopen the bank")
-            pos += n
-        return out
+        return self._stored_file.read(first, count)
+
+    def read_low(self, first: int, count: int = 1) -> np.ndarray:
+        """Low-tier frames ``first .. first+count-1`` (BC1 blocks), read like :meth:`read_stored`:
+        without the memory map, :class:`BankError` if the file changed since the bank was opened."""
+        first, count = int(first), int(count)
+        if self.low is None:
+            raise BankError(f"{self.path}: the bank has no low tier")
+        if count < 0 or first < 0 or first + count > self.count:
+            raise IndexError(f"low-tier frames {first}..{first + count - 1} outside 0..{self.count - 1}")
+        if self._low_file is None:
+            return np.array(self.low[first:first + count])
+        return self._low_file.read(first, count)
 
     def close(self) -> None:
-        """Close the descriptor :meth:`read_frames` uses (the memmaps stay until garbage collected)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+        """Close the descriptors the plain reads use (the memmaps stay until garbage collected)."""
+        for f in (self._stored_file, self._low_file):
+            if f is not None:
+                f.close()
 
     def __del__(self) -> None:
         try:
@@ -176,7 +164,7 @@ class Bank:
         table = None if self.checksums is None else self.checksums.get("low")
         if table is None or self.low is None:
             return True
-        return codecs.crc32(self.low[index]) == int(table[index])
+        return codecs.crc32(self.read_low(index)[0]) == int(table[index])
 
     @property
     def stored_frame_bytes(self) -> int:
@@ -231,6 +219,48 @@ class Bank:
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class _CheckedFile:
+    """Plain reads of rows of a memmapped tensor, from a descriptor opened with the bank: a file
+    truncated or rewritten since then is a :class:`BankError`, never a SIGBUS (as a map read would be)."""
+
+    def __init__(self, array: np.memmap) -> None:
+        self.filename, self.shape, self.offset = array.filename, array.shape, int(array.offset)
+        try:
+            self.fd: int | None = os.open(self.filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise BankError(f"{self.filename}: cannot open ({exc.strerror or exc})") from None
+        self.identity = _identity(os.fstat(self.fd))
+
+    @classmethod
+    def of(cls, array: np.ndarray | None) -> "_CheckedFile | None":
+        ok = isinstance(array, np.memmap) and getattr(array, "filename", None)
+        return cls(array) if ok else None
+
+    def read(self, first: int, count: int) -> np.ndarray:
+        if self.fd is None:
+            raise BankError(f"{self.filename}: the bank was closed")
+        st = os.fstat(self.fd)
+        if _identity(st) != self.identity:
+            raise BankError(f"{self.filename}: the file changed on disk since the bank was opened "
+                            f"({self.identity[2]} -> {st.st_size} bytes); reopen the bank")
+        out = np.empty((count, *self.shape[1:]), dtype=np.uint8)
+        view = memoryview(out).cast("B")
+        row = int(np.prod(self.shape[1:], dtype=np.int64))
+        pos, offset = 0, self.offset + first * row
+        while pos < view.nbytes:  # pread never faults: a short file reads short
+            n = os.preadv(self.fd, [view[pos:]], offset + pos)
+            if n <= 0:
+                raise BankError(f"{self.filename}: the file is shorter than its header says (truncated on disk "
+                                f"after the bank was opened); reopen the bank")
+            pos += n
+        return out
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 # --- safetensors, the raw layout -------------------------------------------------------------

@@ -322,7 +322,14 @@ class ResidentFrames:
         """Low-tier frames ``first..stop-1`` ready to upload, and those failing their checksum."""
         bank = self.bank
         lw, lh = bank.low_size
-        blocks = np.array(bank.low[first:stop])
+        try:  # plain reads, never the map: a low tier changed on disk is an error here, not a SIGBUS
+            blocks = bank.read_low(first, stop - first)
+        except (BankError, OSError) as exc:
+            self._warn_once("low-read", f"{bank.path}: cannot read the low tier ({exc}); full frames stand in "
+                                        "where it is missing")
+            blocks = np.zeros((stop - first, *bank.low.shape[1:]), np.uint8)
+            data = blocks if self._low_native else np.zeros((stop - first, lh, lw, 4), np.uint8)
+            return data, list(range(first, stop))
         table = bank.checksums.get("low") if self.trust_checksums else None
         bad = [] if table is None else [first + k for k in range(len(blocks))
                                         if codecs.crc32(blocks[k]) != int(table[first + k])]
