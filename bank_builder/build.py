@@ -126,6 +126,11 @@ class _Builder:
             self.scaling_factor = self._generator.scaling_factor
         return self._generator
 
+    @property
+    def loaded_generator(self):
+        """The model if some cell needed it already (None: not loaded, and not loaded by asking)."""
+        return self._generator
+
     def device_kind(self) -> str:
         if self.options.device != "auto":
             return self.options.device.split(":")[0]
@@ -377,7 +382,7 @@ def _build(b: _Builder, work: WorkDir, device_kind: str) -> BuildResult:
     if len(b.done) < spec.count and b.runner is None:
         gen = b.generator  # load now: model errors come before any work, and before the progress bar
     batch, decode_batch = b.batch_sizes(device_kind)
-    if b._generator is not None and options.compile_unet and len(b.done) < spec.count:
+    if b.loaded_generator is not None and options.compile_unet and len(b.done) < spec.count:
         log.info("torch.compile warm-up (not counted as progress)")
         gen.warm_up(cell_params(spec, plan.cell(uniform_cells[0])), batch)
     if options.progress:
@@ -436,8 +441,8 @@ def _build(b: _Builder, work: WorkDir, device_kind: str) -> BuildResult:
         work.remove()
 
     timings = dict(b.timings_s)
-    if b._generator is not None:
-        timings.update({k: v for k, v in b._generator.timings_s.items()})
+    if b.loaded_generator is not None:
+        timings.update({k: v for k, v in b.loaded_generator.timings_s.items()})
     return BuildResult(path=output, keyframes=n_key, inbetweens=spec.count - n_key, made_now=b.made_now,
                        seams=report, timings_s=timings, elapsed_s=time.perf_counter() - t_start,
                        batch_size=batch, retries=b.retries + (b.runner.retries if b.runner is not None else 0),

@@ -172,8 +172,8 @@ def render_main(args: argparse.Namespace) -> int:
             time.sleep(spare)
     out, _ = sender.communicate(timeout=60)
     worker_cpu_s = None
-    if server._worker_handle is not None:  # the worker's CPU time: utime + stime from /proc
-        with open(f"/proc/{server._worker_handle.process.pid}/stat") as fh:
+    if server.worker_pid is not None:  # the worker's CPU time: utime + stime from /proc
+        with open(f"/proc/{server.worker_pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
         worker_cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     server.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections import Counter
@@ -260,8 +262,7 @@ def test_malformed_corpus_counted_by_reason_and_server_keeps_working(server: Osc
     assert snap["packets"] == snap["packets_ok"] + snap["rejected_total"] == len(MALFORMED) + 2
     assert wait_until(lambda: sum(e.outcome == "rejected" for e in events) == sum(expected.values()))
     assert Counter(e.reason for e in events if e.outcome == "rejected") == expected
-    receiver = server._thread or server._worker_handle.process
-    assert (receiver.is_alive() if server.worker == "thread" else receiver.poll() is None)
+    assert server.receiving
 
 
 def test_burst_of_10000_messages_counts_add_up(server: OscServer, queue: CommandQueue) -> None:
@@ -332,7 +333,7 @@ def _non_loopback_ipv4() -> str | None:
 
 def test_default_bind_is_loopback_only(queue: CommandQueue) -> None:
     with OscServer(queue, port=0) as srv:
-        assert srv._sock is not None and srv._sock.getsockname()[0] == "127.0.0.1"
+        assert srv.local_address is not None and srv.local_address[0] == "127.0.0.1"
         other_ip = _non_loopback_ipv4()
         if other_ip is not None:
             send_raw(srv.port, encode_message("/vj/tap"), host=other_ip)
@@ -445,9 +446,9 @@ def test_worker_process_death_falls_back_to_a_thread(queue: CommandQueue) -> Non
     with OscServer(queue, port=0, worker="process") as srv:
         send_raw(srv.port, encode_message("/vj/tap"))
         assert Collector(queue).wait_for(1)[0].kind == "tap"
-        srv._worker_handle.process.kill()
-        assert wait_until(lambda: srv._thread is not None, 5.0)
-        assert srv.worker == "thread"
+        os.kill(srv.worker_pid, signal.SIGKILL)
+        assert wait_until(lambda: srv.worker == "thread" and srv.receiving, 5.0)
+        assert srv.worker_pid is None
         send_raw(srv.port, encode_message("/vj/resync"))
         assert Collector(queue).wait_for(1)[0].kind == "resync"
     with pytest.raises(ConfigError, match="fibre"):

@@ -227,8 +227,10 @@ def test_a_fifo_in_a_watched_folder_never_blocks(tmp_path):
         load_preset(folder / "stuck.toml")  # also at start-up (--preset, watch_dir)
 
 
-def test_watching_reads_files_off_the_polling_thread(tmp_path):
+def test_watching_reads_files_off_the_polling_thread(tmp_path, monkeypatch):
     import threading
+
+    import vjengine.mapping.preset as preset_module
 
     from _osc_helpers import wait_until
     from vjengine.mapping import PresetLibrary
@@ -240,13 +242,13 @@ def test_watching_reads_files_off_the_polling_thread(tmp_path):
     lib = PresetLibrary()
     lib.watch_dir(folder)
     readers: set[str] = set()
-    real = PresetLibrary._scan
+    real = preset_module.read_text_file
 
-    def spy(self, *a, **k):  # records which thread does the file I/O
+    def spy(path):  # records which thread reads preset files
         readers.add(threading.current_thread().name)
-        return real(self, *a, **k)
+        return real(path)
 
-    lib._scan = spy.__get__(lib)  # noqa: SLF001
+    monkeypatch.setattr(preset_module, "read_text_file", spy)
     lib.start_watching(interval_s=0.02)
     try:
         os.mkfifo(folder / "stuck.toml")
@@ -263,18 +265,38 @@ def test_watching_reads_files_off_the_polling_thread(tmp_path):
         lib.stop_watching()
 
 
-def test_a_stalled_scan_is_reported_once(tmp_path, caplog):
-    import time as _time
+def test_a_stalled_scan_is_reported_once(tmp_path, caplog, monkeypatch):
+    import threading
 
+    import vjengine.mapping.preset as preset_module
+    from _osc_helpers import wait_until
     from vjengine.mapping import PresetLibrary
 
+    path = tmp_path / "a.toml"
+    path.write_text(GOOD)
+    reading, release = threading.Event(), threading.Event()
+    real = preset_module.read_text_file
+
+    def hung_share(p):  # the watcher's read hangs, as on a network share that stopped answering
+        reading.set()
+        release.wait(30.0)
+        return real(p)
+
+    now = [1000.0]  # an injected clock: the test decides how long the read has hung
     lib = PresetLibrary()
     lib.watch_dir(tmp_path)
-    lib.start_watching(interval_s=60.0)
+    monkeypatch.setattr(preset_module, "read_text_file", hung_share)
+    lib.start_watching(interval_s=0.01, clock=lambda: now[0])
     try:
-        lib._watcher.scan_started = _time.monotonic() - 10.0  # noqa: SLF001 - as a hung share would leave it
+        _touch_later(path, GOOD.replace('feature = "rms"', 'feature = "high"'))
+        assert reading.wait(10.0)
         with caplog.at_level("ERROR"):
+            assert lib.poll() == []  # hung for no time yet: nothing to say
+            now[0] += 10.0
             assert lib.poll() == [] and lib.poll() == []
         assert sum("have not answered" in r.getMessage() for r in caplog.records) == 1
+        release.set()
+        assert wait_until(lambda: 0 in lib.poll(), 10.0) and lib[0].layers[0].feature == "high"
     finally:
+        release.set()
         lib.stop_watching()

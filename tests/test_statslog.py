@@ -29,13 +29,13 @@ def test_memory_stays_flat_over_a_long_show(tmp_path):
     try:
         for i in range(2000):
             w.frame(i / 60, 16.7, 5.0, 10.0, 0, {"a": 1.0, "b": 2.0})
-        w._write_pending()  # noqa: SLF001 - what the writer thread does
+        w.flush()  # what the writer thread does
         base = tracemalloc.get_traced_memory()[0]
         for i in range(40_000):  # ~11 minutes at 60 fps
             w.frame(i / 60, 16.7, 5.0, 10.0, 0, {"a": 1.0, "b": 2.0})
             if i % 1000 == 0:
-                w._write_pending()  # noqa: SLF001
-        w._write_pending()  # noqa: SLF001
+                w.flush()
+        w.flush()
         grown = tracemalloc.get_traced_memory()[0] - base
     finally:
         tracemalloc.stop()
@@ -48,7 +48,7 @@ def test_a_stalled_writer_drops_the_oldest_samples_not_the_frame(tmp_path):
     w = StatsWriter(tmp_path / "s.jsonl", flush_s=3600, max_pending=100)
     for i in range(1000):
         w.frame(i / 60, 16.7, 5.0, None)
-    assert len(w._pending) == 100 and w.dropped == 900  # noqa: SLF001
+    assert w.pending == 100 and w.dropped == 900
     w.close()
     st = load_stats(tmp_path / "s.jsonl")
     assert st["frames"] == 100 and st["complete"]

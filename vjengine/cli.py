@@ -58,7 +58,7 @@ def _build_parser(prog: str, commands: dict[str, tuple[str, str]], argv: list[st
         if name == chosen:
             module = importlib.import_module(module_name)
             module.add_arguments(p)
-            p.set_defaults(_module=module)
+            p.set_defaults(command_module=module)
     return parser
 
 
@@ -82,7 +82,7 @@ def _dispatch(prog: str, commands: dict[str, tuple[str, str]], argv: list[str] |
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("vjengine.cli").debug("%s %s", prog, " ".join(argv))
     try:
-        return int(args._module.run(args) or 0)
+        return int(args.command_module.run(args) or 0)
     except VJError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -235,6 +235,11 @@ class Analyzer:
     def bpm(self) -> float:
         return self.clock.bpm
 
+    @property
+    def level(self) -> float:
+        """The smoothed, gated loudness (0..1) after the last analysed hop (a snapshot's ``level``)."""
+        return float(self._level)
+
     def set_bpm(self, bpm: float | None) -> None:
         """Fix the tempo (BPM, 20..400), or ``None`` to return to automatic tempo."""
         if bpm is None:

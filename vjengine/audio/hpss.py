@@ -243,6 +243,6 @@ def stem_levels(stems: dict[str, np.ndarray], samplerate: int, times_s: np.ndarr
             if upto > fed:
                 an.process(y[fed:upto])
                 fed = upto
-            levels[i] = an._level  # noqa: SLF001
+            levels[i] = an.level
         out[name] = levels
     return out

@@ -74,6 +74,9 @@ COALESCE_MAX_S = 0.002
 _MSG_TRUNC = int(socket.MSG_TRUNC)  # a plain int: IntFlag arithmetic costs microseconds per datagram
 _UNPACK_ONE = {"f": struct.Struct(">f").unpack_from, "i": struct.Struct(">i").unpack_from}
 DROPS_REFRESH_S = 0.25
+# What the worker process counts (and the parent takes over wholesale, see OscStats.take_worker_counts)
+WORKER_COUNTS = ("packets", "packets_ok", "messages", "accepted", "commands", "coalesced", "deferred",
+                 "ignored", "clamped", "last_reject")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,66 @@ class OscStats:
     rejected: Counter = field(default_factory=Counter)
     last_reject: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # The writers' side (the receiving thread, or the worker's batch thread): each count under the lock.
+
+    def count_kernel_dropped(self, dropped: int) -> None:
+        """The OS's running count of datagrams it dropped for this socket (it only grows)."""
+        with self._lock:
+            self.kernel_dropped = max(self.kernel_dropped, dropped)
+
+    def count_refused_packet(self, reason: str, detail: str) -> None:
+        with self._lock:
+            self.packets += 1
+            self.rejected[reason] += 1
+            self.last_reject = f"{reason}: {detail}"
+
+    def count_packet_ok(self) -> None:
+        with self._lock:
+            self.packets += 1
+            self.packets_ok += 1
+
+    def count_message(self, commands: int, *, answered: bool, deferred: bool, clamped: bool, ignored: bool,
+                      reason: str, detail: str) -> None:
+        """One message of a valid packet: accepted (it made ``commands`` commands or was ``answered``),
+        ignored (a trigger release), or refused for ``reason``."""
+        with self._lock:
+            self.messages += 1
+            if commands or answered:
+                self.accepted += 1
+                self.commands += commands
+                if deferred:
+                    self.deferred += commands
+                if clamped:
+                    self.clamped += 1
+            elif ignored and not reason:
+                self.ignored += 1
+            else:
+                self.rejected[reason] += 1
+                self.last_reject = f"{reason}: {detail}"
+
+    def count_coalesced(self) -> None:
+        with self._lock:
+            self.coalesced += 1
+
+    def count_put(self, ok: bool) -> None:
+        with self._lock:
+            if ok:
+                self.enqueued += 1
+            else:
+                self.queue_full += 1
+
+    def take_worker_counts(self, counts: Mapping[str, Any], enqueued: int, queue_full: int) -> None:
+        """Replace the receiving counts with the worker process's (``counts``: the fields of
+        :meth:`snapshot` it keeps, plus ``rejected``); ``enqueued`` and ``queue_full`` are counted here,
+        where its commands meet the queue."""
+        with self._lock:
+            for key in WORKER_COUNTS:
+                setattr(self, key, counts[key])
+            self.kernel_dropped = max(self.kernel_dropped, counts["kernel_dropped"])
+            self.rejected = Counter(counts["rejected"])
+            self.enqueued = enqueued
+            self.queue_full = queue_full
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -202,6 +265,13 @@ class OscServer:
     the observer must be given before :meth:`start` (the child only reports events if it is).
     ``worker_nice`` (e.g. 10) lowers the worker's CPU priority: on a saturated machine a flood then
     cannot slow the frames, but OSC lags and the OS drops datagrams instead (see benchmarks/osc.py).
+    ``coalesce_max_s`` is how long a pending fader value may wait for newer ones while datagrams
+    keep coming.
+
+    The receiving loop (:meth:`serve`) asks a few public hooks what to do; the worker process's
+    server (``osc_worker``) overrides them to batch its output for the parent: :meth:`stop_requested`,
+    :meth:`wait_on`, :meth:`wait_timeout_s`, :meth:`on_idle`, :meth:`after_datagram` and
+    :meth:`answer_status`.
     """
 
     def __init__(
@@ -221,6 +291,7 @@ class OscServer:
         coalesce: bool = True,
         worker: str = "thread",
         worker_nice: int = 0,
+        coalesce_max_s: float = COALESCE_MAX_S,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"OSC port must be 0..65535, got {port}")
@@ -245,7 +316,8 @@ class OscServer:
         self._pending: dict[tuple[str, str], Command] = {}
         self._pending_since_s = 0.0
         self._drops_checked_s = 0.0
-        self._coalesce_max_s = COALESCE_MAX_S
+        self.coalesce_max_s = float(coalesce_max_s)
+        self.log_interval_s = float(log_interval_s)
         self._shapes: dict[bytes, tuple[str, str, Callable[[bytes, int], tuple]]] = {}
         self._log = LogOnce(log, every_s=log_interval_s)
         self._sock: socket.socket | None = None
@@ -266,7 +338,7 @@ class OscServer:
             from vjengine.control.osc_worker import start_worker  # noqa: PLC0415
 
             try:
-                self._worker_handle = start_worker(self, sock)
+                self._worker_handle = start_worker(self, sock, on_exit=self._worker_exited)
             except OSError as exc:  # no way to start a process here: a thread still works
                 log.warning("OSC worker process could not start (%s); receiving in a thread", exc)
                 self.worker = "thread"
@@ -302,8 +374,39 @@ class OscServer:
         return sock
 
     def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"osc-server:{self.port}", daemon=True)
+        sock = self._sock
+        assert sock is not None
+        self._thread = threading.Thread(target=self.serve, args=(sock,), name=f"osc-server:{self.port}", daemon=True)
         self._thread.start()
+
+    def _worker_exited(self, code: int | None) -> None:
+        """The worker process ended on its own (called on the batch thread): receive in a thread."""
+        if self._stop.is_set():
+            return
+        log.error("OSC worker process exited (code %s); receiving in a thread from now on", code)
+        self._worker_handle = None
+        self.worker = "thread"
+        self._start_thread()
+
+    @property
+    def receiving(self) -> bool:
+        """Whether a receiver (the thread, or the worker process) is running."""
+        thread, handle = self._thread, self._worker_handle
+        if handle is not None:
+            return handle.alive()
+        return thread is not None and thread.is_alive()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id (``worker="process"`` while it runs), else None."""
+        handle = self._worker_handle
+        return None if handle is None else handle.pid
+
+    @property
+    def local_address(self) -> tuple[str, int] | None:
+        """The bound socket's (host, port) while started, else None."""
+        sock = self._sock
+        return None if sock is None else sock.getsockname()[:2]
 
     def stop(self) -> None:
         """Stop receiving (within ~0.1 s) and close the socket."""
@@ -332,24 +435,26 @@ class OscServer:
 
     # ------------------------------------------------------------------ receiving
 
-    def _run(self) -> None:
-        sock = self._sock
-        assert sock is not None
+    def serve(self, sock: socket.socket) -> None:
+        """Receive on ``sock`` (bound, non-blocking) in the calling thread until :meth:`stop_requested`.
+        The thread runs this; so does the worker process, on the socket it inherited."""
+        self._sock = sock
+        self.port = sock.getsockname()[1]
         bufsize = self.max_packet_bytes + 1
         ancsize = socket.CMSG_SPACE(4)
         self._drops_checked_s = 0.0
-        while not self._stop_requested():
+        while not self.stop_requested():
             try:
                 data, ancdata, flags, sender = sock.recvmsg(bufsize, ancsize)
             except BlockingIOError:
-                self._idle()
+                self.on_idle()
                 try:
-                    select.select(self._wait_on(), [], [], self._wait_timeout_s())
+                    select.select(self.wait_on(), [], [], self.wait_timeout_s())
                 except (OSError, ValueError):
                     pass
                 continue
             except OSError as exc:
-                if self._stop_requested():
+                if self.stop_requested():
                     break
                 self._log.warning("recv", "OSC receive error: %s", exc)
                 time.sleep(0.01)
@@ -357,41 +462,48 @@ class OscServer:
             try:
                 for level, kind, payload in ancdata:
                     if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(payload) >= 4:
-                        dropped = struct.unpack("=I", payload[:4])[0]
-                        with self.stats._lock:
-                            self.stats.kernel_dropped = max(self.stats.kernel_dropped, dropped)
+                        self.stats.count_kernel_dropped(struct.unpack("=I", payload[:4])[0])
                 self._handle(data, sender[:2], bool(flags & _MSG_TRUNC))
-                self._after_datagram()
+                self.after_datagram()
             except Exception:  # never let one datagram kill the receiver
                 log.exception("OSC: unexpected error handling a datagram from %s", sender)
-        self._idle()
+        self.on_idle()
 
-    def _stop_requested(self) -> bool:
+    # The receiving loop's hooks (the worker process overrides them; see the class docstring).
+
+    def stop_requested(self) -> bool:
+        """Whether :meth:`serve` should return now (checked before every datagram)."""
         return self._stop.is_set()
 
-    def _wait_on(self) -> list[Any]:
+    def wait_on(self) -> list[Any]:
         """What the idle receiver waits on (the worker process adds its control pipe)."""
         return [self._sock]
 
-    def _wait_timeout_s(self) -> float:
+    def wait_timeout_s(self) -> float:
         """How long the idle receiver may sleep: wake every 0.1 s to check stop()."""
         return 0.1
 
-    def _idle(self) -> None:
+    def on_idle(self) -> None:
         """The socket is empty: enqueue the newest value of each control; refresh the drop count."""
-        self._flush()
-        self._refresh_drops_now_and_then()
+        self.flush_pending()
+        self.refresh_kernel_drops()
 
-    def _refresh_drops_now_and_then(self) -> None:
+    def after_datagram(self) -> None:
+        """Called after each datagram is handled (the worker process batches its output here)."""
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether fader values wait to be enqueued (see coalescing)."""
+        return bool(self._pending)
+
+    def refresh_kernel_drops(self) -> None:
+        """Update ``stats.kernel_dropped`` from the OS, at most every ``DROPS_REFRESH_S``."""
         now_s = time.monotonic()
         if now_s - self._drops_checked_s >= DROPS_REFRESH_S:
-            self._refresh_kernel_drops()  # the cmsg count only moves with new datagrams
+            self._read_kernel_drops()  # the cmsg count only moves with new datagrams
             self._drops_checked_s = now_s
 
-    def _after_datagram(self) -> None:
-        """Hook for the worker process (batches its output); nothing to do in a thread."""
-
-    def _refresh_kernel_drops(self) -> None:
+    def _read_kernel_drops(self) -> None:
         """Read this socket's drop count from /proc/net/udp (Linux); a no-op elsewhere."""
         sock = self._sock
         if sock is None:
@@ -403,9 +515,7 @@ class OscServer:
                 for line in fh:
                     fields = line.split()
                     if len(fields) > 12 and fields[9] == inode:
-                        dropped = int(fields[-1])
-                        with self.stats._lock:
-                            self.stats.kernel_dropped = max(self.stats.kernel_dropped, dropped)
+                        self.stats.count_kernel_dropped(int(fields[-1]))
                         return
         except (OSError, ValueError):
             return
@@ -413,12 +523,12 @@ class OscServer:
     def handle_datagram(self, data: bytes, sender: tuple[str, int], *, truncated: bool = False) -> None:
         """Validate one datagram and enqueue its commands now (for callers other than the thread)."""
         self._handle(data, sender, truncated)
-        self._flush()
+        self.flush_pending()
 
     def _handle(self, data: bytes, sender: tuple[str, int], truncated: bool) -> None:
         now_s = time.perf_counter()
-        if self._pending and now_s - self._pending_since_s > self._coalesce_max_s:
-            self._flush()
+        if self._pending and now_s - self._pending_since_s > self.coalesce_max_s:
+            self.flush_pending()
         stats = self.stats
         reason = detail = ""
         messages: list[OscMessage] = []
@@ -441,17 +551,12 @@ class OscServer:
                 else:
                     self._learn_shape(data, messages)
         if reason:
-            with stats._lock:
-                stats.packets += 1
-                stats.rejected[reason] += 1
-                stats.last_reject = f"{reason}: {detail}"
+            stats.count_refused_packet(reason, detail)
             self._log.warning(reason, "OSC refused a datagram from %s:%d: %s: %s", sender[0], sender[1], reason, detail)
             if self.observer is not None:
-                self._notify(OscEvent(now_s, sender, "rejected", reason, detail))
+                self.notify(OscEvent(now_s, sender, "rejected", reason, detail))
             return
-        with stats._lock:
-            stats.packets += 1
-            stats.packets_ok += 1
+        stats.count_packet_ok()
         # one clock reading per datagram: every message of a bundle falls due at the same instant,
         # so the render thread drains them together, in bundle order
         now_unix_s = None
@@ -503,7 +608,7 @@ class OscServer:
                                           sender[0], sender[1], reply_to[1])
                         reply_to = sender
                     if self.status_provider is not None:
-                        self._answer_status(reply_to)
+                        self.answer_status(reply_to)
                         answered = True
                     else:  # the render thread answers through send_status()
                         commands.append(Command("status", "", reply_to, "osc", now_s))
@@ -513,31 +618,19 @@ class OscServer:
         for cmd in commands:
             self._emit(cmd, now_s)
         accepted = bool(commands) or answered
-        with stats._lock:
-            stats.messages += 1
-            if accepted:
-                stats.accepted += 1
-                stats.commands += len(commands)
-                if apply_at_s is not None:
-                    stats.deferred += len(commands)
-                if clamped:
-                    stats.clamped += 1
-            elif ignored and not reason:
-                stats.ignored += 1
-            else:
-                stats.rejected[reason] += 1
-                stats.last_reject = f"{reason}: {detail}"
+        stats.count_message(len(commands), answered=answered, deferred=apply_at_s is not None, clamped=clamped,
+                            ignored=ignored, reason=reason, detail=detail)
         if accepted:
             if self.observer is not None:
-                self._notify(OscEvent(now_s, sender, "accepted", "clamped" if clamped else "", "", address,
+                self.notify(OscEvent(now_s, sender, "accepted", "clamped" if clamped else "", "", address,
                                       message.args, tuple(commands)))
         elif ignored and not reason:
             if self.observer is not None:
-                self._notify(OscEvent(now_s, sender, "ignored", "", "trigger release", address, message.args))
+                self.notify(OscEvent(now_s, sender, "ignored", "", "trigger release", address, message.args))
         else:
             self._log.warning(reason, "OSC refused %s from %s:%d: %s: %s", address, sender[0], sender[1], reason, detail)
             if self.observer is not None:
-                self._notify(OscEvent(now_s, sender, "rejected", reason, detail, address, message.args))
+                self.notify(OscEvent(now_s, sender, "rejected", reason, detail, address, message.args))
 
     def _emit(self, cmd: Command, now_s: float) -> None:
         """Enqueue a command, or hold it as the newest value of its control (see coalescing)."""
@@ -546,14 +639,14 @@ class OscServer:
             if not self._pending:
                 self._pending_since_s = now_s
             elif self._pending.pop(key, None) is not None:
-                with self.stats._lock:
-                    self.stats.coalesced += 1
+                self.stats.count_coalesced()
             self._pending[key] = cmd
             return
-        self._flush()  # keep order: what came before this command goes first
+        self.flush_pending()  # keep order: what came before this command goes first
         self._put(cmd)
 
-    def _flush(self) -> None:
+    def flush_pending(self) -> None:
+        """Enqueue the newest value of each coalesced control now."""
         if not self._pending:
             return
         pending = list(self._pending.values())
@@ -563,11 +656,7 @@ class OscServer:
 
     def _put(self, cmd: Command) -> None:
         ok = self.queue.put(cmd, coalesce=self.coalesce)
-        with self.stats._lock:
-            if ok:
-                self.stats.enqueued += 1
-            else:
-                self.stats.queue_full += 1
+        self.stats.count_put(ok)
         if not ok and cmd.apply_at_s is not None:
             self._log.warning("defer_full", "OSC: too many commands timed for the future (or too far ahead); "
                               "dropped %s %s", cmd.kind, cmd.target)
@@ -585,7 +674,9 @@ class OscServer:
         except ValueError:
             return False
 
-    def _answer_status(self, reply_to: tuple[str, int]) -> None:
+    def answer_status(self, reply_to: tuple[str, int]) -> None:
+        """Reply to a ``/vj/status`` request with the status provider's state and the OSC counts
+        (the worker process overrides this to hand the request to the parent, which holds the provider)."""
         assert self.status_provider is not None
         try:
             state = dict(self.status_provider())
@@ -607,7 +698,8 @@ class OscServer:
                 self._log.warning("status_send", "OSC status reply to %s:%d failed: %s", reply_to[0], reply_to[1], exc)
                 return
 
-    def _notify(self, event: OscEvent) -> None:
+    def notify(self, event: OscEvent) -> None:
+        """Pass ``event`` to the observer; an observer that raises is logged (rate-limited), never fatal."""
         observer = self.observer
         if observer is None:
             return

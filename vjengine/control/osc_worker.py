@@ -6,7 +6,8 @@ back, can wait a whole switch interval (5 ms) each time; the thread itself starv
 thread runs Python, so datagrams pile up in the socket. Here a child process
 (``python -m vjengine.control.osc_worker``, given the bound socket and two pipes as file descriptors:
 no fork next to GL contexts and threads, no re-import of the caller's main module) owns the receiving loop: it reads, validates, counts and
-coalesces exactly as the thread does (it *is* an :class:`OscServer` running ``_run``), and sends
+coalesces exactly as the thread does (it *is* an :class:`OscServer` running :meth:`~OscServer.serve`,
+overriding the loop's public hooks), and sends
 batches of finished commands down a pipe: a lone message at once, a stream at most every
 ``BATCH_GAP_S`` (each batch wakes a thread in the render process, and each wake-up competes for its GIL).
 In the render process one thread receives each batch (one short GIL hold per batch), puts the
@@ -34,18 +35,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
 from vjengine.control.commands import Command, CommandQueue
-from vjengine.control.osc_server import OscEvent, OscServer
+from vjengine.control.osc_server import WORKER_COUNTS, OscEvent, OscServer
+from vjengine.logonce import LogOnce
 
 log = logging.getLogger("vjengine.control.osc_server")
 
-STATS_FIELDS = ("packets", "packets_ok", "messages", "accepted", "commands", "coalesced", "deferred",
-                "ignored", "clamped", "kernel_dropped", "last_reject")
 STOP_CHECK_EVERY = 256  # datagrams between stop checks while busy (the check is a syscall)
 # Batches go to the render process at most this often while datagrams keep coming (a lone message
 # goes at once): each batch wakes a thread there, and every wake-up competes for the GIL.
@@ -156,7 +155,7 @@ class _ChildServer(OscServer):
 
     def __init__(self, conn_out: Connection, conn_in: Connection, want_events: bool, answer_status: bool,
                  **config: Any) -> None:
-        super().__init__(_BatchQueue(), **config)
+        super().__init__(_BatchQueue(), coalesce_max_s=BATCH_GAP_S, **config)  # coalesce across a whole batch
         self._conn_out = conn_out
         self._conn_in = conn_in
         self._want_events = want_events
@@ -170,7 +169,7 @@ class _ChildServer(OscServer):
         self._last_send_s = 0.0
         self._since_stop_check = 0
         self._stopping = False
-        self._coalesce_max_s = BATCH_GAP_S  # coalesce across a whole batch
+        self._last_sent: tuple[int, int, int] | None = None
         if want_events:
             self.observer = self._events.append
         # In process mode, the parent answers /vj/status (it holds the provider): pretend we have one.
@@ -182,7 +181,7 @@ class _ChildServer(OscServer):
         child_log.setLevel(logging.INFO)
         child_log.propagate = False
 
-    def _answer_status(self, reply_to: tuple[str, int]) -> None:
+    def answer_status(self, reply_to: tuple[str, int]) -> None:
         state = self._status_state
         if state is None:  # no snapshot yet: the parent answers
             if len(self._status_requests) < 64:
@@ -193,7 +192,7 @@ class _ChildServer(OscServer):
         osc["queue_full"] = osc.get("queue_full", 0) + self.held_dropped
         self.send_status(reply_to, {**state, "osc": osc})
 
-    def _stop_requested(self) -> bool:
+    def stop_requested(self) -> bool:
         if self._stopping:
             return True
         self._since_stop_check += 1
@@ -202,30 +201,30 @@ class _ChildServer(OscServer):
             self._read_control()
         return self._stopping
 
-    def _idle(self) -> None:
+    def on_idle(self) -> None:
         # Pending fader values stay pending (and keep coalescing) until a batch goes out.
         if time.perf_counter() - self._last_send_s >= BATCH_GAP_S:
-            self._flush()
-            self._send()
-        self._refresh_drops_now_and_then()
+            self.flush_pending()
+            self.send_batch()
+        self.refresh_kernel_drops()
         self._read_control()
 
     def _has_output(self) -> bool:
-        return bool(self._pending or self.queue.items or self._events or self._status_requests)  # type: ignore[attr-defined]
+        return bool(self.has_pending or self.queue.items or self._events or self._status_requests)  # type: ignore[attr-defined]
 
-    def _wait_timeout_s(self) -> float:
+    def wait_timeout_s(self) -> float:
         if self._has_output():
             if not self._sender.ready():  # the parent is behind: look again in a batch gap, not at once
                 return BATCH_GAP_S
             return max(0.0, self._last_send_s + BATCH_GAP_S - time.perf_counter())
         return 0.1
 
-    def _wait_on(self) -> list[Any]:
-        return [self._sock, self._conn_in]
+    def wait_on(self) -> list[Any]:
+        return [*super().wait_on(), self._conn_in]
 
-    def _run(self) -> None:
+    def serve(self, sock: socket.socket) -> None:
         self._read_control()  # names sent before we started come before any datagram
-        super()._run()
+        super().serve(sock)
 
     def _read_control(self) -> None:
         """Messages from the parent, JSON lists: ["names", axes, fx], ["status", snapshot, counts] or
@@ -244,12 +243,13 @@ class _ChildServer(OscServer):
         except ValueError:  # never from our parent; stop rather than guess
             self._stopping = True
 
-    def _after_datagram(self) -> None:
+    def after_datagram(self) -> None:
         if time.perf_counter() - self._last_send_s >= BATCH_GAP_S and self._has_output():
-            self._flush()
-            self._send()
+            self.flush_pending()
+            self.send_batch()
 
-    def _send(self) -> None:
+    def send_batch(self) -> None:
+        """Hand what was made since the last batch to the sender thread (nothing if nothing changed)."""
         queue: _BatchQueue = self.queue  # type: ignore[assignment]
         if not (queue.items or self._events or self._status_requests or self._logs or self._stats_changed()):
             return
@@ -277,11 +277,17 @@ class _ChildServer(OscServer):
     def _stats_dict(self) -> dict[str, Any]:
         snap = self.stats.snapshot()
         self._last_sent = (snap["packets"], snap["kernel_dropped"], snap["messages"])
-        return {k: snap[k] for k in STATS_FIELDS} | {"rejected": snap["rejected"], "held_dropped": self.held_dropped}
+        return {k: snap[k] for k in (*WORKER_COUNTS, "kernel_dropped", "rejected")} | {"held_dropped": self.held_dropped}
 
     def _stats_changed(self) -> bool:
         stats = self.stats
-        return (stats.packets, stats.kernel_dropped, stats.messages) != getattr(self, "_last_sent", None)
+        return (stats.packets, stats.kernel_dropped, stats.messages) != self._last_sent
+
+    def finish(self) -> None:
+        """The last batch, sent before the process ends (waits a bounded time for the parent)."""
+        self._sender.flush()
+        self.send_batch()
+        self._sender.close()
 
 
 def _die_with_parent() -> None:
@@ -316,23 +322,22 @@ def _child_main(config: dict[str, Any]) -> int:
     conn_in = Connection(config.pop("ctl_fd"), writable=False)
     server = _ChildServer(conn_out, conn_in, **config)
     sock.setblocking(False)
-    server._sock = sock
-    server.port = sock.getsockname()[1]
     try:
-        server._run()
+        server.serve(sock)
     finally:
-        server._sender.flush()
-        server._send()  # the last batch
-        server._sender.close()
+        server.finish()
         conn_out.close()
     return 0
 
 
 class WorkerHandle:
-    """The parent's side: the child process and the thread that takes in its batches."""
+    """The parent's side: the child process and the thread that takes in its batches. ``on_exit(code)``
+    is called on that thread if the child ends before :meth:`stop` (the server then receives itself)."""
 
-    def __init__(self, server: OscServer, sock: socket.socket) -> None:
+    def __init__(self, server: OscServer, sock: socket.socket, on_exit: Callable[[int | None], None]) -> None:
         self.server = server
+        self.on_exit = on_exit
+        self._log = LogOnce(log, every_s=server.log_interval_s)
         out_r, out_w = os.pipe()  # child -> parent: batches
         ctl_r, ctl_w = os.pipe()  # parent -> child: names, stop
         config = {
@@ -369,6 +374,13 @@ class WorkerHandle:
         self._thread.start()
         self._ctl_thread = threading.Thread(target=self._control, name=f"vj-osc-status:{server.port}", daemon=True)
         self._ctl_thread.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def set_names(self, axis_names: Any, fx_params: Any) -> None:
         """New names for the child (any thread, never blocks: the control thread sends them)."""
@@ -410,8 +422,8 @@ class WorkerHandle:
             if not self._send_ctl(["status", _jsonable(snap),
                                    {"enqueued": self._enqueued, "queue_full": self._queue_full}]):
                 return
+
     def _receive(self) -> None:
-        server = self.server
         while True:
             try:
                 message = self._conn_in.recv()
@@ -421,15 +433,12 @@ class WorkerHandle:
                 self._take(message)
             except Exception:  # never let one batch stop the thread
                 log.exception("OSC: unexpected error taking a batch from the worker")
-        if not self._stopping and not server._stop.is_set():
+        if not self._stopping:
             try:
                 code = self.process.wait(timeout=0.5)
             except subprocess.TimeoutExpired:
                 code = None
-            log.error("OSC worker process exited (code %s); receiving in a thread from now on", code)
-            server._worker_handle = None
-            server.worker = "thread"
-            server._start_thread()
+            self.on_exit(code)
 
     def _take(self, message: tuple) -> None:
         server = self.server
@@ -440,29 +449,20 @@ class WorkerHandle:
                 enqueued += 1
             else:
                 queue_full += 1
-        stats = server.stats
-        with stats._lock:
-            self._enqueued += enqueued
-            self._queue_full += queue_full
-            for key in STATS_FIELDS:
-                if key == "kernel_dropped":
-                    stats.kernel_dropped = max(stats.kernel_dropped, snap[key])
-                else:
-                    setattr(stats, key, snap[key])
-            stats.rejected = Counter(snap["rejected"])
-            stats.enqueued = self._enqueued
-            stats.queue_full = self._queue_full + snap.get("held_dropped", 0)
+        self._enqueued += enqueued  # only this thread counts them
+        self._queue_full += queue_full
+        server.stats.take_worker_counts(snap, self._enqueued, self._queue_full + snap.get("held_dropped", 0))
         if queue_full:
-            server._log.warning("queue_full", "OSC: the command queue is full (is the render thread running?); "
-                                "dropped %d command(s)", queue_full)
+            self._log.warning("queue_full", "OSC: the command queue is full (is the render thread running?); "
+                              "dropped %d command(s)", queue_full)
         for reply_to in status_requests:
             if server.status_provider is not None:
-                server._answer_status(reply_to)
+                server.answer_status(reply_to)
         for level, text in logs:
             log.log(level, "%s", text)
         if server.observer is not None:
             for event in events:
-                server._notify(event)
+                server.notify(event)
 
     def stop(self) -> None:
         self._stopping = True
@@ -480,9 +480,9 @@ class WorkerHandle:
         self._conn_in.close()
 
 
-def start_worker(server: OscServer, sock: Any) -> WorkerHandle:
-    """Start the worker process for ``server`` on its bound ``sock``."""
-    return WorkerHandle(server, sock)
+def start_worker(server: OscServer, sock: Any, on_exit: Callable[[int | None], None]) -> WorkerHandle:
+    """Start the worker process for ``server`` on its bound ``sock``; ``on_exit(code)`` if it dies."""
+    return WorkerHandle(server, sock, on_exit)
 
 
 if __name__ == "__main__":

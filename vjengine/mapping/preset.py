@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,10 +291,11 @@ class PresetLibrary:
             return changed
         return self._apply(self._scan())
 
-    def start_watching(self, interval_s: float = 0.5) -> None:
-        """Read preset files on a background thread from now on (see :meth:`poll`)."""
+    def start_watching(self, interval_s: float = 0.5, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """Read preset files on a background thread from now on (see :meth:`poll`); ``clock`` times
+        a scan that hangs (a test injects its own)."""
         if self._watcher is None:
-            self._watcher = _Watcher(self, interval_s)
+            self._watcher = _Watcher(self._scan_state, self._scan, interval_s, clock)
             self._watcher.start()
 
     def stop_watching(self) -> None:
@@ -396,15 +399,18 @@ class PresetLibrary:
 
 
 class _Watcher:
-    """Runs PresetLibrary._scan every ``interval_s`` on its own thread; the render thread takes the
+    """Runs the library's scan every ``interval_s`` on its own thread; the render thread takes the
     results. A scan stuck in the file system (a hung network share) is reported once by ``poll``."""
 
     STALL_S = 5.0
 
-    def __init__(self, library: PresetLibrary, interval_s: float) -> None:
+    def __init__(self, scan_state: Callable[[], Any], scan: Callable[..., list[tuple]], interval_s: float,
+                 clock: Callable[[], float]) -> None:
         import threading  # noqa: PLC0415
 
-        self.library = library
+        self.scan_state = scan_state  # the library's: what to look at (render thread)
+        self.scan = scan  # the library's: the file I/O (watcher thread)
+        self.clock = clock
         self.interval_s = interval_s
         self._lock = threading.Lock()
         self._results: list[tuple] = []
@@ -416,12 +422,10 @@ class _Watcher:
         self._thread = threading.Thread(target=self._run, name="vj-presets", daemon=True)
 
     def start(self) -> None:
-        self._state = self.library._scan_state()  # noqa: SLF001
+        self._state = self.scan_state()
         self._thread.start()
 
     def _run(self) -> None:
-        import time  # noqa: PLC0415
-
         from vjengine.priority import lower_this_thread  # noqa: PLC0415
 
         lower_this_thread()  # the render thread comes first
@@ -429,9 +433,9 @@ class _Watcher:
             with self._lock:
                 state = self._state
             entries, dirs, known = state
-            self.scan_started = time.monotonic()
+            self.scan_started = self.clock()
             try:
-                results = self.library._scan((entries, dirs, set(known)), self._seen)  # noqa: SLF001
+                results = self.scan((entries, dirs, set(known)), self._seen)
             except Exception as exc:  # noqa: BLE001
                 log.error("preset watcher: %s", exc)
                 results = []
@@ -451,17 +455,15 @@ class _Watcher:
 
     def refresh(self) -> None:
         with self._lock:
-            self._state = self.library._scan_state()  # noqa: SLF001
+            self._state = self.scan_state()
 
     def check_stalled(self) -> None:
-        import time  # noqa: PLC0415
-
         started = self.scan_started
-        if started is not None and time.monotonic() - started > self.STALL_S:
+        if started is not None and self.clock() - started > self.STALL_S:
             if not self._stall_logged:
                 self._stall_logged = True
                 log.error("preset files have not answered for %.0f s (a hung network share?); the show goes on "
-                          "with the presets it has", time.monotonic() - started)
+                          "with the presets it has", self.clock() - started)
         elif started is None:
             self._stall_logged = False
 

@@ -139,6 +139,11 @@ class Sink:
             self._close_quietly()
         self.state = "stopped"
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (threads serving this sink end when it is)."""
+        return self._stop.is_set()
+
     # --- status ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:

@@ -20,7 +20,8 @@ import logging
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -213,9 +214,20 @@ class WebSink(Sink):
 
     def wait_jpeg(self, after_seq: int, timeout_s: float) -> tuple[bytes | None, int]:
         with self._jpeg_cond:
-            if self._jpeg_seq <= after_seq and not self._stop.is_set():
+            if self._jpeg_seq <= after_seq and not self.stopping:
                 self._jpeg_cond.wait(timeout_s)
             return self._jpeg, self._jpeg_seq
+
+    @contextmanager
+    def viewing(self) -> Iterator[None]:
+        """Count one stream viewer while the block runs (viewer threads count under the frame lock)."""
+        with self._jpeg_cond:
+            self.viewers += 1
+        try:
+            yield
+        finally:
+            with self._jpeg_cond:
+                self.viewers -= 1
 
     def status(self) -> dict[str, Any]:
         out = super().status()
@@ -327,26 +339,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        with sink._jpeg_cond:  # noqa: SLF001  (viewer threads count under the frame lock)
-            sink.viewers += 1
         seq = -1
         try:
-            while not sink._stop.is_set():  # noqa: SLF001
-                jpeg, new_seq = sink.wait_jpeg(seq, 1.0)
-                if jpeg is None or new_seq == seq:
-                    continue
-                if seq >= 0 and new_seq > seq + 1:
-                    sink.viewer_skips += 1  # this viewer fell behind: it gets the newest frame next
-                seq = new_seq
-                head = (f"--vjframe\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
-                        f"X-VJ-Frame: {seq}\r\n\r\n").encode()
-                self.wfile.write(head + jpeg + b"\r\n")
-                self.wfile.flush()
+            with sink.viewing():
+                while not sink.stopping:
+                    jpeg, new_seq = sink.wait_jpeg(seq, 1.0)
+                    if jpeg is None or new_seq == seq:
+                        continue
+                    if seq >= 0 and new_seq > seq + 1:
+                        sink.viewer_skips += 1  # this viewer fell behind: it gets the newest frame next
+                    seq = new_seq
+                    head = (f"--vjframe\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+                            f"X-VJ-Frame: {seq}\r\n\r\n").encode()
+                    self.wfile.write(head + jpeg + b"\r\n")
+                    self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
             pass
-        finally:
-            with sink._jpeg_cond:  # noqa: SLF001
-                sink.viewers -= 1
 
 
 def _json_default(obj: Any) -> Any:

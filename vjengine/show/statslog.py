@@ -73,9 +73,15 @@ class StatsWriter:
 
         lower_this_thread()  # the render thread comes first
         while not self._stop.wait(self._flush_s):
-            self._write_pending()
+            self.flush()
 
-    def _write_pending(self) -> None:
+    @property
+    def pending(self) -> int:
+        """Samples not yet written (at most ``max_pending``)."""
+        return len(self._pending)
+
+    def flush(self) -> None:
+        """Write the pending samples now (what the writer thread does every ``flush_s``)."""
         with self._lock:
             if self._fh is None:
                 return
@@ -97,7 +103,7 @@ class StatsWriter:
         """Write what is pending and the end line (with ``extra``: a summary such as residency figures)."""
         self._stop.set()
         self._thread.join(timeout=5.0)
-        self._write_pending()
+        self.flush()
         with self._lock:
             if self._fh is None:
                 return
