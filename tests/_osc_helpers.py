@@ -26,7 +26,14 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0, interval_s: float = 0.005) -> bool:
+# How long a test waits for something that should happen: generous, for a loaded 2-core machine (where
+# starting the OSC worker process alone can take seconds). A wait that succeeds returns at once, so
+# only a failing test pays it.
+DEADLINE_S = 60.0
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = DEADLINE_S, interval_s: float = 0.005) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout_s`` has passed (its last answer)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -40,7 +47,7 @@ def oscsend(port: int, address: str, types: str = "", *values: str) -> None:
     cmd = ["oscsend", "127.0.0.1", str(port), address]
     if types:
         cmd += [types, *values]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=10)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=DEADLINE_S)
 
 
 def send_raw(port: int, data: bytes, host: str = "127.0.0.1") -> None:
