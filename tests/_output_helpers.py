@@ -27,7 +27,7 @@ def free_port(kind=socket.SOCK_DGRAM) -> int:
         return s.getsockname()[1]
 
 
-def udp_bound(port: int, timeout_s: float = 20.0) -> bool:
+def udp_bound(port: int, timeout_s: float = 60.0) -> bool:
     """Wait until something on this machine has a UDP socket bound to ``port`` (SRT runs on UDP too)."""
     deadline = time.monotonic() + timeout_s
     want = f":{port:04X}"
@@ -78,14 +78,15 @@ class FfmpegReceiver:
         return len(self.numbers) >= count
 
     def wait_number(self, number: int, timeout_s: float) -> bool:
-        """Wait until a frame numbered ``number`` or later has arrived."""
+        """Wait until a frame numbered ``number`` or later has arrived (``timeout_s`` 0: has it?)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while True:
             if any(n is not None and n >= number for n in self.numbers[-5:]):
                 return True
+            if time.monotonic() >= deadline:
+                return False
             self.frame_event.wait(0.1)
             self.frame_event.clear()
-        return False
 
     def stop(self) -> None:
         if self.proc.poll() is None:
