@@ -33,9 +33,9 @@ def require_pulse() -> None:
 def load_null_sink(env: dict) -> str:
     """Load the ``vj`` null sink and make its monitor the default source; returns the module id."""
     out = subprocess.run(["pactl", "load-module", "module-null-sink", "sink_name=vj", "rate=48000"],
-                         env=env, check=True, capture_output=True, text=True, timeout=10)
-    subprocess.run(["pactl", "set-default-source", "vj.monitor"], env=env, check=True, timeout=10)
-    subprocess.run(["pactl", "set-default-sink", "vj"], env=env, check=True, timeout=10)
+                         env=env, check=True, capture_output=True, text=True, timeout=60)
+    subprocess.run(["pactl", "set-default-source", "vj.monitor"], env=env, check=True, timeout=60)
+    subprocess.run(["pactl", "set-default-sink", "vj"], env=env, check=True, timeout=60)
     return out.stdout.strip()
 
 
@@ -52,14 +52,15 @@ def pulse_server(tmp_path: Path):
     proc = subprocess.Popen(["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "--disable-shm=yes",
                              "--load=module-native-protocol-unix"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 60.0  # generous: a loaded machine starts it slowly
+        while True:
             if proc.poll() is not None:
                 pytest.skip(f"pulseaudio exited at start (code {proc.returncode}); see {tmp_path}/pulseaudio.log")
-            if subprocess.run(["pactl", "info"], env=env, capture_output=True, timeout=5).returncode == 0:
+            if subprocess.run(["pactl", "info"], env=env, capture_output=True, timeout=60).returncode == 0:
                 break
-            time.sleep(0.1)
-        else:
-            pytest.fail("pulseaudio did not answer pactl within 10 s")
+            if time.monotonic() > deadline:
+                pytest.fail("pulseaudio did not answer pactl within 60 s")
+            time.sleep(0.1)  # polling the condition (pactl answers), bounded by the deadline
         load_null_sink(env)
         yield env
     finally:

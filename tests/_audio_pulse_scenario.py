@@ -20,6 +20,9 @@ from vjengine.audio.engine import AudioEngine, CaptureSource, FileSource
 from vjengine.audio.synth import dance_loop, tone
 
 SR = 48000
+# Bounds on waits for something that should happen (each ends as soon as it does): generous, as on a
+# loaded 2-core machine PulseAudio, paplay and PortAudio can each take seconds to get going.
+DEADLINE_S = 60.0
 
 
 def play(path: Path) -> subprocess.Popen:
@@ -37,13 +40,17 @@ def run_for(engine: AudioEngine, seconds: float, frames: list, until=None) -> No
         time.sleep(0.01)
 
 
-def run_while_playing(engine: AudioEngine, player: subprocess.Popen, frames: list, max_s: float = 10.0) -> None:
+def run_while_playing(engine: AudioEngine, player: subprocess.Popen, frames: list, max_s: float = DEADLINE_S) -> None:
     """Poll while ``player`` runs (its start-up delay varies with load), then 0.1 s more."""
     t_end = time.monotonic() + max_s
     while player.poll() is None and time.monotonic() < t_end:
         run_for(engine, 0.05, frames)
     run_for(engine, 0.1, frames)
-    player.wait(timeout=10)
+    player.wait(timeout=DEADLINE_S)
+
+
+def is_loud(f) -> bool:
+    return f.input_ok and f.gate_open and f.level > 0.5
 
 
 def main(workdir: str) -> None:
@@ -64,7 +71,7 @@ def main(workdir: str) -> None:
     # Wait until the stream really delivers (opening PortAudio on pulse can take a while on a busy
     # machine), then let the gate and gain settle on the sink's silence.
     delivering: list = []
-    run_for(engine, 10.0, delivering, until=lambda f: f.input_ok and sum(g.hops for g in delivering) > 200)
+    run_for(engine, DEADLINE_S, delivering, until=lambda f: f.input_ok and sum(g.hops for g in delivering) > 200)
     run_for(engine, 0.3, frames)
     for hz, path in files.items():
         p = play(path)
@@ -82,7 +89,7 @@ def main(workdir: str) -> None:
 
     p = play(work / "loop.wav")
     seen = []
-    run_while_playing(engine, p, seen, max_s=20.0)
+    run_while_playing(engine, p, seen)
     beats = [f.time_s for f in seen if f.beat]
     result["loop"] = {"bpm": seen[-1].bpm, "locked": seen[-1].locked, "beats": len(beats),
                       "beat_intervals_s": np.diff(beats).tolist(), "status": seen[-1].input_status}
@@ -92,7 +99,7 @@ def main(workdir: str) -> None:
     run_for(engine, 1.0, frames)
     subprocess.run(["pactl", "unload-module", "module-null-sink"], check=True)
     lost = []
-    run_for(engine, 3.0, lost, until=lambda f: not f.input_ok)
+    run_for(engine, DEADLINE_S, lost, until=lambda f: not f.input_ok)
     run_for(engine, 0.5, lost)
     p.kill()
     p.wait()
@@ -102,10 +109,11 @@ def main(workdir: str) -> None:
                    capture_output=True)
     subprocess.run(["pactl", "set-default-source", "vj.monitor"], check=True)
     back = []
-    run_for(engine, 8.0, back, until=lambda f: f.input_ok)
+    run_for(engine, DEADLINE_S, back, until=lambda f: f.input_ok)
     p = play(long_tone)
     after = []
-    run_for(engine, 2.5, after)
+    # until the tone is heard again (paplay's start varies with load), for 50 polls of it
+    run_for(engine, DEADLINE_S, after, until=lambda f: sum(map(is_loud, after)) >= 50)
     p.kill()
     p.wait()
     result["resumed"] = {"input_ok": after[-1].input_ok, "status": after[-1].input_status,
@@ -114,25 +122,36 @@ def main(workdir: str) -> None:
     # a file monitored to the default output (the null sink): the analysis reads what was played,
     # and the capture hears it through the sink's monitor
     source = FileSource(files[3000.0], realtime=True, monitor=True)
+    latency = round(source.output_latency_s * source.samplerate)
     monitored = AudioEngine(source)
     heard, played, held_back = [], [], []
-    t_end = time.monotonic() + 1.6
-    while time.monotonic() < t_end:
+
+    def heard_it_all() -> bool:  # the file has played and been analysed; the capture heard it come and go
+        caught_up = source.finished and source.delivered >= source.played - latency
+        loud_at = [i for i, f in enumerate(heard) if is_loud(f)]
+        return caught_up and len(loud_at) > 10 and len(heard) - 1 - loud_at[-1] >= 5  # then 5 quiet polls
+
+    t_end = time.monotonic() + DEADLINE_S
+    while time.monotonic() < t_end and not heard_it_all():
+        # What the output has that is not heard yet, bracketed: the poll reads up to (samples played
+        # at that moment - latency), and that moment lies between these two readings of ``played``.
+        before = source.played
         played.append(monitored.poll())
-        held_back.append(source.played - source.delivered)  # what the output has that is not heard yet
+        held_back.append((before - source.delivered, source.played - source.delivered, source.delivered))
         heard.append(engine.poll())
         time.sleep(0.01)
     monitored.close()
     engine.close()
-    loud_played = [f for f in played if f.gate_open and f.level > 0.5]
-    loud_heard = [f for f in heard if f.gate_open and f.level > 0.5]
+    loud_played = [f for f in played if is_loud(f)]
+    loud_heard = [f for f in heard if is_loud(f)]
     result["monitor"] = {
         "played_frames": len(loud_played), "heard_frames": len(loud_heard),
         "played_centroid_hz": float(np.median([f.centroid_hz for f in loud_played] or [0.0])),
         "heard_centroid_hz": float(np.median([f.centroid_hz for f in loud_heard] or [0.0])),
         # every status it showed: the file may already have ended by the last poll
         "statuses": sorted({f.input_status for f in played}), "latency_s": source.output_latency_s,
-        "held_back_samples": held_back[len(held_back) // 2:], "samplerate": source.samplerate}
+        "held_back_samples": [(lo, hi) for lo, hi, delivered in held_back if delivered > 0],
+        "samplerate": source.samplerate}
     print("RESULT " + json.dumps(result))
 
 

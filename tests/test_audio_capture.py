@@ -22,7 +22,7 @@ def test_capture_by_name_finds_tones_and_beats_and_survives_the_sink_vanishing(t
     with pulse_server(tmp_path) as env:
         env["PYTHONPATH"] = f"{REPO}:{REPO / 'tests'}"
         proc = subprocess.run([sys.executable, str(REPO / "tests" / "_audio_pulse_scenario.py"), str(tmp_path)],
-                              env=env, capture_output=True, text=True, timeout=180)
+                              env=env, capture_output=True, text=True, timeout=900)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
     result = json.loads(lines[-1][len("RESULT "):])
@@ -52,10 +52,11 @@ def test_capture_by_name_finds_tones_and_beats_and_survives_the_sink_vanishing(t
     assert monitor["played_frames"] > 10 and monitor["played_centroid_hz"] == pytest.approx(3000.0, rel=0.05)
     assert monitor["heard_frames"] > 10 and monitor["heard_centroid_hz"] == pytest.approx(3000.0, rel=0.05)
     assert any("tone3000.wav" in st and "playing to the output" in st for st in monitor["statuses"]), monitor["statuses"]
-    # the analysis takes a played sample only once the output latency has passed (when it is heard)
-    latency = monitor["latency_s"] * monitor["samplerate"]
-    assert latency > 0
-    assert all(latency - 1 <= h <= latency + 4 * 256 for h in monitor["held_back_samples"])
+    # the analysis takes a played sample only once the output latency has passed (when it is heard):
+    # what it has not taken yet is the latency, bracketed by the samples played before and after each poll
+    latency = round(monitor["latency_s"] * monitor["samplerate"])
+    assert latency > 0 and monitor["held_back_samples"]
+    assert all(lo - 1 <= latency <= hi + 1 for lo, hi in monitor["held_back_samples"]), monitor["held_back_samples"]
 
 
 @pytest.mark.slow
@@ -67,8 +68,8 @@ def test_vj_demo_plays_the_loop_to_the_speakers(tmp_path):
         env.pop("DISPLAY", None)
         base = [sys.executable, "-m", "vjengine.cli", "demo", "--duration", "1.5", "--size", "64x36", "--no-osc",
                 "--screenshot", str(tmp_path / "s.png")]
-        heard = subprocess.run(base, env=env, capture_output=True, text=True, timeout=180)
-        silent = subprocess.run([*base, "--no-play"], env=env, capture_output=True, text=True, timeout=180)
+        heard = subprocess.run(base, env=env, capture_output=True, text=True, timeout=600)
+        silent = subprocess.run([*base, "--no-play"], env=env, capture_output=True, text=True, timeout=600)
     assert heard.returncode == 0, heard.stderr[-3000:]
     assert "to the speakers; the picture follows what is heard" in heard.stderr
     assert silent.returncode == 0 and "to the speakers" not in silent.stderr, silent.stderr[-3000:]
