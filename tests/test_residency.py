@@ -119,14 +119,13 @@ def test_wait_full_never_draws_the_low_tier(ctx, big_bank):
 
 def test_prefetch_follows_the_heading(ctx, big_bank):
     bank, _ = big_bank
-    res = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, prefetch_s=0.5, native=True)
-    import time
-
+    now = [0.0]  # the heading's clock, stepped one frame at a time (a loaded machine's stalls do not count)
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, prefetch_s=0.5, native=True, clock=lambda: now[0])
     # move along the cyclic axis at a steady pace, with time to prefetch each frame
     for k in range(30):
         res.layers_for(_taps_for((0.5, k / 200), bank.sizes, bank.cyclic))
         res.tick(0.01)
-        time.sleep(0.002)  # a frame interval: the heading is cells per second
+        now[0] += 0.012  # a frame interval (the tick's 10 ms and a little): the heading is cells per second
     ahead = [bank.index((19, c)) for c in range(8, 12)] + [bank.index((20, c)) for c in range(8, 12)]
     assert all(res.slot_of[i] >= 0 for i in ahead), "frames ahead of the heading were not prefetched"
     res.release()

@@ -33,7 +33,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import moderngl
 import numpy as np
@@ -191,14 +191,16 @@ class ResidentFrames:
     the driver's memory info); ``wait_full``: upload a missing frame before returning (offline);
     ``prefetch_s``: how far ahead along the current heading to prefetch; ``sync_budget_ms``: how long
     ``layers_for`` may spend uploading the current frame's misses before it falls back to the low
-    tier (the rest come in ``tick``). Raises
+    tier (the rest come in ``tick``); ``clock`` (seconds) times the heading. Raises
     :class:`DeviceError` (exit 2) when the codec is not supported or the budget cannot hold one blend.
     """
 
     def __init__(self, ctx: moderngl.Context, bank, *, gpu_budget_mb: float | None = None,
                  wait_full: bool = False, prefetch_s: float = 0.5, sync_budget_ms: float = 3.0,
-                 progress: bool = False, native: bool | None = None) -> None:
+                 progress: bool = False, native: bool | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self._t_created = time.perf_counter()
+        self._clock = clock  # times the blend's heading (a test injects its own)
         self.first_frame_s: float | None = None  # open_s plus the first layers_for
         self.ctx = ctx
         self.bank = bank
@@ -694,7 +696,7 @@ class ResidentFrames:
     def _note_position(self, indices: list[int]) -> None:
         cells = np.array([self.bank.cell(i) for i in indices], dtype=np.float64)
         centre = cells.mean(axis=0)
-        now = time.perf_counter()
+        now = self._clock()
         if self._last_centre is not None and self._last_t is not None and now > self._last_t:
             delta = centre - self._last_centre
             for d, n in enumerate(self.sizes):
