@@ -281,8 +281,9 @@ class Sender:
                 self.proc.wait()
 
 
-def wait_until(predicate, timeout: float = 5.0, poll_s: float = 0.002) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` (waits on the condition itself, bounded)."""
+def wait_until(predicate, timeout: float = 60.0, poll_s: float = 0.002) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` (waits on the condition itself, bounded: generously, as
+    a loaded 2-core machine can be seconds late; a wait that succeeds ends at once)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():

@@ -75,8 +75,8 @@ def test_live_window_keys_and_osc_drive_the_show(assets, tmp_path):
                     subprocess.run(["xdotool", "windowfocus", "--sync", win, "key", "--window", win, key],
                                    env=xenv, check=True, timeout=20)
                     _wait_for(log_path, f'["{kind}"', proc)
-                subprocess.run(["oscsend", "127.0.0.1", str(port), "/vj/axis/a1", "f", "0.9"], check=True, timeout=10)
-                subprocess.run(["oscsend", "127.0.0.1", str(port), "/vj/bank", "s", "bank-b"], check=True, timeout=10)
+                subprocess.run(["oscsend", "127.0.0.1", str(port), "/vj/axis/a1", "f", "0.9"], check=True, timeout=60)
+                subprocess.run(["oscsend", "127.0.0.1", str(port), "/vj/bank", "s", "bank-b"], check=True, timeout=60)
                 _wait_for(log_path, '["bank", "", "bank-b"', proc)
                 subprocess.run(["xdotool", "windowfocus", "--sync", win, "key", "--window", win, "b"],
                                env=xenv, check=True, timeout=20)

@@ -132,7 +132,7 @@ def test_stats_stream_and_status_reports_the_quality_level(assets, tmp_path):
         _wait(lambda: _stat_lines(f["stats"]) > 40, proc, f["err"])  # written while the show runs
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("127.0.0.1", 0))
-            sock.settimeout(10.0)
+            sock.settimeout(60.0)
             sock.sendto(encode_message("/vj/status"), ("127.0.0.1", f["port"]))
             got = {}
             while "/vj/status/end" not in got:

@@ -80,7 +80,7 @@ class Rig:
         self.sender = Sender(client, "out")
         self.ctl = MidiController(m, self.queue, map_path=path)
         self.port = MidiPort(client, self.ctl.handle, api="jack", rescan_s=0.1).start()
-        assert self.port.wait_for(lambda p: p.connected, 10.0), self.port.status_line()
+        assert self.port.wait_for(lambda p: p.connected, 60.0), self.port.status_line()
         self.got: list = []
         self.live()
 
@@ -157,7 +157,7 @@ def test_learn_writes_the_map_and_the_binding_works(jack, tmp_path):
     try:
         assert rig.ctl.arm("/vj/axis/detail")
         rig.sender.cc(40, 10, channel=3)  # the control moved while armed: bound, not applied
-        assert wait_until(lambda: rig.ctl.saves >= 1, 5.0)
+        assert wait_until(lambda: rig.ctl.saves >= 1)
         saved = load_map(tmp_path / "map.toml")
         got = {(b.control, b.channel, b.address) for b in saved.bindings}
         assert got == {(("cc", 1), None, "/vj/intensity"), (("cc", 40), 3, "/vj/axis/detail")}
@@ -181,7 +181,7 @@ def test_soft_takeover_waits_for_the_knob_to_meet_the_value(jack):
         rig.ctl.publish_values(show_values(show, frame(), rig.ctl.addresses))
         for v in (10, 20, 30):  # the knob is at 0.1..0.25: far from 0.7, ignored
             rig.sender.cc(7, v)
-        assert wait_until(lambda: rig.ctl.stats["waiting"] >= 3, 5.0)
+        assert wait_until(lambda: rig.ctl.stats["waiting"] >= 3)
         assert rig.queue.drain() == []
         assert "takeover /vj/axis/warp" in rig.ctl.hud_line()
         rig.sender.cc(7, 95)  # crosses 0.7 (0.24 -> 0.75): picked up
@@ -196,10 +196,10 @@ def test_unplugged_controller_is_rebound(jack):
     rig = Rig('[[bind]]\ncc = 5\naddress = "/vj/intensity"\ntakeover = "jump"\n', client="plugctl")
     try:
         rig.sender.close()
-        assert rig.port.wait_for(lambda p: not p.connected, 10.0)
+        assert rig.port.wait_for(lambda p: not p.connected, 60.0)
         assert rig.port.lost == 1
         rig.sender = Sender("plugctl", "out")  # plugged back in
-        assert rig.port.wait_for(lambda p: p.connected, 10.0)
+        assert rig.port.wait_for(lambda p: p.connected, 60.0)
         assert rig.port.opens == 2
         rig.live()
         rig.sender.cc(5, 127)
@@ -215,7 +215,7 @@ def test_garbage_and_sysex_floods_do_not_stop_control(jack):
         s = rig.sender
         for junk in ([0x05, 0x99, 0x01], [0xB0], [0xF4, 1, 2], [0xF7], [0x80, 200, 300 % 256]):
             s.send(*junk)
-        assert wait_until(lambda: rig.port.garbage >= 5, 5.0), rig.port.garbage  # counted, dropped
+        assert wait_until(lambda: rig.port.garbage >= 5), rig.port.garbage  # counted, dropped
         sysex = [0xF0, 0x7E] + [i % 128 for i in range(200)] + [0xF7]
         s.send_many([sysex] * 500)
         # the test sender's own JACK buffer drops part of a flood; the engine must still take the next CC

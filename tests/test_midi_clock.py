@@ -60,7 +60,7 @@ def test_clock_at_128_drives_the_beat_clock_and_a_stall_mid_bar_never_stops_it(j
     sender = Sender("clockmaster", "out")
     port = MidiPort("clockmaster", clk.handle, api="jack", rescan_s=0.1).start()
     try:
-        assert port.wait_for(lambda p: p.connected, 10.0)
+        assert port.wait_for(lambda p: p.connected, 60.0)
         for _ in range(200):  # the connection is live once a Stop gets through
             sender.send(0xFC)
             if wait_until(lambda: clk.stops > 0, 0.05):
@@ -118,7 +118,7 @@ def test_clock_out_sends_our_tempo(jack):
     audio.set_bpm(128.0)
     clock_out = MidiClockOut(out_port, lambda: router.published)
     try:
-        assert port.wait_for(lambda p: p.connected, 10.0)
+        assert port.wait_for(lambda p: p.connected, 60.0)
         _run_frames(router, audio, 0.2, wall_audio=True)  # the router publishes its clock from the first frame
         router.audio.analyzer.locked = True  # a set tempo is a locked clock (as the audio engine says)
         clock_out.start()
@@ -168,7 +168,7 @@ def test_clock_out_sends_song_position_on_start_and_relocate(jack):
     audio.set_bpm(128.0)
     clock_out = MidiClockOut(out_port, lambda: router.published, grid=lambda: router.bar_grid)
     try:
-        assert port.wait_for(lambda p: p.connected, 10.0)
+        assert port.wait_for(lambda p: p.connected, 60.0)
         _run_frames(router, audio, 0.2, wall_audio=True)
         router.audio.analyzer.locked = True  # a set tempo is a locked clock (as the audio engine says)
         _run_to_beat(router, audio, 1)  # start mid-bar: on the second beat of a bar

@@ -23,7 +23,7 @@ def _post(url, body, token=None):
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json", **({"X-VJ-Token": token} if token else {})})
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
@@ -62,7 +62,7 @@ def test_commands_go_through_the_osc_checks_onto_the_queue():
         assert code == 400 and "not a command the page may send" in reply["error"]
         code, reply = _post(base + "/api/command", {"address": "/vj/nothing", "args": []})
         assert code == 400 and "matches no declared address" in reply["error"]
-        with urllib.request.urlopen(base + "/api/status", timeout=10) as r:
+        with urllib.request.urlopen(base + "/api/status", timeout=60) as r:
             assert json.loads(r.read())["preset"] == "a"
     finally:
         sink.stop()
@@ -79,13 +79,13 @@ def test_token_is_required_on_every_request_when_asked():
     try:
         for path in ("/", "/api/status", "/stream.mjpg", "/frame.jpg"):
             with pytest.raises(urllib.error.HTTPError) as err:
-                urllib.request.urlopen(base + path, timeout=10)
+                urllib.request.urlopen(base + path, timeout=60)
             assert err.value.code == 401
         assert _post(base + "/api/command", {"address": "/vj/blackout", "args": [True]})[0] == 401
         assert _post(base + "/api/command", {"address": "/vj/blackout", "args": [True]}, "wrong-token-xx")[0] == 401
         assert queue.drain() == []  # nothing applied
         assert _post(base + "/api/command", {"address": "/vj/blackout", "args": [True]}, token)[0] == 200
-        with urllib.request.urlopen(f"{base}/?token={token}", timeout=10) as r:
+        with urllib.request.urlopen(f"{base}/?token={token}", timeout=60) as r:
             assert b"vjengine operator" in r.read()
         assert sink.status()["unauthorized"] == 6
     finally:
