@@ -58,10 +58,10 @@ class GcTimer:
     def install(cls) -> "GcTimer":
         if cls._installed is None:
             cls._installed = cls()
-            gc.callbacks.append(cls._installed._callback)
+            gc.callbacks.append(cls._installed)  # called as gc's callback
         return cls._installed
 
-    def _callback(self, phase: str, info: dict) -> None:
+    def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._start = time.perf_counter()
         elif self._start is not None:
