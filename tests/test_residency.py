@@ -127,6 +127,11 @@ def test_prefetch_follows_the_heading(ctx, big_bank):
         res.tick(0.01)
         now[0] += 0.012  # a frame interval (the tick's 10 ms and a little): the heading is cells per second
     ahead = [bank.index((19, c)) for c in range(8, 12)] + [bank.index((20, c)) for c in range(8, 12)]
+    # the bank's reader thread reads what the prefetch asked for; each tick uploads what it has read
+    deadline = time.monotonic() + 60.0
+    while not all(res.slot_of[i] >= 0 for i in ahead) and time.monotonic() < deadline:
+        res.tick(0.01)
+        time.sleep(0.002)  # polling the condition (the reads done), bounded by the deadline
     assert all(res.slot_of[i] >= 0 for i in ahead), "frames ahead of the heading were not prefetched"
     res.release()
 
