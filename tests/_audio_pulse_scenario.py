@@ -90,7 +90,9 @@ def main(workdir: str) -> None:
     p = play(work / "loop.wav")
     seen = []
     run_while_playing(engine, p, seen)
-    beats = [f.time_s for f in seen if f.beat]
+    # each flagged beat at the instant its phase says it fell, not at the poll that saw it (a loaded
+    # machine polls late, by more than the grid's tolerance)
+    beats = [f.time_s - f.beat_phase * 60.0 / f.bpm for f in seen if f.beat and f.bpm > 0]
     result["loop"] = {"bpm": seen[-1].bpm, "locked": seen[-1].locked, "beats": len(beats),
                       "beat_intervals_s": np.diff(beats).tolist(), "status": seen[-1].input_status}
 

@@ -37,7 +37,7 @@ def test_capture_by_name_finds_tones_and_beats_and_survives_the_sink_vanishing(t
     loop = result["loop"]
     assert loop["locked"] and loop["bpm"] == pytest.approx(124.0, rel=0.02)
     assert loop["beats"] >= 8
-    # beats are flagged on the polled frames (~10 ms apart); the late ones sit on the 124 BPM grid
+    # the beats (each when its phase says it fell) sit on the 124 BPM grid
     assert np.median(loop["beat_intervals_s"]) == pytest.approx(60 / 124.0, abs=0.012)
     assert "overruns" in loop["status"]
 
