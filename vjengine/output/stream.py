@@ -16,7 +16,8 @@ a frame only while fewer than ``MAX_IN_FLIGHT`` written frames are not yet encod
 waits, and then takes the newest frame from its mailbox: a frame it cannot encode in time is dropped
 (and counted) before it enters ffmpeg, never queued behind others. An ffmpeg that encodes nothing
 for ``STALL_S`` while frames wait (blocked on a receiver that went away, waiting for input to notice)
-is stopped and started again, like one that exited.
+is stopped and started again, like one that exited; before its first frame it gets ``START_S`` (its
+start, x264 and the output included, can take seconds on a loaded machine).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from vjengine.output.sink import TIMINGS_KEPT, OutFrame, Sink
 MAX_IN_FLIGHT = 2  # frames written to ffmpeg and not yet encoded: one encoding, one waiting
 PROGRESS_PERIOD_S = 0.01
 STALL_S = 5.0  # ffmpeg encoding nothing this long with frames waiting is stuck: start it again
+START_S = 30.0  # the same before its first encoded frame
 
 
 def ffmpeg_exe() -> str:
@@ -135,10 +137,11 @@ class TsSink(Sink):
                     lambda: self._written - self._encoded < MAX_IN_FLIGHT or proc is None or proc.poll() is not None,
                     timeout_s):
                 return True
-            if time.perf_counter() - self._moved_s > STALL_S:
+            limit_s = STALL_S if self._encoded else START_S
+            if time.perf_counter() - self._moved_s > limit_s:
                 # e.g. blocked sending to an SRT receiver that went away: it may wait for more input
                 # to notice, and gets none from here, so it is stopped and started again
-                raise RuntimeError(f"ffmpeg encoded nothing for {STALL_S:g} s ({self._why()})")
+                raise RuntimeError(f"ffmpeg encoded nothing for {limit_s:g} s ({self._why()})")
             return False
 
     def send(self, frame: OutFrame) -> None:
