@@ -299,8 +299,7 @@ def test_a_killed_jack_server_leaves_nothing_in_dev_shm():
 def test_vj_live_with_bad_sync_options_exits_2_naming_them(jack, tmp_path, python_exe, args, named):
     """Each bad tempo/MIDI option: one line naming it, exit 2, before any frame (a JACK server is up, so
     the MIDI output really is looked for and not found). Silent (--no-play): with a JACK server up,
-    PortAudio would play through JACK, and a JACK MIDI client opened after that can deadlock on the GIL
-    (see the README's note on --midi-api jack)."""
+    PortAudio would play through JACK, which --midi-api jack refuses (see the test below)."""
     import subprocess
 
     if "--link" in args:
@@ -310,3 +309,21 @@ def test_vj_live_with_bad_sync_options_exits_2_naming_them(jack, tmp_path, pytho
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert named in proc.stderr, proc.stderr[-2000:]
     assert "show:" not in proc.stderr  # stopped before the show started
+
+
+def test_jack_midi_beside_audio_on_jack_is_refused_not_a_deadlock(jack, tmp_path, python_exe):
+    """With a JACK server up, `vj demo` plays through PortAudio's JACK host API; python-rtmidi opening a
+    JACK client beside it deadlocked (the process hung for good). Now: exit 2 saying why and what to do."""
+    import subprocess
+
+    # asked in a process of its own: PortAudio initialised here would outlive this JACK server
+    probe = subprocess.run([python_exe, "-c", "import sounddevice as sd; print(sd.query_devices(kind='output')"
+                            "['hostapi'] == [i for i, a in enumerate(sd.query_hostapis()) if 'JACK' in a['name']][0])"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.stdout.strip() != "True":
+        pytest.skip(f"PortAudio here does not play through JACK ({probe.stdout.strip() or probe.stderr[-300:]})")
+    proc = subprocess.run([python_exe, "-m", "vjengine.cli", "demo", "--headless", "--duration", "1", "--no-osc",
+                           "--midi-clock-out", "virtual:vjclock", "--midi-api", "jack"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "--midi-api jack: the show's audio runs through JACK too" in proc.stderr, proc.stderr[-2000:]

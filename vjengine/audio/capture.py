@@ -251,6 +251,13 @@ class CaptureSource:
 
     # -------------------------------------------------------------- source interface
     @property
+    def host_api(self) -> str | None:
+        """The host API the input stream runs on (None while there is none)."""
+        from vjengine.audio.sources import stream_host_api  # noqa: PLC0415
+
+        return stream_host_api(self._stream)
+
+    @property
     def ok(self) -> bool:
         """True while the device delivers audio."""
         return self._ok

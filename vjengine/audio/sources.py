@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +90,11 @@ class FileSource:
             self._stream.start()
         except Exception as exc:
             raise DeviceError(f"cannot open an audio output to monitor {str(self.path)!r}: {exc}") from exc
+
+    @property
+    def host_api(self) -> str | None:
+        """The host API the monitor plays through (None when not playing)."""
+        return stream_host_api(self._stream)
 
     def _take(self, n: int) -> np.ndarray:
         """The next ``n`` samples of the file (fewer at the end when not looping)."""
@@ -202,6 +208,22 @@ class PushSource:
 
     def close(self) -> None:
         self._parts = []
+
+
+def stream_host_api(stream: Any) -> str | None:
+    """The PortAudio host API a sounddevice stream runs on ("JACK Audio Connection Kit", "ALSA", ...);
+    None without a stream or when it cannot be told."""
+    if stream is None:
+        return None
+    try:
+        import sounddevice as sd
+
+        dev = stream.device
+        if isinstance(dev, (tuple, list)):
+            dev = dev[-1]
+        return str(sd.query_hostapis(sd.query_devices(dev)["hostapi"])["name"])
+    except Exception:  # noqa: BLE001 - only informative
+        return None
 
 
 def has_output_device() -> bool:

@@ -94,6 +94,7 @@ class SyncParts:
     def wrap(self, audio: Any) -> ClockRouter:
         """Start Link and MIDI, and return the router the frame loop polls instead of ``audio``."""
         args = self.args
+        self._check_jack(audio)
         mode = getattr(args, "link", "off") or "off"
         if mode != "off":
             from vjengine.sync.link import LinkSession  # noqa: PLC0415
@@ -129,6 +130,23 @@ class SyncParts:
                 p.exclude.add(getattr(port, "name", ""))
             log.info("MIDI clock out: %s", getattr(port, "name", out))
         return self.router
+
+    def _check_jack(self, audio: Any) -> None:
+        """JACK MIDI beside the show's own audio on JACK deadlocks: refuse it (exit 2) before any client.
+
+        python-rtmidi opens and connects its JACK clients holding Python's lock and waits for the JACK
+        server, which waits for our audio client's cycle, whose (Python) callback waits for that lock.
+        """
+        args = self.args
+        wants_midi = self.midi_device or getattr(args, "midi_clock_in", None) or getattr(args, "midi_clock_out", None)
+        if getattr(args, "midi_api", None) != "jack" or not wants_midi:
+            return
+        api = getattr(getattr(audio, "source", None), "host_api", None)
+        if api and "JACK" in str(api).upper():
+            raise ConfigError(f"--midi-api jack: the show's audio runs through JACK too ({api}), and python-rtmidi "
+                              "opening JACK clients beside it deadlocks; use --midi-api alsa (a2jmidid bridges "
+                              "JACK MIDI), or keep the audio off JACK (--no-play, an ALSA or PulseAudio "
+                              "--audio-device)")
 
     def _open_ports(self, clock_dev: str | None) -> None:
         from vjengine.control.midi import MidiPort  # noqa: PLC0415
