@@ -62,17 +62,14 @@ def bench_link(seconds: float) -> dict:
 
 
 def _loop(seconds: float, work) -> None:
+    from _sync_scenarios import pace
+
     period = 1.0 / FPS
     t0 = time.perf_counter()
     nxt = t0
     while time.perf_counter() - t0 < seconds:
         work(time.perf_counter())
-        nxt += period
-        wait = nxt - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)  # frame pacing, as vsync does in the show
-        else:
-            nxt = time.perf_counter()
+        nxt = pace(nxt, period)
 
 
 def bench_midi_cc(probes: int) -> dict:

@@ -42,6 +42,17 @@ def _setup(mode: str, *, peer_bpm: float, our_bpm: float = 120.0, quantum: float
     return peer, session, audio, router
 
 
+def pace(next_frame: float, period: float) -> float:
+    """Wait for the next frame's time, as vsync does in the show; returns the one after (a late frame
+    does not make the next ones try to catch up)."""
+    next_frame += period
+    wait = next_frame - time.perf_counter()
+    if wait > 0:
+        time.sleep(wait)
+        return next_frame
+    return time.perf_counter()
+
+
 def _peer_beat(peer, session, t: float, q: float) -> float:
     return peer.captureAppSessionState().beatAtTime(session.link_micros(t), q)
 
@@ -87,12 +98,7 @@ def link_follow(duration_s: float = 4.0, change_at_s: float = 2.0, new_bpm: floa
         if pending is not None and abs(bpm - pending[1]) < 0.01 and abs(err_ms) < 1.0:
             follow_s.append(time.perf_counter() - pending[0])
             pending = None
-        next_frame += period
-        wait = next_frame - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)  # frame pacing, as vsync does in the show
-        else:
-            next_frame = time.perf_counter()
+        next_frame = pace(next_frame, period)
     result = {
         "peers": session.peers, "frames": frames, "beat_errs_ms": errs_ms, "follow_s": follow_s,
         "unfollowed": pending is not None, "final_bpm": bpm_seen[-1] if bpm_seen else None,
@@ -178,12 +184,7 @@ def link_start_stop_follow(fps: float = 60.0, play_at_s: float = 1.0, stop_at_s:
                      "pos": beat,
                      "bpm": bpm, "published_playing": playing, "peer_playing": bool(ps.isPlaying()),
                      "peer_beat": ps.beatAtTime(session.link_micros(t_show), q)})
-        next_frame += period
-        wait = next_frame - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)  # frame pacing, as vsync does in the show
-        else:
-            next_frame = time.perf_counter()
+        next_frame = pace(next_frame, period)
     result = {"peers": session.peers, "events": events, "rows": rows, "hud": router.hud_line()}
     session.close()
     peer.enabled = False
