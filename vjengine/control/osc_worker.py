@@ -67,6 +67,65 @@ def _jsonable(value: Any) -> Any:
     return _jsonable(item()) if callable(item) else str(value)
 
 
+# --- the batch wire: tagged JSON, never pickle (the show process unpickles nothing) ----------------
+#
+# A batch is ("batch", commands, events, status requests, logs, stats). Commands and events are
+# dataclasses whose values are what OSC arguments parse to; JSON keeps them exactly once tuples,
+# bytes (blobs) and dicts are tagged: {"T": [...]}, {"B": "hex"}, {"D": [[k, v], ...]},
+# {"C": [Command fields]}, {"E": [OscEvent fields]}. Every dict on the wire is one of these.
+
+def _wire(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Command):
+        return {"C": [value.kind, value.target, _wire(value.value), value.source, value.received_s,
+                      value.apply_at_s]}
+    if isinstance(value, OscEvent):
+        return {"E": [value.time_s, _wire(value.sender), value.outcome, value.reason, value.detail,
+                      value.address, _wire(value.args), _wire(value.commands)]}
+    if isinstance(value, tuple):
+        return {"T": [_wire(v) for v in value]}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return {"B": bytes(value).hex()}
+    if isinstance(value, Mapping):
+        return {"D": [[_wire(k), _wire(v)] for k, v in value.items()]}
+    item = getattr(value, "item", None)  # numpy scalars
+    return _wire(item()) if callable(item) else str(value)
+
+
+def _unwire_tag(d: dict) -> Any:
+    if len(d) == 1:
+        (tag, v), = d.items()
+        if tag == "T":
+            return tuple(v)
+        if tag == "B":
+            return bytes.fromhex(v)
+        if tag == "D":
+            return {(tuple(k) if isinstance(k, list) else k): x for k, x in v}
+        if tag == "C":
+            kind, target, value, source, received_s, apply_at_s = v
+            return Command(kind, target, value, source=source, received_s=received_s, apply_at_s=apply_at_s)
+        if tag == "E":
+            time_s, sender, outcome, reason, detail, address, args, commands = v
+            return OscEvent(time_s, sender, outcome, reason, detail, address, args, commands)
+    raise ValueError(f"unknown tag in an OSC worker batch: {sorted(d)!r}")
+
+
+def encode_batch(message: tuple) -> bytes:
+    """A batch as bytes for the pipe (tagged JSON; NaN and inf pass as Python reads them back)."""
+    return json.dumps(_wire(message), separators=(",", ":")).encode()
+
+
+def decode_batch(data: bytes) -> tuple:
+    """The batch :func:`encode_batch` wrote. Raises ValueError on anything else."""
+    message = json.loads(data, object_hook=_unwire_tag)
+    if not (isinstance(message, tuple) and len(message) == 6 and message[0] == "batch"):
+        raise ValueError("not an OSC worker batch")
+    return message
+
+
 class _Sender:
     """The child's batches go to the parent from this thread: a pipe write that blocks (the parent
     not reading) never stops the receiving loop. One message in flight and one waiting, at most."""
@@ -103,7 +162,7 @@ class _Sender:
                 message, self._box = self._box, None
                 self._busy = True
             try:
-                self.conn.send(message)
+                self.conn.send_bytes(encode_batch(message))
             except (BrokenPipeError, OSError):
                 self.broken = True  # the parent is gone
                 return
@@ -426,11 +485,11 @@ class WorkerHandle:
     def _receive(self) -> None:
         while True:
             try:
-                message = self._conn_in.recv()
+                data = self._conn_in.recv_bytes()
             except (EOFError, OSError):
                 break
             try:
-                self._take(message)
+                self._take(decode_batch(data))
             except Exception:  # never let one batch stop the thread
                 log.exception("OSC: unexpected error taking a batch from the worker")
         if not self._stopping:
