@@ -158,7 +158,7 @@ def test_a_hung_bank_read_never_blocks_the_render_thread(ctx, tmp_path, fits):
         assert (res.slots == res.count) is fits
         res.load_low_tier()
         where = _on_render_thread(lambda: res.layers_for([4, 5]), release)
-        assert entered == [5]  # the read of frame 5 is in flight, and hangs
+        assert wait_until(lambda: entered == [5], 10.0)  # the read of frame 5 is in flight (once the reader runs), and hangs
         assert id(where[1][0]) in res.low_ids  # frame 5 from the low tier meanwhile
         assert wait_until(lambda: res._reader.stuck(), 10.0)  # noqa: SLF001 - the reader says the disk stalled
 
