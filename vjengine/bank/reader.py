@@ -55,7 +55,8 @@ class FrameReader:
     # --- the renderer's side (never blocks, except wait_for up to its timeout) ---------------
 
     def request(self, key: Hashable, *, urgent: bool = False) -> bool:
-        """Ask for ``key`` (``urgent``: before what is queued). False when the queue is full."""
+        """Ask for ``key`` (``urgent``: before what is queued, displacing the last one queued when the
+        queue is full). False when the queue is full (never for an urgent request)."""
         with self._cv:
             if key in self._queued or key in self._done or key == self._current:
                 if urgent and key in self._queued:
@@ -63,8 +64,11 @@ class FrameReader:
                     self._queue.appendleft(key)
                 return True
             if len(self._queue) >= self.max_queued:
+                if not urgent:
+                    self.dropped += 1
+                    return False
+                self._queued.discard(self._queue.pop())  # an urgent read displaces the last one queued
                 self.dropped += 1
-                return False
             (self._queue.appendleft if urgent else self._queue.append)(key)
             self._queued.add(key)
             self._cv.notify_all()

@@ -616,7 +616,12 @@ class ResidentFrames:
             self._accept(i, *got)
 
     def _collect(self, deadline: float) -> None:
-        """Upload what the reader has read, until ``deadline``."""
+        """Upload what the reader has read, until ``deadline``: the frames a blend missed first (they
+        must not wait behind a queue of prefetched ones), then the rest in the order they were read."""
+        for i in list(self._pending)[:8]:
+            got = self._reader.take_key(("f", i))
+            if got is not None:
+                self._accept(i, *got)
         while time.perf_counter() < deadline:
             done = self._reader.take(4)
             if not done:
@@ -642,8 +647,8 @@ class ResidentFrames:
         self._collect(deadline)
         if reader.stuck():
             return
-        for i in list(self._pending)[:reader.room()]:
-            reader.request(("f", i))
+        for i in reversed(list(self._pending)[:8]):  # the newest miss ends up first in the queue
+            reader.request(("f", i), urgent=True)  # before any prefetch already queued
         if self.low_arrays and self._low_done < self.count and not self._low_requested:
             self._low_requested = reader.request(("low", self._low_done, self._low_stop(self._low_done)))
         if self._pending or reader.busy >= reader.max_queued // 2:
