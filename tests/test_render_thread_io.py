@@ -360,10 +360,10 @@ with open(low, "r+b") as fh:  # after the bank was opened (its map made), before
     fh.truncate(64)
 ctx = headless_context()
 res = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, sync_budget_ms=0)
-for _ in range(200):
+for _ in range(2000):
     where = res.layers_for([40, 41])
     res.tick(0.004)
-    if res.slot_of[40] >= 0 and res.slot_of[41] >= 0:
+    if res.slot_of[40] >= 0 and res.slot_of[41] >= 0 and res.status()["low_tier_ready"] >= 1.0:
         break
 where = res.layers_for([40, 41])
 print("full" if not any(id(a) in res.low_ids for a, _ in where) else "low", int(res.slot_of[40] >= 0))

@@ -651,8 +651,8 @@ class ResidentFrames:
             reader.request(("f", i), urgent=True)  # before any prefetch already queued
         if self.low_arrays and self._low_done < self.count and not self._low_requested:
             self._low_requested = reader.request(("low", self._low_done, self._low_stop(self._low_done)))
-        if self._pending or reader.busy >= reader.max_queued // 2:
-            return
+        if reader.busy >= reader.max_queued // 2:
+            return  # misses were asked for first (urgent); prefetch goes on behind them, or misses beget misses
         while self._ahead and reader.room():  # a bank switch coming: its frames first
             i = self._ahead.pop()
             if self.slot_of[i] < 0 and not self.bad[i]:
@@ -665,7 +665,7 @@ class ResidentFrames:
             if self.slot_of[i] < 0 and not self.bad[i]:
                 reader.request(("f", i))
         # idle with free slots (a bank that fits, or the start of a show): fill them in index order
-        while len(self._free) > reader.busy and reader.room():
+        while reader.busy == 0 and len(self._free) > reader.busy and reader.room():
             while self._fill < self.count and (self.slot_of[self._fill] >= 0 or self.bad[self._fill]
                                                or reader.pending(("f", self._fill))):
                 self._fill += 1
