@@ -139,11 +139,17 @@ def test_two_workers_on_two_nodes_make_the_same_bytes(cluster, specs, tmp_path):
 
 def test_a_worker_process_killed_mid_build(cluster, specs, tmp_path):
     spec, ref = specs["slow"]
-    proc = ray_build(cluster, spec, tmp_path / "bank", "--ray-workers", "2")
-    wait_for(lambda: len(shards(tmp_path / "bank")) >= 2 and worker_pids(cluster, busy=True), proc, "a worker busy")
-    os.kill(worker_pids(cluster, busy=True)[0], signal.SIGKILL)
-    got = finish(proc)
-    same_bytes(ref, tmp_path / "bank")
+    for attempt in range(3):  # a kill that lands just as the batch ended hits an idle actor: try again
+        bank = tmp_path / f"bank{attempt}"
+        proc = ray_build(cluster, spec, bank, "--ray-workers", "2")
+        wait_for(lambda: len(shards(bank)) >= 2 and worker_pids(cluster, busy=True), proc, "a worker busy")
+        busy = worker_pids(cluster, busy=True)
+        if busy:
+            os.kill(busy[0], signal.SIGKILL)
+        got = finish(proc)
+        same_bytes(ref, bank)  # whatever the kill hit, the bank is the same
+        if sum(w["failures_retried"] for w in got["ray"]["workers"]) >= 1:
+            break
     assert sum(w["failures_retried"] for w in got["ray"]["workers"]) >= 1, got["ray"]
     assert got["ray"]["moved"], got["ray"]
 

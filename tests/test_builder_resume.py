@@ -197,7 +197,9 @@ def test_ctrl_c_says_a_rerun_resumes(tmp_path, reference_bank):
     cmd = bank_cli("build", str(spec_path), "-o", str(out), "--batch-size", "1", "--decode-batch-size", "3",
                    "--threads", "1", "--no-progress")
     for _attempt in range(3):  # a starved test process may see the first shard only after the build ended
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env())
+        # SIGINT back to its default in the child: a test run started in the background inherits it ignored
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 240
             while not list(work.glob("*/shards/*.safetensors")) and proc.poll() is None:
