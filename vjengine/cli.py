@@ -31,7 +31,7 @@ BANK_COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("vjengine.bank.cli_info", "print a bank's manifest and sizes"),
     "validate": ("vjengine.bank.cli_validate", "check a bank completely"),
     "compress": ("vjengine.bank.cli_compress", "convert a bank's frames to GPU block compression (bc1, bc7)"),
-    "repair": ("vjengine.bank.cli_repair", "re-make the frames that fail their checksum (from the build's work folder)"),
+    "repair": ("vjengine.bank.cli_repair", "re-make the frames that fail their checksum (from the build's work folder, else decoded again from their latents)"),
     "build": ("bank_builder.cli_build", "bake a bank from a TOML spec (needs the build extra)"),
     "preview": ("bank_builder.cli_preview", "contact sheet PNG (or --path mp4) of a bank"),
     "selftest": ("bank_builder.cli_selftest", "bake tiny random-weight banks end to end (no downloads), then clean up"),
