@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,16 +54,18 @@ def _wait(cond, proc: subprocess.Popen, err: Path, timeout_s: float = 90.0) -> N
     raise AssertionError(f"timed out:\n{err.read_text(errors='replace')[-3000:]}")
 
 
-def _start(assets, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, dict]:
+def _start(assets, tmp_path: Path, *extra: str, stderr=None) -> tuple[subprocess.Popen, dict]:
     port = free_udp_port()
     files = {"record": tmp_path / "set.jsonl", "hashes": tmp_path / "hashes.txt", "stats": tmp_path / "stats.jsonl",
              "shot": tmp_path / "last.png", "err": tmp_path / "stderr.txt", "port": port}
+    if (tmp_path / "hashes.fifo").exists():
+        files["hashes"] = tmp_path / "hashes.fifo"
     cmd = [sys.executable, "-m", "vjengine.cli", "live", str(assets["a"]), str(assets["b"]), "--headless",
            "--audio-file", str(assets["song"]), "--loop", "--duration", "600", "--size", "160x100", "--fps", "30",
            "--osc-port", str(port), "--record", str(files["record"]), "--frame-hashes", str(files["hashes"]),
            "--stats", str(files["stats"]), "--screenshot", str(files["shot"]), *extra]
     err = open(files["err"], "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=_env(), stderr=err, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=_env(), stderr=err if stderr is None else stderr, stdout=subprocess.DEVNULL)
     files["err_fh"] = err
     return proc, files
 
@@ -99,6 +102,55 @@ def test_sigterm_and_sighup_end_the_show_cleanly(assets, tmp_path, sig):
     stats = f["stats"].read_text().splitlines()
     assert json.loads(stats[-1]).get("end") is True
     assert _port_free(f["port"])  # the OSC worker is gone with the show, not holding the port
+
+
+def _full_pipe(path: Path | None = None) -> tuple[int, int]:
+    """A pipe (a FIFO at ``path``) already full: whoever writes to it next waits until it is read."""
+    if path is None:
+        r, w = os.pipe()
+    else:
+        os.mkfifo(path)
+        r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a reader that reads nothing (yet)
+        w = os.open(path, os.O_WRONLY)
+    os.set_blocking(w, False)
+    try:
+        while True:
+            os.write(w, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    return r, w
+
+
+def _drain(r: int) -> tuple[threading.Thread, list[bytes]]:
+    os.set_blocking(r, True)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
+    reader.start()
+    return reader, chunks
+
+
+def test_frame_hashes_nobody_reads_never_stop_the_frames_and_are_complete_at_sigterm(assets, tmp_path):
+    r, w = _full_pipe(tmp_path / "hashes.fifo")
+    proc, f = _start(assets, tmp_path)
+    os.close(w)  # the show's is the only writer now
+    try:
+        # the file has taken nothing for a while (a 64 KB pipe holds ~1000 lines), the frames go on
+        _wait(lambda: _stat_lines(f["stats"]) > 400, proc, f["err"])
+        reader, chunks = _drain(r)  # the disk comes back
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+        reader.join(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        f["err_fh"].close()
+        os.close(r)
+    err = f["err"].read_text(errors="replace")
+    assert rc == 0, err[-3000:]
+    end = json.loads(f["record"].read_text().splitlines()[-1])
+    hashes = b"".join(chunks).lstrip(b"x").decode().splitlines()
+    assert end.get("end") is True and end["frames"] > 400
+    assert len(hashes) == end["frames"] and all(len(h) == 64 for h in hashes)  # every frame's hash, none lost
 
 
 def test_fifo_and_broken_preset_in_the_preset_folder_do_not_stop_frames(assets, tmp_path):

@@ -52,7 +52,7 @@ def test_a_set_log_nobody_reads_never_blocks_the_frame_and_catches_up(fifo):
     t = _run_frames(rec, 3000)  # ~1.5 MB of lines: the pipe holds 64 KB
     assert not t.is_alive(), "Recorder.frame blocked on a stalled set log"
     assert not rec.failed and rec.frames == 3000
-    assert wait_until(lambda: 0 < rec.written < 3000 and len(rec._backlog) > 0)  # noqa: SLF001 - the writer is stuck
+    assert wait_until(lambda: 0 < rec.written < 3000 and rec.pending > 0)  # the writer is stuck
     os.set_blocking(r, True)
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
@@ -373,3 +373,105 @@ res.release()
     assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-1500:]}"
     assert r.stdout.split() == ["full", "1"]
     assert "cannot read the low tier" in r.stderr and r.stderr.count("cannot read the low tier") == 1
+
+
+# --- frame hashes ----------------------------------------------------------------------------------
+
+class Pixels:
+    """What the hook reads back: a distinct frame each time, as the compositor's ``read_rgb`` gives it."""
+
+    def __init__(self, side: int = 24) -> None:
+        import numpy as np
+
+        self.rng = np.random.default_rng(18)
+        self.side = side
+        self.drawn: list = []
+
+    def read_rgb(self):
+        frame = self.rng.integers(0, 256, (self.side, self.side, 3), dtype="uint8")
+        self.drawn.append(frame)
+        return frame
+
+
+def _hash_frames(hook, compositor: Pixels, n: int) -> threading.Thread:
+    t = threading.Thread(target=lambda: [hook(compositor, None) for _ in range(n)], daemon=True)
+    t.start()
+    t.join(JOIN_S)
+    return t
+
+
+def _expected(drawn) -> list[str]:
+    import hashlib
+
+    return [hashlib.sha256(f.tobytes()).hexdigest() for f in drawn]
+
+
+def test_frame_hashes_nobody_reads_never_block_the_frame_and_all_arrive(fifo):
+    from vjengine.frameloop import FrameHashes
+
+    path, r = fifo
+    hook = FrameHashes(open(path, "w", encoding="utf-8"), background=True, close_timeout_s=60.0)
+    pixels = Pixels()
+    t = _hash_frames(hook, pixels, 3000)  # ~195 KB of lines: the pipe holds 64 KB
+    assert not t.is_alive(), "a frame's hash blocked the render thread on a stalled file"
+    assert hook.frames == 3000 and not hook.failed
+    assert hook._sent_pixels - hook._hashed <= hook.max_frames  # noqa: SLF001 - at most 3 frames' pixels wait
+    assert wait_until(lambda: hook._writer.pending > 0 and hook._writer.written < 3000)  # noqa: SLF001 - stuck
+    os.set_blocking(r, True)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
+    reader.start()  # the disk comes back
+    hook.close()
+    reader.join(JOIN_S)
+    assert b"".join(chunks).decode().splitlines() == _expected(pixels.drawn)  # every frame, in order
+
+
+def test_frame_hashes_in_the_background_match_the_inline_ones(tmp_path):
+    from vjengine.frameloop import FrameHashes
+
+    pixels = Pixels(side=64)
+    inline = tmp_path / "inline.txt"
+    with open(inline, "w", encoding="utf-8") as fh:
+        hook = FrameHashes(fh)
+        for _ in range(200):
+            hook(pixels, None)
+    background = FrameHashes(open(tmp_path / "bg.txt", "w", encoding="utf-8"), background=True)
+    replay = Pixels(side=64)  # the same frames again
+    assert not _hash_frames(background, replay, 200).is_alive()
+    background.close()
+    assert (tmp_path / "bg.txt").read_text() == inline.read_text()
+    assert inline.read_text().splitlines() == _expected(pixels.drawn)
+
+
+def test_frame_hashes_past_their_bound_stop_the_file_not_the_show(fifo, caplog):
+    from vjengine.frameloop import FrameHashes
+
+    path, r = fifo
+    w = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    with pytest.raises(BlockingIOError):
+        while True:
+            os.write(w, b"x" * 4096)  # the pipe is full before the show starts
+    os.close(w)
+    hook = FrameHashes(open(path, "w", encoding="utf-8"), background=True, max_backlog=300, close_timeout_s=0.2)
+    with caplog.at_level(logging.ERROR):
+        t = _hash_frames(hook, Pixels(), 5000)
+        assert not t.is_alive(), "a frame's hash blocked the render thread on a stalled file"
+        assert hook.failed and hook.frames < 5000
+        hook.close()  # gives up on the disk after close_timeout_s
+    assert "--frame-hashes" in caplog.text and "stopped at frame" in caplog.text
+    assert "did not take the last" in caplog.text
+    os.close(r)  # the stuck writer now gets EPIPE and ends
+
+
+def test_frame_hashes_to_a_full_disk_stop_with_a_message(caplog):
+    from vjengine.frameloop import FrameHashes
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    with caplog.at_level(logging.ERROR):
+        hook = FrameHashes(open("/dev/full", "w", encoding="utf-8"), background=True)
+        t = _hash_frames(hook, Pixels(), 2000)
+        assert not t.is_alive()
+        assert wait_until(lambda: hook.failed, 10.0)
+        hook.close()
+    assert "No space left on device" in caplog.text

@@ -243,8 +243,12 @@ class LiveShow:
             self.recorder = Recorder(args.record, record_header(self.setup, self.show, self.size, args.fit,
                                                                 audio_info, args.strobe_max_hz))
         if args.frame_hashes:
-            self.hashes = open(args.frame_hashes, "w", encoding="utf-8")  # noqa: SIM115
-            hooks.append(FrameHashes(self.hashes))
+            try:
+                fh = open(args.frame_hashes, "w", encoding="utf-8")  # noqa: SIM115 - the hook closes it
+            except OSError as exc:
+                raise ConfigError(f"--frame-hashes {args.frame_hashes}: cannot write: {exc}") from None
+            self.hashes = FrameHashes(fh, background=True)  # hashed and written off the render thread
+            hooks.append(self.hashes)
         if self.video is not None:
             self.video.start(ctx, self.size)
             hooks.append(self.video)

@@ -141,13 +141,75 @@ class Presenter:
 
 
 class FrameHashes:
-    """An output hook writing a SHA-256 of every frame's pixels, one per line (checks replays)."""
+    """An output hook writing a SHA-256 of every frame's pixels, one per line (checks replays).
 
-    def __init__(self, file: Any) -> None:
+    By default each line is written as the frame is drawn (offline renders: exact, and nothing is
+    live). ``background=True`` (a live show) keeps the disk off the render thread: the frame's pixels
+    go to a ``vj-hashes`` :class:`~vjengine.linewriter.LineWriter` thread that hashes and writes them
+    (hashlib lets go of the GIL, so the hashing runs beside the next frame). At most ``max_frames``
+    frames' pixels wait; past that the render thread hashes the frame itself and hands over only the
+    line, so a busy CPU costs no hashes, while a stalled disk ends the file (logged once) after
+    ``max_backlog`` lines, never the show. Call :meth:`close` at the end (it closes ``file``).
+    """
+
+    def __init__(self, file: Any, *, background: bool = False, max_frames: int = 3, max_backlog: int = 18_000,
+                 close_timeout_s: float = 5.0) -> None:
         self.file = file
+        self.max_frames = int(max_frames)
+        self.frames = 0  # frames handed over
+        self._sent_pixels = 0  # frames handed over as pixels (render thread) ...
+        self._hashed = 0  # ... and hashed by the writer (writer thread): each counter has one writer
+        self._writer = None
+        if background:
+            from vjengine.linewriter import LineWriter  # noqa: PLC0415
+
+            name = getattr(file, "name", "frame hashes")
+            self._writer = LineWriter(file, name="vj-hashes", encode=self._line, label=f"--frame-hashes {name}",
+                                      on_fail=lambda why: log.error(
+                                          "--frame-hashes %s stopped at frame %d: %s; the show goes on", name,
+                                          self.frames, why),
+                                      max_backlog=max_backlog, close_timeout_s=close_timeout_s)
+
+    @staticmethod
+    def digest(pixels: Any) -> str:
+        import numpy as np  # noqa: PLC0415
+
+        return hashlib.sha256(memoryview(np.ascontiguousarray(pixels)).cast("B")).hexdigest()
+
+    def _line(self, item: Any) -> str:
+        if isinstance(item, str):
+            return item
+        self._hashed += 1
+        return self.digest(item)
+
+    @property
+    def failed(self) -> bool:
+        return self._writer is not None and self._writer.failed
 
     def __call__(self, compositor: Any, state: FrameState) -> None:
-        self.file.write(hashlib.sha256(compositor.read_rgb().tobytes()).hexdigest() + "\n")
+        if self._writer is None:
+            self.file.write(self.digest(compositor.read_rgb()) + "\n")
+            self.frames += 1
+            return
+        if self._writer.failed:
+            return
+        pixels = compositor.read_rgb()  # a copy: the GL readback is the render thread's part
+        if self._sent_pixels - self._hashed < self.max_frames:
+            item: Any = pixels
+            self._sent_pixels += 1
+        else:  # the writer is behind: only the line waits, not another frame's pixels
+            item = self.digest(pixels)
+        if self._writer.put(item):
+            self.frames += 1
+        elif item is pixels:
+            self._sent_pixels -= 1
+
+    def close(self) -> None:
+        """Every line written and the file closed (a background writer: waits at most its close timeout)."""
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self.file.close()
 
 
 class FrameLoop:

@@ -83,38 +83,46 @@ class Recorder:
     """Writes a set log as the show runs.
 
     The render thread only hands each frame's line (a dict) to a bounded backlog; a ``vj-setlog``
-    thread encodes and writes it, flushing about once a second. A disk that stalls (a hung network
-    share, a FIFO nobody reads) never stops the frame loop: the backlog holds ``max_backlog`` lines,
-    and past that the recording stops (logged once; the log ends with the lines written, which a
-    replay plays up to). A write error (a full disk) stops it the same way. ``close`` writes the end
-    line and waits at most ``close_timeout_s`` for the disk.
+    thread (:class:`~vjengine.linewriter.LineWriter`) encodes and writes it, flushing about once a
+    second. A disk that stalls (a hung network share, a FIFO nobody reads) never stops the frame
+    loop: the backlog holds ``max_backlog`` lines, and past that the recording stops (logged once;
+    the log ends with the lines written, which a replay plays up to). A write error (a full disk)
+    stops it the same way. ``close`` writes the end line and waits at most ``close_timeout_s`` for
+    the disk.
     """
 
     def __init__(self, path: str | Path, header: dict[str, Any], *, max_backlog: int = 18_000,
                  close_timeout_s: float = 5.0) -> None:
-        import collections
-        import threading
+        from vjengine.linewriter import LineWriter  # noqa: PLC0415
 
         self.path = Path(path)
         try:
-            self._fh: TextIO = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+            fh: TextIO = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - the writer closes it
         except OSError as exc:
             raise ConfigError(f"--record {self.path}: cannot write: {exc}") from None
         head = {"format": FORMAT, "version": VERSION, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         head.update(header)
         self._prev: dict[str, Any] = {}
         self.frames = 0  # lines handed to the writer
-        self.written = 0  # frame lines the writer has written
-        self.failed = False
-        self.max_backlog = int(max_backlog)
-        self.close_timeout_s = close_timeout_s
-        self._backlog: collections.deque = collections.deque()
-        self._wake = threading.Event()
-        self._closing = False
-        self._done = threading.Event()
-        self._backlog.append(head)
-        self._thread = threading.Thread(target=self._run, name="vj-setlog", daemon=True)
-        self._thread.start()
+        self._writer = LineWriter(fh, name="vj-setlog", encode=lambda item: json.dumps(item, default=_plain),
+                                  on_fail=self._stopped, label=f"set log {self.path}", max_backlog=max_backlog + 1,
+                                  close_timeout_s=close_timeout_s,
+                                  end=lambda: json.dumps({"end": True, "frames": self.written}))
+        self._writer.put(head)
+
+    @property
+    def failed(self) -> bool:
+        return self._writer.failed
+
+    @property
+    def written(self) -> int:
+        """Frame lines the writer has written (the header is not one)."""
+        return max(0, self._writer.written - 1)
+
+    @property
+    def pending(self) -> int:
+        """Lines handed over and not yet written."""
+        return self._writer.pending
 
     def frame(
         self,
@@ -129,9 +137,6 @@ class Recorder:
         if self.failed:
             return
         try:
-            if len(self._backlog) >= self.max_backlog:
-                self._stop(f"the disk has not taken the set log's last {len(self._backlog)} lines (stalled?)")
-                return
             d = frame_to_dict(audio)
             changed = {k: v for k, v in d.items() if self._prev.get(k, _MISSING) != v or k not in self._prev}
             self._prev = d
@@ -142,59 +147,18 @@ class Recorder:
                 line["r"] = [[i, text] for i, text in reloads]
             if output is not None:
                 line["o"] = output
-            self._backlog.append(line)
-            self.frames += 1
+            if self._writer.put(line):
+                self.frames += 1
         except Exception as exc:  # noqa: BLE001 - recording must never stop the show
-            self._stop(str(exc))
+            self._writer.fail(str(exc))
 
-    def _stop(self, why: str) -> None:
-        if not self.failed:
-            self.failed = True
-            log.error("recording stopped at frame %d: %s; %s ends there and the show goes on", self.frames, why,
-                      self.path)
-
-    def _run(self) -> None:
-        from vjengine.priority import lower_this_thread  # noqa: PLC0415
-
-        lower_this_thread()  # the render thread comes first
-        last_flush = time.monotonic()
-        fh = self._fh
-        try:
-            while True:
-                self._wake.wait(0.25)
-                self._wake.clear()
-                while self._backlog:
-                    item = self._backlog.popleft()
-                    fh.write(json.dumps(item, default=_plain) + "\n")
-                    if "f" in item:
-                        self.written += 1
-                t = time.monotonic()
-                if self._closing:
-                    fh.write(json.dumps({"end": True, "frames": self.written}) + "\n")
-                    fh.close()
-                    return
-                if t - last_flush > 1.0:
-                    fh.flush()
-                    last_flush = t
-        except Exception as exc:  # noqa: BLE001 - a full disk, a vanished share
-            self._stop(f"cannot write: {exc}")
-            self._backlog.clear()
-            try:
-                fh.close()
-            except Exception:  # noqa: BLE001
-                pass
-        finally:
-            self._done.set()
+    def _stopped(self, why: str) -> None:
+        log.error("recording stopped at frame %d: %s; %s ends there and the show goes on", self.frames, why,
+                  self.path)
 
     def close(self) -> None:
         """Write what is waiting and the end line; give up (logged) after ``close_timeout_s``."""
-        if self._closing:
-            return
-        self._closing = True
-        self._wake.set()
-        if not self._done.wait(self.close_timeout_s):
-            log.error("set log %s: the disk did not take the last %d line(s) in %.0f s; the log may end early",
-                      self.path, len(self._backlog), self.close_timeout_s)
+        self._writer.close()
 
 
 class _Missing:
