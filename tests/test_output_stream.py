@@ -228,3 +228,103 @@ def test_frames_closer_than_a_period_all_arrive():
     sent = [t.number for t in sink.timings]
     # from the receiver's first key frame on, every frame sent was decoded
     assert got == [n for n in sent if got[0] <= n <= got[-1]], (got, sent)
+
+
+def _counter_frame(n, w, h):
+    import numpy as np
+
+    from vjengine.output.counter import counter_image
+    from vjengine.output.sink import OutFrame
+
+    rgba = np.dstack([counter_image(n, w, h), np.full((h, w), 255, np.uint8)])
+    return OutFrame(np.ascontiguousarray(rgba[::-1]), n, time.perf_counter())
+
+
+WATCHDOG_S = 0.3  # the stall limits, shortened: a frame below takes several times this to encode
+
+
+@pytest.mark.slow
+def test_slow_but_working_encoder_is_not_restarted(monkeypatch):
+    """An ffmpeg that needs far longer than the stall limit per frame but works on it (here a costly
+    denoise filter in front of the encoder; on a loaded machine, an encoder starved of CPU) keeps
+    running: the watchdog sees it use CPU and does not restart it, and every frame it takes arrives."""
+    from vjengine.output import stream
+
+    monkeypatch.setattr(stream, "STALL_S", WATCHDOG_S)
+    monkeypatch.setattr(stream, "START_S", WATCHDOG_S)
+    w, h = 160, 96
+
+    class SlowSink(stream.TsSink):
+        def command(self):
+            cmd = super().command()
+            at = cmd.index("-vf") + 1
+            cmd[at] += ",scale=960:576,nlmeans=s=10:p=7:r=15,scale=160:96"  # about a CPU second a frame
+            return cmd
+
+    [spec_sink] = open_sinks([f"udp://127.0.0.1:{free_port()}?fps=30&size={w}x{h}"])
+    sink = SlowSink(spec_sink.spec)
+    sink.size = spec_sink.size
+    sink.start((w, h))
+    n = 0
+
+    def offered():  # the show goes on, a frame every 20 ms: two wait inside ffmpeg, the rest are dropped
+        nonlocal n
+        sink.offer(_counter_frame(n, w, h))
+        n += 1
+        return len(sink.encoded_at) >= 3 or sink.reconnects > 0
+
+    try:
+        assert wait_until(offered, 120.0, 0.02), sink.status()
+        assert sink.reconnects == 0 and sink.errors == 0, sink.status()
+        stamps = [t for _, t in list(sink.encoded_at)]
+        assert stamps[-1] - stamps[0] > 2 * WATCHDOG_S, stamps  # slower than the limit, with frames waiting
+    finally:
+        sink.stop()
+
+
+@pytest.mark.slow
+def test_stopped_encoder_is_restarted(monkeypatch):
+    """An ffmpeg that does not run at all (SIGSTOP: blocked for good) with frames waiting is stopped
+    and started again after the stall limit, and the new one encodes the show's frames."""
+    import fcntl
+    import os
+    import signal
+
+    from vjengine.output import stream
+
+    monkeypatch.setattr(stream, "STALL_S", WATCHDOG_S)
+    w, h = 160, 96
+    [sink] = open_sinks([f"udp://127.0.0.1:{free_port()}?fps=30&size={w}x{h}"])
+    sink.start((w, h))
+    pid = None
+    try:
+        sink.offer(_counter_frame(0, w, h))
+        assert wait_until(lambda: len(sink.encoded_at) == 1, 120.0), sink.status()
+        pid = sink.ffmpeg_pid
+        fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+        try:  # writes of the frames in flight must not block the sink's thread
+            fcntl.fcntl(fd, F_SETPIPE_SZ, 16 * w * h * 4)
+        finally:
+            os.close(fd)
+        os.kill(pid, signal.SIGSTOP)
+        n = 1
+
+        def offered_until(condition):  # the show goes on (a frame every 20 ms) until ...
+            nonlocal n
+            sink.offer(_counter_frame(n, w, h))
+            n += 1
+            return condition()
+
+        assert wait_until(lambda: offered_until(lambda: sink.reconnects >= 1), 120.0, 0.02), sink.status()
+        assert "does not run" in sink.detail, sink.detail
+        after = n
+        assert wait_until(lambda: offered_until(lambda: any(k >= after for k, _ in list(sink.encoded_at))),
+                          120.0, 0.02), sink.status()
+        assert sink.ffmpeg_pid != pid
+    finally:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        sink.stop()

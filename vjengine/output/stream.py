@@ -17,12 +17,17 @@ waits, and then takes the newest frame from its mailbox: a frame it cannot encod
 (and counted) before it enters ffmpeg, never queued behind others. An ffmpeg that encodes nothing
 for ``STALL_S`` while frames wait (blocked on a receiver that went away, waiting for input to notice)
 is stopped and started again, like one that exited; before its first frame it gets ``START_S`` (its
-start, x264 and the output included, can take seconds on a loaded machine).
+start, x264 and the output included, can take seconds on a loaded machine). Blocked is told from
+starved by /proc: an ffmpeg that used ``WORKING_CPU_S`` of CPU since the last look, or has a thread
+waiting for a CPU (runnable), is working, only short of CPU (its priority is below the show's), and
+gets another ``STALL_S``; one that did neither (blocked, or stopped) is restarted. ``HUNG_S`` without an encoded frame
+restarts it whatever its CPU time (one spinning without output).
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
 import threading
 import time
@@ -35,6 +40,34 @@ MAX_IN_FLIGHT = 2  # frames written to ffmpeg and not yet encoded: one encoding,
 PROGRESS_PERIOD_S = 0.01
 STALL_S = 5.0  # ffmpeg encoding nothing this long with frames waiting is stuck: start it again
 START_S = 30.0  # the same before its first encoded frame
+WORKING_CPU_S = 0.02  # CPU time ffmpeg used since the last look that says it works, only starved (2 ticks)
+HUNG_S = 120.0  # no frame encoded this long is stuck, however much CPU ffmpeg uses
+_CLK_TCK = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+
+
+def activity(pid: int) -> tuple[float, bool] | None:
+    """Process ``pid``'s CPU time (user plus system, all its threads) and whether one of its threads
+    is runnable now (state R: running, or waiting for a CPU), from /proc; None when it is gone or
+    there is no /proc (then the watchdog goes by encoded frames alone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        cpu_s = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+    runnable = False
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                    if f.read().rsplit(b")", 1)[1].split()[:1] == [b"R"]:
+                        runnable = True
+                        break
+            except (OSError, IndexError):
+                continue  # a thread that just ended
+    except OSError:
+        pass
+    return cpu_s, runnable
 
 
 def ffmpeg_exe() -> str:
@@ -57,7 +90,10 @@ class TsSink(Sink):
         self._written = 0  # frames written to this ffmpeg
         self._encoded = 0  # frames it reported encoded
         self._numbers: collections.deque[int] = collections.deque()  # written, not yet encoded
-        self._moved_s = 0.0
+        self._moved_s = 0.0  # when ffmpeg last encoded a frame, or was seen working (CPU time)
+        self._encoded_s = 0.0  # when it last encoded a frame (or started)
+        self._cpu_s: float | None = None  # its CPU time when last looked at ...
+        self._cpu_look_s = 0.0  # ... at this time
         self.encoded_at: collections.deque[tuple[int, float]] = collections.deque(maxlen=TIMINGS_KEPT)
 
     def check(self) -> None:
@@ -98,7 +134,7 @@ class TsSink(Sink):
         with self._progress:
             self._written = self._encoded = 0
             self._numbers.clear()
-            self._moved_s = time.perf_counter()  # ffmpeg's last progress (or its start)
+            self._moved_s = self._encoded_s = time.perf_counter()  # ffmpeg's last progress (or its start)
         self._proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, bufsize=0)
         threading.Thread(target=self._drain, args=(self._proc,), daemon=True, name="vj-out-ffmpeg-log").start()
@@ -124,7 +160,7 @@ class TsSink(Sink):
                     return
                 while self._encoded < count and self._numbers:
                     self._encoded += 1
-                    self._moved_s = now
+                    self._moved_s = self._encoded_s = now
                     self.encoded_at.append((self._numbers.popleft(), now))
                 self._progress.notify_all()
         with self._progress:  # ffmpeg ended: nobody waits for it any more
@@ -138,11 +174,33 @@ class TsSink(Sink):
                     timeout_s):
                 return True
             limit_s = STALL_S if self._encoded else START_S
-            if time.perf_counter() - self._moved_s > limit_s:
-                # e.g. blocked sending to an SRT receiver that went away: it may wait for more input
-                # to notice, and gets none from here, so it is stopped and started again
-                raise RuntimeError(f"ffmpeg encoded nothing for {limit_s:g} s ({self._why()})")
+            now = time.perf_counter()
+            if self._cpu_look_s < self._moved_s and proc is not None:  # frames wait: CPU from here on
+                seen = activity(proc.pid)
+                self._cpu_s, self._cpu_look_s = (seen[0] if seen else None), now
+            if now - self._moved_s <= limit_s:
+                return False
+            hung = now - self._encoded_s > HUNG_S
+            if not hung and self._working(proc, now):
+                return False  # starved of CPU, not stuck: it gets another limit_s
+            # e.g. blocked sending to an SRT receiver that went away: it may wait for more input
+            # to notice, and gets none from here, so it is stopped and started again
+            raise RuntimeError(f"ffmpeg encoded nothing for {now - self._encoded_s:.0f} s "
+                               f"({'and does not run' if not hung else 'though it runs'}; {self._why()})")
+
+    def _working(self, proc: subprocess.Popen | None, now: float) -> bool:
+        """Whether ffmpeg used CPU since the last look or has a thread waiting for one (called with
+        ``_progress`` held, once a limit has passed; the first look is within a wait of its last
+        encoded frame): if so, the limit starts again from now."""
+        seen = None if proc is None else activity(proc.pid)
+        if seen is None:
             return False
+        cpu, runnable = seen
+        before, self._cpu_s, self._cpu_look_s = self._cpu_s, cpu, now
+        if runnable or (before is not None and cpu - before >= WORKING_CPU_S - 1e-9):
+            self._moved_s = now
+            return True
+        return False
 
     def send(self, frame: OutFrame) -> None:
         proc = self._proc
