@@ -87,14 +87,28 @@ def main(workdir: str) -> None:
             result["tones"][str(int(hz))] = None
         run_for(engine, 0.3, frames)
 
-    p = play(work / "loop.wav")
-    seen = []
-    run_while_playing(engine, p, seen)
-    # each flagged beat at the instant its phase says it fell, not at the poll that saw it (a loaded
-    # machine polls late, by more than the grid's tolerance)
-    beats = [f.time_s - f.beat_phase * 60.0 / f.bpm for f in seen if f.beat and f.bpm > 0]
-    result["loop"] = {"bpm": seen[-1].bpm, "locked": seen[-1].locked, "beats": len(beats),
-                      "beat_intervals_s": np.diff(beats).tolist(), "status": seen[-1].input_status}
+    # The loop's beats, in stream time: the clock's own beat times (hop-accurate, whenever the polls
+    # come) and the beats the polls flagged. Stream time is the heard time only while the capture is
+    # continuous: a starved capture thread that stalls past stall_s is declared lost (silence stands in
+    # for the time), and one that falls behind loses samples (overruns). A play the capture did not
+    # hear whole is played again (a loaded machine's doing, not the tracker's), up to three times.
+    for attempt in range(1, 4):
+        overruns = engine.source.overruns
+        first = len(engine.analyzer.beat_times)
+        engine.analyzer.record = True
+        p = play(work / "loop.wav")
+        seen = []
+        run_while_playing(engine, p, seen)
+        engine.analyzer.record = False
+        whole = all(f.input_ok for f in seen) and engine.source.overruns == overruns
+        if whole:
+            break
+        run_for(engine, 0.5, frames)  # the clock free-runs on silence between plays
+    beat_times = engine.analyzer.beat_times[first:]
+    result["loop"] = {"bpm": seen[-1].bpm, "locked": seen[-1].locked,
+                      "beats": sum(1 for f in seen if f.beat and f.bpm > 0),
+                      "beat_intervals_s": np.diff(beat_times).tolist(), "status": seen[-1].input_status,
+                      "heard_whole": whole, "plays": attempt}
 
     # the sink vanishes mid-stream, then comes back
     p = play(long_tone)
