@@ -104,3 +104,57 @@ def test_a_cued_switch_to_a_streamed_bank_lands_on_full_resolution_frames(ctx, t
     assert cell not in at_start and cell + 1 not in at_start, "b's frames were resident before the cue came near"
     first_on_b = next(k for k, (bank, _) in enumerate(drawn) if bank == 1)
     assert drawn[first_on_b][1] == 0, "the switch drew b's low tier: its frames were not loaded ahead"
+
+
+@pytest.mark.parametrize("steer", [True, False])
+def test_a_saw_wrap_is_loaded_ahead_along_the_mappings_heading(ctx, tmp_path, monkeypatch, steer):
+    """A saw LFO sweeps a streamed bank and wraps every 4 beats: a jump of the whole axis in one frame.
+    The frame loop tells the bank where the mapper is heading, so the wrap lands on full-resolution
+    frames; without that (velocity alone) the wrap is a miss drawn from the low tier."""
+    from _osc_helpers import wait_until
+    from vjengine import frameloop
+    from vjengine.clock import FixedStepClock
+    from vjengine.control.commands import CommandQueue
+    from vjengine.frameloop import FrameLoop
+    from vjengine.offline import PushAudio, read_song
+    from vjengine.presenters import HeadlessPresenter
+    from vjengine.render.compositor import Compositor
+    from vjengine.show.setup import build_setup
+    from vjengine.show.state import ShowState
+
+    if not steer:
+        monkeypatch.setattr(frameloop, "HEADING_EVERY", 10**9)
+    path = _bank(tmp_path / "a", seed=1)
+    preset = tmp_path / "saw.toml"
+    preset.write_text('name = "saw"\n[[layer]]\nmode = "lfo"\naxes = [0]\nwave = "saw"\nbeats = 4\n'
+                      'center = 0.5\ndepth = 0.5\n')
+    setup = build_setup([str(path)], argparse.Namespace(preset=[str(preset)], crossfade=None, quantize="none",
+                                                        cues=None))
+    show = ShowState(setup.entries, setup.library, preset=setup.preset_index, crossfade_s=setup.crossfade_s,
+                     quantize=setup.quantize)
+    samples, sr = read_song(song(tmp_path / "song.wav", seconds=8.0))
+    compositor = Compositor(ctx, output_size=(32, 32))
+    budget = (24 * 32 * 32 * 4 + 64 * 8 * 8 * 4) / (1 << 20)  # 24 of 64 frames: the sweep cannot all stay
+    bank = ResidentFrames(ctx, setup.banks[0], gpu_budget_mb=budget, sync_budget_ms=0)
+    bank.load_low_tier()
+    loop = FrameLoop(clock=FixedStepClock(FPS), queue=CommandQueue(), show=show, audio=PushAudio(samples, sr),
+                     compositor=compositor, banks=[bank], presenter=HeadlessPresenter((32, 32), FPS, pace=False),
+                     reload_presets=False)
+    drawn = []  # per frame: the saw's position, and whether any tap came from the low tier
+    loop.output_hooks.append(lambda comp, state: drawn.append((state.coord[0], bank.last_low_taps > 0)))
+    try:
+        for _ in range(int(7.0 * FPS)):
+            loop.step()
+            # a frame's worth of time for the bank's reader: what was asked for is read before the next frame
+            assert wait_until(lambda: bank.tick(0.01) or not bank.reader_busy, 10.0)
+    finally:
+        compositor.release()
+        bank.release()
+    wraps = [k for k in range(1, len(drawn)) if drawn[k][0] < drawn[k - 1][0] - 0.5]
+    late = [k for k in wraps if k > 2 * FPS]  # the clock is locked by then
+    assert late, "the saw never wrapped"
+    low_at_wraps = [k for k in late if any(low for _, low in drawn[k:k + 3])]
+    if steer:
+        assert not low_at_wraps, f"wraps at frames {low_at_wraps} of {late} were drawn from the low tier"
+    else:
+        assert low_at_wraps, "velocity alone saw the jump coming: the test cannot tell the heading's worth"

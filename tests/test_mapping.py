@@ -242,6 +242,32 @@ def test_lfo_spread_offsets_axes():
     assert (x, y) == pytest.approx((0.5, 1.0))
 
 
+def test_predict_sees_a_saw_wrap_coming_and_leaves_the_mapper_as_it_was():
+    text = '[[layer]]\nmode="lfo"\naxes=[0]\nwave="saw"\nbeats=4\ncenter=0.5\ndepth=0.5\n' \
+           '[[layer]]\nmode="orbit"\naxes=[1]\nbase_hz=0.5\nradius=0.3\n'
+    m, twin = mapper(text), mapper(text)
+    now = frame(beats=7.8, bpm=120.0)  # 0.2 beats before the saw wraps; 0.5 s is one beat at 120 BPM
+    m.step(now, Controls(), 1 / 60)
+    twin.step(now, Controls(), 1 / 60)
+    ahead = m.predict(now, Controls(), 0.5, 10)
+    xs = [c[0] for c in ahead]
+    assert xs[0] > 0.9 and min(xs) < 0.1, xs  # up to the top, then the wrap to the bottom
+    assert xs.index(min(xs)) == int(np.argmax(np.diff(xs) < -0.5)) + 1
+    assert len({c[1] for c in ahead}) == 10  # the orbit goes on turning along the way
+    later = frame(beats=7.9, bpm=120.0)
+    assert m.step(later, Controls(), 1 / 60).coord == twin.step(later, Controls(), 1 / 60).coord
+
+
+def test_frame_ahead_advances_the_beat_and_bar_clock():
+    from vjengine.mapping.features import FrameAhead, bars_elapsed, beats_elapsed
+
+    now = frame(beats=6.5, beats_per_bar=3, level=0.7, beat=True)
+    ahead = FrameAhead(now, 1.75)
+    assert beats_elapsed(ahead) == pytest.approx(8.25)
+    assert bars_elapsed(ahead) == pytest.approx(8.25 / 3)
+    assert ahead.level == 0.7 and not ahead.beat  # the audio held, the pulses not repeated
+
+
 # ---- manual, overrides, axes, fx
 
 

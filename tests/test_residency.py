@@ -136,6 +136,54 @@ def test_prefetch_follows_the_heading(ctx, big_bank):
     res.release()
 
 
+def _until_resident(res, frames):
+    deadline = time.monotonic() + 60.0
+    while not all(res.slot_of[i] >= 0 for i in frames) and time.monotonic() < deadline:
+        res.tick(0.01)
+        time.sleep(0.002)  # polling the condition (the reads done), bounded by the deadline
+    return all(res.slot_of[i] >= 0 for i in frames)
+
+
+def test_a_jump_on_the_mappings_heading_is_loaded_before_it_is_drawn(ctx, big_bank):
+    bank, _ = big_bank
+    now = [0.0]
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, native=True, clock=lambda: now[0])
+    res.load_low_tier()
+    here, there = (0.9, 0.3), (0.05, 0.3)  # a saw LFO about to wrap: 31 cells in one frame
+    res.layers_for(_taps_for(here, bank.sizes, bank.cyclic))
+    res.set_heading([(0.92, 0.3), (0.95, 0.3), there])
+    jump = _taps_for(there, bank.sizes, bank.cyclic)
+    assert _until_resident(res, jump), "the jump's frames on the heading were not loaded ahead"
+    where = res.layers_for(jump)
+    assert not any(id(a) in res.low_ids for a, _ in where), "the jump was drawn from the low tier"
+    # without a heading the same jump is a miss: velocity cannot see it coming
+    res2 = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, native=True, sync_budget_ms=0, clock=lambda: now[0])
+    res2.load_low_tier()
+    res2.layers_for(_taps_for(here, bank.sizes, bank.cyclic))
+    assert not any(res2.slot_of[i] >= 0 for i in jump)
+    res.release()
+    res2.release()
+
+
+def test_a_stale_heading_gives_way_to_the_velocity_and_a_jump_resets_it(ctx, big_bank):
+    bank, _ = big_bank
+    now = [0.0]
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, native=True, clock=lambda: now[0])
+    res.set_heading([(0.05, 0.9)])
+    far = _taps_for((0.05, 0.9), bank.sizes, bank.cyclic)
+    now[0] += 1.0  # long past HEADING_FRESH_S
+    res.layers_for(_taps_for((0.5, 0.5), bank.sizes, bank.cyclic))
+    res.tick(0.0)
+    assert not set(far) & set(res._prefetch), "a stale heading still steered prefetch"
+    for k in range(5):  # a steady heading, then a jump across the grid
+        res.layers_for(_taps_for((0.5, 0.5 + k / 100), bank.sizes, bank.cyclic))
+        now[0] += 0.016
+    assert np.any(res._velocity != 0)
+    res.layers_for(_taps_for((0.0, 0.1), bank.sizes, bank.cyclic))
+    assert not np.any(res._velocity)  # the jump is not taken for a speed of thousands of cells a second
+    res.release()
+
+
 def test_budget_too_small_for_one_blend_names_the_minimum(ctx, big_bank):
     bank, _ = big_bank
     with pytest.raises(DeviceError, match=r"--gpu-budget-mb 0.1 cannot hold one blend: it needs at least "

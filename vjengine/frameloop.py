@@ -38,6 +38,9 @@ from vjengine.show.state import FrameState, ShowState
 log = logging.getLogger(__name__)
 
 PRESET_POLL_S = 0.5  # how often preset files are checked for edits (a stat each)
+# A streamed bank is told where the mapping is heading every HEADING_EVERY frames: the mapper looked
+# ahead HEADING_S in HEADING_STEPS steps (about 1 ms; the frames along it take longer than that to load).
+HEADING_EVERY, HEADING_S, HEADING_STEPS = 6, 0.5, 10
 STAGES = ("inputs", "audio", "map", "render", "hooks", "present")
 
 OutputHook = Callable[[Any, FrameState], None]
@@ -257,6 +260,7 @@ class FrameLoop:
         self.once = LogOnce(log)
         self.quit = False
         self.last_audio: Any = None
+        self._heading_countdown = 0
         self._next_poll_s = PRESET_POLL_S
         self.governor = governor  # vjengine.show.degrade.Governor: degrade before dropping (live only)
         self.stats_writer = stats_writer  # vjengine.show.statslog.StatsWriter (--stats)
@@ -428,8 +432,21 @@ class FrameLoop:
             self.failed("render", exc)
         try:
             self.load_ahead(state)
+            self.steer_prefetch(state)
         except Exception as exc:  # noqa: BLE001
             self.failed("loading ahead", exc)
+
+    def steer_prefetch(self, state: FrameState) -> None:
+        """Every few frames, tell a streamed bank where the mapping is heading (the mapper looked ahead
+        ``HEADING_S``), so it loads frames along that path, jumps included, before they are drawn."""
+        source = self.banks[state.bank]
+        if not hasattr(source, "set_heading") or self.last_audio is None:
+            return
+        self._heading_countdown -= 1
+        if self._heading_countdown > 0:
+            return
+        self._heading_countdown = HEADING_EVERY
+        source.set_heading(self.show.heading(self.last_audio, HEADING_S, HEADING_STEPS))
 
     def load_ahead(self, state: FrameState) -> None:
         """Frames of the bank the show is about to switch to (a pending quantised switch, or a bank cue

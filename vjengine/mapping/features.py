@@ -135,3 +135,25 @@ def bars_elapsed(frame: Any) -> float:
     in_bar = int(_finite(getattr(frame, "beat_in_bar", beat_count % n)))
     bar_index = (beat_count - in_bar) // n
     return bar_index + _finite(getattr(frame, "bar_phase", 0.0))
+
+
+class FrameAhead:
+    """``frame`` as it would read ``beats`` beats later with the audio unchanged: the beat clock
+    (``beat_count``, ``beat_phase``, ``beat_in_bar``, ``bar_phase``) advanced, pulses off, every other
+    field the frame's own. For looking ahead (:meth:`~vjengine.mapping.mapper.Mapper.predict`)."""
+
+    def __init__(self, frame: Any, beats: float) -> None:
+        self._frame = frame
+        n = beats_per_bar(frame)
+        total = beats_elapsed(frame) + max(0.0, _finite(beats))
+        count = int(math.floor(total))
+        old_count = int(_finite(getattr(frame, "beat_count", 0)))
+        in_bar = (int(_finite(getattr(frame, "beat_in_bar", old_count % n))) + count - old_count) % n
+        self.beat_count = count
+        self.beat_phase = total - count
+        self.beat_in_bar = in_bar
+        self.bar_phase = (in_bar + self.beat_phase) / n
+        self.beat = self.bar = self.onset = self.kick = self.chord_change = False
+
+    def __getattr__(self, name: str) -> Any:  # everything not advanced: the frame's own
+        return getattr(self._frame, name)

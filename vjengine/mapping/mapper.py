@@ -7,6 +7,7 @@ override glides over any mapped axis until it is released; a nudge shifts a mapp
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from vjengine.bank.format import MAX_AXES
+from vjengine.mapping.features import FrameAhead
 from vjengine.mapping.modes import AxisInfo, ManualSpec, Mode, make_mode
 from vjengine.mapping.preset import Preset
 from vjengine.mapping.smoothing import cyclic_delta, follow_coefficient
@@ -141,3 +143,19 @@ class Mapper:
             v = float(mode.step(frame, dt_s)[0])
             fx[param] = v if math.isfinite(v) else 0.0
         return MapOutput(tuple(float(c) for c in self.coord), fx)
+
+    def predict(self, frame: Any, controls: Controls, seconds: float, steps: int) -> list[tuple[float, ...]]:
+        """Where the coordinate will be over the next ``seconds`` (``steps`` points, evenly spaced) if
+        the audio stayed as ``frame``: a copy of this mapper stepped ahead, this one untouched. The
+        streaming residency prefetches along it, so a deterministic jump (a saw LFO's wrap, a path's
+        next point) is loaded before it happens rather than guessed from the velocity."""
+        memo: dict[int, Any] = {id(self.preset): self.preset, id(self.axes): self.axes}
+        for layer in self.layers:  # the specs are immutable: share them, copy only the state
+            memo[id(layer.spec)] = layer.spec
+        ahead = copy.deepcopy(self, memo)
+        ahead.fx_modes = {}  # effects do not move the coordinate
+        steps = max(1, int(steps))
+        dt = float(seconds) / steps
+        bpm = float(getattr(frame, "bpm", 0.0) or 0.0)  # the clock runs on at its tempo, locked or not
+        per_step = bpm / 60.0 * dt if math.isfinite(bpm) and bpm > 0 else 0.0
+        return [ahead.step(FrameAhead(frame, per_step * (k + 1)), controls, dt).coord for k in range(steps)]

@@ -52,6 +52,8 @@ DEFAULT_GPU_BUDGET_MB = 1024.0
 # up yet) waits this long for its read; a stalled disk after that draws what is on the GPU.
 MUST_WAIT_S = 0.25
 LOW_CHUNK = 256  # low-tier frames per read
+JUMP_CELLS = 4.0  # a move of more cells than this in one step is a jump, not a heading
+HEADING_FRESH_S = 0.3  # how long a heading from set_heading steers prefetch
 _REQUIRED_EXTENSIONS = {
     "bc1": ("GL_EXT_texture_compression_s3tc", "GL_EXT_texture_compression_dxt1"),
     "bc7": ("GL_ARB_texture_compression_bptc", "GL_EXT_texture_compression_bptc"),
@@ -267,6 +269,8 @@ class ResidentFrames:
         self._last_centre: np.ndarray | None = None
         self._last_t: float | None = None
         self._velocity = np.zeros(len(self.sizes))
+        self._heading: list[tuple[float, ...]] = []  # where the mapping says it is going (set_heading)
+        self._heading_t: float | None = None
         self._once = LogOnce(log)  # each kind of problem logged once
         self.upload_s = 0.0
         self.uploads = 0
@@ -389,6 +393,11 @@ class ResidentFrames:
         return self.frames_low / max(1, self.frames_drawn)
 
     @property
+    def reader_busy(self) -> bool:
+        """Live: reads asked for and not yet uploaded (queued, in flight, or read and waiting for a tick)."""
+        return self._reader is not None and self._reader.busy > 0
+
+    @property
     def complete(self) -> bool:
         return self.resident == self.count
 
@@ -480,6 +489,14 @@ class ResidentFrames:
                 if idx is not None and idx not in order:
                     order.append(idx)
         self._ahead = [i for i in reversed(order) if self.slot_of[i] < 0 and not self.bad[i]]
+
+    def set_heading(self, coords: Iterable[Iterable[float]]) -> None:
+        """Where the blend is going over the next moments (the mapper looked ahead, nearest first):
+        prefetch follows this path, jumps included, instead of extrapolating the velocity, for
+        ``HEADING_FRESH_S``."""
+        self._heading = [tuple(float(x) for x in c) for c in coords]
+        self._heading_t = self._clock()
+        self._prefetch = []  # plan again along it
 
     def tick(self, budget_s: float) -> None:
         """Per drawn frame: upload missed frames, then prefetch, for about ``budget_s`` seconds."""
@@ -707,8 +724,11 @@ class ResidentFrames:
             for d, n in enumerate(self.sizes):
                 if self.cyclic[d]:  # the short way round
                     delta[d] = (delta[d] + n / 2) % n - n / 2
-            v = delta / (now - self._last_t)
-            self._velocity = 0.7 * self._velocity + 0.3 * v
+            if np.any(np.abs(delta) > JUMP_CELLS):
+                self._velocity = np.zeros(len(self.sizes))  # a jump is no heading: start again from rest
+            else:
+                v = delta / (now - self._last_t)
+                self._velocity = 0.7 * self._velocity + 0.3 * v
         if self._last_centre is None or np.any(np.abs(centre - self._last_centre) > 0):
             self._prefetch = []  # moved: plan again from here
         self._last_centre, self._last_t = centre, now
@@ -725,11 +745,66 @@ class ResidentFrames:
             idx += v * int(st[d])
         return idx
 
+    def _corners(self, coord: tuple[float, ...]) -> list[int]:
+        """The frames a blend at ``coord`` (0..1 per axis) samples."""
+        c = list(coord[: len(self.sizes)]) + [0.5] * max(0, len(self.sizes) - len(coord))
+        pos = [axis_position(x, int(n), bool(cyc)) for x, n, cyc in zip(c, self.sizes, self.cyclic)]
+        st = strides(self.sizes)
+        out = []
+        for corner in range(1 << len(self.sizes)):
+            out.append(int(sum(int(p[1] if (corner >> d) & 1 else p[0]) * int(st[d]) for d, p in enumerate(pos))))
+        return out
+
+    def _heading_order(self) -> list[int]:
+        """The frames along the mapping's heading, nearest first; where two points of it are a few cells
+        apart the cells between are filled in (a fast glide), where they are far apart it is a jump."""
+        order: list[int] = []
+        seen: set[int] = set()
+        prev: np.ndarray | None = None
+        step = None  # the last move between points that was no jump
+        scale = np.array([max(1, n - (0 if cyc else 1)) for n, cyc in zip(self.sizes, self.cyclic)], np.float64)
+
+        def between(a: np.ndarray, delta: np.ndarray) -> list[np.ndarray]:
+            n = max(1, int(np.ceil(float(np.max(np.abs(delta) * scale)))))
+            return [a + delta * (k / n) for k in range(1, n + 1)]
+
+        for point in self._heading:
+            p = np.array(point[: len(self.sizes)], np.float64)
+            points = [p]
+            if prev is not None and len(p) == len(prev):
+                delta = p - prev
+                for d, cyc in enumerate(self.cyclic):
+                    if cyc:
+                        delta[d] = (delta[d] + 0.5) % 1.0 - 0.5
+                cells = float(np.max(np.abs(delta) * scale))
+                if cells <= JUMP_CELLS:
+                    step = delta
+                    points = between(prev, delta)
+                elif step is not None:
+                    # a jump lands somewhere within one step before this point: the cells from there on
+                    points = [p - step, *between(p - step, step)]
+            for q in points:
+                for idx in self._corners(tuple(q)):
+                    if idx not in seen:
+                        seen.add(idx)
+                        order.append(idx)
+            prev = p
+        return order
+
     def _plan_prefetch(self) -> None:
         """Frames around where the blend will be over the next ``prefetch_s``, nearest first (popped
-        from the end)."""
+        from the end): along the mapping's heading while it is fresh, else along the velocity."""
+        if self._heading and self._heading_t is not None and self._clock() - self._heading_t < HEADING_FRESH_S:
+            order = self._heading_order()
+        else:
+            order = self._velocity_order()
+        # never more than half the cache ahead: a heading longer than that would evict its own frames
+        self._prefetch = [i for i in reversed(order[: max(1 << len(self.sizes), self.slots // 2)]) if self.slot_of[i] < 0]
+
+    def _velocity_order(self) -> list[int]:
+        """The cells along the velocity over the next ``prefetch_s``, nearest first."""
         if self._last_centre is None:
-            return
+            return []
         order: list[int] = []
         seen: set[int] = set()
         st = strides(self.sizes)
@@ -742,7 +817,7 @@ class ResidentFrames:
                 if idx is not None and idx not in seen:
                     seen.add(idx)
                     order.append(idx)
-        self._prefetch = [i for i in reversed(order) if self.slot_of[i] < 0]
+        return order
 
     def release(self) -> None:
         if self._reader is not None:

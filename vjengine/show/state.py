@@ -382,6 +382,11 @@ class ShowState:
             intensity=self.intensity,
         )
 
+    def heading(self, frame: Any, seconds: float = 0.5, steps: int = 10) -> list[tuple[float, ...]]:
+        """Where the shown bank's coordinate is heading over the next ``seconds`` with the audio as
+        ``frame`` (the mapper looked ahead; a preset glide in progress is not included)."""
+        return self.mapper.predict(frame, self.controls, seconds, steps)
+
     # ---- status (read from other threads: an immutable snapshot swapped in whole)
 
     def publish_status(self, frame: Any = None, extra: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
