@@ -15,6 +15,7 @@ from _audio_util import analyse
 from vjengine.audio.analyzer import AnalysisConfig, Analyzer
 from vjengine.audio.learned import CRNN, N_FEATURES, BeatActivation, load_weights, log_filterbank
 from vjengine.audio.sources import load_audio
+from vjengine.audio.trackers import BarTracker
 from vjengine.errors import ConfigError
 from vjengine.audio.synth import groove
 
@@ -187,3 +188,44 @@ def test_vj_analyze_with_the_learned_tracker(shared_audio, tmp_path):
     assert out.returncode == 0, out.stderr
     beats = np.loadtxt(tmp_path / "beats.txt", ndmin=1)
     assert 60.0 / np.median(np.diff(beats)) == pytest.approx(120.0, rel=0.02)
+
+
+def _feed_bars(bars: BarTracker, n_beats: int, *, low, harmony, learned) -> None:
+    for i in range(n_beats):
+        bars.add_beat(i, low(i), harmony(i), learned(i))
+
+
+def test_a_spread_learned_downbeat_gives_way_to_the_bass_and_harmony():
+    """A learned activation that leans to every 4th beat but spreads over the bar (BeatNet unsure,
+    e.g. on a solo guitar in 3/4) is not trusted: the chord changes every 3 beats set the metre."""
+    bars = BarTracker()
+    spread = {0: 1.7, 1: 1.0, 2: 0.9, 3: 0.8}  # at most 38% of the 4-fold mass on one beat
+    _feed_bars(bars, 48, low=lambda i: 1.0, harmony=lambda i: 0.6 if i % 3 == 1 else 0.1,
+               learned=lambda i: spread[i % 4])
+    assert not bars.learned_trusted
+    assert (bars.metre, bars.downbeat) == (3, 1) and bars.confidence >= 0.3
+
+
+def test_a_sharp_learned_downbeat_is_followed():
+    """An activation near 0 except on one beat a bar (BeatNet sure) says where bar 1 is, over a
+    bass line that leans another way."""
+    bars = BarTracker()
+    _feed_bars(bars, 48, low=lambda i: 1.3 if i % 3 == 0 else 1.0, harmony=lambda i: 0.2,
+               learned=lambda i: 0.9 if i % 3 == 2 else 0.02)
+    assert bars.learned_trusted
+    assert (bars.metre, bars.downbeat) == (3, 2) and bars.confidence >= 0.3
+    plain = BarTracker()  # without the learned cue the bass line decides
+    _feed_bars(plain, 48, low=lambda i: 1.3 if i % 3 == 0 else 1.0, harmony=lambda i: 0.2, learned=lambda i: None)
+    assert (plain.metre, plain.downbeat) == (3, 0) and not plain.learned_trusted
+
+
+def test_learned_tracker_keeps_the_triple_guitar_in_three(shared_audio):
+    """bayesbeat's solo guitar in 3/4: BeatNet's downbeat head reads it as 4/4 (spread, so not
+    trusted); the harmony gives its bars."""
+    x, sr = load_audio(shared_audio / "bayesbeat_guitar/guitar_triple.flac")
+    ann = np.loadtxt(shared_audio / "bayesbeat_guitar/guitar_triple.beats", ndmin=2)
+    a = analyse(x, sr, config=LEARNED)
+    assert a.beats_per_bar == 3
+    trim = mir_eval.beat.trim_beats
+    down_f = mir_eval.beat.f_measure(trim(ann[ann[:, 1] == 1, 0]), trim(np.array(a.downbeat_times)))
+    assert down_f >= 0.8, down_f

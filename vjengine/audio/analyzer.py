@@ -30,6 +30,7 @@ from vjengine.audio.trackers import (BarTracker, BeatClock, OnsetTracker, TempoC
 # that spin, doubling the CPU of `vj analyze` for no gain in wall time; 16 stays on one thread
 _MAX_BATCH_HOPS = 16
 _CHROMA_EVERY = 4     # chroma (colour, smoothed over ~150 ms) takes every 4th hop's spectrum
+_BAR_LOOK_DSP = range(-3, 9)  # hops around a beat mark where its bass/kick flux peak is looked for
 _EMPTY = np.zeros(0, dtype=np.float32)
 _INV_LN_100 = 1.0 / math.log(100.0)  # centroid 100 Hz..10 kHz -> 0..1 on a log scale
 
@@ -76,6 +77,9 @@ class AnalysisConfig:
     # (audio/learned.py), whose downbeat activation also feeds the bar tracker
     beat_tracker: str = "dsp"
     learned_delay_s: float = 0.035       # activation peak lag behind the beat (32 ms frame centre + hold)
+    # learned: weight of the downbeat activation in the bar evidence, beside the bass/kick peak and the
+    # harmonic change (weight 1 each); each cue is normalised by its own running mean
+    learned_downbeat_weight: float = 1.0
 
 
 BEAT_TRACKERS = ("dsp", "learned")
@@ -173,15 +177,19 @@ class Analyzer:
         self._odf_buf = np.zeros(2 * self._win)
         self._kick_buf = np.zeros(2 * self._win)  # kick events (1.0 on the hop a kick fired), same ring
         self._low_buf = np.zeros(2 * self._win)   # low-band (bass/kick) flux, same ring
-        self.bars = BarTracker(fixed_metre=0 if cfg.auto_metre else cfg.beats_per_bar)
+        # learned: the low ring holds the downbeat activation; the bass/kick flux goes here (a bar cue beside it)
+        self._bass_buf: np.ndarray | None = None
+        self.bars = BarTracker(fixed_metre=0 if cfg.auto_metre else cfg.beats_per_bar,
+                               learned_weight=cfg.learned_downbeat_weight)
         self.learned = None
         self._act = (0.0, 0.0)  # the latest learned (beat or downbeat, downbeat) activation
         self._odf_delay_s = cfg.odf_delay_s
-        self._bar_look = range(-3, 9)  # hops around a beat mark where its bass/kick peak is looked for
+        self._bar_look = _BAR_LOOK_DSP  # hops around a beat mark where its bass/kick peak is looked for
         if cfg.beat_tracker == "learned":
             from vjengine.audio.learned import BeatActivation
 
             self.learned = BeatActivation(self.samplerate)
+            self._bass_buf = np.zeros(2 * self._win)
             self._odf_delay_s = cfg.learned_delay_s
             lag = int(round(cfg.learned_delay_s / self.hop_s))
             self._bar_look = range(lag - 3, lag + 6)
@@ -412,7 +420,8 @@ class Analyzer:
         latency_beats_per_bpm = self.latency_ms * 1e-3 / 60.0
         gates = [False] * (j1 - j0)
         onsets_update, kicks_update = self.onsets.update, self.kicks.update
-        odf_buf, kick_buf, low_buf = self._odf_buf, self._kick_buf, self._low_buf
+        odf_buf, kick_buf, low_buf, bass_buf = self._odf_buf, self._kick_buf, self._low_buf, self._bass_buf
+        bass = 0.0
         next_mark, marks = self._next_mark, self._marks
         rec = self.record
         if rec:
@@ -463,7 +472,7 @@ class Analyzer:
                     odf = flux + kick_weight * kflux
                     low = kflux
                 else:  # learned: beat activation for tempo and phase, downbeat activation for the bar
-                    odf, low = fj[2], fj[3]
+                    odf, low, bass = fj[2], fj[3], kflux
                 sound += 1
                 silent = 0
             else:
@@ -472,7 +481,7 @@ class Analyzer:
                     bands[b] *= band_release  # release toward 0
                 fired, strength = onsets_update(0.0, False)
                 kfired, _ = kicks_update(0.0, False)
-                odf = low = 0.0
+                odf = low = bass = 0.0
                 silent += 1
                 if silent > silence_unlock_hops:
                     sound = 0
@@ -497,6 +506,8 @@ class Analyzer:
             odf_buf[odf_i] = odf_buf[odf_i + win] = odf
             kick_buf[odf_i] = kick_buf[odf_i + win] = 1.0 if kfired else 0.0
             low_buf[odf_i] = low_buf[odf_i + win] = low
+            if bass_buf is not None:
+                bass_buf[odf_i] = bass_buf[odf_i + win] = bass
             odf_i = odf_i + 1 if odf_i + 1 < win else 0
             n += 1
             if n % _CHROMA_EVERY == 0:  # per-hop max-normalised pitch-class power, one-pole smoothed
@@ -585,14 +596,18 @@ class Analyzer:
         if len(marks) < 2:
             return
         win, n = self._win, self.n_hops
-        low = self._low_buf
+        low, bass = self._low_buf, self._bass_buf
         for (k, h, c0), (k1, _, c1) in zip(marks, marks[1:]):
             if k1 != k + 1 or n - (h - 3) > win:  # a gap (resync) or too old for the ring
                 continue
             peak = max(low[(h + d) % win] for d in self._bar_look)  # onset peaks trail the beat a little
             dot = sum(a * b for a, b in zip(c0, c1))
             norm = math.sqrt(sum(a * a for a in c0) * sum(b * b for b in c1))
-            self.bars.add_beat(k, peak, 1.0 - dot / norm if norm > 1e-12 else 0.0)
+            harmony = 1.0 - dot / norm if norm > 1e-12 else 0.0
+            if bass is None:
+                self.bars.add_beat(k, peak, harmony)
+            else:  # learned: its downbeat activation beside the bass/kick peak and the harmonic change
+                self.bars.add_beat(k, max(bass[(h + d) % win] for d in _BAR_LOOK_DSP), harmony, learned=peak)
         del marks[:-1]
         # the bar moves only to a confident downbeat (until then, and when confidence dips, the last one holds)
         if not self._bar_manual and self.bars.confidence >= self.config.downbeat_confidence:

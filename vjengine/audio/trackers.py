@@ -419,8 +419,10 @@ class BarTracker:
     METRES = (2, 3, 4)
 
     def __init__(self, *, memory_bars: float = 6.0, min_bars: float = 2.0, harmony_weight: float = 1.0,
-                 metre_margin: float = 1.25, four_margin: float = 0.12, fixed_metre: int = 0) -> None:
+                 metre_margin: float = 1.25, four_margin: float = 0.12, fixed_metre: int = 0,
+                 learned_weight: float = 1.0) -> None:
         self.memory_bars = memory_bars
+        self.learned_weight = learned_weight
         self.min_bars = min_bars
         self.harmony_weight = harmony_weight
         self.metre_margin = metre_margin
@@ -429,28 +431,57 @@ class BarTracker:
         self.reset()
 
     def reset(self) -> None:
-        self._acc = {m: [0.0] * m for m in self.METRES}
+        self._dsp = {m: [0.0] * m for m in self.METRES}      # bass/kick + harmony, per position
+        self._lrn = {m: [0.0] * m for m in self.METRES}      # the learned downbeat activation, per position
+        self._acc = self._dsp                                # what the decision reads (see _decide)
         self._seen = {m: [0] * m for m in self.METRES}
         self._mean_low = 0.0
         self._mean_harm = 0.0
+        self._mean_learned = 0.0
+        self.learned_trusted = False
         self.beats = 0
         self.metre = self.fixed_metre or 4
         self.downbeat = 0        # beat index residue (mod metre) of the downbeat
         self.confidence = 0.0
 
-    def add_beat(self, index: int, low: float, harmony: float) -> None:
+    def add_beat(self, index: int, low: float, harmony: float, learned: float | None = None) -> None:
+        """One beat's evidence: its bass/kick onset peak, the harmonic change over it and, from the
+        learned tracker, its downbeat activation (see :meth:`_trust_learned`)."""
         self.beats += 1
         k = 0.1 if self.beats > 4 else 1.0 / self.beats
         self._mean_low += k * (low - self._mean_low)
         self._mean_harm += k * (harmony - self._mean_harm)
         value = low / (self._mean_low + 1e-9) + self.harmony_weight * harmony / (self._mean_harm + 1e-9)
+        if learned is not None:
+            self._mean_learned += k * (learned - self._mean_learned)
+            learned = learned / (self._mean_learned + 1e-9)
         for m in self.METRES:
             p = index % m
             seen = self._seen[m][p] = self._seen[m][p] + 1
             a = max(1.0 / seen, 1.0 / self.memory_bars)
-            acc = self._acc[m]
+            acc = self._dsp[m]
             acc[p] += a * (value - acc[p])
+            if learned is not None:
+                acc = self._lrn[m]
+                acc[p] += a * (learned - acc[p])
+        if learned is not None:
+            self.learned_trusted = self._trust_learned()
+            w = self.learned_weight if self.learned_trusted else 0.0
+            self._acc = {m: [d + w * v for d, v in zip(self._dsp[m], self._lrn[m])] for m in self.METRES}
         self._decide()
+
+    def _trust_learned(self) -> bool:
+        """Whether the learned downbeat activation says where bar 1 is: trained mostly on 4/4, it
+        spreads over the bar where it is unsure (a solo guitar in 3/4), and fires on one beat a bar,
+        near 0 elsewhere, where it knows. Trusted when, folded in some metre m, one position holds at
+        least half-way between an even spread (1/m) and all of it (1); otherwise only the bass and
+        harmony cues decide."""
+        for m in self.METRES:
+            acc = self._lrn[m]
+            total = sum(acc)
+            if total > 1e-9 and max(acc) / total >= 0.5 * (1.0 + 1.0 / m):
+                return True
+        return False
 
     def _contrast(self, m: int) -> tuple[float, int, float]:
         acc = self._acc[m]
