@@ -83,3 +83,26 @@ def test_the_session_autogroup_is_raised_and_restored():
                          start_new_session=True)
     first, last = ran.stdout.split()
     assert first == last
+
+
+def test_encoder_thread_runs_idle_and_its_children_inherit_it():
+    """Video-out encoders run SCHED_IDLE (a woken render thread preempts them at once; a nice value
+    lets a running one finish its time slice first), and so does what they start (ffmpeg)."""
+    from vjengine.priority import idle_this_thread
+
+    seen = {}
+
+    def work():
+        seen["got"] = idle_this_thread()
+        seen["policy"] = os.sched_getscheduler(threading.get_native_id())
+        seen["child"] = subprocess.run([sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"],
+                                       capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER  # only that thread
+    if seen["got"] == "idle":
+        assert seen["policy"] == os.SCHED_IDLE and int(seen["child"]) == os.SCHED_IDLE
+    else:  # refused (a sandbox): it was at least lowered
+        assert seen["got"] == "lowered" and seen["policy"] == os.SCHED_OTHER

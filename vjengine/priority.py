@@ -132,3 +132,21 @@ def lower_this_thread(step: int = BACKGROUND_NICE_STEP) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
     except OSError:
         pass
+
+
+def idle_this_thread() -> str:
+    """Run this thread only when no normal thread wants the CPU: Linux's ``SCHED_IDLE`` (what it
+    starts later, threads and processes such as ffmpeg, inherits it). For video encoders: a lower
+    nice still lets a running encoder finish its time slice before a woken render thread gets the
+    core (on 2 cores, every llvmpipe wake-up of a frame could wait so), while a normal thread that
+    wakes preempts a ``SCHED_IDLE`` one at once. Elsewhere (or where refused) ``lower_this_thread``.
+    Returns what it got, never raises."""
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is not None and hasattr(os, "sched_setscheduler"):
+        try:
+            os.sched_setscheduler(_tid(), policy, os.sched_param(0))
+            return "idle"
+        except OSError:
+            pass
+    lower_this_thread()
+    return "lowered"

@@ -86,6 +86,7 @@ class Sink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._opened = False
+        self.priority = ""  # what its thread got: "idle" (SCHED_IDLE) or "lowered" (nice)
 
     # --- the subclass's part (worker thread, except check) ------------------------------------
 
@@ -154,6 +155,8 @@ class Sink:
         delay = self.delay_ms()
         if delay is not None:
             out["delay_ms"] = delay
+        if self.priority:
+            out["priority"] = self.priority
         if self.detail:
             out["detail"] = self.detail
         return out
@@ -194,9 +197,9 @@ class Sink:
 
     def _run(self) -> None:
         try:  # below the render thread: encoding must not take the show's CPU (ffmpeg inherits it)
-            from vjengine.priority import lower_this_thread  # noqa: PLC0415
+            from vjengine.priority import idle_this_thread  # noqa: PLC0415
 
-            lower_this_thread()
+            self.priority = idle_this_thread()
         except Exception:  # noqa: BLE001
             pass
         failures = 0
@@ -242,6 +245,11 @@ class Sink:
 
     def _send_one(self, frame: OutFrame) -> None:
         taken_s = time.perf_counter()
+        if frame.size != self.size:  # read back at the show's size (software renderer): scale here
+            from vjengine.output.readback import scale_bottom_up  # noqa: PLC0415
+
+            frame = OutFrame(scale_bottom_up(frame.bottom_up, self.size), frame.number, frame.drawn_s,
+                             frame.ready_s)
         self.send(frame)
         self.sent += 1
         self.last_number = frame.number
