@@ -113,6 +113,57 @@ def test_hub_paces_each_sink_and_hands_over_top_down(ctx):
     assert status[0]["url"] == "ndi://fast?fps=60" and status[0]["state"] == "stopped"
 
 
+def test_software_renderer_shrinks_in_the_sink(ctx):
+    """On a software renderer the scaling pass is render-thread CPU: a sink at half the show's size
+    gets the whole frame read back (the readback shared with a full-size sink) and shrinks it on its
+    own thread, to what the pass gives (a box average at 2x); other sizes still go through the pass."""
+    from vjengine.render.context import is_software_renderer
+
+    fbo, pixels = _fbo(ctx, (160, 96), 3)
+    full, half = Collect("ndi://full?fps=60"), Collect("udp://127.0.0.1:9?fps=60&size=80x48")
+    odd = Collect("udp://127.0.0.1:9?fps=60&size=52x30")  # not a whole-number shrink: the pass
+    hub = OutputHub([full, half, odd]).start(ctx, (160, 96))
+    try:
+        hub.on_frame(fbo, number=1, drawn_s=0.0)
+        hub.flush()
+        assert full.wait_last_sent() and half.wait_last_sent() and odd.wait_last_sent()
+    finally:
+        hub.close()
+    software = is_software_renderer(ctx.info["GL_RENDERER"])
+    assert hub.scale_in_sinks == software
+    assert full.frames[-1].size == (160, 96) and np.array_equal(full.frames[-1].bottom_up, pixels)
+    by_gl = {}
+    for size in ((80, 48), (52, 30)):
+        rb = Readback(ctx, size)
+        rb.submit(fbo)
+        [(by_gl[size], _)] = rb.collect(keep=0)
+        rb.release()
+    assert np.abs(half.frames[-1].bottom_up.astype(int) - by_gl[80, 48].astype(int)).max() <= 1
+    assert np.array_equal(odd.frames[-1].bottom_up, by_gl[52, 30])
+    if software:  # one readback served both: the same hand-over
+        assert half.frames[-1].ready_s == full.frames[-1].ready_s != odd.frames[-1].ready_s
+
+
+def test_cpu_shrink_matches_the_scaling_pass(ctx):
+    from vjengine.output.readback import scale_bottom_up, shrink_factor
+
+    fbo, pixels = _fbo(ctx, (160, 90), 4)
+    rb = Readback(ctx, (80, 45))
+    rb.submit(fbo)
+    [(by_gl, _)] = rb.collect(keep=0)
+    rb.release()
+    by_cpu = scale_bottom_up(pixels, (80, 45))
+    assert by_cpu.shape == by_gl.shape == (45, 80, 4)
+    assert np.abs(by_cpu.astype(int) - by_gl.astype(int)).max() <= 1  # both the mean of each 2x2 block
+    assert np.array_equal(by_cpu[0, 0], (pixels[:2, :2].astype(int).sum(axis=(0, 1)) + 2) // 4)
+    assert shrink_factor((160, 90), (80, 45)) == 2 and shrink_factor((160, 90), (80, 44)) == 0
+    assert shrink_factor((160, 90), (160, 90)) == 1 and shrink_factor((160, 90), (320, 180)) == 0
+    letterboxed = scale_bottom_up(pixels, (64, 64))  # another aspect: bars, like fit_rect's
+    x, y, w, h = fit_rect((160, 90), (64, 64))
+    assert np.all(letterboxed[:y, :, :3] == 0) and np.all(letterboxed[y + h:, :, :3] == 0)
+    assert np.all(letterboxed[:y, :, 3] == 255) and letterboxed[y:y + h].std() > 10
+
+
 def test_stuck_sink_drops_and_counts_without_blocking(ctx):
     class Stuck(Collect):
         def __init__(self, url):
