@@ -133,7 +133,10 @@ def rx_srt(url: str, size: str) -> None:
     proc = subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-fflags", "nobuffer",
                              "-flags", "low_delay", "-probesize", "100000", "-analyzeduration", "200000", "-i", url,
                              "-fps_mode", "passthrough", "-s", f"{w}x{h}", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                             "pipe:1"], stdout=subprocess.PIPE)
+                             # each decoded frame written out whole at once: by default the tail of
+                             # one (past ffmpeg's 32 KiB output buffer) waited for the next frame,
+                             # a whole frame period of latency that no real receiver has
+                             "-flush_packets", "1", "pipe:1"], stdout=subprocess.PIPE)
     n = w * h * 3
     while True:
         data = proc.stdout.read(n)
