@@ -118,6 +118,7 @@ def _full_pipe(path: Path | None = None) -> tuple[int, int]:
             os.write(w, b"x" * 4096)
     except BlockingIOError:
         pass
+    os.set_blocking(w, True)  # a writer waits, as on any pipe
     return r, w
 
 
@@ -151,6 +152,27 @@ def test_frame_hashes_nobody_reads_never_stop_the_frames_and_are_complete_at_sig
     hashes = b"".join(chunks).lstrip(b"x").decode().splitlines()
     assert end.get("end") is True and end["frames"] > 400
     assert len(hashes) == end["frames"] and all(len(h) == 64 for h in hashes)  # every frame's hash, none lost
+
+
+def test_a_stderr_nobody_reads_never_stops_the_frames(assets, tmp_path):
+    r, w = _full_pipe()  # a supervisor that stopped reading the show's stderr
+    proc, f = _start(assets, tmp_path, stderr=w)
+    os.close(w)
+    try:
+        # every log line (set-up, the show's start, ...) finds the pipe full: the frames go on
+        _wait(lambda: _stat_lines(f["stats"]) > 200, proc, f["err"])
+        reader, chunks = _drain(r)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+        reader.join(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        f["err_fh"].close()
+        os.close(r)
+    err = b"".join(chunks).lstrip(b"x").decode(errors="replace")
+    assert rc == 0, err[-3000:]
+    assert "show: 2 bank(s)" in err and "SIGTERM: the show ended cleanly" in err  # the lines came late, not lost
 
 
 def test_fifo_and_broken_preset_in_the_preset_folder_do_not_stop_frames(assets, tmp_path):

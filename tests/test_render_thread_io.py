@@ -475,3 +475,71 @@ def test_frame_hashes_to_a_full_disk_stop_with_a_message(caplog):
         assert wait_until(lambda: hook.failed, 10.0)
         hook.close()
     assert "No space left on device" in caplog.text
+
+
+# --- log lines -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def stuck_stream():
+    """A log output whose reader has stopped reading: a pipe already full."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    with pytest.raises(BlockingIOError):
+        while True:
+            os.write(w, b"x" * 4096)
+    os.set_blocking(w, True)
+    stream = os.fdopen(w, "w", buffering=1, encoding="utf-8")
+    yield r, stream
+    for close in (lambda: os.close(r), stream.close):  # the reader first: a writer stuck on the pipe gets EPIPE
+        try:
+            close()
+        except OSError:
+            pass
+
+
+def _logger_on(stream, name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.handlers = [logging.StreamHandler(stream)]
+    return logger
+
+
+def _log_lines(logger: logging.Logger, n: int) -> threading.Thread:
+    t = threading.Thread(target=lambda: [logger.info("frame %d: %s", i, "y" * 200) for i in range(n)], daemon=True)
+    t.start()
+    t.join(JOIN_S)
+    return t
+
+
+def test_a_log_output_nobody_reads_never_blocks_the_logging_thread_and_catches_up(stuck_stream):
+    from vjengine.logqueue import LogOffThread
+
+    r, stream = stuck_stream
+    logger = _logger_on(stream, "vj-test-stuck-log")
+    with LogOffThread(logger=logger, close_timeout_s=60.0) as off:
+        t = _log_lines(logger, 500)  # ~100 KB of lines: the full pipe takes none of them
+        assert not t.is_alive(), "a log call blocked on an output nobody reads"
+        assert off.dropped == 0
+        chunks: list[bytes] = []
+        os.set_blocking(r, True)
+        reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
+        reader.start()  # the output is read again
+    assert isinstance(logger.handlers[0], logging.StreamHandler) and len(logger.handlers) == 1  # put back
+    stream.close()
+    reader.join(JOIN_S)
+    lines = b"".join(chunks).lstrip(b"x").decode().splitlines()
+    assert lines == [f"frame {i}: {'y' * 200}" for i in range(500)]  # every line, in order
+
+
+def test_a_log_queue_that_stays_full_drops_and_counts_lines(stuck_stream):
+    from vjengine.logqueue import LogOffThread
+
+    r, stream = stuck_stream
+    logger = _logger_on(stream, "vj-test-full-log")
+    off = LogOffThread(logger=logger, capacity=20, close_timeout_s=0.2).__enter__()
+    t = _log_lines(logger, 300)
+    assert not t.is_alive(), "a log call blocked on a full queue"
+    assert off.dropped >= 300 - 20 - 1  # the queue's 20, and the one the writer is stuck on
+    assert not off.close()  # the output took nothing for close_timeout_s: said so, handlers put back
+    assert isinstance(logger.handlers[0], logging.StreamHandler) and len(logger.handlers) == 1

@@ -107,6 +107,15 @@ def stop_audio(audio: Any) -> None:
             log.warning("audio close: %s", exc)
 
 
+def _stderr_is_terminal() -> bool:
+    import sys  # noqa: PLC0415
+
+    try:
+        return bool(sys.stderr is not None and sys.stderr.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 class LiveShow:
     """One `vj live` / `vj demo` run: ``open()`` builds everything, ``run()`` loops until quit,
     ``close()`` releases it in order (audio, OSC, logs, screenshot, window)."""
@@ -227,7 +236,10 @@ class LiveShow:
             budget, where = default_budget_mb(ctx)
             log.info("GPU budget for frames: %.0f MB (%s; --gpu-budget-mb sets it)", budget, where)
         share = None if budget is None else budget / len(streaming)  # the set's streaming banks share it
-        self.textures = [frame_source(ctx, b, gpu_budget_mb=share if b in streaming else None, progress=True, live=True)
+        # a progress bar writes to stderr in this thread: only on a terminal (a pipe nobody reads, a
+        # supervisor's, would hold the show's start; the "uploaded" log line goes through the log queue)
+        bars = _stderr_is_terminal()
+        self.textures = [frame_source(ctx, b, gpu_budget_mb=share if b in streaming else None, progress=bars, live=True)
                          for b in self.setup.banks]
         for tex in self.textures:  # every shader variant now, not mid-show
             self.compositor.warm_up(tex)
@@ -426,13 +438,16 @@ def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info:
 
 
 def run(args: argparse.Namespace) -> int:
-    setup = build_setup(args.banks, args)
-    if setup.cues is not None:
-        from vjengine.show.cues import require_resolved  # noqa: PLC0415
+    from vjengine.logqueue import LogOffThread  # noqa: PLC0415
 
-        require_resolved(setup.cues.cues)  # live has no song to find sections in
-    audio, info = open_audio(args)
-    return run_show(args, setup, audio, info)
+    with LogOffThread():  # a stderr nobody reads never stalls a frame (or the set-up before it)
+        setup = build_setup(args.banks, args)
+        if setup.cues is not None:
+            from vjengine.show.cues import require_resolved  # noqa: PLC0415
+
+            require_resolved(setup.cues.cues)  # live has no song to find sections in
+        audio, info = open_audio(args)
+        return run_show(args, setup, audio, info)
 
 
 __all__ = ["LiveShow", "open_audio", "run_show", "run", "add_arguments"]

@@ -24,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.preset:  # start on a preset that visibly moves with the beat
         args.preset = [DEMO_PRESET]
-    setup = build_setup([str(demo_bank_path())], args)
-    audio, info = open_audio(args, demo=True)
-    return run_show(args, setup, audio, info)
+    from vjengine.logqueue import LogOffThread  # noqa: PLC0415
+
+    with LogOffThread():  # as in `vj live`: log lines leave the render thread through a queue
+        setup = build_setup([str(demo_bank_path())], args)
+        audio, info = open_audio(args, demo=True)
+        return run_show(args, setup, audio, info)
