@@ -18,8 +18,11 @@ Prints a table, then one JSON line: ``crashes``, ``frame_gaps_over_100ms`` (``_n
 Targets (issue 18): 0 crashes; 0 gaps over 100 ms without load, <= 1 per minute with it; max gap
 <= 250 ms; RSS growth <= 5 % over 30 minutes; OSC never dead over 0.5 s; device recovery <= 3 s.
 
-Needs pulseaudio + pactl + paplay + the ALSA pulse plugin for the line-in part; without them it plays
-the file directly (``--audio-file``) and reports ``device_recovery_s`` as null.
+Needs pulseaudio + pactl + paplay + the ALSA pulse plugin for the line-in part: without them it
+stops at once with exit 2, saying what is missing (``--no-line-in`` plays the file directly with
+``--audio-file`` instead and reports ``device_recovery_s`` as null). A show that never answers
+``/vj/status`` (no EGL, no audio device) is a set-up problem, not a crash: exit 2 with its log's end.
+``targets_met`` says, per target, whether this run met it (null: not measured).
 
     python benchmarks/soak.py [--minutes 30 | --quick] [--size 640x360] [--fps 60]
 """
@@ -318,7 +321,32 @@ def gap_causes(st: dict, big: np.ndarray) -> dict:
 
 # --------------------------------------------------------------------------------------- the run
 
-def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float, session_load: int = 0) -> dict:
+class Missing(Exception):
+    """A prerequisite of the soak is missing: main() prints it and exits 2."""
+
+
+PULSE_TOOLS = ("pulseaudio", "pactl", "paplay")
+
+
+def missing_prerequisites(line_in: bool) -> list[str]:
+    """What the soak cannot run without, each with how to get it (empty: all there)."""
+    out = []
+    if line_in:
+        tools = [t for t in PULSE_TOOLS if not shutil.which(t)]
+        if tools:
+            out.append(f"{', '.join(tools)} not found (the line-in and its removal need them: "
+                       "apt-get install pulseaudio pulseaudio-utils, or bash scripts/setup.sh --dev; "
+                       "--no-line-in plays the file instead and reports no device_recovery_s)")
+    for module in ("soundfile", "moderngl"):
+        try:
+            __import__(module)
+        except ImportError:
+            out.append(f"python module {module} not importable (bash scripts/setup.sh --dev)")
+    return out
+
+
+def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float, session_load: int = 0,
+         line_in: bool = True) -> dict:
     from vjengine.demo import demo_bank_path
 
     total_s = minutes * 60.0
@@ -337,7 +365,11 @@ def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float, sess
     port = free_port()
 
     pulse = Pulse(work)
-    use_pulse = Pulse.available() and pulse.start()
+    use_pulse = line_in and Pulse.available()
+    if use_pulse and not pulse.start():
+        pulse.stop()
+        raise Missing("the private PulseAudio server did not start (pulseaudio --daemonize=no -n ...); "
+                      "--no-line-in plays the file instead")
     env = dict(pulse.env if use_pulse else os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("DISPLAY", None)
@@ -371,6 +403,11 @@ def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float, sess
         osc.start()
         while not osc.status_times and time.monotonic() - t_start < 120 and proc.poll() is None:
             time.sleep(0.1)
+        if not osc.status_times:  # never ran: a set-up problem (no EGL, no audio device), not a crash mid-show
+            log_fh.flush()
+            tail = (work / "vj.log").read_text(errors="replace").strip().splitlines()[-15:]
+            state = f"exited {proc.returncode}" if proc.poll() is not None else "no answer to /vj/status in 120 s"
+            raise Missing(f"vj live did not start ({state}); its log ends:\n  " + "\n  ".join(tail))
         t_live = time.monotonic()
         next_rss = t_live
         while time.monotonic() - t_live < total_s:
@@ -504,7 +541,18 @@ def soak(minutes: float, size: str, fps: float, work: Path, rate_hz: float, sess
         "tracebacks_in_log": log_text.count("Traceback"),
         "events": [(round(t, 1), w) for t, w in events],
     }
+    result["targets_met"] = targets(result)
     return result
+
+
+def targets(r: dict) -> dict:
+    """Issue 18's targets, each True / False (None: not measured in this run)."""
+    per_min = r["frame_gaps_over_100ms_load"] / r["load_minutes"] if r["load_minutes"] else None
+    rss_ok = None if r["rss_growth_pct"] is None else r["rss_growth_pct"] <= 5.0
+    return {"crashes": r["crashes"] == 0, "gaps_no_load": r["frame_gaps_over_100ms_no_load"] == 0,
+            "gaps_load_per_min": None if per_min is None else per_min <= 1.0, "max_gap_ms": r["max_gap_ms"] <= 250.0,
+            "rss_growth_pct": rss_ok, "osc_dead_s_max": r["osc_dead_s_max"] <= 0.5,
+            "device_recovery_s": None if r["device_recovery_s"] is None else r["device_recovery_s"] <= 3.0}
 
 
 def main() -> None:
@@ -517,16 +565,30 @@ def main() -> None:
     ap.add_argument("--keep", default=None, metavar="DIR", help="keep the work folder (logs, stats) here")
     ap.add_argument("--session-load", type=int, default=0, metavar="N",
                     help="while loaded, N more busy processes each in a session of its own (other programs)")
+    ap.add_argument("--no-line-in", action="store_true",
+                    help="play the file directly instead of a PulseAudio line-in (no device removal)")
     args = ap.parse_args()
     minutes = 3.0 if args.quick else args.minutes
+    missing = missing_prerequisites(not args.no_line_in)
+    if missing:
+        print("soak: cannot run:\n  " + "\n  ".join(missing), file=sys.stderr)
+        sys.exit(2)
     os.environ.setdefault("VJ_CACHE_DIR", str(Path(tempfile.gettempdir()) / "vj-bench-cache"))
-    if args.keep:
-        work = Path(args.keep)
-        work.mkdir(parents=True, exist_ok=False)
-        r = soak(minutes, args.size, args.fps, work, args.osc_rate, args.session_load)
-    else:
-        with tempfile.TemporaryDirectory(prefix="vj-soak-") as tmp:
-            r = soak(minutes, args.size, args.fps, Path(tmp), args.osc_rate, args.session_load)
+    try:
+        if args.keep:
+            work = Path(args.keep)
+            if work.exists():
+                print(f"soak: --keep {work}: already exists (give a new folder)", file=sys.stderr)
+                sys.exit(2)
+            work.mkdir(parents=True)
+            r = soak(minutes, args.size, args.fps, work, args.osc_rate, args.session_load, not args.no_line_in)
+        else:
+            with tempfile.TemporaryDirectory(prefix="vj-soak-") as tmp:
+                r = soak(minutes, args.size, args.fps, Path(tmp), args.osc_rate, args.session_load,
+                         not args.no_line_in)
+    except Missing as exc:
+        print(f"soak: cannot run: {exc}", file=sys.stderr)
+        sys.exit(2)
     rows = [
         ("minutes (line-in)", f"{r['minutes']:g} ({r['line_in']})"),
         ("crashes (exit code)", f"{r['crashes']} ({r['exit_code']})"),
@@ -545,6 +607,7 @@ def main() -> None:
         ("SIGTERM: exit s, end marker, last PNG, stats complete",
          f"{r['sigterm_exit_s']}, {r['record_end_marker']}, {r['last_frame_png']}, {r['stats_complete']}"),
         ("OSC datagrams sent / status replies / bank switches", f"{r['osc_sent']} / {r['status_replies']} / {r['bank_switches']}"),
+        ("targets missed (issue 18)", ", ".join(k for k, ok in r["targets_met"].items() if ok is False) or "none"),
     ]
     width = max(len(str(a)) for a, _ in rows)
     for name, value in rows:
