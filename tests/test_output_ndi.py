@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _osc_helpers import wait_until
 from _render_util import random_bank
 
 # NDI finds sources by mDNS, which a container's loopback does not carry: NDI's own configuration
@@ -63,6 +64,8 @@ def test_ndi_receiver_gets_the_rendered_pixels(ctx, tmp_path):
     got: list[np.ndarray] = []
     try:
         hub.on_frame(renderer.output)
+        assert wait_until(lambda: sink.sent >= 1), sink.status()
+        assert sink.status()["unwatched"] == 1  # no receiver yet: NDI was not made to compress it
         source = _find(finder, name, 15)
         assert source, f"no NDI source {name!r} found; sources: {finder.get_source_names()}"
         receiver.set_source(finder.get_source(source))
