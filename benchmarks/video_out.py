@@ -20,7 +20,8 @@ Prints a table, then one JSON line. Timings on a shared 2-core machine without a
 receivers' decoders compete with the show for the same cores): read them as such.
 
     python benchmarks/video_out.py [--seconds 8] [--rounds 2] [--size 1280x720] [--fps 60]
-                                   [--runs none,ndi,mjpeg,srt,all] [--receiver-nice N]
+                                   [--runs none,ndi,mjpeg,srt,all] [--receiver-nice N|idle]
+                                   [--receiver-session own|shared]
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ RECEIVER_START_S = 30.0  # measure anyway after this long without a picture at s
 # converted, encoded and written (to the network, ffmpeg's pipe, the viewers) -> encoded by ffmpeg
 # (srt/udp only) -> received and decoded by the receiver.
 STAGES = ("readback", "mailbox", "send", "ffmpeg", "transport")
-RECEIVER_NICE = 0  # --receiver-nice
+RECEIVER_NICE: int | str = 0  # --receiver-nice: a nice value, or "idle" (SCHED_IDLE)
+RECEIVER_SESSION = "shared"  # --receiver-session
 
 
 # ------------------------------------------------------------------------------------------ receivers
@@ -147,13 +149,22 @@ def rx_srt(url: str, size: str) -> None:
 
 # ------------------------------------------------------------------------------------------ the show
 
+def _receiver_priority() -> None:
+    if RECEIVER_SESSION == "own":
+        os.setsid()  # a session (and so, with Linux autogroups, a CPU share) of its own
+    if RECEIVER_NICE == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.setpriority(os.PRIO_PROCESS, 0, int(RECEIVER_NICE))
+
+
 class Receiver:
     def __init__(self, argv: list[str], env: dict) -> None:
         # Receivers stand for other machines (Resolume, OBS, a phone): a normal program's priority (or
         # --receiver-nice), never the render thread's raised one, which they would otherwise inherit.
         self.proc = subprocess.Popen([sys.executable, __file__, "--receiver", *argv], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, env=env, text=True,
-                                     preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, RECEIVER_NICE))
+                                     preexec_fn=_receiver_priority)
         self.got: list[tuple[int | None, float]] = []
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()
@@ -302,12 +313,17 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=60.0)
     ap.add_argument("--runs", default="none,ndi,mjpeg,srt,all")
     ap.add_argument("--rounds", type=int, default=2, help="repeat the runs this many times, interleaved")
-    ap.add_argument("--receiver-nice", type=int, default=0,
+    ap.add_argument("--receiver-nice", type=lambda v: v if v == "idle" else int(v), default=0,
                     help="the receivers' nice value (they stand for other machines; default 0, a normal program)")
+    ap.add_argument("--receiver-session", choices=("own", "shared"), default="shared",
+                    help="receivers in the show's session (default) or in one of their own, like another "
+                         "program on this machine (e.g. OBS), which with Linux autogroups gets its own CPU "
+                         "share: on a machine loaded by others that share can be too small for a receiver "
+                         "to start within 30 s")
     ap.add_argument("--receiver", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    global RECEIVER_NICE
-    RECEIVER_NICE = args.receiver_nice
+    global RECEIVER_NICE, RECEIVER_SESSION
+    RECEIVER_NICE, RECEIVER_SESSION = args.receiver_nice, args.receiver_session
     if args.receiver:
         kind, *rest = args.receiver
         {"ndi": rx_ndi, "mjpeg": rx_mjpeg, "srt": rx_srt}[kind](*rest)
@@ -350,7 +366,8 @@ def main() -> None:
                 s[f"{name}_ms_p99"] = pct(s[f"stage_{name}"], 99)
     base = results.get("none")
     rows = [("show", f"headless EGL ({ctx.info['GL_RENDERER']}), {args.size} at {args.fps:g} fps, "
-                     f"{args.rounds} x {args.seconds:g} s per run, render thread {priority}, receivers nice {RECEIVER_NICE}")]
+                     f"{args.rounds} x {args.seconds:g} s per run, render thread {priority}, receivers nice {RECEIVER_NICE}, "
+                     f"{RECEIVER_SESSION} session")]
     summary: dict = {}
     for name, res in results.items():
         rows.append((f"[{name}] frame time p50 / p99 (ms)", f"{res['frame_ms_p50']:.2f} / {res['frame_ms_p99']:.2f}"))
