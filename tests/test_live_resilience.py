@@ -122,22 +122,15 @@ def _full_pipe(path: Path | None = None) -> tuple[int, int]:
     return r, w
 
 
-def _drain(r: int) -> tuple[threading.Thread, list[bytes]]:
-    os.set_blocking(r, True)
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
-    reader.start()
-    return reader, chunks
-
-
-def test_frame_hashes_nobody_reads_never_stop_the_frames_and_are_complete_at_sigterm(assets, tmp_path):
-    r, w = _full_pipe(tmp_path / "hashes.fifo")
-    proc, f = _start(assets, tmp_path)
-    os.close(w)  # the show's is the only writer now
+def _read_again_then_sigterm(proc: subprocess.Popen, f: dict, r: int, frames: int) -> tuple[int, list[bytes]]:
+    """Once ``frames`` frames were drawn with the pipe full, read it again, end the show with
+    SIGTERM; its exit code and all the pipe carried."""
     try:
-        # the file has taken nothing for a while (a 64 KB pipe holds ~1000 lines), the frames go on
-        _wait(lambda: _stat_lines(f["stats"]) > 400, proc, f["err"])
-        reader, chunks = _drain(r)  # the disk comes back
+        _wait(lambda: _stat_lines(f["stats"]) > frames, proc, f["err"])
+        os.set_blocking(r, True)
+        chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
+        reader.start()
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=60)
         reader.join(60)
@@ -146,6 +139,15 @@ def test_frame_hashes_nobody_reads_never_stop_the_frames_and_are_complete_at_sig
             proc.kill()
         f["err_fh"].close()
         os.close(r)
+    return rc, chunks
+
+
+def test_frame_hashes_nobody_reads_never_stop_the_frames_and_are_complete_at_sigterm(assets, tmp_path):
+    r, w = _full_pipe(tmp_path / "hashes.fifo")
+    proc, f = _start(assets, tmp_path)
+    os.close(w)  # the show's is the only writer now
+    # the file takes nothing for a while (a 64 KB pipe holds ~1000 lines), the frames go on
+    rc, chunks = _read_again_then_sigterm(proc, f, r, frames=400)
     err = f["err"].read_text(errors="replace")
     assert rc == 0, err[-3000:]
     end = json.loads(f["record"].read_text().splitlines()[-1])
@@ -158,18 +160,8 @@ def test_a_stderr_nobody_reads_never_stops_the_frames(assets, tmp_path):
     r, w = _full_pipe()  # a supervisor that stopped reading the show's stderr
     proc, f = _start(assets, tmp_path, stderr=w)
     os.close(w)
-    try:
-        # every log line (set-up, the show's start, ...) finds the pipe full: the frames go on
-        _wait(lambda: _stat_lines(f["stats"]) > 200, proc, f["err"])
-        reader, chunks = _drain(r)
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=60)
-        reader.join(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        f["err_fh"].close()
-        os.close(r)
+    # every log line (set-up, the show's start, ...) finds the pipe full: the frames go on
+    rc, chunks = _read_again_then_sigterm(proc, f, r, frames=200)
     err = b"".join(chunks).lstrip(b"x").decode(errors="replace")
     assert rc == 0, err[-3000:]
     assert "show: 2 bank(s)" in err and "SIGTERM: the show ended cleanly" in err  # the lines came late, not lost

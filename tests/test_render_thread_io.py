@@ -34,6 +34,23 @@ def _run_frames(rec: Recorder, n: int) -> threading.Thread:
     return t
 
 
+def _fill(w: int) -> int:
+    """Write to the pipe ``w`` (non-blocking) until it is full."""
+    with pytest.raises(BlockingIOError):
+        while True:
+            os.write(w, b"x" * 4096)
+    return w
+
+
+def _reader(r: int) -> tuple[threading.Thread, list[bytes]]:
+    """The pipe is read again, to its end, by a thread."""
+    os.set_blocking(r, True)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
+    reader.start()
+    return reader, chunks
+
+
 @pytest.fixture
 def fifo(tmp_path):
     path = tmp_path / "set.jsonl"
@@ -53,10 +70,7 @@ def test_a_set_log_nobody_reads_never_blocks_the_frame_and_catches_up(fifo):
     assert not t.is_alive(), "Recorder.frame blocked on a stalled set log"
     assert not rec.failed and rec.frames == 3000
     assert wait_until(lambda: 0 < rec.written < 3000 and rec.pending > 0)  # the writer is stuck
-    os.set_blocking(r, True)
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
-    reader.start()  # the disk comes back
+    reader, chunks = _reader(r)  # the disk comes back
     rec.close()
     reader.join(JOIN_S)
     lines = b"".join(chunks).decode().splitlines()
@@ -66,11 +80,7 @@ def test_a_set_log_nobody_reads_never_blocks_the_frame_and_catches_up(fifo):
 
 def test_a_backlog_past_its_bound_stops_the_recording_not_the_show(fifo, caplog):
     path, r = fifo
-    w = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-    with pytest.raises(BlockingIOError):
-        while True:
-            os.write(w, b"x" * 4096)  # the pipe is full before the show starts
-    os.close(w)
+    os.close(_fill(os.open(path, os.O_WRONLY | os.O_NONBLOCK)))  # the pipe is full before the show starts
     rec = Recorder(path, {"banks": [{"name": "a"}]}, max_backlog=200, close_timeout_s=0.2)
     with caplog.at_level(logging.ERROR, logger="vjengine.show.record"):
         t = _run_frames(rec, 5000)
@@ -417,10 +427,7 @@ def test_frame_hashes_nobody_reads_never_block_the_frame_and_all_arrive(fifo):
     assert hook.frames == 3000 and not hook.failed
     assert hook._sent_pixels - hook._hashed <= hook.max_frames  # noqa: SLF001 - at most 3 frames' pixels wait
     assert wait_until(lambda: hook._writer.pending > 0 and hook._writer.written < 3000)  # noqa: SLF001 - stuck
-    os.set_blocking(r, True)
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
-    reader.start()  # the disk comes back
+    reader, chunks = _reader(r)  # the disk comes back
     hook.close()
     reader.join(JOIN_S)
     assert b"".join(chunks).decode().splitlines() == _expected(pixels.drawn)  # every frame, in order
@@ -447,11 +454,7 @@ def test_frame_hashes_past_their_bound_stop_the_file_not_the_show(fifo, caplog):
     from vjengine.frameloop import FrameHashes
 
     path, r = fifo
-    w = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-    with pytest.raises(BlockingIOError):
-        while True:
-            os.write(w, b"x" * 4096)  # the pipe is full before the show starts
-    os.close(w)
+    os.close(_fill(os.open(path, os.O_WRONLY | os.O_NONBLOCK)))  # the pipe is full before the show starts
     hook = FrameHashes(open(path, "w", encoding="utf-8"), background=True, max_backlog=300, close_timeout_s=0.2)
     with caplog.at_level(logging.ERROR):
         t = _hash_frames(hook, Pixels(), 5000)
@@ -484,10 +487,7 @@ def stuck_stream():
     """A log output whose reader has stopped reading: a pipe already full."""
     r, w = os.pipe()
     os.set_blocking(w, False)
-    with pytest.raises(BlockingIOError):
-        while True:
-            os.write(w, b"x" * 4096)
-    os.set_blocking(w, True)
+    os.set_blocking(_fill(w), True)
     stream = os.fdopen(w, "w", buffering=1, encoding="utf-8")
     yield r, stream
     for close in (lambda: os.close(r), stream.close):  # the reader first: a writer stuck on the pipe gets EPIPE
@@ -501,7 +501,9 @@ def _logger_on(stream, name: str) -> logging.Logger:
     logger = logging.getLogger(name)
     logger.propagate = False
     logger.setLevel(logging.INFO)
-    logger.handlers = [logging.StreamHandler(stream)]
+    handler = logging.StreamHandler(stream)
+    handler.handleError = lambda record: None  # a line cut off when the test closes the pipe: no report
+    logger.handlers = [handler]
     return logger
 
 
@@ -521,10 +523,7 @@ def test_a_log_output_nobody_reads_never_blocks_the_logging_thread_and_catches_u
         t = _log_lines(logger, 500)  # ~100 KB of lines: the full pipe takes none of them
         assert not t.is_alive(), "a log call blocked on an output nobody reads"
         assert off.dropped == 0
-        chunks: list[bytes] = []
-        os.set_blocking(r, True)
-        reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
-        reader.start()  # the output is read again
+        reader, chunks = _reader(r)  # the output is read again
     assert isinstance(logger.handlers[0], logging.StreamHandler) and len(logger.handlers) == 1  # put back
     stream.close()
     reader.join(JOIN_S)
