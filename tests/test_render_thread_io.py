@@ -542,3 +542,58 @@ def test_a_log_queue_that_stays_full_drops_and_counts_lines(stuck_stream):
     assert off.dropped >= 300 - 20 - 1  # the queue's 20, and the one the writer is stuck on
     assert not off.close()  # the output took nothing for close_timeout_s: said so, handlers put back
     assert isinstance(logger.handlers[0], logging.StreamHandler) and len(logger.handlers) == 1
+
+
+# --- the show's sound, recorded beside the set log ----------------------------------------------------
+
+class Blocks:
+    """An audio source: 256-sample blocks of a sine, as the capture gives them."""
+
+    samplerate = 48000
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.n = 0
+        self.np = np
+
+    def read(self):
+        t = (self.n * 256 + self.np.arange(256)) / self.samplerate
+        self.n += 1
+        return self.np.sin(2 * self.np.pi * 440 * t).astype("float32")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stalled_disk_stops_the_sound_recording_not_the_audio_thread(tmp_path, caplog):
+    import soundfile
+
+    from vjengine.show.record import AudioRecorder
+
+    rec = AudioRecorder(Blocks(), tmp_path / "set.wav", max_blocks=50, close_timeout_s=0.5)
+    release, entered = threading.Event(), threading.Event()
+    write = rec._file.write  # noqa: SLF001 - the file "hangs" (a network share gone away)
+
+    def hung_write(block):
+        entered.set()
+        release.wait()
+        write(block)
+
+    rec._file.write = hung_write  # noqa: SLF001
+    with caplog.at_level(logging.ERROR, logger="vjengine.show.record"):
+        t = threading.Thread(target=lambda: [rec.read() for _ in range(2000)], daemon=True)
+        t.start()
+        t.join(JOIN_S)
+        assert not t.is_alive(), "the audio thread blocked on a stalled sound recording"
+        assert rec.failed and rec._queue.qsize() <= 50  # noqa: SLF001 - memory bounded
+        assert wait_until(entered.is_set, 10.0)  # the writer is stuck on the disk
+        rec.close()  # gives up on the disk after close_timeout_s
+    assert "audio recording stopped" in caplog.text and "did not take the last blocks" in caplog.text
+    release.set()  # the share comes back: what was queued is written, then the file closes
+    assert wait_until(lambda: not rec._thread.is_alive(), 10.0)  # noqa: SLF001
+    data, sr = soundfile.read(str(tmp_path / "set.wav"), dtype="float32")
+    assert sr == 48000 and len(data) == rec.samples and rec.samples in (50 * 256, 51 * 256)  # all taken, whole
+    import numpy as np
+
+    np.testing.assert_array_equal(data[:256], Blocks().read())

@@ -253,11 +253,15 @@ class SetLog:
 class AudioRecorder:
     """Wraps an audio source and writes every sample the show analysed to a WAV beside the set log.
 
-    The replay muxes this file, so even a line-in show renders with its sound. The render thread
-    only hands arrays to a queue; a writer thread does the disk I/O.
+    The replay muxes this file, so even a line-in show renders with its sound. The thread that reads
+    the audio only hands arrays to a bounded queue; a ``vj-record-audio`` thread does the disk I/O.
+    A disk that stalls fills the queue (``max_blocks``, about a minute of audio); past that, or on a
+    write error, the recording of the sound stops (logged once) and the show goes on; memory stays
+    bounded. ``close`` waits at most ``close_timeout_s`` for the disk.
     """
 
-    def __init__(self, source: Any, path: str | Path) -> None:
+    def __init__(self, source: Any, path: str | Path, *, max_blocks: int = 12_000,
+                 close_timeout_s: float = 10.0) -> None:
         import queue
         import threading
 
@@ -270,36 +274,75 @@ class AudioRecorder:
                                              subtype="FLOAT")
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"--record: cannot write {self.path}: {exc}") from None
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue = queue.Queue(max_blocks)
         self.samples = 0
+        self.failed = False
+        self.close_timeout_s = close_timeout_s
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name="vj-record-audio", daemon=True)
         self._thread.start()
 
+    def _stop(self, why: str) -> None:
+        if not self.failed:
+            self.failed = True
+            log.error("audio recording stopped after %.1f s: %s; %s ends there and the show goes on",
+                      self.samples / float(self.source.samplerate), why, self.path)
+
     def _run(self) -> None:
+        import queue
+
+        from vjengine.priority import lower_this_thread  # noqa: PLC0415
+
+        lower_this_thread()  # the render thread comes first
+        broken = False  # after a write error the rest is skipped; after a full queue what it held is written
         while True:
-            block = self._queue.get()
+            try:
+                block = self._queue.get(timeout=0.25)
+            except queue.Empty:
+                if self._closing:  # close() could not queue its None (the queue was full): all written now
+                    break
+                continue
             if block is None:
                 break
+            if broken:
+                continue
             try:
                 self._file.write(block)
-            except Exception as exc:  # noqa: BLE001
-                log.error("audio recording stopped: %s", exc)
-                break
-        self._file.close()
+            except Exception as exc:  # noqa: BLE001 - a full disk, a vanished share
+                broken = True
+                self._stop(f"cannot write: {exc}")
+        try:
+            self._file.close()
+        except Exception as exc:  # noqa: BLE001
+            self._stop(f"cannot close: {exc}")
 
     def read(self) -> Any:
+        import queue
+
         block = self.source.read()
-        if block is not None and len(block):
-            self._queue.put(block.copy())
-            self.samples += len(block)
+        if block is not None and len(block) and not self.failed:
+            try:
+                self._queue.put_nowait(block.copy())
+                self.samples += len(block)
+            except queue.Full:
+                self._stop(f"the disk has not taken the last {self._queue.qsize()} blocks (stalled?)")
         return block
 
     def __getattr__(self, name: str) -> Any:  # samplerate, ok, status, finished, ...
         return getattr(self.source, name)
 
     def close(self) -> None:
+        import queue
+
         try:
             self.source.close()
         finally:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
+            self._closing = True
+            try:
+                self._queue.put(None, timeout=self.close_timeout_s)
+            except queue.Full:
+                pass
+            self._thread.join(timeout=self.close_timeout_s)
+            if self._thread.is_alive():
+                log.error("audio recording %s: the disk did not take the last blocks in %g s; the file may end "
+                          "early", self.path, self.close_timeout_s)
