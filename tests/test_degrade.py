@@ -87,3 +87,20 @@ def test_very_slow_frames_still_step_down() -> None:
     gov = Governor(FPS)
     _, changes = run(gov, 12.0, lambda lv: (0.4, 0.39))
     assert [lv for _, lv in changes][:3] == [1, 2, 3]
+
+
+def test_a_sudden_heavy_load_takes_the_ladder_down_in_about_a_second() -> None:
+    """Frames suddenly 4x their budget (the show at 15 fps of 60): each level still gets a few frames
+    to show, but the bottom is reached in about a second, not five; mild lateness keeps the 1 s hold."""
+    gov = Governor(FPS)
+    t, _ = run(gov, 5.0, lambda lv: (B, 0.3 * B))
+    t_load = t
+    _, down = run(gov, 3.0, lambda lv: (4 * B, 3.9 * B), t)
+    assert [lv for _, lv in down] == [1, 2, 3, 4, 5]
+    assert down[-1][0] - t_load < 2.0
+    gaps = [b[0] - a[0] for a, b in zip(down, down[1:])]
+    assert min(gaps) >= gov.severe_hold_s
+    mild = Governor(FPS)
+    _, down = run(mild, 6.0, lambda lv: (2 * B, 1.9 * B))
+    gaps = [b[0] - a[0] for a, b in zip(down, down[1:])]
+    assert len(down) >= 3 and min(gaps) >= mild.down_hold_s

@@ -23,6 +23,9 @@ Rules (``budget_s`` = one frame at the target rate):
   ``busy_high`` x budget;
 - step down one level when at least ``late_share`` of the frames of the last ``window_s`` were late,
   and at least ``down_hold_s`` passed since the last change (the new level gets time to show);
+  when at least ``severe_share`` of them came more than ``severe_factor`` x budget apart (a sudden
+  load: the show below a third of its rate), ``severe_hold_s`` is enough, so the ladder is down in
+  about a second rather than five;
 - step up one level when no frame was late and busy time stayed under ``busy_low`` x budget for the
   last ``up_after_s`` seconds (several seconds), and as long since the last change;
 - a step up that is followed by a step down within ``up_after_s`` doubles the wait before the next
@@ -71,6 +74,7 @@ class Governor:
     def __init__(self, fps: float = 60.0, *, late_factor: float = 1.5, busy_high: float = 0.9,
                  busy_low: float = 0.5, late_share: float = 0.2, window_s: float = 0.5,
                  down_hold_s: float = 1.0, up_after_s: float = 4.0, max_up_after_s: float = 60.0,
+                 severe_factor: float = 3.0, severe_share: float = 0.5, severe_hold_s: float = 0.25,
                  levels: tuple[Level, ...] = LEVELS, enabled: bool = True) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
@@ -81,6 +85,9 @@ class Governor:
         self.late_share = late_share
         self.window_s = window_s
         self.down_hold_s = down_hold_s
+        self.severe_factor = severe_factor
+        self.severe_share = severe_share
+        self.severe_hold_s = min(severe_hold_s, down_hold_s)
         self.base_up_after_s = up_after_s
         self.up_after_s = up_after_s
         self.max_up_after_s = max_up_after_s
@@ -90,8 +97,9 @@ class Governor:
         self.changes = 0  # level changes so far
         self.downs = 0
         self.ups = 0
-        self._recent: collections.deque[tuple[float, bool]] = collections.deque()  # (time, late)
+        self._recent: collections.deque[tuple[float, bool, bool]] = collections.deque()  # (time, late, severe)
         self._late_in_window = 0
+        self._severe_in_window = 0
         self._last_change_s: float | None = None
         self._last_up_s: float | None = None
         self._last_pressure_s: float | None = None  # the last late or busy frame
@@ -106,18 +114,22 @@ class Governor:
             return self.level
         budget = self.budget_s
         late = interval_s > self.late_factor * budget or busy_s > self.busy_high * budget
+        severe = interval_s > self.severe_factor * budget
         room = not late and busy_s <= self.busy_low * budget
-        self._recent.append((now_s, late))
+        self._recent.append((now_s, late, severe))
         self._late_in_window += late
+        self._severe_in_window += severe
         # the last window_s seconds, but never fewer than 3 frames: very slow frames must still count
         while len(self._recent) > 3 and self._recent[0][0] < now_s - self.window_s:
-            _, was_late = self._recent.popleft()
+            _, was_late, was_severe = self._recent.popleft()
             self._late_in_window -= was_late
+            self._severe_in_window -= was_severe
         if not room:
             self._last_pressure_s = now_s
         since_change = float("inf") if self._last_change_s is None else now_s - self._last_change_s
         frames = len(self._recent)
-        if (self._late_in_window >= max(2, self.late_share * frames) and since_change >= self.down_hold_s
+        hold = self.severe_hold_s if self._severe_in_window >= max(3, self.severe_share * frames) else self.down_hold_s
+        if (self._late_in_window >= max(2, self.late_share * frames) and since_change >= hold
                 and self.index < len(self.levels) - 1):
             if self._last_up_s is not None and now_s - self._last_up_s < self.up_after_s:
                 self.up_after_s = min(self.up_after_s * 2.0, self.max_up_after_s)  # it went up too soon
@@ -139,6 +151,7 @@ class Governor:
         self._last_change_s = now_s
         self._recent.clear()
         self._late_in_window = 0
+        self._severe_in_window = 0
 
     def status(self) -> dict[str, object]:
         """For /vj/status and the HUD."""
