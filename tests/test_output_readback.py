@@ -191,6 +191,56 @@ def test_stuck_sink_drops_and_counts_without_blocking(ctx):
         hub.close()
 
 
+def test_a_starved_idle_sink_is_raised_until_it_catches_up(ctx):
+    """A SCHED_IDLE sink thread that leaves a frame waiting past STARVED_S (on a machine busy with
+    other programs it may get no CPU at all) is put back under the normal policy by the next offer,
+    and goes back to idle once its mailbox is empty."""
+    import os
+    import time
+
+    from vjengine.output.sink import STARVED_S
+
+    class Stuck(Collect):
+        def __init__(self, url):
+            super().__init__(url)
+            self.release = threading.Event()
+            self.entered = threading.Event()
+
+        def send(self, frame):
+            self.entered.set()
+            self.release.wait(60)
+            super().send(frame)
+
+    def frame(n):
+        return OutFrame(np.zeros((16, 16, 4), np.uint8), n, time.perf_counter())
+
+    sink = Stuck("ndi://starved?fps=60&size=16x16").start((16, 16))
+    try:
+        sink.offer(frame(0))
+        assert sink.entered.wait(60)
+        if sink.status()["priority"] != "idle":
+            import pytest
+
+            pytest.skip("SCHED_IDLE refused here: nothing to raise")
+        assert os.sched_getscheduler(sink.thread_id) == os.SCHED_IDLE
+        sink.offer(frame(1))  # waits in the mailbox from now
+        assert sink.starved == 0
+        deadline = time.monotonic() + 60
+        n = 2
+        while sink.starved == 0 and time.monotonic() < deadline:
+            sink.offer(frame(n))  # the show goes on offering (replacing: dropped)
+            n += 1
+            sink.entered.wait(STARVED_S / 10)
+        assert sink.starved == 1 and sink.status()["starved"] == 1
+        assert os.sched_getscheduler(sink.thread_id) == os.SCHED_OTHER
+        sink.release.set()
+        assert sink.wait_last_sent()
+        assert wait_until(lambda: os.sched_getscheduler(sink.thread_id) == os.SCHED_IDLE)
+    finally:
+        sink.release.set()
+        sink.stop()
+
+
 def test_software_renderer_hands_over_the_same_frame(ctx):
     """On llvmpipe the copy is done when submit returns: the hub hands the frame over at once instead
     of a frame later (a whole frame period of latency for nothing); a GPU keeps the double buffer."""

@@ -155,8 +155,10 @@ def test_stalled_encoder_gets_the_newest_frame_not_a_queue():
         sink.offer(frame(0))
         assert wait_until(lambda: encoded() == [0]), sink.status()
         pid = sink.ffmpeg_pid
-        if sink.priority == "idle":  # ffmpeg inherits its thread's SCHED_IDLE: it yields to the show
-            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        if sink.status()["priority"] == "idle":  # the sink's thread idles; ffmpeg runs a step below
+            assert os.sched_getscheduler(sink.thread_id) == os.SCHED_IDLE
+            assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+            assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + 10)
         # ffmpeg's own queues (several frames between its stages) modelled by a pipe that holds 16
         # frames: without the sink's back-pressure they would fill with stale frames.
         fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)

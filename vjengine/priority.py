@@ -150,3 +150,18 @@ def idle_this_thread() -> str:
             pass
     lower_this_thread()
     return "lowered"
+
+
+def unidle_thread(tid: int, step: int = BACKGROUND_NICE_STEP) -> bool:
+    """Put thread ``tid`` back under the normal policy, ``step`` below the process's main thread
+    (a ``SCHED_IDLE`` encoder that a busy machine left without CPU; also for a thread about to start
+    a process that must not inherit ``SCHED_IDLE``). Whether it did; never raises."""
+    if not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        nice = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + step)
+        os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        return True
+    except OSError:
+        return False

@@ -43,13 +43,14 @@ class NdiSink(Sink):
     def open(self) -> None:
         Sender, VideoSendFrame, FourCC = import_cyndilib()
         w, h = self.size
-        sender = Sender(self.spec.name, clock_video=False)
-        vf = VideoSendFrame()
-        vf.set_resolution(w, h)
-        vf.set_fourcc(FourCC.RGBA)
-        vf.set_frame_rate(Fraction(self.fps).limit_denominator(1001))
-        sender.set_video_frame(vf)
-        sender.open()
+        with self.children_normal():  # NDI's network threads start here
+            sender = Sender(self.spec.name, clock_video=False)
+            vf = VideoSendFrame()
+            vf.set_resolution(w, h)
+            vf.set_fourcc(FourCC.RGBA)
+            vf.set_frame_rate(Fraction(self.fps).limit_denominator(1001))
+            sender.set_video_frame(vf)
+            sender.open()
         self._sender = sender
         self._buf = np.empty((h, w, 4), np.uint8)
 

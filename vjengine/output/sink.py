@@ -13,11 +13,13 @@ never work: a missing library, device or operating system).
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,9 @@ from vjengine.output.url import OutSpec
 log = logging.getLogger(__name__)
 
 RETRY_S = (0.25, 0.5, 1.0, 2.0)  # pause before the 1st, 2nd, 3rd, later re-open
+# A SCHED_IDLE sink thread that has left a frame waiting this long gets the normal policy (a lower
+# nice) back until it has caught up: on a machine busy with other programs it got no CPU at all.
+STARVED_S = 0.25
 TIMINGS_KEPT = 1024  # the last sent frames' time stamps (status, benchmarks/video_out.py)
 
 
@@ -87,6 +92,10 @@ class Sink:
         self._thread: threading.Thread | None = None
         self._opened = False
         self.priority = ""  # what its thread got: "idle" (SCHED_IDLE) or "lowered" (nice)
+        self.starved = 0  # times its idle thread was raised to the normal policy (STARVED_S)
+        self._tid = 0
+        self._raised = False
+        self._waiting_since = 0.0  # when the frame in the mailbox arrived there
 
     # --- the subclass's part (worker thread, except check) ------------------------------------
 
@@ -117,10 +126,37 @@ class Sink:
     def offer(self, frame: OutFrame) -> None:
         """Hand over a frame; replaces (and counts as dropped) one the worker has not taken."""
         with self._cond:
-            if self._slot is not None:
+            if self._slot is None:
+                self._waiting_since = time.perf_counter()
+            else:
                 self.dropped += 1
+                if (self.priority == "idle" and not self._raised
+                        and time.perf_counter() - self._waiting_since > STARVED_S):
+                    self._raise_starved()
             self._slot = frame
             self._cond.notify()
+
+    @contextlib.contextmanager
+    def children_normal(self) -> Iterator[None]:
+        """On the sink's thread: threads and processes started inside this block (ffmpeg, NDI's
+        network threads) get the normal policy a step below the show instead of inheriting
+        SCHED_IDLE, which a machine busy with other programs can starve outright (an SRT stream
+        seconds late); only the sink's own thread stays idle."""
+        from vjengine.priority import idle_this_thread, unidle_thread  # noqa: PLC0415
+
+        raised = self.priority == "idle" and unidle_thread(self._tid)
+        try:
+            yield
+        finally:
+            if raised:
+                idle_this_thread()
+
+    def _raise_starved(self) -> None:
+        from vjengine.priority import unidle_thread  # noqa: PLC0415
+
+        if unidle_thread(self._tid):
+            self._raised = True
+            self.starved += 1
 
     def start(self, size: tuple[int, int]) -> Sink:
         """Start the worker; ``size`` is the show's output size, used when the URL gave none."""
@@ -141,6 +177,11 @@ class Sink:
         self.state = "stopped"
 
     @property
+    def thread_id(self) -> int:
+        """The native id of the sink's thread (0 before it runs)."""
+        return self._tid
+
+    @property
     def stopping(self) -> bool:
         """Whether :meth:`stop` was called (threads serving this sink end when it is)."""
         return self._stop.is_set()
@@ -157,6 +198,7 @@ class Sink:
             out["delay_ms"] = delay
         if self.priority:
             out["priority"] = self.priority
+            out["starved"] = self.starved
         if self.detail:
             out["detail"] = self.detail
         return out
@@ -199,6 +241,7 @@ class Sink:
         try:  # below the render thread: encoding must not take the show's CPU (ffmpeg inherits it)
             from vjengine.priority import idle_this_thread  # noqa: PLC0415
 
+            self._tid = threading.get_native_id()
             self.priority = idle_this_thread()
         except Exception:  # noqa: BLE001
             pass
@@ -240,6 +283,11 @@ class Sink:
                 self.dropped += 1
                 self._lost(exc)
                 failures = 1
+            if self._raised and self._slot is None:  # caught up: back to idle
+                self._raised = False
+                from vjengine.priority import idle_this_thread  # noqa: PLC0415
+
+                idle_this_thread()
         self._send_last()
         self.state = "stopped"
 

@@ -135,8 +135,9 @@ class TsSink(Sink):
             self._written = self._encoded = 0
             self._numbers.clear()
             self._moved_s = self._encoded_s = time.perf_counter()  # ffmpeg's last progress (or its start)
-        self._proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, bufsize=0)
+        with self.children_normal():  # ffmpeg does the encoding: a lower nice, not SCHED_IDLE
+            self._proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, bufsize=0)
         threading.Thread(target=self._drain, args=(self._proc,), daemon=True, name="vj-out-ffmpeg-log").start()
         threading.Thread(target=self._follow, args=(self._proc,), daemon=True, name="vj-out-ffmpeg-progress").start()
         self.state = "connecting" if self.spec.scheme == "srt" else "live"
