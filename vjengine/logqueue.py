@@ -5,7 +5,7 @@ reading (a hung journald, a terminal paused with Ctrl-S, a supervisor that never
 the 64 KB the pipe holds fill up and the next line blocks the render thread for good. While a show
 runs, :class:`LogOffThread` puts a :class:`logging.handlers.QueueHandler` in front of the root
 logger's handlers: a log call formats the line and appends it to a bounded queue; a ``vj-log``
-thread (a :class:`logging.handlers.QueueListener`) writes it. A queue that stays full (nobody reads
+thread hands it to the handlers, which write it. A queue that stays full (nobody reads
 for a long time) drops lines and counts them; the count is logged when the show ends. On exit the handlers are put back after the queue has been written out,
 or after ``close_timeout_s`` if the output still takes nothing.
 
@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import queue
+import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 CAPACITY = 10_000  # lines waiting at most (a few MB)
+_STOP = object()  # the writer thread's last item
 
 
 class _DroppingQueueHandler(logging.handlers.QueueHandler):
@@ -47,7 +49,7 @@ class LogOffThread:
         self.logger = logger if logger is not None else logging.getLogger()
         self.handler: _DroppingQueueHandler | None = None
         self._handlers: list[logging.Handler] = []
-        self._listener: logging.handlers.QueueListener | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def dropped(self) -> int:
@@ -60,12 +62,20 @@ class LogOffThread:
         q: queue.Queue = queue.Queue(self.capacity)
         self.handler = _DroppingQueueHandler(q)
         self._handlers = handlers
-        self._listener = logging.handlers.QueueListener(q, *handlers, respect_handler_level=True)
-        self._listener.start()
-        if self._listener._thread is not None:  # noqa: SLF001 - a name for the thread, in a stack dump
-            self._listener._thread.name = "vj-log"  # noqa: SLF001
+        self._thread = threading.Thread(target=self._write, args=(q, handlers), name="vj-log", daemon=True)
+        self._thread.start()
         self.logger.handlers = [self.handler]
         return self
+
+    @staticmethod
+    def _write(q: queue.Queue, handlers: list[logging.Handler]) -> None:
+        while True:
+            record = q.get()
+            if record is _STOP:
+                return
+            for h in handlers:
+                if record.levelno >= h.level:
+                    h.handle(record)
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
@@ -73,17 +83,14 @@ class LogOffThread:
     def close(self) -> bool:
         """Write out what waits (at most ``close_timeout_s``) and put the handlers back; True when
         every line was written."""
-        listener, handler = self._listener, self.handler
-        if listener is None or handler is None:
+        thread, handler = self._thread, self.handler
+        if thread is None or handler is None:
             return True
-        self._listener = None
-        done = True
+        self._thread = None
         try:
-            handler.queue.put(listener._sentinel, timeout=self.close_timeout_s)  # noqa: SLF001
-            thread = listener._thread  # noqa: SLF001
-            if thread is not None:
-                thread.join(self.close_timeout_s)
-                done = not thread.is_alive()
+            handler.queue.put(_STOP, timeout=self.close_timeout_s)
+            thread.join(self.close_timeout_s)
+            done = not thread.is_alive()
         except queue.Full:
             done = False
         # the handlers write in the logging thread again (a stuck output now only delays the exit)
