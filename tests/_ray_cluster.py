@@ -93,11 +93,16 @@ class LocalRayCluster:
                 raise RuntimeError(f"the Ray cluster did not reach {n} node(s) in {START_TIMEOUT_S:.0f} s")
             time.sleep(0.5)  # polling a condition (nodes registered), bounded by the deadline
 
-    def start(self, nodes: int = 2) -> "LocalRayCluster":
+    def launch(self, nodes: int = 2) -> "LocalRayCluster":
+        """Start the nodes' ``ray start`` without waiting for them (see ``wait_nodes``)."""
         self._ray("--head", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
                   f"--temp-dir={self.folder / 'ray'}")
         for _ in range(nodes - 1):
             self._ray(f"--address={self.address}")
+        return self
+
+    def start(self, nodes: int = 2) -> "LocalRayCluster":
+        self.launch(nodes)
         self.wait_nodes(nodes)
         return self
 

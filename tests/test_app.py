@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -59,7 +60,7 @@ def test_live_window_keys_and_osc_drive_the_show(assets, tmp_path):
                             text=True)
     log_path, err_path, shot = tmp_path / "set.jsonl", tmp_path / "stderr.txt", tmp_path / "last.png"
     cmd = [sys.executable, "-m", "vjengine.cli", "live", str(assets["a"]), str(assets["b"]),
-           "--audio-file", str(assets["song"]), "--loop", "--duration", "12", "--size", "320x200",
+           "--audio-file", str(assets["song"]), "--loop", "--duration", "600", "--size", "320x200",
            "--osc-port", str(port), "--record", str(log_path), "--screenshot", str(shot), "--quantize", "none",
            "--crossfade", "0.2", "--osc-out", f"127.0.0.1:{out_port}", "--osc-out-rate", "20"]
     try:
@@ -80,6 +81,10 @@ def test_live_window_keys_and_osc_drive_the_show(assets, tmp_path):
                 _wait_for(log_path, '["bank", "", "bank-b"', proc)
                 subprocess.run(["xdotool", "windowfocus", "--sync", win, "key", "--window", win, "b"],
                                env=xenv, check=True, timeout=20)
+                _wait_for(log_path, '["blackout"', proc)
+                # the show ends when told (SIGTERM, like Ctrl-C: the set log and the screenshot are
+                # written whole), not after a fixed run that a loaded machine may not finish the inputs in
+                proc.send_signal(signal.SIGTERM)
                 assert proc.wait(timeout=60) == 0, err_path.read_text()[-3000:]
             finally:
                 if proc.poll() is None:

@@ -42,10 +42,13 @@ BUILD_ARGS = ("--threads", "1", "--batch-size", "1", "--decode-batch-size", "2",
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, request):
     c = LocalRayCluster(tmp_path_factory.mktemp("ray"))
     try:
-        yield c.start(nodes=2)
+        c.launch(nodes=2)
+        request.getfixturevalue("specs")  # the reference banks are built while the nodes come up
+        c.wait_nodes(2)
+        yield c
     finally:
         c.stop()
 
@@ -60,8 +63,9 @@ def specs(tmp_path_factory, tiny_model):
     out = {}
     threads = torch.get_num_threads()
     try:
-        # "slow" outlasts a worker's start (about 30 s on a loaded 2-core machine: torch and diffusers import)
-        for name, steps, guidance_count in (("quick", 2, 4), ("slow", 16, 8)):
+        # "slow" (96 cells) outlasts a worker's start (about 30 s on a loaded 2-core machine: torch and
+        # diffusers import), so that both workers take cells and a kill lands while they are busy
+        for name, steps, guidance_count in (("quick", 2, 4), ("slow", 8, 8)):
             path = write_spec(folder, spec_text(tiny_model, steps, guidance_count), f"{name}.toml")
             build_bank(load_spec(path), folder / f"{name}-ref",
                        BuildOptions(batch_size=1, decode_batch_size=2, threads=1, progress=False))
