@@ -44,3 +44,13 @@ def ctx():
     yield context
     assert_no_gl_error(context)
     context.release()
+
+
+@pytest.fixture(scope="session")
+def demo_bank_made() -> Path:
+    """The demo bank, made once in this session's cache before any `vj demo` / `vj live demo`
+    subprocess starts (they inherit VJ_CACHE_DIR and find it there): making it inside the first of
+    them counted against that test's deadline, which a heavily loaded machine overran."""
+    from vjengine.demo import demo_bank_path
+
+    return demo_bank_path()

@@ -20,6 +20,8 @@ from _show_helpers import free_udp_port, start_xvfb
 from vjengine.cli import main
 from vjengine.show.record import SetLog
 
+pytestmark = pytest.mark.usefixtures("demo_bank_made")  # `vj demo` subprocesses find it made
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -16,6 +16,8 @@ import pytest
 from _audio_pulse import pulse_server
 from conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("demo_bank_made")  # `vj demo` subprocesses find it made
+
 
 @pytest.mark.slow
 def test_capture_by_name_finds_tones_and_beats_and_survives_the_sink_vanishing(tmp_path):

@@ -22,6 +22,8 @@ from vjengine.errors import ConfigError  # noqa: E402
 from vjengine.mapping import PresetLibrary, shipped_preset_paths  # noqa: E402
 from vjengine.show.state import BankEntry, ShowState  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("demo_bank_made")  # `vj demo` subprocesses find it made
+
 MAP = """
 [[bind]]
 cc = 21

@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from _osc_helpers import NEEDS_LIBLO, oscsend, send_raw
 from vjengine.control.osc_wire import encode_message
+
+pytestmark = pytest.mark.usefixtures("demo_bank_made")  # `vj demo` subprocesses find it made
 
 
 @NEEDS_LIBLO

@@ -17,7 +17,7 @@ import pytest
 from _render_xvfb import screenshot, xvfb
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_bank_made")]
 # Deadlines for things that should happen (a wait that succeeds ends at once): generous, as on a loaded
 # 2-core machine the demo bank alone takes seconds to make and an X client seconds to answer.
 DEADLINE_S = 120.0

@@ -23,7 +23,7 @@ from _output_helpers import free_port
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_bank_made")]
 
 
 def _status(base: str, token: str = "") -> dict | None:
@@ -57,6 +57,16 @@ def _demo(url: str, tmp_path: Path) -> subprocess.Popen:
                              "--no-osc", "--size", "640x360", "--fps", "30", "--out", url,
                              "--screenshot", str(tmp_path / "last.png")],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+
+
+def _set_up(proc: subprocess.Popen, tmp_path: Path) -> None:
+    """Wait until the show is set up (its log says so): first the demo bank is made (once per test
+    cache), which on a heavily loaded machine took minutes; the waits for the page start after it."""
+    log = tmp_path / "demo.log"
+    deadline = time.monotonic() + 600.0
+    while "show: " not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.1)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -98,6 +108,7 @@ def test_page_preview_moves_and_buttons_drive_the_show(browser, tmp_path):
     base = f"http://127.0.0.1:{port}"
     proc = _demo(f"{base}/", tmp_path)
     try:
+        _set_up(proc, tmp_path)
         first = _wait(lambda: _show_status(base), 90, "the show's status page")
         pick = 3 if first["preset_index"] != 3 else 2  # a preset the show is not on
         browser.get(base + "/")
@@ -128,6 +139,7 @@ def test_lan_bound_page_refuses_without_the_token(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         log = tmp_path / "demo.log"
+        _set_up(proc, tmp_path)
         m = _wait(lambda: re.search(r"token required.*\?token=([\w-]+)", log.read_text()), 90, "the token line")
         token = m.group(1)
         start = _wait(lambda: _show_status(base, token), 60, "the status page")["preset_index"]

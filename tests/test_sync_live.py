@@ -32,7 +32,7 @@ from test_output_page import browser  # noqa: E402, F401 - the fixture (headless
 from vjengine.show.record import SetLog  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_bank_made")]
 SONG_BPM = 124.0
 CLOCK_BPM = 128.0
 
@@ -149,6 +149,11 @@ def _start_live(tmp_path: Path, extra: list[str], env: dict | None = None) -> tu
     return proc, log_path
 
 
+# the show's set-up includes making the demo bank (once per test cache): minutes on a heavily loaded
+# machine, so it has its own bound; what follows it has the usual one
+SETUP_S = 600.0
+
+
 def _wait_log(proc: subprocess.Popen, log_path: Path, text: str, timeout: float = 90.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -186,7 +191,7 @@ def test_clock_source_switches_live_over_osc_without_a_phase_jump(jack, tmp_path
         "--record", str(tmp_path / "set.jsonl"),
         "--midi-clock-in", "vjclockmaster", "--midi-api", "jack", "--clock", "audio"])
     try:
-        _wait_log(proc, log_path, "show: 1 bank(s)")
+        _wait_log(proc, log_path, "show: 1 bank(s)", SETUP_S)
         _wait_log(proc, log_path, "MIDI clock in: listening on")
         st = osc.wait_status("clock", "audio")
         assert "midi" in [v for k, v in sorted(st.items()) if k.startswith("clock_sources/")], st
@@ -292,7 +297,7 @@ def test_learn_is_armed_from_the_operator_window_and_the_page(jack, tmp_path, br
             "--audio-file", str(song(tmp_path / "song.wav", seconds=4.0)), "--loop",
             "--midi-in", "learnctl", "--midi-api", "jack", "--midi-map", str(map_path)], env=env)
         try:
-            _wait_log(proc, log_path, "show: 1 bank(s)")
+            _wait_log(proc, log_path, "show: 1 bank(s)", SETUP_S)
             _wait_log(proc, log_path, "MIDI in: listening on")
             assert wait_until(lambda: len(_learn_state(base).get("addresses", [])) > 3, 30.0), _page_status(base)
             addresses = _learn_state(base)["addresses"]
