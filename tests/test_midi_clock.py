@@ -122,9 +122,13 @@ def test_clock_out_sends_our_tempo(jack):
         _run_frames(router, audio, 0.2, wall_audio=True)  # the router publishes its clock from the first frame
         router.audio.analyzer.locked = True  # a set tempo is a locked clock (as the audio engine says)
         clock_out.start()
-        _run_frames(router, audio, 8.0, until=lambda: clk.ticks >= 24 * 6, wall_audio=True)
+        # The receiver's tempo is fitted to when the clocks arrive; on a loaded machine the sending or the
+        # receiving thread starved for a moment makes a burst that pulls the fit away for a while (seen:
+        # 146.6), so the show goes on until it reads our 128 (bounded): a default never would.
+        _run_frames(router, audio, 30.0, until=lambda: clk.ticks >= 24 * 6 and abs(clk.bpm - 128.0) <= 1.5,
+                    wall_audio=True)
         assert clk.ticks >= 24 * 6, clk.ticks
-        assert abs(clk.bpm - 128.0) <= 1.5, clk.bpm  # our 128, not a default (send jitter: a loaded machine)
+        assert abs(clk.bpm - 128.0) <= 1.5, clk.bpm  # our 128, not a default
         # Start, or (started mid-bar) a song position and Continue, came first: the receiver knows its bar
         assert clk.read(time.perf_counter()).bar_beat is not None
     finally:
