@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 RETRY_S = (0.25, 0.5, 1.0, 2.0)  # pause before the 1st, 2nd, 3rd, later re-open
 # A SCHED_IDLE sink thread that has left a frame waiting this long gets the normal policy (a lower
 # nice) back until it has caught up: on a machine busy with other programs it got no CPU at all.
-STARVED_S = 0.25
+STARVED_S = 0.05  # three frames at 60 fps: below the page's 100 ms latency target
 TIMINGS_KEPT = 1024  # the last sent frames' time stamps (status, benchmarks/video_out.py)
 
 
