@@ -164,17 +164,21 @@ def test_cpu_shrink_matches_the_scaling_pass(ctx):
     assert np.all(letterboxed[:y, :, 3] == 255) and letterboxed[y:y + h].std() > 10
 
 
+class Stuck(Collect):
+    """A sink whose send hangs until ``release`` is set (a receiver that stopped reading)."""
+
+    def __init__(self, url):
+        super().__init__(url)
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def send(self, frame):
+        self.entered.set()
+        self.release.wait(60)
+        super().send(frame)
+
+
 def test_stuck_sink_drops_and_counts_without_blocking(ctx):
-    class Stuck(Collect):
-        def __init__(self, url):
-            super().__init__(url)
-            self.release = threading.Event()
-            self.entered = threading.Event()
-
-        def send(self, frame):
-            self.entered.set()
-            self.release.wait(30)
-
     fbo = ctx.framebuffer([ctx.texture((64, 36), 4)])
     stuck = Stuck("ndi://stuck?fps=60")
     hub = OutputHub([stuck]).start(ctx, (64, 36))
@@ -199,17 +203,6 @@ def test_a_starved_idle_sink_is_raised_until_it_catches_up(ctx):
     import time
 
     from vjengine.output.sink import STARVED_S
-
-    class Stuck(Collect):
-        def __init__(self, url):
-            super().__init__(url)
-            self.release = threading.Event()
-            self.entered = threading.Event()
-
-        def send(self, frame):
-            self.entered.set()
-            self.release.wait(60)
-            super().send(frame)
 
     def frame(n):
         return OutFrame(np.zeros((16, 16, 4), np.uint8), n, time.perf_counter())
