@@ -81,7 +81,11 @@ class LocalRayCluster:
                                  text=True, timeout=60)
         except subprocess.TimeoutExpired:
             return 0
-        return int(out.stdout.strip() or 0) if out.returncode == 0 else 0
+        if out.returncode != 0:
+            return 0
+        # the count is the last line: Ray may print its own lines first (e.g. on a slow start)
+        counts = [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()]
+        return int(counts[-1]) if counts else 0
 
     def wait_nodes(self, n: int) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
