@@ -87,8 +87,25 @@ class LocalRayCluster:
         counts = [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()]
         return int(counts[-1]) if counts else 0
 
+    def _started(self) -> bool:
+        """Every running node's ``ray start`` has said the runtime started (it then has registered)."""
+        for i, proc in enumerate(self.nodes):
+            if proc.poll() is None:
+                try:
+                    if b"Ray runtime started" not in (self.folder / f"node{i}.log").read_bytes():
+                        return False
+                except OSError:
+                    return False
+        return True
+
     def wait_nodes(self, n: int) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
+        # the nodes' own logs first (cheap): each probe below is a Python that imports Ray and
+        # connects, seconds of CPU on a loaded machine, which slowed the very start it waited for
+        while not self._started() and time.monotonic() < deadline:
+            if self.nodes and self.nodes[0].poll() not in (None, 0):
+                break  # the head exited: the loop below says so
+            time.sleep(0.2)  # polling a condition (log lines), bounded
         while self.alive_nodes() != n:
             for p in self.nodes:
                 if p.poll() not in (None, 0) and p is self.nodes[0]:
