@@ -92,6 +92,35 @@ def test_a_backlog_past_its_bound_stops_the_recording_not_the_show(fifo, caplog)
     os.close(r)  # the stuck writer now gets EPIPE and ends
 
 
+@pytest.mark.parametrize("make", ["record", "stats"])
+def test_a_fifo_with_no_reader_is_a_clear_error_not_a_hang(tmp_path, make):
+    """Opening a FIFO for writing waits for a reader: before the show's first frame, forever. It is
+    refused at once instead, naming the option and the file (exit 2 from the CLI)."""
+    from vjengine.errors import ConfigError
+    from vjengine.show.statslog import StatsWriter
+
+    path = tmp_path / "out.jsonl"
+    os.mkfifo(path)
+    result: list = []
+
+    def open_it():
+        try:
+            w = Recorder(path, {"banks": [{"name": "a"}]}) if make == "record" else StatsWriter(path)
+            result.append(w)
+        except ConfigError as exc:
+            result.append(exc)
+
+    t = threading.Thread(target=open_it, daemon=True)
+    t.start()
+    t.join(JOIN_S)
+    if t.is_alive():  # the old code: free it with a reader, then fail
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        pytest.fail("opening a FIFO with no reader hung")
+    [err] = result
+    assert isinstance(err, ConfigError)
+    assert f"--{make} {path}: a FIFO with no reader" in str(err)
+
+
 def test_a_full_disk_stops_the_recording_with_a_message(caplog):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")

@@ -28,6 +28,7 @@ from vjengine.control.commands import CommandQueue
 from vjengine.effects import osc_fx_names
 from vjengine.errors import ConfigError, DeviceError
 from vjengine.frameloop import FrameHashes, FrameLoop, Presenter
+from vjengine.linewriter import open_for_writing
 from vjengine.live_options import DEFAULT_HEADLESS_DURATION_S, add_show_arguments
 from vjengine.presenters import HeadlessPresenter, WindowPresenter, display_available
 from vjengine.show.record import AudioRecorder, Recorder
@@ -255,10 +256,7 @@ class LiveShow:
             self.recorder = Recorder(args.record, record_header(self.setup, self.show, self.size, args.fit,
                                                                 audio_info, args.strobe_max_hz))
         if args.frame_hashes:
-            try:
-                fh = open(args.frame_hashes, "w", encoding="utf-8")  # noqa: SIM115 - the hook closes it
-            except OSError as exc:
-                raise ConfigError(f"--frame-hashes {args.frame_hashes}: cannot write: {exc}") from None
+            fh = open_for_writing(args.frame_hashes, "--frame-hashes")  # the hook closes it
             self.hashes = FrameHashes(fh, background=True)  # hashed and written off the render thread
             hooks.append(self.hashes)
         if self.video is not None:

@@ -14,7 +14,10 @@ Used by the set log (:class:`vjengine.show.record.Recorder`) and the frame hashe
 from __future__ import annotations
 
 import collections
+import errno
+import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +26,22 @@ from typing import Any, TextIO
 log = logging.getLogger(__name__)
 
 FLUSH_S = 1.0
+
+
+def open_for_writing(path: Any, option: str) -> TextIO:
+    """Open ``path`` to write text, as ``option`` (``--record``) names it in errors: a FIFO that no one
+    reads is a :class:`~vjengine.errors.ConfigError` at once (a plain open would wait for a reader
+    forever, before the show's first frame), as is any other OSError."""
+    from vjengine.errors import ConfigError  # noqa: PLC0415
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise ConfigError(f"{option} {path}: a FIFO with no reader (start its reader first, or give a file)") from None
+        raise ConfigError(f"{option} {path}: cannot write: {exc}") from None
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)  # the writer thread may wait
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 class LineWriter:

@@ -93,13 +93,10 @@ class Recorder:
 
     def __init__(self, path: str | Path, header: dict[str, Any], *, max_backlog: int = 18_000,
                  close_timeout_s: float = 5.0) -> None:
-        from vjengine.linewriter import LineWriter  # noqa: PLC0415
+        from vjengine.linewriter import LineWriter, open_for_writing  # noqa: PLC0415
 
         self.path = Path(path)
-        try:
-            fh: TextIO = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - the writer closes it
-        except OSError as exc:
-            raise ConfigError(f"--record {self.path}: cannot write: {exc}") from None
+        fh: TextIO = open_for_writing(self.path, "--record")  # the writer closes it
         head = {"format": FORMAT, "version": VERSION, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         head.update(header)
         self._prev: dict[str, Any] = {}

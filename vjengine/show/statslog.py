@@ -38,7 +38,9 @@ class StatsWriter:
         self.path = Path(path)
         self.started_unix = time.time() if started_unix is None else started_unix
         self._t0_perf = time.perf_counter()
-        self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        from vjengine.linewriter import open_for_writing  # noqa: PLC0415
+
+        self._fh = open_for_writing(self.path, "--stats")  # closed in close(); a FIFO with no reader: exit 2
         self._fh.write(json.dumps({"vj_stats": 1, "started_unix": self.started_unix, "fields": list(FIELDS)}) + "\n")
         self._pending: collections.deque[tuple] = collections.deque()
         self.max_pending = int(max_pending)
