@@ -255,8 +255,13 @@ def test_watching_reads_files_off_the_polling_thread(tmp_path, monkeypatch):
         _touch_later(path, GOOD.replace('feature = "rms"', 'feature = "high"'))
         (folder / "b.toml").write_text(GOOD.replace('"live"', '"second"'))
         changed: list[int] = []
-        assert wait_until(lambda: bool(changed.extend(lib.poll())) or set(changed) >= {0, 1})
-        assert lib[0].layers[0].feature == "high" and lib[1].name == "second"
+
+        def both_in() -> bool:  # the watcher may first read a file mid-write (empty), then again whole
+            changed.extend(lib.poll())
+            return (set(changed) >= {0, 1} and len(lib) > 1 and bool(lib[0].layers)
+                    and lib[0].layers[0].feature == "high" and lib[1].name == "second")
+
+        assert wait_until(both_in)
         assert readers == {"vj-presets"}  # never the caller's thread
         # a later edit of the file added by the watcher is picked up too (its index is known)
         _touch_later(folder / "b.toml", GOOD.replace('"live"', '"renamed"'))
