@@ -249,7 +249,7 @@ def test_predict_sees_a_saw_wrap_coming_and_leaves_the_mapper_as_it_was():
     now = frame(beats=7.8, bpm=120.0)  # 0.2 beats before the saw wraps; 0.5 s is one beat at 120 BPM
     m.step(now, Controls(), 1 / 60)
     twin.step(now, Controls(), 1 / 60)
-    ahead = m.predict(now, Controls(), 0.5, 10)
+    ahead = m.predict(now, Controls(), [k / 20 for k in range(1, 11)])  # 0.5 s in 10 steps
     xs = [c[0] for c in ahead]
     assert xs[0] > 0.9 and min(xs) < 0.1, xs  # up to the top, then the wrap to the bottom
     assert xs.index(min(xs)) == int(np.argmax(np.diff(xs) < -0.5)) + 1

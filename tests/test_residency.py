@@ -165,6 +165,36 @@ def test_a_jump_on_the_mappings_heading_is_loaded_before_it_is_drawn(ctx, big_ba
     res2.release()
 
 
+def test_a_heading_across_two_cell_edges_at_once_loads_either_way_round(ctx, big_bank):
+    """Between two points of the heading the blend crosses a cell edge on both axes; the prediction
+    cannot know which it crosses first, so the cells of both orders are loaded."""
+    bank, _ = big_bank
+    now = [0.0]
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, native=True, clock=lambda: now[0])
+    res.load_low_tier()
+    res.layers_for(_taps_for((0.5, 0.518), bank.sizes, bank.cyclic))  # cells 19-20 x 25-26
+    res.set_heading([(0.5, 0.518), (0.52, 0.526)])  # to cells 20-21 x 26-27
+    either = [bank.index((21, 25)), bank.index((19, 27))]  # axis 0 crossed first / axis 1 crossed first
+    assert _until_resident(res, either), "the cells of one crossing order were not loaded"
+    res.release()
+
+
+def test_the_frames_just_before_a_jump_on_the_heading_are_loaded_too(ctx, big_bank):
+    """A saw climbs one cell per heading point, then wraps between two points: the frames it draws
+    after the last point before the wrap (up to one step on) are loaded, not only where it lands."""
+    bank, _ = big_bank
+    now = [0.0]
+    res = ResidentFrames(ctx, bank, gpu_budget_mb=1.0, native=True, clock=lambda: now[0])
+    res.load_low_tier()
+    res.layers_for(_taps_for((0.875, 0.3), bank.sizes, bank.cyclic))
+    res.set_heading([(0.9, 0.3), (0.925, 0.3), (0.05, 0.3)])  # ~1 cell a point, then 34 cells back
+    before = _taps_for((0.95, 0.3), bank.sizes, bank.cyclic)  # drawn between the last point and the wrap
+    assert not set(before) <= set(_taps_for((0.925, 0.3), bank.sizes, bank.cyclic))
+    assert _until_resident(res, before), "the frames just before the jump were not loaded ahead"
+    assert _until_resident(res, _taps_for((0.05, 0.3), bank.sizes, bank.cyclic)), "nor where it lands"
+    res.release()
+
+
 def test_a_stale_heading_gives_way_to_the_velocity_and_a_jump_resets_it(ctx, big_bank):
     bank, _ = big_bank
     now = [0.0]

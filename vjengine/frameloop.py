@@ -38,9 +38,12 @@ from vjengine.show.state import FrameState, ShowState
 log = logging.getLogger(__name__)
 
 PRESET_POLL_S = 0.5  # how often preset files are checked for edits (a stat each)
-# A streamed bank is told where the mapping is heading every HEADING_EVERY frames: the mapper looked
-# ahead HEADING_S in HEADING_STEPS steps (about 1 ms; the frames along it take longer than that to load).
-HEADING_EVERY, HEADING_S, HEADING_STEPS = 6, 0.5, 10
+# A streamed bank is told where the mapping is heading every HEADING_EVERY frames: the mapper looks
+# ahead at HEADING_TIMES (about 1.5 ms), frame by frame until the next look (a jump due before then
+# must not fall between two points: the frames just before it were missed), then every 50 ms to 0.5 s
+# (the frames further along take longer than that to load).
+HEADING_EVERY = 6
+HEADING_TIMES = tuple(k / 60.0 for k in range(1, HEADING_EVERY + 2)) + tuple(k / 20.0 for k in range(3, 11))
 STAGES = ("inputs", "audio", "map", "render", "hooks", "present")
 
 OutputHook = Callable[[Any, FrameState], None]
@@ -438,7 +441,7 @@ class FrameLoop:
 
     def steer_prefetch(self, state: FrameState) -> None:
         """Every few frames, tell a streamed bank where the mapping is heading (the mapper looked ahead
-        ``HEADING_S``), so it loads frames along that path, jumps included, before they are drawn."""
+        ``HEADING_TIMES``), so it loads frames along that path, jumps included, before they are drawn."""
         source = self.banks[state.bank]
         if not hasattr(source, "set_heading") or self.last_audio is None:
             return
@@ -446,7 +449,7 @@ class FrameLoop:
         if self._heading_countdown > 0:
             return
         self._heading_countdown = HEADING_EVERY
-        source.set_heading(self.show.heading(self.last_audio, HEADING_S, HEADING_STEPS))
+        source.set_heading(self.show.heading(self.last_audio, HEADING_TIMES))
 
     def load_ahead(self, state: FrameState) -> None:
         """Frames of the bank the show is about to switch to (a pending quantised switch, or a bank cue

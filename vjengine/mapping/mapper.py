@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,18 +145,21 @@ class Mapper:
             fx[param] = v if math.isfinite(v) else 0.0
         return MapOutput(tuple(float(c) for c in self.coord), fx)
 
-    def predict(self, frame: Any, controls: Controls, seconds: float, steps: int) -> list[tuple[float, ...]]:
-        """Where the coordinate will be over the next ``seconds`` (``steps`` points, evenly spaced) if
-        the audio stayed as ``frame``: a copy of this mapper stepped ahead, this one untouched. The
-        streaming residency prefetches along it, so a deterministic jump (a saw LFO's wrap, a path's
-        next point) is loaded before it happens rather than guessed from the velocity."""
+    def predict(self, frame: Any, controls: Controls, times: Sequence[float]) -> list[tuple[float, ...]]:
+        """Where the coordinate will be ``times`` seconds from now (increasing) if the audio stayed as
+        ``frame``: a copy of this mapper stepped ahead, this one untouched. The streaming residency
+        prefetches along it, so a deterministic jump (a saw LFO's wrap, a path's next point) is
+        loaded before it happens rather than guessed from the velocity."""
         memo: dict[int, Any] = {id(self.preset): self.preset, id(self.axes): self.axes}
         for layer in self.layers:  # the specs are immutable: share them, copy only the state
             memo[id(layer.spec)] = layer.spec
         ahead = copy.deepcopy(self, memo)
         ahead.fx_modes = {}  # effects do not move the coordinate
-        steps = max(1, int(steps))
-        dt = float(seconds) / steps
         bpm = float(getattr(frame, "bpm", 0.0) or 0.0)  # the clock runs on at its tempo, locked or not
-        per_step = bpm / 60.0 * dt if math.isfinite(bpm) and bpm > 0 else 0.0
-        return [ahead.step(FrameAhead(frame, per_step * (k + 1)), controls, dt).coord for k in range(steps)]
+        beats_per_s = bpm / 60.0 if math.isfinite(bpm) and bpm > 0 else 0.0
+        out, last = [], 0.0
+        for t in times:
+            t = max(float(t), last)
+            out.append(ahead.step(FrameAhead(frame, beats_per_s * t), controls, t - last).coord)
+            last = t
+        return out

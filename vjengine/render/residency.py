@@ -29,6 +29,7 @@ A stalled disk then costs sharpness, never a frame. With ``wait_full`` (offline)
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import os
 import time
@@ -745,49 +746,62 @@ class ResidentFrames:
             idx += v * int(st[d])
         return idx
 
-    def _corners(self, coord: tuple[float, ...]) -> list[int]:
-        """The frames a blend at ``coord`` (0..1 per axis) samples."""
-        c = list(coord[: len(self.sizes)]) + [0.5] * max(0, len(self.sizes) - len(coord))
-        pos = [axis_position(x, int(n), bool(cyc)) for x, n, cyc in zip(c, self.sizes, self.cyclic)]
-        st = strides(self.sizes)
-        out = []
-        for corner in range(1 << len(self.sizes)):
-            out.append(int(sum(int(p[1] if (corner >> d) & 1 else p[0]) * int(st[d]) for d, p in enumerate(pos))))
-        return out
-
     def _heading_order(self) -> list[int]:
-        """The frames along the mapping's heading, nearest first; where two points of it are a few cells
-        apart the cells between are filled in (a fast glide), where they are far apart it is a jump."""
+        """The frames along the mapping's heading, nearest first. Where two points of it are a few
+        cells apart the way between is filled in (a fast glide) in steps of at most a cell, and each
+        step takes every cell a blend could sample on any way from its start to its end (the
+        prediction holds the audio, so which of two nearby cell edges is crossed first is a guess).
+        Where two points are far apart it is a jump: the cells up to one step past the point before
+        it and from one step before the point after."""
         order: list[int] = []
         seen: set[int] = set()
+        st = strides(self.sizes)
         prev: np.ndarray | None = None
         step = None  # the last move between points that was no jump
         scale = np.array([max(1, n - (0 if cyc else 1)) for n, cyc in zip(self.sizes, self.cyclic)], np.float64)
+        ndim = len(self.sizes)
 
-        def between(a: np.ndarray, delta: np.ndarray) -> list[np.ndarray]:
+        def cells_of(q: np.ndarray) -> list[tuple[int, int]]:
+            return [axis_position(float(q[d]) if d < len(q) else 0.5, int(n), bool(cyc))[:2]
+                    for d, (n, cyc) in enumerate(zip(self.sizes, self.cyclic))]
+
+        def walk(a: np.ndarray | None, delta: np.ndarray | None = None) -> None:
+            """From ``a`` along ``delta`` in steps of at most a cell (``delta`` None: ``a`` alone)."""
+            last = cells_of(a)
+            box(last, last)
+            if delta is None:
+                return
             n = max(1, int(np.ceil(float(np.max(np.abs(delta) * scale)))))
-            return [a + delta * (k / n) for k in range(1, n + 1)]
+            for k in range(1, n + 1):
+                here = cells_of(a + delta * (k / n))
+                box(last, here)
+                last = here
+
+        def box(c0: list[tuple[int, int]], c1: list[tuple[int, int]]) -> None:
+            axes = [sorted({*c0[d], *c1[d]}) for d in range(ndim)]
+            for cell in itertools.product(*axes):
+                idx = self._cell_index(list(cell), st)
+                if idx is not None and idx not in seen:
+                    seen.add(idx)
+                    order.append(idx)
 
         for point in self._heading:
-            p = np.array(point[: len(self.sizes)], np.float64)
-            points = [p]
-            if prev is not None and len(p) == len(prev):
+            p = np.array(point[:ndim], np.float64)
+            if prev is None or len(p) != len(prev):
+                walk(p)
+            else:
                 delta = p - prev
-                for d, cyc in enumerate(self.cyclic):
+                for d, cyc in enumerate(self.cyclic[: len(delta)]):
                     if cyc:
                         delta[d] = (delta[d] + 0.5) % 1.0 - 0.5
-                cells = float(np.max(np.abs(delta) * scale))
-                if cells <= JUMP_CELLS:
+                if float(np.max(np.abs(delta) * scale[: len(delta)])) <= JUMP_CELLS:
                     step = delta
-                    points = between(prev, delta)
+                    walk(prev, delta)
                 elif step is not None:
-                    # a jump lands somewhere within one step before this point: the cells from there on
-                    points = [p - step, *between(p - step, step)]
-            for q in points:
-                for idx in self._corners(tuple(q)):
-                    if idx not in seen:
-                        seen.add(idx)
-                        order.append(idx)
+                    walk(prev, step)
+                    walk(p - step, step)
+                else:
+                    walk(p)
             prev = p
         return order
 

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -382,10 +382,10 @@ class ShowState:
             intensity=self.intensity,
         )
 
-    def heading(self, frame: Any, seconds: float = 0.5, steps: int = 10) -> list[tuple[float, ...]]:
-        """Where the shown bank's coordinate is heading over the next ``seconds`` with the audio as
+    def heading(self, frame: Any, times: Sequence[float]) -> list[tuple[float, ...]]:
+        """Where the shown bank's coordinate will be ``times`` seconds from now with the audio as
         ``frame`` (the mapper looked ahead; a preset glide in progress is not included)."""
-        return self.mapper.predict(frame, self.controls, seconds, steps)
+        return self.mapper.predict(frame, self.controls, times)
 
     # ---- status (read from other threads: an immutable snapshot swapped in whole)
 
