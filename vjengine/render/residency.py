@@ -272,6 +272,7 @@ class ResidentFrames:
         self._velocity = np.zeros(len(self.sizes))
         self._heading: list[tuple[float, ...]] = []  # where the mapping says it is going (set_heading)
         self._heading_t: float | None = None
+        self._heading_cells: list[int] | None = None
         self._once = LogOnce(log)  # each kind of problem logged once
         self.upload_s = 0.0
         self.uploads = 0
@@ -497,6 +498,7 @@ class ResidentFrames:
         ``HEADING_FRESH_S``."""
         self._heading = [tuple(float(x) for x in c) for c in coords]
         self._heading_t = self._clock()
+        self._heading_cells = None  # its frames, found once (~1 ms) for the plans until the next one
         self._prefetch = []  # plan again along it
 
     def tick(self, budget_s: float) -> None:
@@ -809,7 +811,9 @@ class ResidentFrames:
         """Frames around where the blend will be over the next ``prefetch_s``, nearest first (popped
         from the end): along the mapping's heading while it is fresh, else along the velocity."""
         if self._heading and self._heading_t is not None and self._clock() - self._heading_t < HEADING_FRESH_S:
-            order = self._heading_order()
+            if self._heading_cells is None:
+                self._heading_cells = self._heading_order()
+            order = self._heading_cells
         else:
             order = self._velocity_order()
         # never more than half the cache ahead: a heading longer than that would evict its own frames
