@@ -295,6 +295,15 @@ def live(bank: Path, preset: str, seconds: float, budget_mb: float, work: Path) 
         return {"fps": 1000.0 / period, "frames": int(st["frames"]),
                 "dropped_pct": float(np.mean(interval > 1.5 * 1000 / 60) * 100) if len(interval) else 0.0}
     res = st["residency"][0]
+    # where the long frames' time went (after the first second): the render stage, and how much of it
+    # the render thread spent on the CPU (the rest it waited: for a read, the GPU, or a busy machine)
+    frame_ms = np.array(st["frame_ms"])
+    long_at = [k for k in np.nonzero(frame_ms > 1.5 * 1000 / 60)[0] if k >= 60]
+    render_ms = st["stages_ms"].get("render") or []
+    cpu_ms = [p.get("cpu", float("nan")) for p in st["probes"]]
+    long_frames = {"count": len(long_at),
+                   "render_ms": [float(render_ms[k]) for k in long_at if k < len(render_ms)],
+                   "cpu_ms": [float(cpu_ms[k]) for k in long_at if k < len(cpu_ms)]}
     low = np.frombuffer(res["low_frames"].encode(), np.uint8) == ord("1")
     fps_nominal = 60
     after_1s = low[fps_nominal:] if len(low) > fps_nominal else low
@@ -308,7 +317,7 @@ def live(bank: Path, preset: str, seconds: float, budget_mb: float, work: Path) 
             "miss_to_sharp_ms_p99": float(np.percentile(miss, 99)), "misses": int(len(later)),
             "miss_to_sharp_ms_p99_all": float(np.percentile(miss_all, 99)), "misses_all": int(len(miss_all)),
             "resident_mb_max": float(res["resident_mb_max"]), "first_frame_s": float(res["first_frame_s"] or 0.0),
-            "frames": int(st["frames"]), "path": res["path"]}
+            "frames": int(st["frames"]), "path": res["path"], "long_frames": long_frames}
 
 
 def live_plain(bank: Path, preset: str, seconds: float, work: Path) -> dict:
@@ -331,6 +340,14 @@ def live_plain(bank: Path, preset: str, seconds: float, work: Path) -> dict:
     interval = np.array(st["interval_ms"][60:] or st["interval_ms"])
     period = float(np.median(interval)) if len(interval) else 1000 / 60
     return {"fps": 1000.0 / period, "dropped_pct": float(np.mean(interval > 1.5 * 1000 / 60) * 100)}
+
+
+def _long_row(lf: dict) -> str:
+    if not lf["count"]:
+        return "0"
+    r, c = np.array(lf["render_ms"] or [np.nan]), np.array(lf["cpu_ms"] or [np.nan])
+    return (f"{lf['count']}; {np.nanmedian(r):.1f} / {np.nanmedian(c):.1f}, "
+            f"{np.nanmax(r):.1f} / {np.nanmax(c):.1f}")
 
 
 def main() -> None:
@@ -384,6 +401,8 @@ def main() -> None:
             (f"[{name}] all misses, miss->sharp p99 (ms)", f"{lv['misses_all']}, {lv['miss_to_sharp_ms_p99_all']:.1f}"),
             (f"[{name}] resident MB max / budget", f"{lv['resident_mb_max']:.0f} / {args.budget_mb:.0f}"),
             (f"[{name}] first frame (s)", f"{lv['first_frame_s']:.2f}"),
+            (f"[{name}] frames > 25 ms after 1 s; render / its CPU ms (median, max)",
+             _long_row(lv["long_frames"])),
         ]
     rows.append(("[baseline: demo bank, raw, fits] fps / dropped %", f"{base['fps']:.1f} / {base['dropped_pct']:.2f}"))
     width = max(len(r[0]) for r in rows)
@@ -405,6 +424,7 @@ def main() -> None:
         "resident_mb_max": round(max(orbit["resident_mb_max"], kick["resident_mb_max"]), 1),
         "first_frame_s": round(max(ld["first_frame_s"], orbit["first_frame_s"], kick["first_frame_s"]), 3),
         "load_vs_raw_read": round(ld["load_vs_raw_read"], 2),
+        "long_frames_orbit": orbit["long_frames"]["count"], "long_frames_kick_morph": kick["long_frames"]["count"],
     }))
 
 
