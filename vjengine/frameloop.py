@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 PRESET_POLL_S = 0.5  # how often preset files are checked for edits (a stat each)
 # A streamed bank is told where the mapping is heading every HEADING_EVERY frames: the mapper looks
-# ahead at HEADING_TIMES (about 1.5 ms), frame by frame until the next look (a jump due before then
+# ahead at HEADING_TIMES (about 1 ms), frame by frame until the next look (a jump due before then
 # must not fall between two points: the frames just before it were missed), then every 50 ms to 0.5 s
 # (the frames further along take longer than that to load).
 HEADING_EVERY = 6
