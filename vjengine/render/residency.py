@@ -11,7 +11,8 @@
 
 ``layers_for`` answers at once: a resident frame from its slot, a missing one from the low tier (and
 queues it). ``tick`` uploads queued frames, then prefetches along where the blend is heading (the
-velocity of the taps' grid position), within a per-frame time budget. Offline render and replay pass
+mapping's own look ahead, ``set_heading``; else the velocity of the taps' grid position), within a
+per-frame time budget. Offline render and replay pass
 ``wait_full=True``: a missing frame is uploaded before ``layers_for`` returns, so they stay frame-exact.
 
 Block-compressed frames go to the GPU as-is (``glCompressedTexSubImage3D`` through PyOpenGL on the
@@ -767,7 +768,7 @@ class ResidentFrames:
             return [axis_position(float(q[d]) if d < len(q) else 0.5, int(n), bool(cyc))[:2]
                     for d, (n, cyc) in enumerate(zip(self.sizes, self.cyclic))]
 
-        def walk(a: np.ndarray | None, delta: np.ndarray | None = None) -> None:
+        def walk(a: np.ndarray, delta: np.ndarray | None = None) -> None:
             """From ``a`` along ``delta`` in steps of at most a cell (``delta`` None: ``a`` alone)."""
             last = cells_of(a)
             box(last, last)
