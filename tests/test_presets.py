@@ -256,7 +256,7 @@ def test_watching_reads_files_off_the_polling_thread(tmp_path, monkeypatch):
         (folder / "b.toml").write_text(GOOD.replace('"live"', '"second"'))
         changed: list[int] = []
 
-        def both_in() -> bool:  # the watcher may first read a file mid-write (empty), then again whole
+        def both_in() -> bool:
             changed.extend(lib.poll())
             return (set(changed) >= {0, 1} and len(lib) > 1 and bool(lib[0].layers)
                     and lib[0].layers[0].feature == "high" and lib[1].name == "second")
@@ -267,11 +267,51 @@ def test_watching_reads_files_off_the_polling_thread(tmp_path, monkeypatch):
         _touch_later(folder / "b.toml", GOOD.replace('"live"', '"renamed"'))
         changed.clear()
 
-        def renamed() -> bool:  # again: a read mid-write is reported, then the whole file on the next scan
+        def renamed() -> bool:
             changed.extend(lib.poll())
             return 1 in changed and lib[1].name == "renamed"
 
         assert wait_until(renamed)
+    finally:
+        lib.stop_watching()
+
+
+def test_a_file_caught_mid_save_is_read_only_once_it_holds_still(tmp_path, monkeypatch):
+    """An editor that saves by truncating then writing: the watcher's scan sees the empty file, the
+    text lands after that scan. The empty file must never be read (it would play as an empty preset)."""
+    import vjengine.mapping.preset as preset_module
+    from _osc_helpers import wait_until
+    from vjengine.mapping import PresetLibrary
+
+    path = tmp_path / "a.toml"
+    path.write_text(GOOD)
+    lib = PresetLibrary()
+    lib.watch_dir(tmp_path)
+    texts_read: list[str] = []
+    real_read, real_stat = preset_module.read_text_file, preset_module._stat
+    save = {"state": "idle"}
+
+    def reading(p):
+        texts_read.append(real_read(p))
+        return texts_read[-1]
+
+    def stat(p):
+        if save["state"] == "write":  # the next scan: the editor has written the text by now
+            _touch_later(path, GOOD.replace('"live"', '"saved"'))
+            save["state"] = "done"
+        st = real_stat(p)
+        if save["state"] == "truncated" and st[1] == 0:  # this scan saw it empty; the text lands after
+            save["state"] = "write"
+        return st
+
+    monkeypatch.setattr(preset_module, "read_text_file", reading)
+    monkeypatch.setattr(preset_module, "_stat", stat)
+    _touch_later(path, "")  # the truncate: a scan sees the file empty
+    save["state"] = "truncated"
+    lib.start_watching(interval_s=0.01)
+    try:
+        assert wait_until(lambda: 0 in lib.poll() and lib[0].name == "saved")
+        assert "" not in texts_read and lib.errors == []
     finally:
         lib.stop_watching()
 

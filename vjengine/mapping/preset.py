@@ -293,7 +293,8 @@ class PresetLibrary:
 
     def start_watching(self, interval_s: float = 0.5, *, clock: Callable[[], float] = time.monotonic) -> None:
         """Read preset files on a background thread from now on (see :meth:`poll`); ``clock`` times
-        a scan that hangs (a test injects its own)."""
+        a scan that hangs (a test injects its own). A changed file is read once two scans in a row
+        find it the same, so a reload comes one to two intervals after the save, never mid-save."""
         if self._watcher is None:
             self._watcher = _Watcher(self._scan_state, self._scan, interval_s, clock)
             self._watcher.start()
@@ -318,14 +319,20 @@ class PresetLibrary:
         entries = [(i, e.path, (e.mtime_ns, e.size)) for i, e in enumerate(self._entries) if e.path is not None]
         return entries, list(self._dirs), {p.resolve() for _, p, _ in entries}
 
-    def _scan(self, state=None, seen: dict[Path, tuple[int, int]] | None = None) -> list[tuple]:
-        """The file I/O of a poll: stat, read and parse what changed. Returns results for _apply."""
+    def _scan(self, state=None, seen: dict[Path, tuple[int, int]] | None = None,
+              settling: dict[Path, tuple[int, int]] | None = None) -> list[tuple]:
+        """The file I/O of a poll: stat, read and parse what changed. Returns results for _apply.
+
+        With ``settling`` (the watcher's), a changed file is read only once a scan finds the size and
+        mtime the scan before found: an editor that saves by truncating then writing (VS Code does)
+        is never caught between the two, which would play an empty preset for one scan.
+        """
         entries, dirs, known = state if state is not None else self._scan_state()
         seen = {} if seen is None else seen
         results: list[tuple] = []
         for i, path, st0 in entries:
             st = _stat(path)
-            if st == seen.get(path, st0):
+            if st == seen.get(path, st0) or not _settled(path, st, settling):
                 continue
             seen[path] = st
             try:
@@ -345,8 +352,8 @@ class PresetLibrary:
                 if key in known:
                     continue
                 st = _stat(path)
-                if seen.get(key) == st:
-                    continue  # still the same bad file
+                if seen.get(key) == st or not _settled(key, st, settling):
+                    continue  # still the same bad file, or still being written
                 seen[key] = st
                 try:
                     text = read_text_file(path)
@@ -415,6 +422,7 @@ class _Watcher:
         self._lock = threading.Lock()
         self._results: list[tuple] = []
         self._seen: dict[Path, tuple[int, int]] = {}
+        self._settling: dict[Path, tuple[int, int]] = {}  # changed files, read once they hold still
         self._state: Any = None
         self._stop = threading.Event()
         self.scan_started: float | None = None
@@ -435,7 +443,7 @@ class _Watcher:
             entries, dirs, known = state
             self.scan_started = self.clock()
             try:
-                results = self.scan((entries, dirs, set(known)), self._seen)
+                results = self.scan((entries, dirs, set(known)), self._seen, self._settling)
             except Exception as exc:  # noqa: BLE001
                 log.error("preset watcher: %s", exc)
                 results = []
@@ -498,6 +506,17 @@ def read_text_file(path: Path, max_bytes: int = 1 << 20) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+
+def _settled(path: Path, st: tuple[int, int], settling: dict[Path, tuple[int, int]] | None) -> bool:
+    """True when ``path`` may be read: no settling asked for, or the last scan found it as it is now."""
+    if settling is None:
+        return True
+    if settling.get(path) == st:
+        del settling[path]
+        return True
+    settling[path] = st
+    return False
 
 
 def _stat(path: Path | None) -> tuple[int, int]:
