@@ -59,7 +59,7 @@ def main(workdir: str) -> None:
     for hz in (100.0, 1000.0, 3000.0):
         files[hz] = work / f"tone{int(hz)}.wav"
         soundfile.write(files[hz], tone(hz, seconds=1.5, sr=SR, amplitude=0.4), SR)
-    loop, _ = dance_loop(bpm=124.0, seconds=9.0, sr=SR)
+    loop, _ = dance_loop(bpm=124.0, seconds=14.0, sr=SR)  # long enough for 20 beats after the lock
     soundfile.write(work / "loop.wav", loop, SR)
     long_tone = work / "long.wav"
     soundfile.write(long_tone, tone(440.0, seconds=6.0, sr=SR, amplitude=0.3), SR)
