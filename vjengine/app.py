@@ -408,6 +408,11 @@ class LiveShow:
                      float(np.percentile(st.frame_ms, 99)))
 
 
+# after a stop signal, a show still running this long is stuck: its stacks are dumped and it exits 1
+# (a normal close takes a few seconds even on a loaded machine; systemd's own limit is 90 s)
+STOP_DEADLINE_S = 30.0
+
+
 def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info: dict[str, Any]) -> int:
     """Build the show, open a window (or go headless) and run the loop until quit. The audio is
     closed whatever happens."""
@@ -422,7 +427,7 @@ def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info:
         restore_session_priority()
         raise
     try:
-        with GracefulStop(on_stop=live.request_stop):
+        with GracefulStop(on_stop=live.request_stop, deadline_s=STOP_DEADLINE_S):
             live.open()
             live.run()
     finally:

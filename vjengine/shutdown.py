@@ -6,6 +6,11 @@ shutdown runs (the set log's end marker, the last second of the log and the fram
 the last frame saved, the OSC worker stopped, the audio device closed). A second signal while that
 runs interrupts it (KeyboardInterrupt), for a show that will not stop.
 
+A stop must end the process even when something is stuck in C (a device driver, a MIDI server)
+where a second signal cannot reach: with ``deadline_s``, the first signal arms faulthandler's
+watchdog (a C thread, needing no GIL), which writes every thread's stack to stderr and exits with
+code 1 if the process is still alive ``deadline_s`` later. The stacks say what hung.
+
     with GracefulStop(on_stop=lambda name: setattr(loop, "quit", True)) as stop:
         while not stop.requested and loop.step():
             ...
@@ -15,8 +20,10 @@ Handlers can only be installed from the main thread; elsewhere it does nothing (
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -29,9 +36,10 @@ SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "S
 
 class GracefulStop:
     def __init__(self, on_stop: Callable[[str], None] | None = None,
-                 signals: tuple[signal.Signals, ...] = SIGNALS) -> None:
+                 signals: tuple[signal.Signals, ...] = SIGNALS, deadline_s: float | None = None) -> None:
         self.on_stop = on_stop
         self.signals = signals
+        self.deadline_s = deadline_s  # None: no watchdog (a caller that lives on after the stop)
         self.requested: str | None = None  # the name of the first signal received
         self._previous: dict[int, Any] = {}
 
@@ -41,6 +49,12 @@ class GracefulStop:
             raise KeyboardInterrupt(f"{name} while stopping")
         self.requested = name
         log.info("%s: ending the show (the frame in progress finishes, then everything is closed)", name)
+        if self.deadline_s is not None:
+            # armed once, never cancelled: the process exits long before, or it is stuck and must go
+            try:
+                faulthandler.dump_traceback_later(self.deadline_s, exit=True, file=sys.__stderr__)
+            except (AttributeError, ValueError, OSError, RuntimeError) as exc:  # no stderr to write to
+                log.warning("no watchdog on the stop (%s): a stuck close will need SIGKILL", exc)
         if self.on_stop is not None:
             self.on_stop(name)
 
