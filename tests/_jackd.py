@@ -268,6 +268,17 @@ class Sender:
     def clock_sent(self) -> dict:
         return self._call(op="clock_sent")
 
+    def until_delivered(self, send, arrived, timeout: float = 60.0, each_s: float = 0.1) -> bool:
+        """``send()`` again every ``each_s`` until ``arrived()`` holds or ``timeout`` passes: a JACK
+        connection takes effect a cycle or more after it is made, and on a loaded machine seconds.
+        Bounded by time, not by a count of tries (tries that come back fast run out in a moment)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            send()
+            if wait_until(arrived, each_s):
+                return True
+        return bool(arrived())
+
     def close(self) -> None:
         if self.proc.poll() is None:
             try:

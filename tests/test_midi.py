@@ -90,11 +90,9 @@ class Rig:
         """Wait until JACK delivers: an unbound probe CC (channel 16) arrives (the connection a port open
         makes takes effect a cycle or two later)."""
         seen = self.ctl.stats["unbound"]
-        for _ in range(200):
-            self.sender.cc(119, 0, channel=16)
-            if wait_until(lambda: self.ctl.stats["unbound"] > seen, 0.05):
-                return
-        raise AssertionError(f"no MIDI arrives from {self.sender.name}")
+        if not self.sender.until_delivered(lambda: self.sender.cc(119, 0, channel=16),
+                                           lambda: self.ctl.stats["unbound"] > seen):
+            raise AssertionError(f"no MIDI arrives from {self.sender.name}")
 
     def commands(self, n: int, timeout: float = 5.0) -> list:
         wait_until(lambda: self._drain() >= n, timeout)
@@ -221,10 +219,7 @@ def test_garbage_and_sysex_floods_do_not_stop_control(jack):
         sysex = [0xF0, 0x7E] + [i % 128 for i in range(200)] + [0xF7]
         s.send_many([sysex] * 500)
         # the test sender's own JACK buffer drops part of a flood; the engine must still take the next CC
-        for _ in range(50):
-            s.cc(9, 127)
-            if wait_until(lambda: rig._drain() >= 1, 0.1):
-                break
+        s.until_delivered(lambda: s.cc(9, 127), lambda: rig._drain() >= 1)
         assert [(c.kind, c.value) for c in rig.got][:1] == [("intensity", 1.0)]
         assert rig.ctl.stats["sysex"] >= 1  # SysEx seen and ignored
         assert rig.port._thread.is_alive()

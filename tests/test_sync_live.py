@@ -196,11 +196,8 @@ def test_clock_source_switches_live_over_osc_without_a_phase_jump(jack, tmp_path
         st = osc.wait_status("clock", "audio")
         assert "midi" in [v for k, v in sorted(st.items()) if k.startswith("clock_sources/")], st
         # the JACK connection is live once a Stop gets through (a Start lost would shift the beat)
-        for _ in range(100):
-            master.send(0xFC)
-            if osc.fresh_status().get("midi_clock/stops", 0) > 0:
-                break
-        assert osc.status.get("midi_clock/stops", 0) > 0, osc.status
+        assert master.until_delivered(lambda: master.send(0xFC),
+                                      lambda: osc.fresh_status().get("midi_clock/stops", 0) > 0, each_s=0), osc.status
         master.clock(CLOCK_BPM, int(CLOCK_BPM / 60 * 24 * 80), start=True, lead_s=0.05)
         assert wait_until(lambda: len(master.clock_sent()["sent"]) > 0, 5.0)
         t0 = master.clock_sent()["sent"][0]
