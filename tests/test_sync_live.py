@@ -350,3 +350,34 @@ def test_learn_is_armed_from_the_operator_window_and_the_page(jack, tmp_path, br
         finally:
             ctl.close()
             _end(proc, log_path)
+
+
+def test_a_close_stuck_in_a_stalled_jack_graph_still_ends_the_process(jack, tmp_path):
+    """Another JACK client stops answering (SIGSTOP) while `vj live --midi-in ... --midi-api jack` plays:
+    the show goes on, but closing the MIDI port at the end never returns, and python-rtmidi holds the
+    GIL in it, freezing every thread. The stop deadline (VJ_STOP_DEADLINE_S) still ends the process:
+    exit 1, with the stacks on stderr naming where it hung."""
+    ctl = Sender("stallctl", "out")
+    env = dict(os.environ, VJ_STOP_DEADLINE_S="3")
+    proc, log_path = _start_live(tmp_path, [
+        "--headless", "--size", "64x36", "--duration", "10", "--no-osc",
+        "--audio-file", str(song(tmp_path / "song.wav", seconds=4.0)), "--loop",
+        "--midi-in", "stallctl", "--midi-api", "jack"], env=env)
+    stopped = False
+    try:
+        _wait_log(proc, log_path, "show: 1 bank(s)", SETUP_S)
+        _wait_log(proc, log_path, "MIDI in: listening on")
+        os.kill(ctl.proc.pid, signal.SIGSTOP)
+        stopped = True
+        assert "frames," not in log_path.read_text(errors="replace")  # stalled while the show still ran
+        rc = proc.wait(timeout=120)  # the 10 s show, then 3 s of a stuck close
+    finally:
+        if stopped:
+            os.kill(ctl.proc.pid, signal.SIGCONT)
+        ctl.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log_path.read_text(errors="replace")
+    assert rc == 1, text[-3000:]
+    assert "Timeout (0:00:03)!" in text and "_close_port" in text, text[-3000:]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -408,18 +409,33 @@ class LiveShow:
                      float(np.percentile(st.frame_ms, 99)))
 
 
-# after a stop signal, a show still running this long is stuck: its stacks are dumped and it exits 1
-# (a normal close takes a few seconds even on a loaded machine; systemd's own limit is 90 s)
+# after a stop signal or the end of the loop, a show not closed this long is stuck: its stacks are
+# dumped and it exits 1 (a normal close takes a few seconds even on a loaded machine; systemd's own
+# limit is 90 s). VJ_STOP_DEADLINE_S changes it (a supervisor with a shorter limit; the tests).
 STOP_DEADLINE_S = 30.0
+
+
+def stop_deadline_s() -> float:
+    text = os.environ.get("VJ_STOP_DEADLINE_S", "")
+    try:
+        value = float(text) if text else STOP_DEADLINE_S
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 3600.0:  # also NaN
+        log.warning("VJ_STOP_DEADLINE_S=%r: not a number of seconds within 0.1..3600; using %.0f",
+                    text, STOP_DEADLINE_S)
+        return STOP_DEADLINE_S
+    return value
 
 
 def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info: dict[str, Any]) -> int:
     """Build the show, open a window (or go headless) and run the loop until quit. The audio is
     closed whatever happens."""
     from vjengine.priority import raise_render_priority, restore_session_priority  # noqa: PLC0415
-    from vjengine.shutdown import GracefulStop  # noqa: PLC0415
+    from vjengine.shutdown import GracefulStop, arm_stop_deadline, cancel_stop_deadline  # noqa: PLC0415
 
     log.info("render thread priority: %s", raise_render_priority())  # threads started from here inherit it
+    deadline_s = stop_deadline_s()
     try:
         live = LiveShow(args, setup, audio, audio_info)
     except BaseException:
@@ -427,13 +443,15 @@ def run_show(args: argparse.Namespace, setup: ShowSetup, audio: Any, audio_info:
         restore_session_priority()
         raise
     try:
-        with GracefulStop(on_stop=live.request_stop, deadline_s=STOP_DEADLINE_S):
+        with GracefulStop(on_stop=live.request_stop, deadline_s=deadline_s):
             live.open()
             live.run()
     finally:
+        arm_stop_deadline(deadline_s)  # however the show ended, closing it cannot hang the process
         try:
             live.close()
         finally:
+            cancel_stop_deadline()
             restore_session_priority()  # the terminal's session outlives the show
     if live.stop_requested:
         log.info("%s: the show ended cleanly", live.stop_requested)

@@ -6,10 +6,14 @@ shutdown runs (the set log's end marker, the last second of the log and the fram
 the last frame saved, the OSC worker stopped, the audio device closed). A second signal while that
 runs interrupts it (KeyboardInterrupt), for a show that will not stop.
 
-A stop must end the process even when something is stuck in C (a device driver, a MIDI server)
-where a second signal cannot reach: with ``deadline_s``, the first signal arms faulthandler's
-watchdog (a C thread, needing no GIL), which writes every thread's stack to stderr and exits with
-code 1 if the process is still alive ``deadline_s`` later. The stacks say what hung.
+A stop must end the process even when something is stuck in C where a second signal cannot
+reach. Measured: with ``--midi-api jack`` and another JACK client stopped (SIGSTOP), closing our
+MIDI port never returns, and python-rtmidi calls it holding the GIL, so every thread of the process
+froze. :func:`arm_stop_deadline` starts faulthandler's watchdog (a C thread, needing no GIL): if it
+is not cancelled within the deadline, every thread's stack goes to stderr and the process exits
+with code 1. ``GracefulStop(deadline_s=...)`` arms it at the first signal (a frame loop stuck in C);
+``app.run_show`` arms it again before closing the show, however the show ended, and cancels it once
+the show is closed.
 
     with GracefulStop(on_stop=lambda name: setattr(loop, "quit", True)) as stop:
         while not stop.requested and loop.step():
@@ -34,6 +38,19 @@ SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "S
                 if s is not None)
 
 
+def arm_stop_deadline(seconds: float) -> None:
+    """The process has ``seconds`` to end or to call :func:`cancel_stop_deadline`; then every thread's
+    stack is written to stderr and it exits with code 1. Arming again restarts the count."""
+    try:
+        faulthandler.dump_traceback_later(seconds, exit=True, file=sys.__stderr__)
+    except (AttributeError, ValueError, OSError, RuntimeError) as exc:  # no stderr to write to
+        log.warning("no watchdog on the stop (%s): a stuck close will need SIGKILL", exc)
+
+
+def cancel_stop_deadline() -> None:
+    faulthandler.cancel_dump_traceback_later()
+
+
 class GracefulStop:
     def __init__(self, on_stop: Callable[[str], None] | None = None,
                  signals: tuple[signal.Signals, ...] = SIGNALS, deadline_s: float | None = None) -> None:
@@ -50,11 +67,7 @@ class GracefulStop:
         self.requested = name
         log.info("%s: ending the show (the frame in progress finishes, then everything is closed)", name)
         if self.deadline_s is not None:
-            # armed once, never cancelled: the process exits long before, or it is stuck and must go
-            try:
-                faulthandler.dump_traceback_later(self.deadline_s, exit=True, file=sys.__stderr__)
-            except (AttributeError, ValueError, OSError, RuntimeError) as exc:  # no stderr to write to
-                log.warning("no watchdog on the stop (%s): a stuck close will need SIGKILL", exc)
+            arm_stop_deadline(self.deadline_s)
         if self.on_stop is not None:
             self.on_stop(name)
 
