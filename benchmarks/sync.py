@@ -8,8 +8,10 @@ Real parts throughout, as in the tests:
   ``--link-s`` seconds, default 60); the peer changes tempo every 10 s and ``link_follow_s`` is the
   longest time until our tempo equals the new one and our phase is within 1 ms (target: one bar).
 - MIDI: a JACK dummy server (realtime when allowed), a controller process (``tests/_midi_sender.py``)
-  and the engine's MidiPort + MidiController feeding a CommandQueue that a 60 fps loop drains into a
-  real ShowState. ``midi_cc_latency_ms_p99``: from the controller's send (a thread of its own, at
+  and the engine's MIDI port + MidiController feeding a CommandQueue that a 60 fps loop drains into a
+  real ShowState. The port is the MIDI worker process, as `vj live --midi-api jack` runs it
+  (``--midi-port worker``, the default), or ``MidiPort`` on a thread of this process, as ALSA runs it
+  (``thread``; ``both`` measures both, the thread's keys ending in ``_thread``). ``midi_cc_latency_ms_p99``: from the controller's send (a thread of its own, at
   random times: the frame phase is random too) to the value applied on that loop (target: one frame +
   5 ms = 21.7 ms).
 - MIDI clock: the controller process sends clock at 128 BPM, each clock due at an exact wall-clock
@@ -72,12 +74,20 @@ def _loop(seconds: float, work) -> None:
         nxt = pace(nxt, period)
 
 
-def bench_midi_cc(probes: int) -> dict:
+def _port(kind: str, match: str, handler):
+    from vjengine.control.midi import MidiPort
+    from vjengine.control.midi_worker import MidiWorkerPort
+
+    cls = MidiWorkerPort if kind == "worker" else MidiPort
+    return cls(match, handler, api="jack", rescan_s=0.1).start()
+
+
+def bench_midi_cc(probes: int, kind: str = "worker") -> dict:
     from _jackd import Sender, jack_server, wait_until
     from _show_helpers import DEMO_AXES, frame
 
     from vjengine.control.commands import CommandQueue
-    from vjengine.control.midi import MidiController, MidiPort
+    from vjengine.control.midi import MidiController
     from vjengine.control.midi_map import loads_map
     from vjengine.mapping import PresetLibrary, shipped_preset_paths
     from vjengine.show.state import BankEntry, ShowState
@@ -87,7 +97,7 @@ def bench_midi_cc(probes: int) -> dict:
         queue = CommandQueue()
         ctl = MidiController(loads_map(text), queue)
         sender = Sender("benchctl", "out")
-        port = MidiPort("benchctl", ctl.handle, api="jack", rescan_s=0.1).start()
+        port = _port(kind, "benchctl", ctl.handle)
         show = ShowState([BankEntry("demo", tuple(DEMO_AXES))], PresetLibrary.from_paths(shipped_preset_paths()))
         f = frame()
         try:
@@ -96,19 +106,19 @@ def bench_midi_cc(probes: int) -> dict:
                 sender.cc(119, 0, channel=16)
                 if wait_until(lambda: ctl.stats["unbound"] > 0, 0.05):
                     break
-            sent: list[float] = []
-            applied: list[float] = []
+            sent: list[tuple[float, int]] = []  # (time, CC value)
+            applied: list[tuple[float, int]] = []
 
             def controller() -> None:  # the hand on the knob: its own thread, at times unrelated to frames
                 rng = np.random.default_rng(3)
                 for i in range(probes):
                     time.sleep(float(rng.uniform(0.012, 0.03)))
-                    sent.append(sender.cc(i % 16, (i * 37) % 128))
+                    sent.append((sender.cc(i % 16, (i * 37) % 128), (i * 37) % 128))
 
             def work(now: float) -> None:
                 for cmd in queue.drain():
                     show.apply(cmd, f)
-                    applied.append(time.perf_counter())
+                    applied.append((time.perf_counter(), round(float(cmd.value) * 127)))
 
             import threading
 
@@ -116,9 +126,15 @@ def bench_midi_cc(probes: int) -> dict:
             hand.start()
             _loop(probes * 0.021 + 2.0, work)
             hand.join(timeout=5.0)
-            # match each applied command to its probe in order (values repeat only every 16 x 128 probes)
-            n = min(len(sent), len(applied))
-            lat = np.array([applied[k] - sent[k] for k in range(n)]) * 1000.0
+            # match each applied command to its probe by value, in order (a value repeats every 128
+            # probes): a probe lost on the way must not shift every later match by one probe
+            lat_s, k = [], 0
+            for t_applied, value in applied:
+                j = next((j for j in range(k, min(k + 8, len(sent))) if sent[j][1] == value), None)
+                if j is not None:
+                    lat_s.append(t_applied - sent[j][0])
+                    k = j + 1
+            lat = np.array(lat_s) * 1000.0
         finally:
             port.stop()
             sender.close()
@@ -128,18 +144,17 @@ def bench_midi_cc(probes: int) -> dict:
             "midi_cc_target_ms": 1000.0 / FPS + 5.0}
 
 
-def bench_midi_clock(seconds: float) -> dict:
+def bench_midi_clock(seconds: float, kind: str = "worker") -> dict:
     from _jackd import Sender, jack_server, wait_until
 
     from vjengine.audio.engine import AudioEngine
-    from vjengine.control.midi import MidiPort
     from vjengine.sync.clock_source import ClockRouter
     from vjengine.sync.midi_clock import MidiClockIn
 
     with jack_server():
         clk = MidiClockIn()
         sender = Sender("benchclock", "out")
-        port = MidiPort("benchclock", clk.handle, api="jack", rescan_s=0.1).start()
+        port = _port(kind, "benchclock", clk.handle)
         try:
             port.wait_for(lambda p: p.connected, 10.0)
             for _ in range(200):
@@ -191,14 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cc-probes", type=int, default=500, help="CC latency probes (default 500)")
     parser.add_argument("--clock-s", type=float, default=60.0, help="MIDI clock measurement length (default 60 s)")
     parser.add_argument("--skip", action="append", default=[], choices=("link", "cc", "clock"))
+    parser.add_argument("--midi-port", choices=("worker", "thread", "both"), default="both",
+                        help="the MIDI port measured: the worker process (JACK's), a thread (ALSA's), or both")
     args = parser.parse_args(argv)
     out: dict = {}
     if "link" not in args.skip:
         out.update(bench_link(args.link_s))
-    if "cc" not in args.skip:
-        out.update(bench_midi_cc(args.cc_probes))
-    if "clock" not in args.skip:
-        out.update(bench_midi_clock(args.clock_s))
+    kinds = ("worker", "thread") if args.midi_port == "both" else (args.midi_port,)
+    for kind in kinds:
+        suffix = "_thread" if kind == "thread" and len(kinds) > 1 else ""
+        if "cc" not in args.skip:
+            out.update({k + suffix: v for k, v in bench_midi_cc(args.cc_probes, kind).items()})
+        if "clock" not in args.skip:
+            out.update({k + suffix: v for k, v in bench_midi_clock(args.clock_s, kind).items()})
+    out["midi_port"] = args.midi_port
     targets = {"link_phase_err_ms_p99": ("<=", 5.0), "link_follow_s": ("<=", 4 * 60.0 / 132.0),
                "midi_cc_latency_ms_p99": ("<=", 1000.0 / FPS + 5.0), "midi_clock_bpm_err": ("<=", 0.2),
                "midi_clock_phase_err_ms_p99": ("<=", 5.0)}

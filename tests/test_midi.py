@@ -1,5 +1,6 @@
 """MIDI in with real ports: a JACK dummy server, a test controller (a virtual JACK MIDI output) and
-the engine's MidiPort + MidiController feeding a real CommandQueue and ShowState."""
+the engine's MIDI port (with JACK: in its worker process, as `vj live --midi-api jack` runs it) + MidiController
+feeding a real CommandQueue and ShowState."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from _jackd import Sender, jack_server, wait_until  # noqa: E402
 from _show_helpers import DEMO_AXES, frame  # noqa: E402
 
 from vjengine.control.commands import CommandQueue  # noqa: E402
-from vjengine.control.midi import MidiController, MidiPort, show_values  # noqa: E402
+from vjengine.control.midi import MidiController, show_values  # noqa: E402
+from vjengine.control.midi_worker import MidiWorkerPort, open_port  # noqa: E402
 from vjengine.control.midi_map import load_map, loads_map  # noqa: E402
 from vjengine.errors import ConfigError  # noqa: E402
 from vjengine.mapping import PresetLibrary, shipped_preset_paths  # noqa: E402
@@ -81,7 +83,7 @@ class Rig:
             m = loads_map(text)
         self.sender = Sender(client, "out")
         self.ctl = MidiController(m, self.queue, map_path=path)
-        self.port = MidiPort(client, self.ctl.handle, api="jack", rescan_s=0.1).start()
+        self.port = open_port(client, self.ctl.handle, api="jack", rescan_s=0.1)  # JACK: the worker process
         assert self.port.wait_for(lambda p: p.connected, 60.0), self.port.status_line()
         self.got: list = []
         self.live()
@@ -227,6 +229,111 @@ def test_garbage_and_sysex_floods_do_not_stop_control(jack):
         rig.close()
 
 
+def test_a_port_excluded_after_start_is_never_taken_by_the_worker(jack):
+    """`vj live` opens MIDI clock out after its inputs and then excludes it: the exclusion must reach
+    the worker process and hold, even for a port that matches and appears first."""
+    got: list = []
+    port = MidiWorkerPort("wex", lambda m, t: got.append(m), api="jack", rescan_s=0.1).start()
+    own = other = None
+    try:
+        port.exclude_port("wexa:out")
+        # a state the worker sends after reading its control pipe: the exclusion is in force from here
+        assert port.wait_for(lambda p: p.states >= 1, 60.0), port.status_line()
+        own = Sender("wexa", "out")  # ours (say, clock out): it matches, and it is there first
+        other = Sender("wexb", "out")
+        assert port.wait_for(lambda p: p.connected, 60.0), port.status_line()
+        assert port.port_name == "wexb:out"
+        assert other.until_delivered(lambda: other.cc(1, 64), lambda: bool(got))
+    finally:
+        port.stop()
+        for s in (own, other):
+            if s is not None:
+                s.close()
+
+
+def test_a_worker_that_dies_is_restarted_and_one_that_hangs_is_reported_then_killed(monkeypatch, caplog):
+    """The MIDI worker process, with no JACK server to reach (so no JACK client is ever killed: a
+    SIGKILLed JACK MIDI client can wedge jackd 2 for every other client). Killed: it is started again.
+    Frozen (SIGSTOP, as one stuck in a JACK call holding its GIL): the status line says so, and stop()
+    kills it instead of waiting for it."""
+    import os
+    import signal
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", f"vjtest-none-{os.getpid()}")
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    monkeypatch.setattr("vjengine.control.midi_worker.RESTART_S", 0.2)
+    caplog.set_level("INFO", logger="vjengine.control.midi")
+    port = MidiWorkerPort("nothing", lambda m, t: None, api="jack", rescan_s=0.1, stop_timeout_s=1.0).start()
+    try:
+        assert port.wait_for(lambda p: p.states >= 1, 60.0)
+        assert port.status_line() == "MIDI in waiting for 'nothing'"
+        first = port.process
+        first.kill()
+        assert wait_until(lambda: port.restarts == 1 and port.process is not first, 60.0)
+        seen = port.states
+        assert port.wait_for(lambda p: p.states > seen, 60.0)  # the new worker answers
+        assert "the MIDI worker ended (exit -9)" in caplog.text
+        os.kill(port.process.pid, signal.SIGSTOP)
+        assert wait_until(lambda: "NOT ANSWERING" in port.status_line(), 60.0, poll_s=0.05), port.status_line()
+        hung = port.process
+        port.stop()
+        assert hung.poll() == -signal.SIGKILL
+        assert "did not close its port within 1 s" in caplog.text
+        assert port.restarts == 1  # a stop is not a death: nothing started after it
+    finally:
+        if port.process is not None and port.process.poll() is None:
+            port.process.kill()
+            port.process.wait()
+
+
+def test_jack_midi_beside_audio_on_jack_plays_and_sends_our_clock(jack, tmp_path, python_exe):
+    """`vj demo` plays its loop (124 BPM) through PortAudio's JACK host API with `--midi-in` and
+    `--midi-clock-out` on JACK too. python-rtmidi opening JACK clients in the show process deadlocked
+    here (the process hung for good), so this was refused; both ports live in MIDI worker processes
+    now. The show opens them, gear reads our clock at the loop's tempo, and the show ends cleanly."""
+    import subprocess
+
+    from vjengine.sync.midi_clock import MidiClockIn
+
+    if not _portaudio_plays_through_jack(python_exe):
+        pytest.skip("PortAudio here does not play through JACK")
+    ctl = Sender("jaudctl", "out")
+    clk = MidiClockIn()
+    gear = MidiWorkerPort("vjclockj", clk.handle, api="jack", rescan_s=0.1).start()
+    proc = subprocess.Popen([python_exe, "-m", "vjengine.cli", "demo", "--headless", "--duration", "120", "--no-osc",
+                             "--midi-in", "jaudctl", "--midi-clock-out", "virtual:vjclockj", "--midi-api", "jack"],
+                            stderr=open(tmp_path / "show.log", "w"), stdout=subprocess.DEVNULL, cwd=tmp_path)  # noqa: SIM115
+    try:
+        assert gear.wait_for(lambda p: p.connected, 120.0), gear.status_line()
+        # four beats of clock at the loop's tempo (the show's tracker locks first, then clock out runs)
+        wait_until(lambda: clk.ticks >= 24 * 8 and abs(clk.bpm - 124.0) < 2.0 or proc.poll() is not None, 90.0)
+        assert clk.ticks >= 24 * 8 and abs(clk.bpm - 124.0) < 2.0, (clk.ticks, clk.bpm, proc.poll())
+    finally:
+        proc.terminate()  # SIGTERM ends the show cleanly
+        try:
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            gear.stop()
+            ctl.close()
+    err = (tmp_path / "show.log").read_text(errors="replace")
+    assert proc.returncode == 0, err[-3000:]
+    assert "to the speakers through JACK" in err, err[-3000:]  # the audio really went through JACK
+    assert "MIDI in: listening on jaudctl:out" in err and "MIDI clock out: vjclockj" in err, err[-3000:]
+
+
+def _portaudio_plays_through_jack(python_exe: str) -> bool:
+    """Asked in a process of its own: PortAudio initialised here would outlive this JACK server."""
+    import subprocess
+
+    probe = subprocess.run([python_exe, "-c", "import sounddevice as sd; print(sd.query_devices(kind='output')"
+                            "['hostapi'] == [i for i, a in enumerate(sd.query_hostapis()) if 'JACK' in a['name']][0])"],
+                           capture_output=True, text=True, timeout=60)
+    return probe.stdout.strip() == "True"
+
+
 @pytest.mark.parametrize("text, key, what", [
     ('[[bind]]\ncc = 1\naddress = "/vj/nowhere"\n', "bind[0].address", "unknown address"),
     ('[[bind]]\ncc = 200\naddress = "/vj/intensity"\n', "bind[0].cc", "must be in [0, 127]"),
@@ -306,21 +413,3 @@ def test_vj_live_with_bad_sync_options_exits_2_naming_them(jack, tmp_path, pytho
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert named in proc.stderr, proc.stderr[-2000:]
     assert "show:" not in proc.stderr  # stopped before the show started
-
-
-def test_jack_midi_beside_audio_on_jack_is_refused_not_a_deadlock(jack, tmp_path, python_exe):
-    """With a JACK server up, `vj demo` plays through PortAudio's JACK host API; python-rtmidi opening a
-    JACK client beside it deadlocked (the process hung for good). Now: exit 2 saying why and what to do."""
-    import subprocess
-
-    # asked in a process of its own: PortAudio initialised here would outlive this JACK server
-    probe = subprocess.run([python_exe, "-c", "import sounddevice as sd; print(sd.query_devices(kind='output')"
-                            "['hostapi'] == [i for i, a in enumerate(sd.query_hostapis()) if 'JACK' in a['name']][0])"],
-                           capture_output=True, text=True, timeout=60)
-    if probe.stdout.strip() != "True":
-        pytest.skip(f"PortAudio here does not play through JACK ({probe.stdout.strip() or probe.stderr[-300:]})")
-    proc = subprocess.run([python_exe, "-m", "vjengine.cli", "demo", "--headless", "--duration", "1", "--no-osc",
-                           "--midi-clock-out", "virtual:vjclock", "--midi-api", "jack"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "--midi-api jack: the show's audio runs through JACK too" in proc.stderr, proc.stderr[-2000:]

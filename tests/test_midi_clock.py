@@ -17,6 +17,7 @@ from _jackd import Sender, jack_server, wait_until  # noqa: E402
 
 from vjengine.audio.engine import AudioEngine  # noqa: E402
 from vjengine.control.midi import MidiPort, open_backend  # noqa: E402
+from vjengine.control.midi_worker import MidiClockOutWorker, MidiWorkerPort  # noqa: E402
 from vjengine.sync.clock_source import ClockRouter  # noqa: E402
 from vjengine.sync.midi_clock import MidiClockIn, MidiClockOut, open_clock_out  # noqa: E402
 
@@ -58,7 +59,8 @@ def _run_frames(router, audio, seconds, fps=60.0, until=None, wall_audio=False):
 def test_clock_at_128_drives_the_beat_clock_and_a_stall_mid_bar_never_stops_it(jack):
     clk = MidiClockIn()
     sender = Sender("clockmaster", "out")
-    port = MidiPort("clockmaster", clk.handle, api="jack", rescan_s=0.1).start()
+    # as `vj live --midi-api jack` reads it: in the MIDI worker process, arrival times sent across
+    port = MidiWorkerPort("clockmaster", clk.handle, api="jack", rescan_s=0.1).start()
     try:
         assert port.wait_for(lambda p: p.connected, 60.0)
         # the connection is live once a Stop gets through
@@ -155,8 +157,6 @@ def test_clock_out_sends_song_position_on_start_and_relocate(jack):
     Position Pointer and Continue before its first clock (a receiving MidiClockIn then agrees with our
     place in the bar); when the bars move (/vj/resync on beat 3) it relocates: Stop, Song Position,
     Continue, and the receiver agrees again."""
-    backend = open_backend("jack")
-    out_port = open_clock_out("virtual:vjspp", backend)
     clk = MidiClockIn()
     got: list = []
 
@@ -168,13 +168,17 @@ def test_clock_out_sends_song_position_on_start_and_relocate(jack):
     audio = AudioEngine.offline(48000)
     router = ClockRouter(audio, source="tap")
     audio.set_bpm(128.0)
-    clock_out = MidiClockOut(out_port, lambda: router.published, grid=lambda: router.bar_grid)
+    # as `vj live --midi-api jack` runs it: in the MIDI worker process, fed the router's clock and bars;
+    # it opens its port first, and is given the clock (not None) from the moment the test says
+    feeding = [False]
+    clock_out = MidiClockOutWorker("virtual:vjspp", "jack", lambda: router.published if feeding[0] else None,
+                                   lambda: router.bar_grid).start()
     try:
         assert port.wait_for(lambda p: p.connected, 60.0)
         _run_frames(router, audio, 0.2, wall_audio=True)
         router.audio.analyzer.locked = True  # a set tempo is a locked clock (as the audio engine says)
         _run_to_beat(router, audio, 1)  # start mid-bar: on the second beat of a bar
-        clock_out.start()
+        feeding[0] = True
         _run_frames(router, audio, 8.0, until=lambda: clk.ticks >= 24 * 3, wall_audio=True)
         assert clk.ticks >= 24 * 3, (clk.ticks, got[:5])
         first_clock = [m for m, _ in got].index("clock")

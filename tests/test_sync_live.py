@@ -195,6 +195,9 @@ def test_clock_source_switches_live_over_osc_without_a_phase_jump(jack, tmp_path
         _wait_log(proc, log_path, "MIDI clock in: listening on")
         st = osc.wait_status("clock", "audio")
         assert "midi" in [v for k, v in sorted(st.items()) if k.startswith("clock_sources/")], st
+        # the input's line, as on the HUD (its port lives in the MIDI worker process)
+        assert wait_until(lambda: str(osc.fresh_status().get("midi_ports/0", "")).startswith(
+            "MIDI clock in vjclockmaster:out"), 30.0), osc.status
         # the JACK connection is live once a Stop gets through (a Start lost would shift the beat)
         assert master.until_delivered(lambda: master.send(0xFC),
                                       lambda: osc.fresh_status().get("midi_clock/stops", 0) > 0, each_s=0), osc.status
@@ -352,13 +355,14 @@ def test_learn_is_armed_from_the_operator_window_and_the_page(jack, tmp_path, br
             _end(proc, log_path)
 
 
-def test_a_close_stuck_in_a_stalled_jack_graph_still_ends_the_process(jack, tmp_path):
-    """Another JACK client stops answering (SIGSTOP) while `vj live --midi-in ... --midi-api jack` plays:
-    the show goes on, but closing the MIDI port at the end never returns, and python-rtmidi holds the
-    GIL in it, freezing every thread. The stop deadline (VJ_STOP_DEADLINE_S) still ends the process:
-    exit 1, with the stacks on stderr naming where it hung."""
+def test_a_stalled_jack_graph_never_holds_the_show(jack, tmp_path):
+    """Another JACK client stops answering (SIGSTOP: a hung DJ app) while `vj live --midi-in ...
+    --midi-api jack` plays. Closing a JACK MIDI port then never returns, and python-rtmidi waits holding
+    its GIL: in the show process that froze every thread, and only the stop deadline ended it (exit 1).
+    The port lives in the MIDI worker process now: the show ends cleanly (exit 0) within its stop
+    deadline, the worker is killed after its own short one."""
     ctl = Sender("stallctl", "out")
-    env = dict(os.environ, VJ_STOP_DEADLINE_S="3")
+    env = dict(os.environ, VJ_STOP_DEADLINE_S="60")  # a freeze of the show would end it with exit 1
     proc, log_path = _start_live(tmp_path, [
         "--headless", "--size", "64x36", "--duration", "10", "--no-osc",
         "--audio-file", str(song(tmp_path / "song.wav", seconds=4.0)), "--loop",
@@ -370,7 +374,7 @@ def test_a_close_stuck_in_a_stalled_jack_graph_still_ends_the_process(jack, tmp_
         os.kill(ctl.proc.pid, signal.SIGSTOP)
         stopped = True
         assert "frames," not in log_path.read_text(errors="replace")  # stalled while the show still ran
-        rc = proc.wait(timeout=120)  # the 10 s show, then 3 s of a stuck close
+        rc = proc.wait(timeout=120)  # the 10 s show, then 2 s of the worker's stuck close
     finally:
         if stopped:
             os.kill(ctl.proc.pid, signal.SIGCONT)
@@ -379,5 +383,6 @@ def test_a_close_stuck_in_a_stalled_jack_graph_still_ends_the_process(jack, tmp_
             proc.kill()
             proc.wait()
     text = log_path.read_text(errors="replace")
-    assert rc == 1, text[-3000:]
-    assert "Timeout (0:00:03)!" in text and "_close_port" in text, text[-3000:]
+    assert rc == 0, text[-3000:]
+    assert "the MIDI worker did not close its port within 2 s" in text, text[-3000:]
+    assert "frames," in text and "Timeout" not in text, text[-3000:]

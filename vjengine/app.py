@@ -79,8 +79,9 @@ def open_audio(args: argparse.Namespace, *, demo: bool = False) -> tuple[Any, di
         log.warning("%s; the demo plays silently (--no-play)", exc)
         source = open_source(device=args.audio_device, file=file, demo_audio=demo_audio_path(), loop=loop, **kwargs)
     if getattr(source, "monitor", False):
-        log.info("playing %s to the speakers; the picture follows what is heard (%.0f ms output latency)",
-                 Path(source.path).name, source.output_latency_s * 1000.0)
+        via = getattr(source, "host_api", None)
+        log.info("playing %s to the speakers%s; the picture follows what is heard (%.0f ms output latency)",
+                 Path(source.path).name, f" through {via}" if via else "", source.output_latency_s * 1000.0)
     engine = AudioEngine(source, config=AnalysisConfig(beat_tracker=getattr(args, "beat_tracker", "dsp")),
                          latency_ms=args.latency_ms or 0.0)
     played = getattr(source, "path", None)

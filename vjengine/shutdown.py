@@ -13,7 +13,9 @@ froze. :func:`arm_stop_deadline` starts faulthandler's watchdog (a C thread, nee
 is not cancelled within the deadline, every thread's stack goes to stderr and the process exits
 with code 1. ``GracefulStop(deadline_s=...)`` arms it at the first signal (a frame loop stuck in C);
 ``app.run_show`` arms it again before closing the show, however the show ended, and cancels it once
-the show is closed.
+the show is closed. With JACK, MIDI inputs now live in a worker process
+(:mod:`vjengine.control.midi_worker`) that is killed when it will not close; the deadline stays for
+anything else stuck in C (MIDI clock out still opens its port in the show process).
 
     with GracefulStop(on_stop=lambda name: setattr(loop, "quit", True)) as stop:
         while not stop.requested and loop.step():
@@ -49,6 +51,19 @@ def arm_stop_deadline(seconds: float) -> None:
 
 def cancel_stop_deadline() -> None:
     faulthandler.cancel_dump_traceback_later()
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """A worker process (OSC, MIDI) gets ``sig`` the moment the show process dies, even of SIGKILL
+    (Linux's PR_SET_PDEATHSIG), so an orphan never keeps a port. Elsewhere its closed pipe stops it later."""
+    try:
+        import ctypes  # noqa: PLC0415
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 class GracefulStop:

@@ -140,6 +140,10 @@ class MidiPort:
         self._anchor: float | None = None  # perf_counter time of cum = 0
         self._anchor_at = 0.0
 
+    def exclude_port(self, name: str) -> None:
+        """Never take ``name`` (one of our own outputs, e.g. MIDI clock out) as this input."""
+        self.exclude.add(name)
+
     def find(self, names: Iterable[str]) -> str | None:
         m = self.match.lower()
         for name in names:
@@ -245,18 +249,21 @@ class MidiPort:
             elif a is not None:
                 self._anchor = a + 1e-4 * (now - self._anchor_at)
                 self._anchor_at = now
-            t = self._anchor + self._cum
             n += 1
-            self.messages += 1
-            try:
-                msg = self._parse(data)
-            except Exception:  # noqa: BLE001 - not MIDI: count it, drop it
-                self.garbage += 1
-                continue
-            try:
-                self.on_message(msg, t)
-            except Exception as exc:  # noqa: BLE001 - a handler error drops one message, never the thread
-                self._rate.warning("handler", "%s: message %r dropped: %r", self.label, msg, exc)
+            self._deliver(data, self._anchor + self._cum)
+
+    def _deliver(self, data: Any, t: float) -> None:
+        """One message's bytes, arrived at perf_counter time ``t``: parsed and handed to ``on_message``."""
+        self.messages += 1
+        try:
+            msg = self._parse(data)
+        except Exception:  # noqa: BLE001 - not MIDI: count it, drop it
+            self.garbage += 1
+            return
+        try:
+            self.on_message(msg, t)
+        except Exception as exc:  # noqa: BLE001 - a handler error drops one message, never the thread
+            self._rate.warning("handler", "%s: message %r dropped: %r", self.label, msg, exc)
 
     def _run(self) -> None:
         next_scan = 0.0
@@ -273,9 +280,13 @@ class MidiPort:
                     log.warning("%s: no port matching %r yet (have: %s); waiting for it", self.label, self.match,
                                 ", ".join(self._names()) or "none")
             self.poll()
+            self._after_poll()
             self._stop.wait(self.poll_s)
         self._close_port()
         self._drop_lister()
+
+    def _after_poll(self) -> None:
+        """A hook for the MIDI worker process (:mod:`vjengine.control.midi_worker`): its batches and control."""
 
     # ---------------------------------------------------------------- other threads
     def _notify(self) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 from vjengine.control.commands import Command, CommandQueue
 from vjengine.control.osc_server import WORKER_COUNTS, OscEvent, OscServer
 from vjengine.logonce import LogOnce
+from vjengine.shutdown import die_with_parent
 
 log = logging.getLogger("vjengine.control.osc_server")
 
@@ -349,25 +350,12 @@ class _ChildServer(OscServer):
         self._sender.close()
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM the moment the show process dies (even of SIGKILL), so an orphaned worker
-    never keeps the OSC port. Elsewhere the closed pipe stops us a little later."""
-    try:
-        import ctypes  # noqa: PLC0415
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _child_main(config: dict[str, Any]) -> int:
     """Entry point of the worker process (``python -m vjengine.control.osc_worker CONFIG_JSON``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the show; it stops us through the pipe
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # so is a closed terminal
     parent = config.pop("parent_pid", None)
-    _die_with_parent()
+    die_with_parent(signal.SIGTERM)
     if parent is not None and os.getppid() != parent:
         return 0  # the show ended before we started: do not hold its port
     nice = config.pop("nice", 0)

@@ -94,7 +94,6 @@ class SyncParts:
     def wrap(self, audio: Any) -> ClockRouter:
         """Start Link and MIDI, and return the router the frame loop polls instead of ``audio``."""
         args = self.args
-        self._check_jack(audio)
         mode = getattr(args, "link", "off") or "off"
         if mode != "off":
             from vjengine.sync.link import LinkSession  # noqa: PLC0415
@@ -120,47 +119,29 @@ class SyncParts:
         self.router.set_source(source)
         out = getattr(args, "midi_clock_out", None)
         if out:
-            from vjengine.control.midi import open_backend  # noqa: PLC0415
-            from vjengine.sync.midi_clock import MidiClockOut, open_clock_out  # noqa: PLC0415
+            from vjengine.control.midi_worker import start_clock_out  # noqa: PLC0415
 
-            port = open_clock_out(out, open_backend(getattr(args, "midi_api", None)))
             router = self.router
-            self.clock_out = MidiClockOut(port, lambda: router.published, grid=lambda: router.bar_grid).start()
+            self.clock_out = start_clock_out(out, getattr(args, "midi_api", None), lambda: router.published,
+                                             lambda: router.bar_grid)
             for p in self.ports:
-                p.exclude.add(getattr(port, "name", ""))
-            log.info("MIDI clock out: %s", getattr(port, "name", out))
+                p.exclude_port(self.clock_out.name)
+            log.info("MIDI clock out: %s", self.clock_out.name)
         return self.router
 
-    def _check_jack(self, audio: Any) -> None:
-        """JACK MIDI beside the show's own audio on JACK deadlocks: refuse it (exit 2) before any client.
-
-        python-rtmidi opens and connects its JACK clients holding Python's lock and waits for the JACK
-        server, which waits for our audio client's cycle, whose (Python) callback waits for that lock.
-        """
-        args = self.args
-        wants_midi = self.midi_device or getattr(args, "midi_clock_in", None) or getattr(args, "midi_clock_out", None)
-        if getattr(args, "midi_api", None) != "jack" or not wants_midi:
-            return
-        api = getattr(getattr(audio, "source", None), "host_api", None)
-        if api and "JACK" in str(api).upper():
-            raise ConfigError(f"--midi-api jack: the show's audio runs through JACK too ({api}), and python-rtmidi "
-                              "opening JACK clients beside it deadlocks; use --midi-api alsa (a2jmidid bridges "
-                              "JACK MIDI), or keep the audio off JACK (--no-play, an ALSA or PulseAudio "
-                              "--audio-device)")
-
     def _open_ports(self, clock_dev: str | None) -> None:
-        from vjengine.control.midi import MidiPort  # noqa: PLC0415
+        from vjengine.control.midi_worker import open_port  # noqa: PLC0415
 
         api = getattr(self.args, "midi_api", None)
         ctl, clk = self.controller, self.clock_in
         if self.midi_device and clock_dev and clock_dev.lower() == self.midi_device.lower():
             ctl.clock_listener = clk.handle  # one port carries both
-            self.ports.append(MidiPort(self.midi_device, ctl.handle, api=api).start())
+            self.ports.append(open_port(self.midi_device, ctl.handle, api=api))
             return
         if self.midi_device:
-            self.ports.append(MidiPort(self.midi_device, ctl.handle, api=api).start())
+            self.ports.append(open_port(self.midi_device, ctl.handle, api=api))
         if clock_dev:
-            self.ports.append(MidiPort(clock_dev, clk.handle, api=api, label="MIDI clock in").start())
+            self.ports.append(open_port(clock_dev, clk.handle, api=api, label="MIDI clock in"))
 
     def register(self, show: Any) -> None:
         """The show's handlers for ``clock_source`` and ``midi_learn`` commands."""
@@ -212,6 +193,8 @@ class SyncParts:
         if clk is not None:  # is the clock coming in (the operator's first question)
             out["midi_clock"] = {"ticks": clk.ticks, "starts": clk.starts, "stops": clk.stops, "lost": clk.lost,
                                  "bpm": round(clk.bpm, 3)}
+        if self.ports:  # each MIDI input's line, as on the HUD ("NOT ANSWERING" when its worker stalled)
+            out["midi_ports"] = [p.status_line() for p in self.ports]
         ctl = self.controller
         if ctl is not None:
             from vjengine.control.midi import DEFAULT_LEARN_FILE  # noqa: PLC0415
