@@ -202,6 +202,7 @@ class _Worker:
         config = dict(config, out_fd=out_w, ctl_fd=ctl_r, parent_pid=os.getpid())
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # import vjengine as we did
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy comes in with vjengine's imports; no BLAS threads
         try:
             self.process = subprocess.Popen([sys.executable, "-m", "vjengine.control.midi_worker", json.dumps(config)],
                                             pass_fds=(out_w, ctl_r), env=env, stdin=subprocess.DEVNULL)

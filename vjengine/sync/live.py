@@ -41,7 +41,8 @@ def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--midi-map", default=None, metavar="TOML",
                    help="MIDI mapping file (see docs/midi.md); MIDI learn writes to it")
     g.add_argument("--midi-api", choices=("alsa", "jack"), default=None,
-                   help="rtmidi API for MIDI ports (default: rtmidi's, ALSA on Linux)")
+                   help="rtmidi API for MIDI ports (default: rtmidi's, ALSA on Linux); JACK ports run in a worker "
+                        "process each, so a stalled JACK client never freezes the picture")
     g.add_argument("--midi-clock-in", default=None, metavar="DEVICE",
                    help="take MIDI clock from this port (name substring; may be the --midi-in port)")
     g.add_argument("--midi-clock-out", default=None, metavar="DEVICE",
