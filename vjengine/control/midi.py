@@ -70,7 +70,7 @@ def open_backend(api: str | None = None) -> Any:
         raise DeviceError(f"MIDI: cannot load {name}: {exc}") from None
 
 
-class _RateLog:
+class RateLog:
     def __init__(self, interval_s: float = 5.0) -> None:
         self._last: dict[str, float] = {}
         self.interval_s = interval_s
@@ -92,7 +92,41 @@ def _rtmidi_api(api: str | None) -> int:
     return getattr(rtmidi, f"API_{APIS[api]}")
 
 
-class MidiPort:
+class PortBase:
+    """What every MIDI input shares, here or in a worker process (:mod:`vjengine.control.midi_worker`):
+    parsing a message and handing it on, and waiting for a change of port. Needs ``_parse``,
+    ``on_message``, ``label``, ``rescan_s``, ``messages``, ``garbage``, ``_rate`` and ``_changed``."""
+
+    def _deliver(self, data: Any, t: float) -> None:
+        """One message's bytes, arrived at perf_counter time ``t``: parsed and handed to ``on_message``."""
+        self.messages += 1
+        try:
+            msg = self._parse(data)
+        except Exception:  # noqa: BLE001 - not MIDI: count it, drop it
+            self.garbage += 1
+            return
+        try:
+            self.on_message(msg, t)
+        except Exception as exc:  # noqa: BLE001 - a handler error drops one message, never the thread
+            self._rate.warning("handler", "%s: message %r dropped: %r", self.label, msg, exc)
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[["MidiPort"], bool], timeout: float) -> bool:
+        """Block (not on the render thread) until ``predicate(self)`` holds after a port change."""
+        end = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(min(left, self.rescan_s))
+        return True
+
+
+class MidiPort(PortBase):
     """An input port matched by name substring, reopened whenever it reappears (module docstring).
 
     One thread owns the python-rtmidi input: it polls rtmidi's queue every ``poll_s`` and rescans the
@@ -134,7 +168,7 @@ class MidiPort:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._changed = threading.Condition()
-        self._rate = _RateLog()
+        self._rate = RateLog()
         self._lister: Any = None
         self._cum = 0.0  # sum of rtmidi deltas since the port opened (s)
         self._anchor: float | None = None  # perf_counter time of cum = 0
@@ -252,19 +286,6 @@ class MidiPort:
             n += 1
             self._deliver(data, self._anchor + self._cum)
 
-    def _deliver(self, data: Any, t: float) -> None:
-        """One message's bytes, arrived at perf_counter time ``t``: parsed and handed to ``on_message``."""
-        self.messages += 1
-        try:
-            msg = self._parse(data)
-        except Exception:  # noqa: BLE001 - not MIDI: count it, drop it
-            self.garbage += 1
-            return
-        try:
-            self.on_message(msg, t)
-        except Exception as exc:  # noqa: BLE001 - a handler error drops one message, never the thread
-            self._rate.warning("handler", "%s: message %r dropped: %r", self.label, msg, exc)
-
     def _run(self) -> None:
         next_scan = 0.0
         while not self._stop.is_set():
@@ -289,21 +310,6 @@ class MidiPort:
         """A hook for the MIDI worker process (:mod:`vjengine.control.midi_worker`): its batches and control."""
 
     # ---------------------------------------------------------------- other threads
-    def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for(self, predicate: Callable[["MidiPort"], bool], timeout: float) -> bool:
-        """Block (not on the render thread) until ``predicate(self)`` holds after a port change."""
-        end = time.monotonic() + timeout
-        with self._changed:
-            while not predicate(self):
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(min(left, self.rescan_s))
-        return True
-
     @property
     def connected(self) -> bool:
         return self.rt is not None
@@ -349,7 +355,7 @@ class MidiController:
         self.stats = {"messages": 0, "applied": 0, "sysex": 0, "unbound": 0, "waiting": 0, "rejected": 0,
                       "clamped": 0}
         self.waiting: dict[str, tuple[float, float]] = {}  # address -> (knob, value) while not picked up
-        self._rate = _RateLog()
+        self._rate = RateLog()
         self.set_map(midi_map)
 
     # ------------------------------------------------------------------ bindings

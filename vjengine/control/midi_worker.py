@@ -35,7 +35,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-from vjengine.control.midi import MidiPort
+from vjengine.control.midi import MidiPort, PortBase, RateLog
 from vjengine.shutdown import die_with_parent
 
 log = logging.getLogger("vjengine.control.midi")
@@ -242,7 +242,7 @@ class _Worker:
             return self.process.wait()
 
 
-class MidiWorkerPort:
+class MidiWorkerPort(PortBase):
     """:class:`MidiPort`'s interface, with the port in a worker process (module docstring)."""
 
     def __init__(self, match: str, on_message: Callable[[Any, float], None], *, api: str | None = "jack",
@@ -269,7 +269,7 @@ class MidiWorkerPort:
         self._heard_at = time.monotonic()
         self._changed = threading.Condition()
         self._stopping = threading.Event()
-        self._handler_warned_at = -1e9
+        self._rate = RateLog()
         self.worker: _Worker | None = None
         self._thread: threading.Thread | None = None
 
@@ -331,40 +331,11 @@ class MidiWorkerPort:
         elif kind == "l":
             log.log(int(msg[1]), "%s", msg[2])
 
-    def _deliver(self, data: bytes, t: float) -> None:
-        self.messages += 1
-        try:
-            msg = self._parse(data)
-        except Exception:  # noqa: BLE001 - not MIDI: count it, drop it
-            self.garbage += 1
-            return
-        try:
-            self.on_message(msg, t)
-        except Exception as exc:  # noqa: BLE001 - a handler error drops one message, never the thread
-            now = time.monotonic()
-            if now - self._handler_warned_at >= 5.0:
-                self._handler_warned_at = now
-                log.warning("%s: message %r dropped: %r", self.label, msg, exc)
-
     # ------------------------------------------------------------------ MidiPort's interface
     def exclude_port(self, name: str) -> None:
         self.exclude.add(name)
         if self.worker is not None:
             self.worker.send(["x", name])
-
-    def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for(self, predicate: Callable[[Any], bool], timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        with self._changed:
-            while not predicate(self):
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(min(left, self.rescan_s))
-        return True
 
     @property
     def connected(self) -> bool:
