@@ -316,6 +316,10 @@ class MidiWorkerPort(PortBase):
             except OSError as exc:
                 log.warning("%s: cannot start the MIDI worker: %s", self.label, exc)
                 return
+            if self._stopping.is_set():  # stop() came while it started: it ends the one it saw, this one here
+                self.worker.end()
+                self.worker.conn_in.close()
+                return
 
     def _take(self, msg: list) -> None:
         self._heard_at = time.monotonic()
