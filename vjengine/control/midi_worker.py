@@ -1,4 +1,5 @@
-"""JACK MIDI inputs in a process of their own (``MidiWorkerPort``; ``--midi-api jack`` uses it).
+"""JACK MIDI in a process of its own: each input (``MidiWorkerPort``) and clock out
+(``MidiClockOutWorker``); ``--midi-api jack`` uses them (``open_port``, ``start_clock_out``).
 
 Why: python-rtmidi calls JACK holding Python's GIL (its ``.pyx`` releases it nowhere), and some of those
 calls wait for the JACK server, which waits for every client in its graph. Measured with a real jackd:
@@ -17,9 +18,16 @@ silent for longer than ``STALE_S``, its status line says so. Stopping waits ``st
 the worker to close its port, then kills it (the JACK server drops a dead client by itself). A worker
 that dies during the show is started again after ``RESTART_S``.
 
-The wire is JSON (the show process unpickles nothing): ``["m", [[hex, t], ...]]`` messages,
-``["s", {state}]`` port state (on every change and as a heartbeat), ``["l", level, text]`` log lines;
-down the control pipe ``["x", name]`` (a port never to take) and ``["stop"]``.
+Clock out's worker runs :class:`~vjengine.sync.midi_clock.MidiClockOut` on the show's beat clock: the
+router's published ``(perf time, beat, bpm, playing)`` and bar grid are pushed to it whenever they
+change, and it times every clock from them exactly as it would in the show process.
+
+The wire is JSON (the show process unpickles nothing). Up: ``["m", [[hex, t], ...]]`` messages,
+``["s", {state}]`` state (on every change and as a heartbeat), ``["l", level, text]`` log lines,
+``["e", text]`` clock out's port did not open. Down: ``["x", name]`` (a port never to take),
+``["p", clock or null, grid]`` (clock out) and ``["stop"]``. Measured (``benchmarks/sync.py``, JACK
+dummy server, loaded 2-core machine): CC latency p50/p99 10.8/19.2 ms through the worker against
+10.2/19.5 ms on a thread; MIDI clock in phase error p99 1.35 ms against 1.33 ms.
 """
 
 from __future__ import annotations
