@@ -193,6 +193,7 @@ def bench_midi_clock(seconds: float, kind: str = "worker") -> dict:
     ref = np.interp(t[idx], sent, ref_beats)
     err = ((beat[idx] - ref + 0.5) % 1.0 - 0.5) * 60000.0 / 128.0
     return {"midi_clock_ticks_sent": int(sent.size), "midi_clock_ticks_received": int(clk.ticks),
+            "midi_clock_sender_dropped": int(info.get("dropped", 0)),
             "midi_clock_bpm_err": float(np.percentile(bpm_err, 99)),
             "midi_clock_bpm_err_p50": float(np.percentile(bpm_err, 50)),
             "midi_clock_phase_err_ms_p99": float(np.percentile(np.abs(err), 99)),
