@@ -52,6 +52,7 @@ STALE_S = 3.0  # the worker silent this long (it beats every rescan_s): the stat
 RESTART_S = 2.0  # a worker that died is started again after this long
 BATCH_MAX = 512  # messages per batch at most (a flood still reaches the show in pieces)
 STATE_EVERY_S = 0.1  # clock out's counts go to the show at least this often
+STDERR_REPEAT_S = 60.0  # the same line of a worker's stderr goes to the log at most this often
 
 
 # ------------------------------------------------------------------------------------------ the child
@@ -213,7 +214,8 @@ class _Worker:
         env.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy comes in with vjengine's imports; no BLAS threads
         try:
             self.process = subprocess.Popen([sys.executable, "-m", "vjengine.control.midi_worker", json.dumps(config)],
-                                            pass_fds=(out_w, ctl_r), env=env, stdin=subprocess.DEVNULL)
+                                            pass_fds=(out_w, ctl_r), env=env, stdin=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE)
         except BaseException:
             for fd in (out_r, ctl_w):
                 os.close(fd)
@@ -223,6 +225,22 @@ class _Worker:
             os.close(ctl_r)
         self.conn_in = Connection(out_r, writable=False)
         self.conn_ctl: Connection | None = Connection(ctl_w, readable=False)
+        threading.Thread(target=self._relay_stderr, name=f"{label} worker stderr", daemon=True).start()
+
+    def _relay_stderr(self) -> None:
+        """The worker's stderr into the show's log, each distinct line at most once a minute: libjack
+        prints five lines on every failed connect (every rescan while JACK is down), and a traceback
+        must still be seen."""
+        seen: dict[str, float] = {}
+        for raw in self.process.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            now = time.monotonic()
+            if line and now - seen.get(line, -1e9) >= STDERR_REPEAT_S:
+                if len(seen) > 1024:  # bounded, whatever the worker prints
+                    seen.clear()
+                seen[line] = now
+                log.warning("%s worker: %s", self.label, line)
+        self.process.stderr.close()
 
     def send(self, message: list) -> bool:
         with self.ctl_lock:
