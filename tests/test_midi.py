@@ -291,6 +291,28 @@ def test_a_worker_that_dies_is_restarted_and_one_that_hangs_is_reported_then_kil
             port.process.wait()
 
 
+def test_jack_midi_falls_back_to_a_thread_where_no_worker_can_start(monkeypatch, caplog):
+    """Windows has no pass_fds (Popen raises ValueError): the port runs in the show process, as before."""
+    import os
+    import subprocess
+
+    from vjengine.control import midi_worker
+    from vjengine.control.midi import MidiPort
+
+    def no_fds(*args, **kwargs):
+        raise ValueError("pass_fds is not supported on Windows")
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", f"vjtest-none-{os.getpid()}")
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    monkeypatch.setattr(subprocess, "Popen", no_fds)
+    port = midi_worker.open_port("nothing", lambda m, t: None, api="jack", rescan_s=0.1)
+    try:
+        assert type(port) is MidiPort and port._thread.is_alive()
+        assert "no MIDI worker process here (pass_fds is not supported on Windows)" in caplog.text
+    finally:
+        port.stop()
+
+
 def test_jack_midi_beside_audio_on_jack_plays_and_sends_our_clock(jack, tmp_path, python_exe):
     """`vj demo` plays its loop (124 BPM) through PortAudio's JACK host API with `--midi-in` and
     `--midi-clock-out` on JACK too. python-rtmidi opening JACK clients in the show process deadlocked

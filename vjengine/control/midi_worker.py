@@ -506,9 +506,14 @@ class MidiClockOutWorker:
 
 def open_port(match: str, on_message: Callable[[Any, float], None], *, api: str | None = None,
               label: str = "MIDI in", **kwargs: Any) -> Any:
-    """A started input port: JACK's in a worker process (module docstring), others on a thread."""
-    cls = MidiWorkerPort if api == "jack" else MidiPort
-    return cls(match, on_message, api=api, label=label, **kwargs).start()
+    """A started input port: JACK's in a worker process (module docstring), others on a thread (and
+    JACK's too where no worker process can be started: pass_fds is POSIX only)."""
+    if api == "jack":
+        try:
+            return MidiWorkerPort(match, on_message, api=api, label=label, **kwargs).start()
+        except (OSError, ValueError) as exc:
+            log.warning("%s: no MIDI worker process here (%s); the port runs in the show process", label, exc)
+    return MidiPort(match, on_message, api=api, label=label, **kwargs).start()
 
 
 def start_clock_out(target: str, api: str | None, provider: Callable[[], Any],
@@ -516,7 +521,11 @@ def start_clock_out(target: str, api: str | None, provider: Callable[[], Any],
     """Started MIDI clock out to ``target``: JACK's in a worker process, others on a thread here.
     It has ``name`` (the port's), ``sent``, ``relocations``, ``last_position`` and ``stop()``."""
     if api == "jack":
-        return MidiClockOutWorker(target, api, provider, grid).start()
+        try:
+            return MidiClockOutWorker(target, api, provider, grid).start()
+        except (OSError, ValueError) as exc:
+            log.warning("MIDI clock out: no MIDI worker process here (%s); clock out runs in the show process",
+                        exc)
     from vjengine.control.midi import open_backend  # noqa: PLC0415
     from vjengine.sync.midi_clock import MidiClockOut, open_clock_out  # noqa: PLC0415
 
