@@ -75,7 +75,7 @@ def _loop(seconds: float, work) -> None:
 
 
 def _port(kind: str, match: str, handler):
-    from vjengine.control.midi import MidiPort
+    from vjengine.control.midi_port import MidiPort
     from vjengine.control.midi_worker import MidiWorkerPort
 
     cls = MidiWorkerPort if kind == "worker" else MidiPort

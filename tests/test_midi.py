@@ -297,7 +297,7 @@ def test_jack_midi_falls_back_to_a_thread_where_no_worker_can_start(monkeypatch,
     import subprocess
 
     from vjengine.control import midi_worker
-    from vjengine.control.midi import MidiPort
+    from vjengine.control.midi_port import MidiPort
 
     def no_fds(*args, **kwargs):
         raise ValueError("pass_fds is not supported on Windows")

@@ -16,7 +16,7 @@ pytest.importorskip("rtmidi", reason="the midi extra is not installed")
 from _jackd import Sender, jack_server, wait_until  # noqa: E402
 
 from vjengine.audio.engine import AudioEngine  # noqa: E402
-from vjengine.control.midi import MidiPort, open_backend  # noqa: E402
+from vjengine.control.midi_port import MidiPort, open_backend  # noqa: E402
 from vjengine.control.midi_worker import MidiClockOutWorker, MidiWorkerPort  # noqa: E402
 from vjengine.sync.clock_source import ClockRouter  # noqa: E402
 from vjengine.sync.midi_clock import MidiClockIn, MidiClockOut, open_clock_out  # noqa: E402

@@ -87,7 +87,7 @@ class SyncParts:
 
             import_link()  # a missing extra is an error now, before any window opens
         if self.midi_device or getattr(args, "midi_clock_in", None) or getattr(args, "midi_clock_out", None):
-            from vjengine.control.midi import open_backend  # noqa: PLC0415
+            from vjengine.control.midi_port import open_backend  # noqa: PLC0415
 
             open_backend(getattr(args, "midi_api", None))
 

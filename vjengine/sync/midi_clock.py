@@ -1,6 +1,6 @@
 """MIDI clock: in, as a beat-clock source (``--midi-clock-in DEVICE``), and out (``--midi-clock-out``).
 
-In (:class:`MidiClockIn`, fed by a :class:`~vjengine.control.midi.MidiPort` on the MIDI thread):
+In (:class:`MidiClockIn`, fed by a :class:`~vjengine.control.midi_port.MidiPort` on the MIDI thread):
 24 clocks per quarter note; Start (the next clock is beat 1 of the bar), Stop, Continue and Song
 Position Pointer (in sixteenths, 6 clocks each) as the MIDI spec has them. Jitter smoothing: a
 least-squares line through the last ``window`` clocks (four beats by default) gives the tempo and the
