@@ -25,10 +25,12 @@ change, and it times every clock from them exactly as it would in the show proce
 The wire is JSON (the show process unpickles nothing). Up: ``["m", [[hex, t], ...]]`` messages,
 ``["s", {state}]`` state (on every change and as a heartbeat), ``["l", level, text]`` log lines,
 ``["e", text]`` clock out's port did not open. Down: ``["x", name]`` (a port never to take),
-``["p", clock or null, grid]`` (clock out) and ``["stop"]``. A worker imports only :mod:`~vjengine.control.midi_port` (or MIDI clock's module), not the show:
-0.3 s to its first state, 22 MB resident. Measured (``benchmarks/sync.py``, JACK
-dummy server, loaded 2-core machine): CC latency p50/p99 10.8/19.2 ms through the worker against
-10.2/19.5 ms on a thread; MIDI clock in phase error p99 1.35 ms against 1.33 ms.
+``["p", clock or null, grid]`` (clock out) and ``["stop"]``.
+
+A worker imports only :mod:`~vjengine.control.midi_port` (or MIDI clock's module), not the show: 0.3 s
+to its first state, 22 MB resident. Measured (``benchmarks/sync.py``, JACK dummy server, loaded 2-core
+machine): CC latency p50/p99 10.8/19.2 ms through the worker against 10.2/19.5 ms on a thread; MIDI
+clock in phase error p99 1.35 ms against 1.33 ms.
 """
 
 from __future__ import annotations
