@@ -24,6 +24,7 @@ log = logging.getLogger("vjengine.control.midi")  # one logger for everything MI
 
 APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK"}
 INSTALL_HINT = "MIDI needs the midi extra: pip install 'vjengine[midi]' (mido, python-rtmidi)"
+GONE_AFTER_SCANS = 2  # lists in a row without our open port before it counts as unplugged
 
 
 def open_backend(api: str | None = None) -> Any:
@@ -68,10 +69,30 @@ def _rtmidi_api(api: str | None) -> int:
 
 class PortBase:
     """What every MIDI input shares, here or in a worker process (:mod:`vjengine.control.midi_worker`):
-    parsing a message and handing it on, and waiting for a change of port. Needs ``_parse``,
-    ``on_message``, ``label``, ``rescan_s``, ``messages``, ``garbage``, ``_rate`` and ``_changed``."""
+    the checks (a name, the extra, the API), parsing a message and handing it on (:meth:`deliver`),
+    and waiting for a change of port (:meth:`port_changed`, :meth:`wait_for`)."""
 
-    def _deliver(self, data: Any, t: float) -> None:
+    def __init__(self, match: str, on_message: Callable[[Any, float], None], *, api: str | None, rescan_s: float,
+                 label: str) -> None:
+        if not match or not match.strip():
+            raise ConfigError(f"{label}: the device name substring is empty")
+        try:
+            import mido  # noqa: PLC0415 - optional extra
+            import rtmidi  # noqa: F401, PLC0415
+        except ImportError as exc:
+            raise ConfigError(f"{label}: {INSTALL_HINT} ({exc})") from None
+        self.api = _rtmidi_api(api)  # checked here: a bad --midi-api is a ConfigError before any port
+        self._parse = mido.Message.from_bytes
+        self.match = match.strip()
+        self.on_message = on_message
+        self.rescan_s = rescan_s
+        self.label = label
+        self.messages = 0
+        self.garbage = 0
+        self._rate = RateLog()
+        self._changed = threading.Condition()
+
+    def deliver(self, data: Any, t: float) -> None:
         """One message's bytes, arrived at perf_counter time ``t``: parsed and handed to ``on_message``."""
         self.messages += 1
         try:
@@ -84,11 +105,12 @@ class PortBase:
         except Exception as exc:  # noqa: BLE001 - a handler error drops one message, never the thread
             self._rate.warning("handler", "%s: message %r dropped: %r", self.label, msg, exc)
 
-    def _notify(self) -> None:
+    def port_changed(self) -> None:
+        """The port opened, went or came back: wake :meth:`wait_for`."""
         with self._changed:
             self._changed.notify_all()
 
-    def wait_for(self, predicate: Callable[["MidiPort"], bool], timeout: float) -> bool:
+    def wait_for(self, predicate: Callable[[Any], bool], timeout: float) -> bool:
         """Block (not on the render thread) until ``predicate(self)`` holds after a port change."""
         end = time.monotonic() + timeout
         with self._changed:
@@ -116,33 +138,21 @@ class MidiPort(PortBase):
     def __init__(self, match: str, on_message: Callable[[Any, float], None], *, api: str | None = None,
                  rescan_s: float = 0.5, poll_s: float = 0.001, label: str = "MIDI in",
                  queue_size: int = 8192) -> None:
-        if not match or not match.strip():
-            raise ConfigError(f"{label}: the device name substring is empty")
-        try:
-            import mido  # noqa: PLC0415 - optional extra
-            import rtmidi  # noqa: PLC0415
-        except ImportError as exc:
-            raise ConfigError(f"{label}: {INSTALL_HINT} ({exc})") from None
+        super().__init__(match, on_message, api=api, rescan_s=rescan_s, label=label)
+        import rtmidi  # noqa: PLC0415 - the extra, there (PortBase checked)
+
         self._rtmidi = rtmidi
-        self._parse = mido.Message.from_bytes
-        self.match = match.strip()
-        self.on_message = on_message
-        self.api = _rtmidi_api(api)
-        self.rescan_s = rescan_s
         self.poll_s = poll_s
         self.queue_size = queue_size
-        self.label = label
         self.rt: Any = None
         self.port_name: str | None = None
         self.opens = 0  # how many times a port was opened (1 + rebinds)
         self.lost = 0
-        self.messages = 0
-        self.garbage = 0
+        self.scans = 0  # port lists asked for
+        self._missing = 0  # lists in a row that lacked our open port
         self.exclude: set[str] = set()  # our own output ports (clock out) are never inputs
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._changed = threading.Condition()
-        self._rate = RateLog()
         self._lister: Any = None
         self._cum = 0.0  # sum of rtmidi deltas since the port opened (s)
         self._anchor: float | None = None  # perf_counter time of cum = 0
@@ -160,23 +170,28 @@ class MidiPort(PortBase):
         return None
 
     def start(self) -> "MidiPort":
-        self._thread = threading.Thread(target=self._run, name=f"midi-in-{self.match}", daemon=True)
+        self._thread = threading.Thread(target=self.run, name=f"midi-in-{self.match}", daemon=True)
         self._thread.start()
         return self
 
     # ---------------------------------------------------------------- the port thread
-    def _names(self) -> list[str]:
+    def list_ports(self) -> list[str]:
+        """rtmidi's input port names now (raises when they cannot be had: e.g. no JACK server)."""
+        if self._lister is None:
+            self._lister = self._rtmidi.MidiIn(self.api, name="vjengine-scan")
+        return list(self._lister.get_ports())
+
+    def _names(self) -> list[str] | None:
+        """The port names, or None when the list cannot be had now."""
         try:
-            if self._lister is None:
-                self._lister = self._rtmidi.MidiIn(self.api, name="vjengine-scan")
-            names = list(self._lister.get_ports())
-            if not names:  # the server may have restarted under this client: a fresh one next time
-                self._drop_lister()
-            return names
+            names = self.list_ports()
         except Exception as exc:  # noqa: BLE001 - e.g. the JACK server is not running (yet)
             self._drop_lister()
             self._rate.warning("list", "%s: cannot list MIDI ports: %s", self.label, exc)
-            return []
+            return None
+        if not names:  # the server may have restarted under this client: a fresh one next time
+            self._drop_lister()
+        return names
 
     def _drop_lister(self) -> None:
         lister, self._lister = self._lister, None
@@ -187,13 +202,27 @@ class MidiPort(PortBase):
                 pass
 
     def rescan(self) -> None:
-        """Open the port if it appeared, close it if it went (the port thread calls this every rescan_s)."""
+        """Open the port if it appeared, close it if it went (the port thread calls this every rescan_s).
+
+        A port counts as gone when ``GONE_AFTER_SCANS`` lists in a row lack it, and a list that could
+        not be had changes nothing: on a loaded machine one JACK list lacked our open port, and
+        closing and reopening it lost ten MIDI clocks (the receiving clock's bar slipped 0.42 beat)."""
         names = self._names()
-        if self.rt is not None and self.port_name not in names:
+        self.scans += 1
+        if names is None:
+            return
+        if self.rt is not None:
+            if self.port_name in names:
+                self._missing = 0
+                return
+            self._missing += 1
+            if self._missing < GONE_AFTER_SCANS:
+                return
+            self._missing = 0
             log.warning("%s: %s went away; waiting for it to come back", self.label, self.port_name)
             self.lost += 1
             self._close_port()
-            self._notify()
+            self.port_changed()
         if self.rt is None:
             name = self.find(names)
             if name is not None:
@@ -220,7 +249,7 @@ class MidiPort(PortBase):
         self._anchor = None
         self.opens += 1
         log.info("%s: %s %s", self.label, "rebound to" if self.opens > 1 else "listening on", name)
-        self._notify()
+        self.port_changed()
 
     def _close_port(self) -> None:
         rt, self.rt = self.rt, None
@@ -258,9 +287,10 @@ class MidiPort(PortBase):
                 self._anchor = a + 1e-4 * (now - self._anchor_at)
                 self._anchor_at = now
             n += 1
-            self._deliver(data, self._anchor + self._cum)
+            self.deliver(data, self._anchor + self._cum)
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """The port loop until :meth:`request_stop` (:meth:`start` runs it on a thread of its own)."""
         next_scan = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
@@ -273,15 +303,19 @@ class MidiPort(PortBase):
                 if self.rt is None and self.opens == 0 and not getattr(self, "_warned", False):
                     self._warned = True
                     log.warning("%s: no port matching %r yet (have: %s); waiting for it", self.label, self.match,
-                                ", ".join(self._names()) or "none")
+                                ", ".join(self._names() or []) or "none")
             self.poll()
-            self._after_poll()
+            self.after_poll()
             self._stop.wait(self.poll_s)
         self._close_port()
         self._drop_lister()
 
-    def _after_poll(self) -> None:
+    def after_poll(self) -> None:
         """A hook for the MIDI worker process (:mod:`vjengine.control.midi_worker`): its batches and control."""
+
+    def request_stop(self) -> None:
+        """End the port loop after its current step (from any thread, or the loop itself)."""
+        self._stop.set()
 
     # ---------------------------------------------------------------- other threads
     @property
@@ -294,6 +328,6 @@ class MidiPort(PortBase):
         return f"{self.label} {self.port_name}" + (f", {self.garbage} bad bytes" if self.garbage else "")
 
     def stop(self) -> None:
-        self._stop.set()
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout=5.0)

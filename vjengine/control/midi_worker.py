@@ -46,7 +46,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-from vjengine.control.midi_port import MidiPort, PortBase, RateLog
+from vjengine.control.midi_port import MidiPort, PortBase
 from vjengine.shutdown import die_with_parent
 
 log = logging.getLogger("vjengine.control.midi")
@@ -70,26 +70,26 @@ class _ChildPort(MidiPort):
         self._dirty = True
         self._beat_at = 0.0
 
-    def _deliver(self, data: Any, t: float) -> None:
+    def deliver(self, data: Any, t: float) -> None:
         self._batch.append([bytes(data).hex(), t])
         if len(self._batch) >= BATCH_MAX:
             self._flush()
 
-    def _notify(self) -> None:
+    def port_changed(self) -> None:
         self._dirty = True
 
-    def _send(self, message: list) -> None:
+    def send(self, message: list) -> None:
         try:
             self._out.send_bytes(json.dumps(message).encode())
         except (BrokenPipeError, OSError, ValueError):
-            self._stop.set()  # the show process is gone
+            self.request_stop()  # the show process is gone
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
         if batch:
-            self._send(["m", batch])
+            self.send(["m", batch])
 
-    def _after_poll(self) -> None:
+    def after_poll(self) -> None:
         self._flush()
         try:  # control first: a state sent after it tells the show its exclusions are in force
             while self._in.poll(0):
@@ -97,18 +97,18 @@ class _ChildPort(MidiPort):
                 if msg[0] == "x":
                     self.exclude.add(str(msg[1]))
                 elif msg[0] == "stop":
-                    self._stop.set()
+                    self.request_stop()
         except Exception:  # noqa: BLE001 - a closed or garbled control pipe: the show process is gone
-            self._stop.set()
+            self.request_stop()
         now = time.monotonic()
         if self._dirty or now - self._beat_at >= self.rescan_s:
             self._dirty = False
             self._beat_at = now
-            self._send(["s", {"port": self.port_name if self.rt is not None else None, "opens": self.opens,
+            self.send(["s", {"port": self.port_name if self.rt is not None else None, "opens": self.opens,
                               "lost": self.lost}])
 
-    def run(self) -> None:
-        self._run()
+    def serve(self) -> None:
+        self.run()
         self._flush()
 
 
@@ -194,8 +194,8 @@ def _child_main(config: dict[str, Any]) -> int:
         exclude = config.pop("exclude", [])
         port = _ChildPort(conn_out, conn_in, **config)
         port.exclude.update(exclude)
-        root.handlers[:] = [_ForwardLog(port._send)]
-        port.run()
+        root.handlers[:] = [_ForwardLog(port.send)]
+        port.serve()
         return 0
     finally:
         conn_out.close()
@@ -276,28 +276,19 @@ class MidiWorkerPort(PortBase):
     def __init__(self, match: str, on_message: Callable[[Any, float], None], *, api: str | None = "jack",
                  rescan_s: float = 0.5, poll_s: float = 0.001, label: str = "MIDI in", queue_size: int = 8192,
                  stop_timeout_s: float = 2.0) -> None:
-        probe = MidiPort(match, on_message, api=api, label=label)  # the same checks here: name, extra, api
-        self._parse = probe._parse
-        self.match = probe.match
-        self.on_message = on_message
+        super().__init__(match, on_message, api=api, rescan_s=rescan_s, label=label)  # the checks, here
         self.api_name = api
-        self.rescan_s = rescan_s
         self.poll_s = poll_s
         self.queue_size = queue_size
-        self.label = label
         self.stop_timeout_s = stop_timeout_s
         self.port_name: str | None = None
         self.opens = 0
         self.lost = 0
-        self.messages = 0
-        self.garbage = 0
         self.restarts = 0
         self.states = 0  # state messages taken (one at least every rescan_s from a live worker)
         self.exclude: set[str] = set()
         self._heard_at = time.monotonic()
-        self._changed = threading.Condition()
         self._stopping = threading.Event()
-        self._rate = RateLog()
         self.worker: _Worker | None = None
         self._thread: threading.Thread | None = None
 
@@ -333,7 +324,7 @@ class MidiWorkerPort(PortBase):
             code = worker.end()
             worker.conn_in.close()
             self.port_name = None
-            self._notify()
+            self.port_changed()
             log.warning("%s: the MIDI worker ended (exit %s); starting it again in %.0f s", self.label, code,
                         RESTART_S)
             if self._stopping.wait(RESTART_S):
@@ -354,12 +345,12 @@ class MidiWorkerPort(PortBase):
         kind = msg[0]
         if kind == "m":
             for hexdata, t in msg[1]:
-                self._deliver(bytes.fromhex(hexdata), float(t))
+                self.deliver(bytes.fromhex(hexdata), float(t))
         elif kind == "s":
             state = msg[1]
             self.port_name, self.opens, self.lost = state["port"], int(state["opens"]), int(state["lost"])
             self.states += 1
-            self._notify()
+            self.port_changed()
         elif kind == "l":
             log.log(int(msg[1]), "%s", msg[2])
 
