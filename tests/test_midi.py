@@ -285,6 +285,30 @@ def test_a_port_excluded_after_start_is_never_taken_by_the_worker(jack):
                 s.close()
 
 
+def test_a_worker_sent_sigterm_closes_its_port_and_another_takes_over(jack, caplog, monkeypatch):
+    """systemd stops a service by signalling its whole process group. The worker then closes its JACK
+    port and exits 0 (a worker killed inside a JACK client can leave jackd unable to take new clients):
+    the server still takes the new worker's clients, and the controller is read again."""
+    import signal
+
+    monkeypatch.setattr("vjengine.control.midi_worker.RESTART_S", 0.2)
+    caplog.set_level("INFO", logger="vjengine.control.midi")
+    got: list = []
+    sender = Sender("termctl", "out")
+    port = MidiWorkerPort("termctl", lambda m, t: got.append(m), api="jack", rescan_s=0.1).start()
+    try:
+        assert port.wait_for(lambda p: p.connected, 60.0)
+        first = port.process
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0  # a clean exit, not a death by signal
+        assert wait_until(lambda: port.restarts == 1 and port.connected, 60.0), port.status_line()
+        assert sender.until_delivered(lambda: sender.cc(1, 64), lambda: bool(got))
+        assert "the MIDI worker ended (exit 0)" in caplog.text
+    finally:
+        port.stop()
+        sender.close()
+
+
 def test_a_worker_that_dies_is_restarted_and_one_that_hangs_is_reported_then_killed(monkeypatch, caplog):
     """The MIDI worker process, with no JACK server to reach (so no JACK client is ever killed: a
     SIGKILLed JACK MIDI client can wedge jackd 2 for every other client). Killed: it is started again.

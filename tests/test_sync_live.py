@@ -386,3 +386,33 @@ def test_a_stalled_jack_graph_never_holds_the_show(jack, tmp_path):
     assert rc == 0, text[-3000:]
     assert "the MIDI worker did not close its port within 2 s" in text, text[-3000:]
     assert "frames," in text and "Timeout" not in text, text[-3000:]
+
+
+def test_a_sigterm_to_the_whole_group_ends_the_show_and_its_workers_cleanly(jack, tmp_path):
+    """systemd (KillMode=control-group) signals every process of a service at once: the show, its OSC
+    worker and its JACK MIDI workers get SIGTERM together. The workers finish (MIDI ports closed) and
+    exit 0, nothing reports a dead worker or starts another, and the show ends cleanly (exit 0)."""
+    ctl = Sender("groupctl", "out")
+    log_path = tmp_path / "live.log"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "vjengine.cli", "live", "demo", "--headless", "--size", "64x36",
+                             "--duration", "120", "--osc-port", str(free_port()),
+                             "--audio-file", str(song(tmp_path / "song.wav", seconds=4.0)), "--loop",
+                             "--midi-in", "groupctl", "--midi-clock-out", "virtual:vjgroupclock", "--midi-api", "jack"],
+                            stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env, cwd=tmp_path,  # noqa: SIM115
+                            start_new_session=True)
+    try:
+        _wait_log(proc, log_path, "show: 1 bank(s)", SETUP_S)
+        _wait_log(proc, log_path, "MIDI in: listening on groupctl:out")
+        os.killpg(proc.pid, signal.SIGTERM)
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        ctl.close()
+    text = log_path.read_text(errors="replace")
+    assert rc == 0 and "the show ended cleanly" in text, text[-3000:]
+    assert "in a worker process" in text  # the OSC worker ran
+    assert "worker ended" not in text and "did not close its port" not in text, text[-3000:]
+    assert "OSC worker process exited" not in text, text[-3000:]

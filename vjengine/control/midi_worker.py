@@ -157,9 +157,11 @@ def _clock_out_main(config: dict[str, Any], conn_out: Connection, conn_in: Conne
         return send(["s", {"port": name, "sent": out.sent, "relocations": out.relocations,
                            "last_position": out.last_position}])
 
+    ending = threading.Event()  # SIGTERM: send the gear Stop, close the port, exit (as the input worker)
+    signal.signal(signal.SIGTERM, lambda *_: ending.set())
     state()
     try:
-        while True:
+        while not ending.is_set():
             if conn_in.poll(STATE_EVERY_S):
                 msg = json.loads(conn_in.recv_bytes())
                 if msg[0] == "p":
@@ -194,6 +196,9 @@ def _child_main(config: dict[str, Any]) -> int:
         exclude = config.pop("exclude", [])
         port = _ChildPort(conn_out, conn_in, **config)
         port.exclude.update(exclude)
+        # SIGTERM (systemd stops a service by signalling its whole group): close the port, then exit.
+        # Killed inside a JACK client, a worker can leave jackd unable to take new clients.
+        signal.signal(signal.SIGTERM, lambda *_: port.request_stop())
         root.handlers[:] = [_ForwardLog(port.send)]
         port.serve()
         return 0
@@ -325,10 +330,11 @@ class MidiWorkerPort(PortBase):
             worker.conn_in.close()
             self.port_name = None
             self.port_changed()
-            log.warning("%s: the MIDI worker ended (exit %s); starting it again in %.0f s", self.label, code,
-                        RESTART_S)
+            # a SIGTERM to the whole process group (systemd's stop) ends the worker a moment before the
+            # show closes this port: a stop coming within RESTART_S is that, not a death to report
             if self._stopping.wait(RESTART_S):
                 return
+            log.warning("%s: the MIDI worker ended (exit %s); starting it again", self.label, code)
             try:
                 self._spawn()
                 self.restarts += 1
@@ -473,7 +479,7 @@ class MidiClockOutWorker:
                 self._take(json.loads(self.worker.conn_in.recv_bytes()))
         except (EOFError, OSError, ValueError):
             pass
-        if not self._stopping.is_set():
+        if not self._stopping.wait(RESTART_S):  # (a group SIGTERM: the show stops within it, see MidiWorkerPort)
             log.warning("%s: the MIDI worker ended (exit %s): no more clock to %s", self.label,
                         self.worker.process.poll(), self.name or self.target)
 

@@ -54,6 +54,8 @@ BATCH_GAP_S = 0.004
 STATUS_PUSH_S = 0.05
 # Commands (and observer events) the child holds while the parent is not reading; past it the oldest go.
 MAX_HELD = 8192
+# A worker that ended is replaced by a thread unless the show stops this long after (a group SIGTERM).
+EXIT_GRACE_S = 2.0
 
 
 def _jsonable(value: Any) -> Any:
@@ -252,6 +254,10 @@ class _ChildServer(OscServer):
         osc["queue_full"] = osc.get("queue_full", 0) + self.held_dropped
         self.send_status(reply_to, {**state, "osc": osc})
 
+    def request_stop(self) -> None:
+        """End serving after the datagram in hand (SIGTERM: systemd signals the show's whole group)."""
+        self._stopping = True
+
     def stop_requested(self) -> bool:
         if self._stopping:
             return True
@@ -368,6 +374,7 @@ def _child_main(config: dict[str, Any]) -> int:
     conn_out = Connection(config.pop("out_fd"), readable=False)
     conn_in = Connection(config.pop("ctl_fd"), writable=False)
     server = _ChildServer(conn_out, conn_in, **config)
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())  # a clean end: the last batch goes up
     sock.setblocking(False)
     try:
         server.serve(sock)
@@ -412,6 +419,7 @@ class WorkerHandle:
         self._conn_in = Connection(out_r, writable=False)
         self._conn_ctl = Connection(ctl_w, readable=False)
         self._stopping = False
+        self._stopped = threading.Event()
         self._enqueued = 0
         self._queue_full = 0
         self._ctl_lock = threading.Lock()  # one writer to the control pipe at a time
@@ -480,7 +488,9 @@ class WorkerHandle:
                 self._take(decode_batch(data))
             except Exception:  # never let one batch stop the thread
                 log.exception("OSC: unexpected error taking a batch from the worker")
-        if not self._stopping:
+        # a SIGTERM to the whole process group (systemd's stop) ends us a moment before the show stops
+        # this handle: a stop within EXIT_GRACE_S is that, not a worker to replace
+        if not self._stopped.wait(EXIT_GRACE_S):
             try:
                 code = self.process.wait(timeout=0.5)
             except subprocess.TimeoutExpired:
@@ -513,6 +523,7 @@ class WorkerHandle:
 
     def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         self._ctl_thread.join(timeout=2.0)
         self._send_ctl(["stop"])
