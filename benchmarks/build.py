@@ -15,7 +15,9 @@ Prints a table, then one JSON line with ``builder_fps``, ``naive_fps``, ``speedu
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -53,6 +55,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="vj-bench-build-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the tiny model and the bank: ~50 MB a run
     model = tmp / "tiny"
     make_tiny_pipeline(model)
     text = f"""

@@ -20,8 +20,10 @@ Prints a table, then one JSON line with ``single_s``, ``ray_1w_s``, ``ray_2w_s``
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +66,7 @@ def main() -> int:
     from bank_builder.testing import make_tiny_pipeline
 
     tmp = Path(tempfile.mkdtemp(prefix="vj-bench-ray-"))
+    atexit.register(shutil.rmtree, tmp, True)
     model = tmp / "tiny"
     make_tiny_pipeline(model)
     spec = tmp / "spec.toml"

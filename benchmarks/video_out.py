@@ -27,9 +27,11 @@ receivers' decoders compete with the show for the same cores): read them as such
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -333,6 +335,7 @@ def main() -> None:
         return
     os.environ.setdefault("VJ_CACHE_DIR", str(Path(tempfile.gettempdir()) / "vj-bench-cache"))
     cfg = Path(tempfile.mkdtemp(prefix="vj-bench-ndi-"))
+    atexit.register(shutil.rmtree, cfg, True)
     (cfg / "ndi-config.v1.json").write_text(json.dumps({"ndi": {"networks": {"ips": "127.0.0.1"}}}))
     os.environ.setdefault("NDI_CONFIG_DIR", str(cfg))  # NDI discovery without multicast (see tests)
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))

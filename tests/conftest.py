@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+from _scratch import scratch_dir
 
 REPO = Path(__file__).resolve().parent.parent
 # ../shared beside the checkout (a git worktree one level deeper finds it beside its parent)
 SHARED_AUDIO = next((p / "shared" / "data" / "audio" for p in (REPO.parent, REPO.parent.parent)
                      if (p / "shared" / "data" / "audio").is_dir()), REPO.parent / "shared" / "data" / "audio")
 
-# Set before any test imports vjengine.demo, and inherited by the subprocesses tests start.
-os.environ.setdefault("VJ_CACHE_DIR", tempfile.mkdtemp(prefix="vj-test-cache-"))
+# Set before any test imports vjengine.demo, and inherited by the subprocesses tests start (and by
+# pytest-xdist's workers, which then share the controller's directory rather than making their own).
+if "VJ_CACHE_DIR" not in os.environ:
+    os.environ["VJ_CACHE_DIR"] = scratch_dir("vj-test-cache-")
 
 
 @pytest.fixture(scope="session")

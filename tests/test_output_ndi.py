@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,10 +12,11 @@ import numpy as np
 import pytest
 from _osc_helpers import wait_until
 from _render_util import random_bank
+from _scratch import scratch_dir
 
 # NDI finds sources by mDNS, which a container's loopback does not carry: NDI's own configuration
 # file names the host to ask instead. Read once, when the runtime starts: set before the import.
-_cfg = Path(tempfile.mkdtemp(prefix="vj-ndi-"))
+_cfg = Path(scratch_dir("vj-ndi-"))
 (_cfg / "ndi-config.v1.json").write_text(json.dumps({"ndi": {"networks": {"ips": "127.0.0.1"}}}))
 os.environ.setdefault("NDI_CONFIG_DIR", str(_cfg))
 
