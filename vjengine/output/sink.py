@@ -25,6 +25,10 @@ from typing import Any
 import numpy as np
 
 from vjengine.output.url import OutSpec
+# Imported here, not on the worker thread. In a process that had not imported it yet, the import on
+# the sink's thread shifted when the NDI sender came up against an NDI receiver in the same process,
+# and that receiver then got 0-2 frames in 20 s in about half the runs (test_output_ndi.py alone).
+from vjengine.priority import idle_this_thread, unidle_thread
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +146,6 @@ class Sink:
         network threads) get the normal policy a step below the show instead of inheriting
         SCHED_IDLE, which a machine busy with other programs can starve outright (an SRT stream
         seconds late); only the sink's own thread stays idle."""
-        from vjengine.priority import idle_this_thread, unidle_thread  # noqa: PLC0415
-
         raised = self.priority == "idle" and unidle_thread(self._tid)
         try:
             yield
@@ -152,8 +154,6 @@ class Sink:
                 idle_this_thread()
 
     def _raise_starved(self) -> None:
-        from vjengine.priority import unidle_thread  # noqa: PLC0415
-
         if unidle_thread(self._tid):
             self._raised = True
             self.starved += 1
@@ -239,8 +239,6 @@ class Sink:
 
     def _run(self) -> None:
         try:  # below the render thread: encoding must not take the show's CPU (ffmpeg inherits it)
-            from vjengine.priority import idle_this_thread  # noqa: PLC0415
-
             self._tid = threading.get_native_id()
             self.priority = idle_this_thread()
         except Exception:  # noqa: BLE001
@@ -285,8 +283,6 @@ class Sink:
                 failures = 1
             if self._raised and self._slot is None:  # caught up: back to idle
                 self._raised = False
-                from vjengine.priority import idle_this_thread  # noqa: PLC0415
-
                 idle_this_thread()
         self._send_last()
         self.state = "stopped"
