@@ -15,9 +15,7 @@ Prints a table, then one JSON line with ``builder_fps``, ``naive_fps``, ``speedu
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -54,8 +52,8 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    tmp = Path(tempfile.mkdtemp(prefix="vj-bench-build-"))
-    atexit.register(shutil.rmtree, tmp, True)  # the tiny model and the bank: ~50 MB a run
+    scratch = tempfile.TemporaryDirectory(prefix="vj-bench-build-")  # the tiny model and the bank: ~50 MB a run
+    tmp = Path(scratch.name)
     model = tmp / "tiny"
     make_tiny_pipeline(model)
     text = f"""

@@ -20,10 +20,8 @@ Prints a table, then one JSON line with ``single_s``, ``ray_1w_s``, ``ray_2w_s``
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,8 +63,8 @@ def main() -> int:
 
     from bank_builder.testing import make_tiny_pipeline
 
-    tmp = Path(tempfile.mkdtemp(prefix="vj-bench-ray-"))
-    atexit.register(shutil.rmtree, tmp, True)
+    scratch = tempfile.TemporaryDirectory(prefix="vj-bench-ray-")  # removed at exit, even on error
+    tmp = Path(scratch.name)
     model = tmp / "tiny"
     make_tiny_pipeline(model)
     spec = tmp / "spec.toml"

@@ -118,7 +118,8 @@ def main() -> int:
     from vjengine.render.textures import BankTextures
 
     ctx = headless_context()
-    work = Path(tempfile.mkdtemp(prefix="vj-bench-render-"))
+    scratch = tempfile.TemporaryDirectory(prefix="vj-bench-render-")  # removed at exit, even on error
+    work = Path(scratch.name)
 
     # The reference: a plain one-tap copy of a 1920x1080 texture to the output.
     rng = np.random.default_rng(0)
@@ -203,9 +204,7 @@ def main() -> int:
         "copy_wall_ms": round(wall["copy"], 3),
         **{f"ratio_k{k}_wall": round(wall[f"K={k} fill"] / wall["copy"], 3) for k in (1, 2, 4, 8, 16)},
     }
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
+    scratch.cleanup()
     print(json.dumps(result))
     return 0
 

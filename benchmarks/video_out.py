@@ -27,11 +27,9 @@ receivers' decoders compete with the show for the same cores): read them as such
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -334,8 +332,8 @@ def main() -> None:
         {"ndi": rx_ndi, "mjpeg": rx_mjpeg, "srt": rx_srt}[kind](*rest)
         return
     os.environ.setdefault("VJ_CACHE_DIR", str(Path(tempfile.gettempdir()) / "vj-bench-cache"))
-    cfg = Path(tempfile.mkdtemp(prefix="vj-bench-ndi-"))
-    atexit.register(shutil.rmtree, cfg, True)
+    scratch = tempfile.TemporaryDirectory(prefix="vj-bench-ndi-")  # removed at exit, even on error
+    cfg = Path(scratch.name)
     (cfg / "ndi-config.v1.json").write_text(json.dumps({"ndi": {"networks": {"ips": "127.0.0.1"}}}))
     os.environ.setdefault("NDI_CONFIG_DIR", str(cfg))  # NDI discovery without multicast (see tests)
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))

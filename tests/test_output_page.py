@@ -79,7 +79,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def browser():
+def browser(tmp_path_factory):
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("Chromium and its driver are not installed (Debian: apt-get install chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
@@ -90,7 +90,9 @@ def browser():
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,1000",
                 "--disable-gpu"):
         opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)  # the system driver: no download
+    # Chromium leaves org.chromium.Chromium.* folders in TMPDIR: give it pytest's, which is cleaned up
+    env = {**os.environ, "TMPDIR": str(tmp_path_factory.mktemp("chromium"))}
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=opts)  # the system driver: no download
     yield driver
     driver.quit()
 
