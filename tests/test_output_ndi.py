@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -85,6 +86,8 @@ def test_ndi_receiver_gets_the_rendered_pixels(ctx, tmp_path):
         finder.close()
         hub.close()
         renderer.release()
+        # the NDI runtime leaves an empty NTK_SEND_<name> in TMPDIR per sender name: this test's is per run
+        Path(tempfile.gettempdir(), f"NTK_SEND_{name}").unlink(missing_ok=True)
     frame = got[-1].astype(np.int16)
     diff = np.abs(frame[..., :3] - expected[..., :3].astype(np.int16))
     assert diff.mean() < 3.0, f"mean difference {diff.mean():.2f} (NDI's codec is near-lossless)"
