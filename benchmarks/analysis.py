@@ -5,7 +5,8 @@ downbeat_f, lock_s, never_locked, octave_errors: means (lock: median) over the r
 tracker (``--beat-tracker dsp``), with _learned for ``--beat-tracker learned`` (BeatNet's CRNN in numpy),
 _librosa / _aubio for theirs, _10s for the recordings of 10 s or more and _synthetic for the synthetic
 set; per_clip; cpu_ms_per_audio_s_learned;
-cpu_ms_per_audio_s_clips per tracker; onset_latency_ms_p99, ...).
+cpu_ms_per_audio_s_clips per tracker; false_beats_per_min and _learned per no-beat signal;
+onset_latency_ms_p99, ...).
 
 - CPU: the analysis fed like a show (256-frame device blocks, polled at 60 fps) over a dance loop,
   as CPU ms per second of audio and per video frame; also fed in large blocks (`vj analyze`). Ten
@@ -18,6 +19,8 @@ cpu_ms_per_audio_s_clips per tracker; onset_latency_ms_p99, ...).
   one where it gave under two beats; outside 0.9..1.1 it is an octave error), for
   our causal tracker fed block by block, librosa's offline ``beat_track`` and aubio's causal
   ``tempo`` (hop 256, window 1024), and each one's CPU per audio second on the recordings.
+- No beat at all: beats per minute our trackers fire on mains hum, a test tone, a chord pad and
+  pink noise (``synth.steady``, 20 s each at -40 and -20 dBFS); anything above 0 is a false beat.
 - Latency from a sample entering the ring (the end of its 256-frame device block) to its onset
   flag appearing in the AudioFrame, with polls at 60 fps (simulated clock; the measured compute
   time per poll is added). Beats are predicted (and shown half a frame ahead), so their figure is
@@ -47,7 +50,7 @@ sys.path.insert(0, str(REPO))
 from vjengine.audio.analyzer import AnalysisConfig, Analyzer  # noqa: E402
 from vjengine.audio.engine import AudioEngine  # noqa: E402
 from vjengine.audio.sources import load_audio  # noqa: E402
-from vjengine.audio.synth import click_train, dance_loop, groove  # noqa: E402
+from vjengine.audio.synth import STEADY_KINDS, click_train, dance_loop, groove, steady  # noqa: E402
 
 SHARED_AUDIO = next((p / "shared" / "data" / "audio" for p in (REPO.parent, REPO.parent.parent)
                      if (p / "shared" / "data" / "audio").is_dir()), REPO.parent / "shared" / "data" / "audio")
@@ -284,6 +287,20 @@ def _fmt(v, width: int = 6, digits: int = 3) -> str:
     return f"{v:{width}.{digits}f}"
 
 
+# ----------------------------------------------------------------------------- no beat at all
+def no_beat() -> dict:
+    """Beats per minute each of our trackers fires on 20 s of sound without a beat (mains hum,
+    a test tone, a pad, pink noise; see ``synth.steady``), at -40 and -20 dBFS: 0 is right."""
+    out: dict = {}
+    for t in ("ours", "learned"):
+        for kind in STEADY_KINDS:
+            for dbfs in (-40.0, -20.0):
+                x = steady(kind, seconds=20.0, sr=44100, dbfs=dbfs, seed=5)
+                est, _, _ = TRACKERS[t](x, 44100)
+                out[(t, f"{kind}{dbfs:+.0f}")] = est.size * 60.0 / 20.0
+    return out
+
+
 # ----------------------------------------------------------------------------- latency
 def latency() -> dict:
     """Onset and beat flags vs the time their first sample entered the ring (simulated show clock)."""
@@ -345,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, cpu_by_tracker, aubio_error = beat_tracking(tuple(args.clips))
     cost.measure(3)
     lat = latency()
+    false_beats = no_beat()
     cost.measure(3)
     cpu = cost.result()
     print(f"machine: {os.cpu_count()} cores, load average {load_1min:.1f} when the run started")
@@ -396,6 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     print("  CPU ms per audio second on the recordings: " + ", ".join(f"{t} {cpu_by_tracker[t]:.1f}" for t in trackers)
           + " (ours includes per-hop recording; librosa is offline)")
     print()
+    print("No beat at all (20 s of each, at -40 and -20 dBFS RMS): beats fired per minute, 0 is right")
+    signals = sorted({k[1] for k in false_beats}, key=lambda k: (STEADY_KINDS.index(k[:-3]), k))
+    print(f"  {'tracker':<8} " + " ".join(f"{k:>9}" for k in signals))
+    for t in ("ours", "learned"):
+        print(f"  {t:<8} " + " ".join(f"{false_beats[(t, k)]:9.1f}" for k in signals))
+    print()
     print("Latency (sample enters the ring -> flag in the AudioFrame; 60 fps polls, 256-frame blocks)")
     print(f"  onset: p50 {lat['onset_latency_ms_p50']:.1f} ms, p99 {lat['onset_latency_ms_p99']:.1f} ms "
           f"({lat['onsets_measured']} onsets)")
@@ -419,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                         ("never_locked", m["never_locked"]),
                         ("octave_errors", m["octave_errors"]))},
         "cpu_ms_per_audio_s_clips": {t: round(v, 2) for t, v in cpu_by_tracker.items()},
+        "false_beats_per_min": {k: round(v, 1) for (t, k), v in false_beats.items() if t == "ours"},
+        "false_beats_per_min_learned": {k: round(v, 1) for (t, k), v in false_beats.items() if t == "learned"},
         "onset_latency_ms_p50": round(lat["onset_latency_ms_p50"], 2),
         "onset_latency_ms_p99": round(lat["onset_latency_ms_p99"], 2),
         "beat_latency_ms_p50": round(lat["beat_latency_ms_p50"], 2),

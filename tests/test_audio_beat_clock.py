@@ -11,7 +11,7 @@ from _audio_util import analyse, frames_at_fps
 from vjengine.audio.analyzer import AnalysisConfig
 from vjengine.audio.engine import AudioEngine
 from vjengine.audio.sources import load_audio
-from vjengine.audio.synth import groove
+from vjengine.audio.synth import groove, steady
 
 SR = 44100
 TOL_S = 0.07  # mir_eval's beat window
@@ -188,3 +188,41 @@ def test_resync_pins_the_downbeat_over_the_detected_one():
     for t in bars_after:  # every claimed bar is now one beat after a true downbeat
         assert np.min(np.abs(downbeats + period - t)) <= 0.07
     assert engine.poll().downbeat_confidence == 1.0
+
+
+
+@TRACKERS
+@pytest.mark.parametrize("kind,dbfs", [("hum", -40.0), ("tone", -20.0), ("pad", -20.0)])
+def test_no_beat_without_attacks(tracker, kind, dbfs):
+    """A steady tone's spectrum ripples periodically and the autocorrelation reads that as a tempo,
+    but nothing in it attacks: the clock never locks and no beat fires (a flash at 150 BPM on a
+    ground-loop hum, before the set has started)."""
+    a = analyse(steady(kind, seconds=20.0, sr=SR, dbfs=dbfs), SR, config=AnalysisConfig(beat_tracker=tracker))
+    assert not a.beat_times and not a.locked
+
+
+@TRACKERS
+def test_a_hum_before_the_music_neither_fires_beats_nor_slows_the_lock(tracker):
+    """The booth output hums at -30 dBFS for 10 s, then the track starts: silence on the beat until
+    then, and the clock still locks within the first bar or so of the music."""
+    x, beats, _ = groove(bpm=126.0, seconds=20.0, sr=SR, seed=4)
+    pre = steady("hum", seconds=10.0, sr=SR, dbfs=-30.0)
+    a = analyse(np.concatenate([pre, x]), SR, config=AnalysisConfig(beat_tracker=tracker))
+    est = np.array(a.beat_times)
+    assert not (est < 10.0).any(), est[est < 10.0]
+    assert lock_time(est - 10.0, beats) <= 3.0
+    assert a.bpm == pytest.approx(126.0, rel=0.02)
+
+
+@TRACKERS
+def test_a_loud_hum_never_throws_the_tempo_out_of_range(tracker):
+    """With the attack gate off, a loud hum leaves the tempo comb nearly flat: the peak refinement
+    once took that to 8e15 BPM, the analysis raised on every later block and the beat phase froze.
+    Now the tempo stays in range and the music that follows is tracked."""
+    cfg = AnalysisConfig(beat_tracker=tracker, attack_min_count=0)
+    x, beats, _ = groove(bpm=126.0, seconds=20.0, sr=SR, seed=4)
+    a = analyse(np.concatenate([steady("hum", seconds=15.0, sr=SR, dbfs=-6.0), x]), SR, config=cfg)
+    rec = a.recorded()
+    assert np.all((rec["bpm"] >= cfg.tempo.min_bpm * 0.99) & (rec["bpm"] <= cfg.tempo.max_bpm * 1.01))
+    est = np.array(a.beat_times)
+    assert lock_time(est[est > 15.0] - 15.0, beats) <= 6.0

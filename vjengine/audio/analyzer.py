@@ -14,6 +14,7 @@ are preallocated and the views into them cached per batch size.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
@@ -68,6 +69,14 @@ class AnalysisConfig:
     lock_confidence: float = 0.12
     unlock_confidence: float = 0.02
     min_lock_s: float = 1.4              # sound needed before the clock may lock
+    # ... and attacks: at least attack_min_count within the last attack_window_s, an attack being a hop
+    # where attack_breadth of the mel bands rose by attack_rise_db or more. A steady tone, mains hum or
+    # a drumless pad ripples periodically in a band or two (partials beating), which the
+    # autocorrelation takes for a beat; it has no attacks, so it never locks the clock.
+    attack_rise_db: float = 3.0
+    attack_breadth: float = 0.1
+    attack_min_count: int = 3
+    attack_window_s: float = 4.0
     silence_unlock_s: float = 4.0
     beats_per_bar: int = 4               # shown until the metre is known; fixed if auto_metre is off
     auto_metre: bool = True              # detect 3 or 4 beats a bar
@@ -199,6 +208,9 @@ class Analyzer:
         self._next_mark = 1.0
         self.downbeat_times: list[float] = []
         self._odf_i = 0
+        self._attacks: deque[int] = deque(maxlen=64)  # hop index where each attack began (the lock's gate)
+        self._attack_on = False
+        self._attack_bands = max(1, math.ceil(cfg.attack_breadth * nm))
         self._tempo_every = max(1, int(round(cfg.tempo.update_s * self.frame_rate_hz)))
         self._gate_hold_hops = max(1, int(round(cfg.gate_hold_ms * 1e-3 / h)))
         self._gate_left = 0
@@ -336,6 +348,7 @@ class Analyzer:
         np.subtract(cur, lag2, out=rise)
         np.maximum(rise, 0.0, out=rise)
         fluxes = (self._flux_w @ rise).T.tolist()  # m x [mean mel rise, mean kick-bin rise]
+        self._note_attacks(rise)
         cols_head[:] = cols_next
         band_rows = feat.band_cols.T.tolist()  # m x [band dB ..., total power, centroid numerator]
 
@@ -566,6 +579,10 @@ class Analyzer:
             if self._silent_hops * self.hop_s > cfg.silence_unlock_s:
                 self.locked = False
             return
+        if not self.locked and not self._attacked():  # no attacks: nothing to lock to, nothing to learn
+            self.tempo.forget()
+            self.confidence *= 0.9
+            return
         self.tempo.hold = self.locked and self.tempo_source == "auto"
         bpm, conf = self.tempo.update(hist, self._history(self._kick_buf))
         self.confidence = conf
@@ -584,6 +601,26 @@ class Analyzer:
                 self._reset_bars()
         if self.locked:
             self._update_bars()
+
+    def _note_attacks(self, rise: np.ndarray) -> None:
+        """Record the hops of this batch where an attack begins (``attack_*``) from its per-band dB
+        rise; only while unlocked, the one time the gate is asked (it costs ~7 us a batch)."""
+        if self.locked:
+            self._attack_on = False
+            return
+        broad = (np.add.reduce(rise[:self.front.n_mels] >= self.config.attack_rise_db, axis=0)
+                 >= self._attack_bands).tolist()
+        on, n = self._attack_on, self.n_hops
+        for i, b in enumerate(broad):
+            if b and not on:
+                self._attacks.append(n + i)
+            on = b
+        self._attack_on = on
+
+    def _attacked(self) -> bool:
+        """At least ``attack_min_count`` attacks within the last ``attack_window_s``?"""
+        since = self.n_hops - self.config.attack_window_s * self.frame_rate_hz
+        return sum(1 for h in self._attacks if h >= since) >= self.config.attack_min_count
 
     def _reset_bars(self) -> None:
         self.bars.reset()

@@ -1,4 +1,4 @@
-"""Synthetic test signals with exactly known beats: a 4/4 dance loop, click and kick trains, tones.
+"""Synthetic test signals: music with exactly known beats (dance loop, click trains, grooves), and sound with none.
 
 Used for the built-in demo audio (``vjengine.demo``), the tests and the benchmark.
 """
@@ -197,3 +197,26 @@ def groove(*, bpm: float = 124.0, seconds: float = 16.0, sr: int = 44100, beats_
     peak = float(np.max(np.abs(out))) or 1.0
     out *= 0.9 / peak
     return out.astype(np.float32), beats, beats[::beats_per_bar]
+
+
+STEADY_KINDS = ("hum", "tone", "pad", "noise")
+
+
+def steady(kind: str, *, seconds: float = 20.0, sr: int = 44100, dbfs: float = -20.0, seed: int = 0) -> np.ndarray:
+    """Sound with no beat in it, at ``dbfs`` RMS: ``hum`` (50 Hz mains and two harmonics, a ground
+    loop), ``tone`` (a 440 Hz test tone), ``pad`` (an A major chord swelling every 10 s, its partials
+    beating) or ``noise`` (pink). What a line-in carries before the set starts, or in a drumless intro."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    if kind == "hum":
+        x = np.sin(2 * np.pi * 50 * t) + 0.5 * np.sin(2 * np.pi * 150 * t) + 0.3 * np.sin(2 * np.pi * 250 * t)
+    elif kind == "tone":
+        x = np.sin(2 * np.pi * 440 * t)
+    elif kind == "pad":
+        swell = 0.6 + 0.4 * np.sin(2 * np.pi * 0.1 * t)
+        x = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6, 440.0)) * swell
+    elif kind == "noise":
+        spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(t.size))
+        x = np.fft.irfft(spec / np.sqrt(np.maximum(np.fft.rfftfreq(t.size, 1.0 / sr), 20.0)), t.size)
+    else:
+        raise ValueError(f"kind must be one of {', '.join(STEADY_KINDS)}, got {kind!r}")
+    return (x / np.sqrt(np.mean(x ** 2)) * 10 ** (dbfs / 20)).astype(np.float32)

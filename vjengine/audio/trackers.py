@@ -141,6 +141,15 @@ class TempoTracker:
         self.confidence = 0.0
         self._acf: np.ndarray | None = None
 
+    def forget(self) -> None:
+        """Drop the smoothed comb scores and level votes (what a steady tone's ripple built up), so
+        that the music that follows is judged afresh; the tempo shown stays."""
+        self.scores[:] = 0.0
+        self._raw = self._ev_raw = self.level_evidence = 0.0
+        self._half_votes = self._switch_votes = 0
+        self._halved = False
+        self.confidence = 0.0
+
     def acf(self, history: np.ndarray) -> np.ndarray:
         """Unbiased, mean-removed autocorrelation normalised to 1 at lag 0."""
         n = history.size
@@ -279,6 +288,9 @@ class TempoTracker:
             a, b, c = s[i - 1], s[i], s[i + 1]
             den = a - 2 * b + c
             off = 0.5 * (a - c) / den if den < 0 else 0.0
+            # at most half a step: ``i`` may be the best of a window around the last tempo, not a true
+            # peak, and on near-flat scores (a steady tone) the vertex lies anywhere (once: 8e15 BPM)
+            off = min(0.5, max(-0.5, off))
             step = math.log(self.bpms[1] / self.bpms[0])
             return float(self.bpms[i] * math.exp(off * step))
         return float(self.bpms[i])
