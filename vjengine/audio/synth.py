@@ -210,7 +210,7 @@ def steady(kind: str, *, seconds: float = 20.0, sr: int = 44100, dbfs: float = -
     if kind == "hum":
         x = np.sin(2 * np.pi * 50 * t) + 0.5 * np.sin(2 * np.pi * 150 * t) + 0.3 * np.sin(2 * np.pi * 250 * t)
     elif kind == "tone":
-        x = np.sin(2 * np.pi * 440 * t)
+        x = tone(440.0, seconds=seconds, sr=sr, amplitude=1.0)
     elif kind == "pad":
         swell = 0.6 + 0.4 * np.sin(2 * np.pi * 0.1 * t)
         x = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6, 440.0)) * swell
