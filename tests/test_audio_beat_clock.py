@@ -226,3 +226,31 @@ def test_a_loud_hum_never_throws_the_tempo_out_of_range(tracker):
     assert np.all((rec["bpm"] >= cfg.tempo.min_bpm * 0.99) & (rec["bpm"] <= cfg.tempo.max_bpm * 1.01))
     est = np.array(a.beat_times)
     assert lock_time(est[est > 15.0] - 15.0, beats) <= 6.0
+
+
+@TRACKERS
+@pytest.mark.parametrize("kind", ["pad", "hum"])
+def test_a_breakdown_without_attacks_holds_the_grid(tracker, kind):
+    """24 s of a chord pad (or of hum alone) in the middle of a 128 BPM track: the clock keeps the
+    track's tempo and phase through it (the pad's ripple once pulled it to 81-166 BPM, half the
+    beats off the grid) and is on the grid when the drums come back."""
+    x, beats, _ = groove(bpm=128.0, seconds=50.0, sr=SR, seed=1)
+    x[12 * SR:36 * SR] = steady(kind, seconds=24.0, sr=SR, dbfs=-20.0)
+    a = analyse(x, SR, config=AnalysisConfig(beat_tracker=tracker))
+    est = np.array(a.beat_times)
+    held = est[(est > 12.5) & (est < 40.0)]
+    assert held.size >= 50  # every beat of the breakdown and of the bars after it
+    assert np.all(np.min(np.abs(held[:, None] - beats[None, :]), axis=1) <= TOL_S)
+    assert np.all(np.abs(bpm_after(a, 4.0) / 128.0 - 1.0) < 0.01)
+
+
+@TRACKERS
+def test_the_beat_stops_when_the_music_ends_over_a_hum(tracker):
+    """The set ends but the line-in keeps humming: the clock runs on for attack_hold_s, then unlocks."""
+    cfg = AnalysisConfig(beat_tracker=tracker)
+    x, _, _ = groove(bpm=128.0, seconds=12.0, sr=SR, seed=1)
+    a = analyse(np.concatenate([x, steady("hum", seconds=cfg.attack_hold_s + 8.0, sr=SR, dbfs=-40.0)]), SR,
+                config=cfg)
+    est = np.array(a.beat_times)
+    assert (est > 12.0).any()  # it ran on
+    assert not a.locked and est[-1] < 12.0 + cfg.attack_hold_s + 1.0

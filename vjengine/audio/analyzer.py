@@ -72,11 +72,13 @@ class AnalysisConfig:
     # ... and attacks: at least attack_min_count within the last attack_window_s, an attack being a hop
     # where attack_breadth of the mel bands rose by attack_rise_db or more. A steady tone, mains hum or
     # a drumless pad ripples periodically in a band or two (partials beating), which the
-    # autocorrelation takes for a beat; it has no attacks, so it never locks the clock.
+    # autocorrelation takes for a beat; it has no attacks, so it never locks the clock (nor, once
+    # locked, moves its tempo, phase or bar).
     attack_rise_db: float = 3.0
     attack_breadth: float = 0.1
     attack_min_count: int = 3
     attack_window_s: float = 4.0
+    attack_hold_s: float = 30.0          # locked, no attack for 2 beats: tempo, phase and bar are held, this long
     silence_unlock_s: float = 4.0
     beats_per_bar: int = 4               # shown until the metre is known; fixed if auto_metre is off
     auto_metre: bool = True              # detect 3 or 4 beats a bar
@@ -210,6 +212,7 @@ class Analyzer:
         self._odf_i = 0
         self._attacks: deque[int] = deque(maxlen=64)  # hop index where each attack began (the lock's gate)
         self._attack_on = False
+        self._still_hops = 0  # hops locked without attacks
         self._attack_bands = max(1, math.ceil(cfg.attack_breadth * nm))
         self._tempo_every = max(1, int(round(cfg.tempo.update_s * self.frame_rate_hz)))
         self._gate_hold_hops = max(1, int(round(cfg.gate_hold_ms * 1e-3 / h)))
@@ -579,10 +582,21 @@ class Analyzer:
             if self._silent_hops * self.hop_s > cfg.silence_unlock_s:
                 self.locked = False
             return
-        if not self.locked and not self._attacked():  # no attacks: nothing to lock to, nothing to learn
+        if not self.locked and not self._attacked(cfg.attack_window_s, cfg.attack_min_count):
+            self.confidence *= 0.9  # no attacks: nothing to lock to or learn from (see attack_rise_db)
             self.tempo.forget()
-            self.confidence *= 0.9
             return
+        if self.locked and self._still():
+            # the clock runs on at its tempo and phase through a drumless breakdown (a pad's ripple
+            # would pull both off the grid), and stops only after attack_hold_s (the music ended over a hum)
+            self.confidence *= 0.9
+            self._still_hops += self._tempo_every
+            if self._still_hops * self.hop_s > cfg.attack_hold_s:
+                self.locked = False
+                self._reset_bars()
+                self.tempo.forget()
+            return
+        self._still_hops = 0
         self.tempo.hold = self.locked and self.tempo_source == "auto"
         bpm, conf = self.tempo.update(hist, self._history(self._kick_buf))
         self.confidence = conf
@@ -603,11 +617,7 @@ class Analyzer:
             self._update_bars()
 
     def _note_attacks(self, rise: np.ndarray) -> None:
-        """Record the hops of this batch where an attack begins (``attack_*``) from its per-band dB
-        rise; only while unlocked, the one time the gate is asked (it costs ~7 us a batch)."""
-        if self.locked:
-            self._attack_on = False
-            return
+        """Record the hops of this batch where an attack begins (``attack_*``) from its per-band dB rise."""
         broad = (np.add.reduce(rise[:self.front.n_mels] >= self.config.attack_rise_db, axis=0)
                  >= self._attack_bands).tolist()
         on, n = self._attack_on, self.n_hops
@@ -617,10 +627,14 @@ class Analyzer:
             on = b
         self._attack_on = on
 
-    def _attacked(self) -> bool:
-        """At least ``attack_min_count`` attacks within the last ``attack_window_s``?"""
-        since = self.n_hops - self.config.attack_window_s * self.frame_rate_hz
-        return sum(1 for h in self._attacks if h >= since) >= self.config.attack_min_count
+    def _attacked(self, window_s: float, count: int) -> bool:
+        """At least ``count`` attacks within the last ``window_s``?"""
+        since = self.n_hops - window_s * self.frame_rate_hz
+        return sum(1 for h in self._attacks if h >= since) >= count
+
+    def _still(self) -> bool:
+        """No attack for two beats: the grid is held, not fitted."""
+        return not self._attacked(120.0 / self.clock.bpm, 1)
 
     def _reset_bars(self) -> None:
         self.bars.reset()
@@ -656,7 +670,7 @@ class Analyzer:
         return self._bar_manual or self.bars.confidence >= self.config.downbeat_confidence
 
     def _update_phase(self, fast: bool = False) -> None:
-        if self._sound_hops * self.hop_s < 1.0 or self._silent_hops > 0:
+        if self._sound_hops * self.hop_s < 1.0 or self._silent_hops > 0 or self._still():
             return
         # the period rounded to 1/8 hop, so the grid cached in beat_offset is reused while the tempo holds
         period_hops = round(60.0 * self.frame_rate_hz / self.clock.bpm * 8.0) / 8.0
