@@ -628,9 +628,11 @@ class Analyzer:
         self._attack_on = on
 
     def _attacked(self, window_s: float, count: int) -> bool:
-        """At least ``count`` attacks within the last ``window_s``?"""
-        since = self.n_hops - window_s * self.frame_rate_hz
-        return sum(1 for h in self._attacks if h >= since) >= count
+        """At least ``count`` attacks within the last ``window_s``? (The batch's later hops are noted
+        already: they do not count, so that results do not depend on the blocking.)"""
+        now = self.n_hops
+        since = now - window_s * self.frame_rate_hz
+        return sum(1 for h in self._attacks if since <= h < now) >= count
 
     def _still(self) -> bool:
         """No attack for two beats: the grid is held, not fitted."""
