@@ -264,3 +264,25 @@ def test_the_beat_stops_when_the_music_ends_over_a_hum(tracker):
     est = np.array(a.beat_times)
     assert (est > 12.0).any()  # it ran on
     assert not a.locked and est[-1] < 12.0 + cfg.attack_hold_s + 1.0
+
+
+def test_tempo_votes_count_audio_time_not_updates():
+    """A tempo update that stands for twice the audio (``dt``) counts twice: the metrical level
+    changes after the same stretch of music however often the tempo is re-estimated (the learned
+    tracker re-estimates every 0.25 s until it locks, every 0.5 s after)."""
+    from vjengine.audio.trackers import TempoConfig, TempoTracker
+
+    fr, n = 200.0, 1600
+    history = np.zeros(n)  # 180 BPM pulses, every other one weak: a dancer claps 90
+    for k, t in enumerate(np.arange(n - 1, 0, -60.0 / 180.0 * fr)):
+        history[int(round(t))] = 1.0 if k % 2 == 0 else 0.3
+
+    def seconds_until_halved(dt: float) -> float:
+        tracker = TempoTracker(frame_rate_hz=fr, config=TempoConfig(update_s=0.25, half_votes_needed=6))
+        for i in range(1, 40):
+            if tracker.update(history, dt=dt)[0] == pytest.approx(90.0, rel=0.03):
+                return i * dt
+        return float("inf")
+
+    quarter, half = seconds_until_halved(0.25), seconds_until_halved(0.5)
+    assert quarter < 3.0 and abs(quarter - half) <= 0.5, (quarter, half)

@@ -145,6 +145,44 @@ def test_learned_tracker_on_synthetic_grooves(bpm, metre):
     assert np.all(np.min(np.abs(late[:, None] - beats[None, :]), axis=1) <= 0.07), "every late beat on a true one"
 
 
+@pytest.mark.parametrize("bpm", [124.0, 128.0, 150.0])
+def test_the_learned_clock_is_on_the_grid_within_two_seconds(bpm):
+    """Until it locks, the learned tracker re-estimates the tempo every 0.25 s and may lock after 1 s
+    of sound: on a steady groove it gives a true beat before 1.65 s, and every beat from there on is
+    a true one (from 1.9-2.0 s before)."""
+    x, beats, _ = groove(bpm=bpm, seconds=10.0, sr=44100, seed=1)
+    a = analyse(x, 44100, config=LEARNED)
+    est = np.array(a.beat_times)
+    ref = beats[beats <= 9.3]
+    est = est[est <= ref[-1] + 0.07]
+    hit = np.array([np.min(np.abs(ref - e)) <= 0.07 for e in est])
+    assert est.size >= 10 and hit[-1]
+    first_of_the_run = est[np.nonzero(~hit)[0][-1] + 1] if not hit.all() else est[0]
+    assert first_of_the_run < 1.65, est[:6]
+
+
+def test_the_learned_clock_does_not_depend_on_the_blocking():
+    """Tempo updates every 0.25 s until the lock and every 0.5 s after it fall on fixed hops: the
+    beats, the lock and the bar are the same in 256-sample device blocks and in 16384-sample reads."""
+    x, _, _ = groove(bpm=128.0, seconds=10.0, sr=44100, seed=2)
+    small, big = (analyse(x, 44100, block=b, config=LEARNED) for b in (256, 16384))
+    assert len(small.beat_times) >= 15
+    np.testing.assert_allclose(small.beat_times, big.beat_times, atol=1e-3)
+    np.testing.assert_allclose(small.downbeat_times, big.downbeat_times, atol=1e-3)
+    assert small.bpm == pytest.approx(big.bpm, abs=1e-6)
+
+
+def test_the_learned_clock_follows_a_short_clip_from_its_third_beat(shared_audio):
+    """madmom's 2.8 s excerpt (87.5 BPM, four annotated beats): the beats at 1.48 s and 2.15 s are
+    given, and nothing else (the clock used to lock only after the third)."""
+    x, sr = load_audio(shared_audio / "madmom_sample/sample.wav")
+    ref = np.loadtxt(shared_audio / "madmom_sample/sample.beats", usecols=0)
+    est = np.array(analyse(x, sr, config=LEARNED).beat_times)
+    est = est[est <= ref[-1] + 0.07]
+    assert all(np.min(np.abs(est - r)) <= 0.07 for r in ref[2:]), est
+    assert all(np.min(np.abs(ref - e)) <= 0.07 for e in est), est
+
+
 def test_learned_analysis_imports_no_torch():
     code = ("import sys, numpy as np\n"
             "from vjengine.audio.analyzer import AnalysisConfig, Analyzer\n"

@@ -91,6 +91,15 @@ class AnalysisConfig:
     # learned: weight of the downbeat activation in the bar evidence, beside the bass/kick peak and the
     # harmonic change (weight 1 each); each cue is normalised by its own running mean
     learned_downbeat_weight: float = 1.0
+    # learned: its activation peaks on beats, near 0 between (flux also peaks on hats, strums and
+    # off-beats), so its autocorrelation settles sooner: until the clock locks, tempo updates twice as
+    # often (the vote counts doubled, so they span the same time), it may lock after 1 s of sound, not
+    # 1.4, and the comb averages only the harmonics the short early history holds. Locked, every 0.5 s
+    # as before (the CPU). benchmarks/beat_loo.py checks the choice leave-one-out; the flux path keeps
+    # ``tempo`` and ``min_lock_s``: locking it after 1 s put a 174 BPM loop at 3:2.
+    learned_tempo: TempoConfig = TempoConfig(update_s=0.25, locked_update_s=0.5, half_votes_needed=6,
+                                             unhalve_votes=12, switch_votes=8, comb_mean=True)
+    learned_min_lock_s: float = 1.0
 
 
 BEAT_TRACKERS = ("dsp", "learned")
@@ -182,7 +191,10 @@ class Analyzer:
         self.onsets = OnsetTracker(hop_s=h, threshold=cfg.onset_threshold, refractory_s=cfg.onset_refractory_ms * 1e-3)
         self.kicks = OnsetTracker(hop_s=h, threshold=cfg.kick_threshold, refractory_s=cfg.kick_refractory_ms * 1e-3,
                                   min_peak=1.0)
-        self.tempo = TempoTracker(frame_rate_hz=self.frame_rate_hz, config=cfg.tempo)
+        is_learned = cfg.beat_tracker == "learned"
+        self.tempo = TempoTracker(frame_rate_hz=self.frame_rate_hz,
+                                  config=cfg.learned_tempo if is_learned else cfg.tempo)
+        self._min_lock_s = cfg.learned_min_lock_s if is_learned else cfg.min_lock_s
         self.clock = BeatClock(hop_s=h, bpm=120.0, gain=cfg.pll_gain)
         self._win = int(round(cfg.tempo_window_s * self.frame_rate_hz))
         self._odf_buf = np.zeros(2 * self._win)
@@ -214,7 +226,9 @@ class Analyzer:
         self._attack_on = False
         self._still_hops = 0  # hops locked without attacks
         self._attack_bands = max(1, math.ceil(cfg.attack_breadth * nm))
-        self._tempo_every = max(1, int(round(cfg.tempo.update_s * self.frame_rate_hz)))
+        self._tempo_every = max(1, int(round(self.tempo.config.update_s * self.frame_rate_hz)))
+        # locked: only every this many of those updates (fixed hop indices: blocking-independent)
+        self._locked_stride = max(1, int(round(self.tempo.config.locked_update_s / self.tempo.config.update_s)))
         self._gate_hold_hops = max(1, int(round(cfg.gate_hold_ms * 1e-3 / h)))
         self._gate_left = 0
         self._consts = HopConstants(
@@ -576,8 +590,12 @@ class Analyzer:
             self.clock.bpm = self._manual_bpm
             self.locked = True
             return
+        stride = self._locked_stride if self.locked else 1
+        if stride > 1 and (self.n_hops // self._tempo_every) % stride:
+            return
+        every = self._tempo_every * stride  # hops this update stands for
         hist = self._history()
-        if sound_s < 0.5 or hist.size < 60.0 * self.frame_rate_hz / cfg.tempo.min_bpm:
+        if sound_s < 0.5 or hist.size < 60.0 * self.frame_rate_hz / self.tempo.config.min_bpm:
             self.confidence *= 0.9
             if self._silent_hops * self.hop_s > cfg.silence_unlock_s:
                 self.locked = False
@@ -590,7 +608,7 @@ class Analyzer:
             # the clock runs on at its tempo and phase through a drumless breakdown (a pad's ripple
             # would pull both off the grid), and stops only after attack_hold_s (the music ended over a hum)
             self.confidence *= 0.9
-            self._still_hops += self._tempo_every
+            self._still_hops += every
             if self._still_hops * self.hop_s > cfg.attack_hold_s:
                 self.locked = False
                 self._reset_bars()
@@ -598,18 +616,18 @@ class Analyzer:
             return
         self._still_hops = 0
         self.tempo.hold = self.locked and self.tempo_source == "auto"
-        bpm, conf = self.tempo.update(hist, self._history(self._kick_buf))
+        bpm, conf = self.tempo.update(hist, self._history(self._kick_buf), dt=stride * self.tempo.config.update_s)
         self.confidence = conf
         if self.clock.bpm > 0 and octave_related(bpm / self.clock.bpm):  # beats now count another level: bars start afresh
             self._reset_bars()
         self.clock.bpm = bpm
         if not self.locked:
-            if conf >= cfg.lock_confidence and sound_s >= cfg.min_lock_s:
+            if conf >= cfg.lock_confidence and sound_s >= self._min_lock_s:
                 self.locked = True
                 self._weak_hops = 0
                 self._update_phase(fast=True)
         else:
-            self._weak_hops = self._weak_hops + self._tempo_every if conf < cfg.unlock_confidence else 0
+            self._weak_hops = self._weak_hops + every if conf < cfg.unlock_confidence else 0
             if self._weak_hops * self.hop_s > 10.0 or self._silent_hops * self.hop_s > cfg.silence_unlock_s:
                 self.locked = False
                 self._reset_bars()

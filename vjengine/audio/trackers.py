@@ -31,7 +31,8 @@ class TempoConfig:
     prior_octaves: float = 1.0           # its width (standard deviation, octaves)
     harmonic_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # comb weights at lags L, 2L, 3L, 4L
     comb_mean: bool = False              # comb score: mean over usable harmonics (else sum / count)
-    update_s: float = 0.5                # one update per this much audio
+    update_s: float = 0.5                # one update per this much audio (the vote counts below are in these)
+    locked_update_s: float = 0.0         # once the clock is locked, one update per this much (0: update_s)
     smoothing_s: float = 1.0             # time constant of the score smoothing
     recent_s: float = 4.0                # exponential recency weighting of the window (0: none)
     half_gain: float = 1.1               # halve when strong/mean pulse salience x prior(half)/prior(tempo) > this
@@ -128,14 +129,15 @@ class TempoTracker:
         self._recency: dict[int, np.ndarray] = {}
         self._comb: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._unbias: dict[int, tuple[int, np.ndarray]] = {}
-        self._half_votes = 0
-        self._switch_votes = 0
+        self._half_votes = 0.0   # votes count updates of update_s: an update over dt adds dt / update_s
+        self._switch_votes = 0.0
         self._halved = False   # showing half the comb's tempo (the dancer's level)
         self._raw = 0.0        # the comb's own tempo
         self.hold = False      # set while the beat clock is locked: no level change without strong evidence
         self.level_evidence = 0.0  # smoothed halve evidence (see _vote_level)
         self._ev_raw = 0.0
         self._ev_k = 1.0 - math.exp(-cfg.update_s / cfg.level_smoothing_s)
+        self._ev_step, self._vote = self._ev_k, 1.0  # this update's share (see update's dt)
         self.scores = np.zeros_like(self.bpms)
         self.bpm = cfg.prior_bpm
         self.confidence = 0.0
@@ -146,7 +148,7 @@ class TempoTracker:
         that the music that follows is judged afresh; the tempo shown stays."""
         self.scores[:] = 0.0
         self._raw = self._ev_raw = self.level_evidence = 0.0
-        self._half_votes = self._switch_votes = 0
+        self._half_votes = self._switch_votes = 0.0
         self._halved = False
         self.confidence = 0.0
 
@@ -165,10 +167,17 @@ class TempoTracker:
         r *= inv_count
         return r * (1.0 / r[0]) if r[0] > 1e-12 else np.zeros(n)
 
-    def update(self, history: np.ndarray, kick_history: np.ndarray | None = None) -> tuple[float, float]:
+    def update(self, history: np.ndarray, kick_history: np.ndarray | None = None,
+               dt: float | None = None) -> tuple[float, float]:
         """One tempo update from the onset-strength window (oldest first); ``kick_history`` (same
-        length: 1 where the kick detector fired, else 0) helps pick the metrical level."""
+        length: 1 where the kick detector fired, else 0) helps pick the metrical level. ``dt``: the
+        audio time this update stands for (default ``update_s``; smoothing and votes scale with it)."""
         cfg = self.config
+        if dt is None or dt == cfg.update_s:
+            keep, self._ev_step, self._vote = self._keep, self._ev_k, 1.0
+        else:
+            keep, self._vote = math.exp(-dt / cfg.smoothing_s), dt / cfg.update_s
+            self._ev_step = 1.0 - math.exp(-dt / cfg.level_smoothing_s)
         if cfg.recent_s > 0:  # weight recent onsets more, so a new tempo takes over sooner
             w = self._recency.get(history.size)
             if w is None:
@@ -192,7 +201,7 @@ class TempoTracker:
         i0, w0, w1 = comb_w
         comb = (r[i0] * w0 + r[i0 + 1] * w1).sum(axis=1)
         new = np.clip(comb, 0.0, None) * self.prior
-        self.scores = self._keep * self.scores + (1.0 - self._keep) * new
+        self.scores = keep * self.scores + (1.0 - keep) * new
         raw = self._pick(self._raw)
         if self._raw > 0:  # the comb moved an octave: keep showing the same level
             if self._halved and abs(raw / self._raw - 0.5) < 0.06:
@@ -224,12 +233,12 @@ class TempoTracker:
         j = lo + int(np.argmax(s[lo:hi]))
         if self.hold and octave_related(self.bpms[i] / self.bpms[j]):
             if s[j] >= self.config.locked_keep * s[i]:
-                self._switch_votes = 0
+                self._switch_votes = 0.0
                 return self._refine(j)
-            self._switch_votes += 1
+            self._switch_votes += self._vote
             if self._switch_votes < self.config.switch_votes:
                 return self._refine(j)
-        self._switch_votes = 0
+        self._switch_votes = 0.0
         return self._refine(j if s[j] >= 0.85 * s[i] else i)
 
     def _vote_level(self, history: np.ndarray, kick_history: np.ndarray | None, raw: float) -> None:
@@ -257,7 +266,7 @@ class TempoTracker:
         if self._ev_raw <= 0 or abs(raw / self._ev_raw - 1.0) > 0.06:  # a new tempo: start from neutral
             self.level_evidence = 1.0
         # smoothed over a few updates: the first bars' evidence is noisy
-        self.level_evidence += self._ev_k * (evidence - self.level_evidence)
+        self.level_evidence += self._ev_step * (evidence - self.level_evidence)
         self._ev_raw = raw
         evidence = self.level_evidence
         halve = evidence > cfg.half_gain
@@ -268,14 +277,14 @@ class TempoTracker:
             k_weak, k_strong = min(k_even, k_odd), max(k_even, k_odd)
             halve = k_strong >= cfg.half_kick_min_share and k_weak <= cfg.half_kick_check * k_strong
         if not self._halved:
-            self._half_votes = self._half_votes + 1 if halve else 0
+            self._half_votes = self._half_votes + self._vote if halve else 0.0
             if self._half_votes >= cfg.half_votes_needed:
-                self._halved, self._half_votes = True, 0
+                self._halved, self._half_votes = True, 0.0
         else:
             undo = not halve and evidence < cfg.unhalve_gain
-            self._half_votes = self._half_votes + 1 if undo else 0
+            self._half_votes = self._half_votes + self._vote if undo else 0.0
             if self._half_votes >= cfg.unhalve_votes:
-                self._halved, self._half_votes = False, 0
+                self._halved, self._half_votes = False, 0.0
 
     def _prior_at(self, bpm: float) -> float:
         cfg = self.config
