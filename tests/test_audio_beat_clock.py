@@ -11,7 +11,7 @@ from _audio_util import analyse, frames_at_fps
 from vjengine.audio.analyzer import AnalysisConfig
 from vjengine.audio.engine import AudioEngine
 from vjengine.audio.sources import load_audio
-from vjengine.audio.synth import groove, steady
+from vjengine.audio.synth import dance_loop, groove, steady
 
 SR = 44100
 TOL_S = 0.07  # mir_eval's beat window
@@ -286,3 +286,16 @@ def test_tempo_votes_count_audio_time_not_updates():
 
     quarter, half = seconds_until_halved(0.25), seconds_until_halved(0.5)
     assert quarter < 3.0 and abs(quarter - half) <= 0.5, (quarter, half)
+
+
+@pytest.mark.parametrize("tracker,bpm,within_s", [("learned", 124.0, 2.1), ("learned", 128.0, 1.75),
+                                                  ("dsp", 90.0, 3.0), ("learned", 90.0, 3.0)])
+def test_a_tempo_corrected_after_the_lock_re_aims_the_phase_at_once(tracker, bpm, within_s):
+    """A lock on the first second or so of a dance loop can take a wrong tempo (the learned
+    tracker reads 4:3 at 1.25 s); when the next update moves it by more than ``retune_jump`` (5 %),
+    the phase is re-aimed with the fast slew at once instead of drifting onto the grid over bars
+    (on the grid by 2.4, 2.3, 3.4 and 3.4 s without it)."""
+    x, beats = dance_loop(bpm=bpm, seconds=12.0, sr=SR, seed=1)
+    a = analyse(x, SR, config=AnalysisConfig(beat_tracker=tracker))
+    assert lock_time(np.array(a.beat_times), beats[beats < 11.5]) <= within_s
+    assert a.bpm == pytest.approx(bpm, rel=0.01)

@@ -69,6 +69,9 @@ class AnalysisConfig:
     lock_confidence: float = 0.12
     unlock_confidence: float = 0.02
     min_lock_s: float = 1.4              # sound needed before the clock may lock
+    # locked, a tempo change of more than this fraction (a mix into another tempo, the first bars'
+    # correction of a lock on too little sound) re-aims the phase with the fast slew, as a lock does
+    retune_jump: float = 0.05
     # ... and attacks: at least attack_min_count within the last attack_window_s, an attack being a hop
     # where attack_breadth of the mel bands rose by attack_rise_db or more. A steady tone, mains hum or
     # a drumless pad ripples periodically in a band or two (partials beating), which the
@@ -620,7 +623,10 @@ class Analyzer:
         self.confidence = conf
         if self.clock.bpm > 0 and octave_related(bpm / self.clock.bpm):  # beats now count another level: bars start afresh
             self._reset_bars()
+        retune = self.locked and self.clock.bpm > 0 and abs(bpm / self.clock.bpm - 1.0) > cfg.retune_jump
         self.clock.bpm = bpm
+        if retune:  # the phase is re-aimed at the new grid at once, not over the next bars
+            self._update_phase(fast=True)
         if not self.locked:
             if conf >= cfg.lock_confidence and sound_s >= self._min_lock_s:
                 self.locked = True
