@@ -33,19 +33,22 @@ def bpm_after(a, t0: float) -> np.ndarray:
     return rec["bpm"][(rec["time_s"] >= t0) & rec["locked"]]
 
 
-CASES = [(bpm, 4, 0.0) for bpm in (90.0, 120.0, 150.0, 180.0)] + \
-        [(bpm, 3, 0.0) for bpm in (90.0, 120.0, 150.0, 180.0)] + [(124.0, 4, 1.0), (96.0, 3, 0.6)]
+CASES = [(bpm, 4, 0.0) for bpm in (60.0, 72.0, 90.0, 120.0, 150.0, 180.0)] + \
+        [(bpm, 3, 0.0) for bpm in (60.0, 72.0, 90.0, 120.0, 150.0, 180.0)] + [(124.0, 4, 1.0), (96.0, 3, 0.6)]
 
 
 @pytest.mark.parametrize("bpm,metre,swing", CASES, ids=[f"{b:g}bpm-{m}of4-swing{s:g}" for b, m, s in CASES])
 def test_tempo_octave_metre_downbeats_and_lock(bpm, metre, swing):
-    x, beats, downbeats = groove(bpm=bpm, beats_per_bar=metre, swing=swing, seconds=20.0, sr=SR, seed=1)
+    x, beats, downbeats = groove(bpm=bpm, beats_per_bar=metre, swing=swing, seconds=max(20.0, 40 * 60.0 / bpm),
+                                 sr=SR, seed=1)
     a = analyse(x, SR)
     est = np.array(a.beat_times)
     assert a.bpm == pytest.approx(bpm, rel=0.02), "the annotated tempo octave"
     assert a.beats_per_bar == metre
     lock = lock_time(est, beats)
-    assert lock <= 4.0, f"locked at {lock:.2f} s"
+    # a slow groove locks at double first (its off-beat hats are pulses too) and halves once the
+    # level evidence of about two bars is in (a 60 BPM bar of 4/4 is 4 s)
+    assert lock <= (4.0 if bpm >= 90.0 else 10.0), f"locked at {lock:.2f} s"
     after = bpm_after(a, lock)
     assert np.all(np.abs(after / bpm - 1.0) < 0.1), "no octave (or other level) flip after lock"
     # downbeats: claimed only when confident, and then on the true bar lines

@@ -28,7 +28,7 @@ class TempoConfig:
     min_bpm: float = 60.0
     max_bpm: float = 200.0
     prior_bpm: float = 125.0             # centre of the log-Gaussian tempo prior
-    prior_octaves: float = 1.0           # its width (standard deviation, octaves)
+    prior_octaves: float = 1.2           # its width (standard deviation, octaves)
     harmonic_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # comb weights at lags L, 2L, 3L, 4L
     comb_mean: bool = False              # comb score: mean over usable harmonics (else sum / count)
     update_s: float = 0.5                # one update per this much audio (the vote counts below are in these)
@@ -44,6 +44,8 @@ class TempoConfig:
     half_kick_check: float = 0.25        # ... or the kick-event ratio (kicks on every other pulse only)
     half_kick_min_share: float = 0.5     # ... with kicks on at least this share of the strong pulses
     half_kick_min_bpm: float = 70.0      # ... into a half tempo of at least this
+    min_half_bpm: float = 54.0           # the level may be halved down to this, a little below min_bpm
+                                         # (a 60 BPM groove's comb tempo of 119.9 must not flip back)
     half_votes_needed: int = 3           # consecutive updates before halving (no flips on transitions)
 
 
@@ -206,12 +208,14 @@ class TempoTracker:
         if self._raw > 0:  # the comb moved an octave: keep showing the same level
             if self._halved and abs(raw / self._raw - 0.5) < 0.06:
                 self._halved = False
-            elif not self._halved and abs(raw / self._raw - 2.0) < 0.12 and raw / 2.0 >= self.bpms[0]:
+            elif not self._halved and abs(raw / self._raw - 2.0) < 0.12 and raw / 2.0 >= cfg.min_half_bpm:
                 self._halved = True
         self._raw = raw
         self._vote_level(history, kick_history, raw)
         bpm = raw
-        if self._halved:
+        if self._halved and raw / 2.0 < self.bpms[0]:
+            bpm = raw / 2.0
+        elif self._halved:
             i = int(np.argmin(np.abs(self.bpms - raw / 2.0)))
             lo, hi = max(0, i - 2), min(self.bpms.size, i + 3)
             bpm = self._refine(lo + int(np.argmax(self.scores[lo:hi])))
@@ -251,7 +255,7 @@ class TempoTracker:
         """
         cfg = self.config
         half = raw / 2.0
-        if half < self.bpms[0] or cfg.half_gain <= 0:
+        if half < cfg.min_half_bpm or cfg.half_gain <= 0:
             self._halved = False
             return
         period = 60.0 * self.frame_rate_hz / raw
