@@ -205,6 +205,7 @@ class Analyzer:
         self._low_buf = np.zeros(2 * self._win)   # low-band (bass/kick) flux, same ring
         # learned: the low ring holds the downbeat activation; the bass/kick flux goes here (a bar cue beside it)
         self._bass_buf: np.ndarray | None = None
+        self._flux_buf: np.ndarray | None = None
         self.bars = BarTracker(fixed_metre=0 if cfg.auto_metre else cfg.beats_per_bar,
                                learned_weight=cfg.learned_downbeat_weight)
         self.learned = None
@@ -216,6 +217,10 @@ class Analyzer:
 
             self.learned = BeatActivation(self.samplerate)
             self._bass_buf = np.zeros(2 * self._win)
+            # ... and the spectral flux the dsp path tracks: the network's activation fires on the
+            # off-beat hats of a slow groove too (it reads a 60 BPM groove at 120), where the flux
+            # still shows which pulses carry the kick and snare; it judges the metrical level
+            self._flux_buf = np.zeros(2 * self._win)
             self._odf_delay_s = cfg.learned_delay_s
             lag = int(round(cfg.learned_delay_s / self.hop_s))
             self._bar_look = range(lag - 3, lag + 6)
@@ -454,6 +459,7 @@ class Analyzer:
         gates = [False] * (j1 - j0)
         onsets_update, kicks_update = self.onsets.update, self.kicks.update
         odf_buf, kick_buf, low_buf, bass_buf = self._odf_buf, self._kick_buf, self._low_buf, self._bass_buf
+        flux_buf = self._flux_buf
         bass = 0.0
         next_mark, marks = self._next_mark, self._marks
         rec = self.record
@@ -506,6 +512,7 @@ class Analyzer:
                     low = kflux
                 else:  # learned: beat activation for tempo and phase, downbeat activation for the bar
                     odf, low, bass = fj[2], fj[3], kflux
+                    fx = flux + kick_weight * kflux
                 sound += 1
                 silent = 0
             else:
@@ -514,7 +521,7 @@ class Analyzer:
                     bands[b] *= band_release  # release toward 0
                 fired, strength = onsets_update(0.0, False)
                 kfired, _ = kicks_update(0.0, False)
-                odf = low = bass = 0.0
+                odf = low = bass = fx = 0.0
                 silent += 1
                 if silent > silence_unlock_hops:
                     sound = 0
@@ -541,6 +548,7 @@ class Analyzer:
             low_buf[odf_i] = low_buf[odf_i + win] = low
             if bass_buf is not None:
                 bass_buf[odf_i] = bass_buf[odf_i + win] = bass
+                flux_buf[odf_i] = flux_buf[odf_i + win] = fx
             odf_i = odf_i + 1 if odf_i + 1 < win else 0
             n += 1
             if n % _CHROMA_EVERY == 0:  # per-hop max-normalised pitch-class power, one-pole smoothed
@@ -619,7 +627,10 @@ class Analyzer:
             return
         self._still_hops = 0
         self.tempo.hold = self.locked and self.tempo_source == "auto"
-        bpm, conf = self.tempo.update(hist, self._history(self._kick_buf), dt=stride * self.tempo.config.update_s)
+        # learned: the flux judges the metrical level (see _flux_buf)
+        level = None if self._flux_buf is None else self._history(self._flux_buf)
+        bpm, conf = self.tempo.update(hist, self._history(self._kick_buf), dt=stride * self.tempo.config.update_s,
+                                      level_history=level)
         self.confidence = conf
         if self.clock.bpm > 0 and octave_related(bpm / self.clock.bpm):  # beats now count another level: bars start afresh
             self._reset_bars()

@@ -170,10 +170,11 @@ class TempoTracker:
         return r * (1.0 / r[0]) if r[0] > 1e-12 else np.zeros(n)
 
     def update(self, history: np.ndarray, kick_history: np.ndarray | None = None,
-               dt: float | None = None) -> tuple[float, float]:
+               dt: float | None = None, level_history: np.ndarray | None = None) -> tuple[float, float]:
         """One tempo update from the onset-strength window (oldest first); ``kick_history`` (same
-        length: 1 where the kick detector fired, else 0) helps pick the metrical level. ``dt``: the
-        audio time this update stands for (default ``update_s``; smoothing and votes scale with it)."""
+        length: 1 where the kick detector fired, else 0) helps pick the metrical level, and so does
+        ``level_history`` (same length) in place of ``history`` where given. ``dt``: the audio time
+        this update stands for (default ``update_s``; smoothing and votes scale with it)."""
         cfg = self.config
         if dt is None or dt == cfg.update_s:
             keep, self._ev_step, self._vote = self._keep, self._ev_k, 1.0
@@ -211,7 +212,7 @@ class TempoTracker:
             elif not self._halved and abs(raw / self._raw - 2.0) < 0.12 and raw / 2.0 >= cfg.min_half_bpm:
                 self._halved = True
         self._raw = raw
-        self._vote_level(history, kick_history, raw)
+        self._vote_level(history if level_history is None else level_history, kick_history, raw)
         bpm = raw
         if self._halved and raw / 2.0 < self.bpms[0]:
             bpm = raw / 2.0
