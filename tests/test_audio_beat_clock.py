@@ -77,12 +77,15 @@ TRACKERS = pytest.mark.parametrize("tracker", ["dsp", "learned"])
 
 @TRACKERS
 def test_tempo_ride_is_followed(tracker):
-    """A pitch-fader ride of +8 % over the clip: no beat off the grid after the first bars."""
-    x, beats, _ = groove(bpm=120.0, end_bpm=129.6, seconds=30.0, sr=SR, seed=1)
+    """A pitch-fader ride of +8 % over the clip: no beat off the grid after the first bars, and the
+    bar is kept: every downbeat claimed after 6 s is a true one, and none is missed."""
+    x, beats, downbeats = groove(bpm=120.0, end_bpm=129.6, seconds=30.0, sr=SR, seed=1)
     a = analyse(x, SR, config=AnalysisConfig(beat_tracker=tracker))
     est = np.array(a.beat_times)
     assert lock_time(est, beats) <= 3.0
     assert a.bpm == pytest.approx(129.6 - 0.32, rel=0.02)
+    db = np.array(a.downbeat_times)
+    assert mir_eval.onset.f_measure(downbeats[downbeats > 6.0], db[db > 6.0], window=TOL_S)[0] >= 0.95
 
 
 @TRACKERS
@@ -100,9 +103,9 @@ def test_abrupt_tempo_change_recovers_within_two_bars(tracker):
 @TRACKERS
 def test_mix_between_two_tempi(tracker):
     """Track A (124) fades out over 12-20 s while B (130) fades in: the clock follows A, then B,
-    and never reads another metrical level."""
-    xa, _, _ = groove(bpm=124.0, seconds=20.0, sr=SR, seed=1)
-    xb, bb, _ = groove(bpm=130.0, seconds=20.0, sr=SR, seed=3)
+    never reads another metrical level, and claims A's bar lines, then B's."""
+    xa, _, da = groove(bpm=124.0, seconds=20.0, sr=SR, seed=1)
+    xb, bb, dbb = groove(bpm=130.0, seconds=20.0, sr=SR, seed=3)
     x = np.zeros(int(32 * SR), np.float32)
     t_a = np.arange(xa.size) / SR
     x[:xa.size] += xa * np.clip((20.0 - t_a) / 8.0, 0.0, 1.0).astype(np.float32)
@@ -116,6 +119,9 @@ def test_mix_between_two_tempi(tracker):
     assert bpm[-1] == pytest.approx(130.0, rel=0.01)
     est = np.array(a.beat_times)
     assert lock_time(est, bb + 12.0) <= 26.0
+    db, db_b = np.array(a.downbeat_times), dbb + 12.0
+    assert mir_eval.onset.f_measure(da[(da > 5.0) & (da < 12.0)], db[(db > 5.0) & (db < 12.0)], window=TOL_S)[0] >= 0.95
+    assert mir_eval.onset.f_measure(db_b[db_b > 22.0], db[db > 22.0], window=TOL_S)[0] >= 0.95
 
 
 def test_breakdown_then_drop_keeps_the_grid():
