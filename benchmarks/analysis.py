@@ -345,17 +345,26 @@ def latency() -> dict:
             "onsets_measured": int(ol.size), "beats_measured": int(bl.size)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description="CPU, beat tracking and latency of the live audio analysis")
+def parse_clips_args(ap, argv: list[str] | None):
+    """``--clips DIR`` (repeatable: held-out annotated recordings) on ``ap``; the parsed arguments,
+    or None (after saying why) when a DIR is not a directory."""
     ap.add_argument("--clips", action="append", default=[], type=Path, metavar="DIR",
                     help="also score every annotated recording under DIR (repeatable)")
     args = ap.parse_args(argv)
     for d in args.clips:
         if not d.is_dir():
             print(f"--clips {d}: not a directory", file=sys.stderr)
-            return 2
+            return None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="CPU, beat tracking and latency of the live audio analysis")
+    args = parse_clips_args(ap, argv)
+    if args is None:
+        return 2
     load_1min = os.getloadavg()[0]
     cost = CpuCost()
     cost.measure(4)

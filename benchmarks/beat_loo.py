@@ -81,13 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description="leave-one-out check of the beat clock's lock settings")
-    ap.add_argument("--clips", action="append", default=[], type=Path, metavar="DIR",
-                    help="also use every annotated recording under DIR (repeatable)")
-    args = ap.parse_args(argv)
-    for d in args.clips:
-        if not d.is_dir():
-            print(f"--clips {d}: not a directory", file=sys.stderr)
-            return 2
+    args = analysis.parse_clips_args(ap, argv)
+    if args is None:
+        return 2
     clips = analysis.load_clips(tuple(args.clips))
     real = [c for c in clips if c.real]
     synthetic = [c for c in clips if not c.real]
