@@ -201,25 +201,30 @@ def test_resync_pins_the_downbeat_over_the_detected_one():
 
 
 @TRACKERS
-@pytest.mark.parametrize("kind,dbfs", [("hum", -40.0), ("tone", -20.0), ("pad", -20.0)])
+@pytest.mark.parametrize("kind,dbfs", [("hum", -40.0), ("tone", -20.0), ("pad", -20.0), ("noise", -70.0),
+                                       ("noise", -30.0)])
 def test_no_beat_without_attacks(tracker, kind, dbfs):
     """A steady tone's spectrum ripples periodically and the autocorrelation reads that as a tempo,
     but nothing in it attacks: the clock never locks and no beat fires (a flash at 150 BPM on a
-    ground-loop hum, before the set has started)."""
+    ground-loop hum, before the set has started). Hiss rises in a few bands by chance on every
+    other hop, never far above its own restlessness: no sharp attack either (at -70 dBFS it fired
+    33 beats in 20 s)."""
     a = analyse(steady(kind, seconds=20.0, sr=SR, dbfs=dbfs), SR, config=AnalysisConfig(beat_tracker=tracker))
     assert not a.beat_times and not a.locked
 
 
 @TRACKERS
-def test_a_hum_before_the_music_neither_fires_beats_nor_slows_the_lock(tracker):
-    """The booth output hums at -30 dBFS for 10 s, then the track starts: silence on the beat until
-    then, and the clock still locks within the first bar or so of the music."""
+@pytest.mark.parametrize("kind", ["hum", "noise"])
+def test_a_hum_before_the_music_neither_fires_beats_nor_slows_the_lock(tracker, kind):
+    """The booth output hums (or hisses) at -30 dBFS for 10 s, then the track starts: silence on
+    the beat until then, and the clock still locks within the first bar or so of the music. (After
+    hiss, the learned activation's beats come about 130 ms late for two bars: it takes 3.8 s.)"""
     x, beats, _ = groove(bpm=126.0, seconds=20.0, sr=SR, seed=4)
-    x = np.concatenate([steady("hum", seconds=10.0, sr=SR, dbfs=-30.0), x])
+    x = np.concatenate([steady(kind, seconds=10.0, sr=SR, dbfs=-30.0), x])
     a = analyse(x, SR, config=AnalysisConfig(beat_tracker=tracker))
     est = np.array(a.beat_times)
     assert not (est < 10.0).any(), est[est < 10.0]
-    assert lock_time(est - 10.0, beats) <= 3.0
+    assert lock_time(est - 10.0, beats) <= (4.0 if (tracker, kind) == ("learned", "noise") else 3.0)
     assert a.bpm == pytest.approx(126.0, rel=0.02)
 
 
@@ -248,9 +253,9 @@ def test_a_loud_hum_never_throws_the_tempo_out_of_range(tracker):
 
 
 @TRACKERS
-@pytest.mark.parametrize("kind", ["pad", "hum"])
+@pytest.mark.parametrize("kind", ["pad", "hum", "noise"])
 def test_a_breakdown_without_attacks_holds_the_grid(tracker, kind):
-    """24 s of a chord pad (or of hum alone) in the middle of a 128 BPM track: the clock keeps the
+    """24 s of a chord pad (or of hum or noise alone) in the middle of a 128 BPM track: the clock keeps the
     track's tempo and phase through it (the pad's ripple once pulled it to 81-166 BPM, half the
     beats off the grid) and is on the grid when the drums come back."""
     x, beats, _ = groove(bpm=128.0, seconds=50.0, sr=SR, seed=1)
@@ -264,15 +269,17 @@ def test_a_breakdown_without_attacks_holds_the_grid(tracker, kind):
 
 
 @TRACKERS
-def test_the_beat_stops_when_the_music_ends_over_a_hum(tracker):
-    """The set ends but the line-in keeps humming: the clock runs on for attack_hold_s, then unlocks."""
+@pytest.mark.parametrize("kind", ["hum", "noise"])
+def test_the_beat_stops_when_the_music_ends_over_a_hum(tracker, kind):
+    """The set ends but the line-in keeps humming (or hissing): the clock runs on for attack_hold_s
+    (from two beats after the last attack, on a tempo update: within 1.5 s), then unlocks."""
     cfg = AnalysisConfig(beat_tracker=tracker)
     x, _, _ = groove(bpm=128.0, seconds=12.0, sr=SR, seed=1)
-    a = analyse(np.concatenate([x, steady("hum", seconds=cfg.attack_hold_s + 8.0, sr=SR, dbfs=-40.0)]), SR,
+    a = analyse(np.concatenate([x, steady(kind, seconds=cfg.attack_hold_s + 8.0, sr=SR, dbfs=-40.0)]), SR,
                 config=cfg)
     est = np.array(a.beat_times)
     assert (est > 12.0).any()  # it ran on
-    assert not a.locked and est[-1] < 12.0 + cfg.attack_hold_s + 1.0
+    assert not a.locked and est[-1] < 12.0 + cfg.attack_hold_s + 1.5
 
 
 def test_tempo_votes_count_audio_time_not_updates():
@@ -308,3 +315,34 @@ def test_a_tempo_corrected_after_the_lock_re_aims_the_phase_at_once(tracker, bpm
     a = analyse(x, SR, config=AnalysisConfig(beat_tracker=tracker))
     assert lock_time(np.array(a.beat_times), beats[beats < 11.5]) <= within_s
     assert a.bpm == pytest.approx(bpm, rel=0.01)
+
+
+def test_the_attack_detector_does_not_depend_on_the_batch_size():
+    """Its typical rise is an average per hop, moved per batch in closed form: hop by hop or in
+    batches of any size, the same attacks begin on the same hops. Noise meets the plain rule on many
+    hops but has no sharp attack, from its first hop on and after a stretch of digital silence
+    (which the average leaves out), until a real hit rises over it."""
+    from vjengine.audio.trackers import AttackDetector
+
+    rng = np.random.default_rng(3)
+    rise = np.maximum(rng.normal(0.0, 2.5, size=(40, 3000)), 0.0).astype(np.float32)  # hiss
+    rise[:, 400:700] = 0.0  # digital silence...
+    sound = [not 400 <= h < 700 for h in range(3000)]
+    rise[:, 700] = 60.0  # ... then the hiss again, rising from the floor
+    rise[:, 900] += 30.0  # a hit over it
+    rise[:, 2500] += 30.0
+    runs = []
+    for sizes in ([1] * 3000, [16] * 187 + [8], [7, 16, 1, 13] * 81 + [3]):
+        assert sum(sizes) == 3000
+        det, plain, sharp, at = AttackDetector(40, hop_s=0.005), [], [], 0
+        for m in sizes:
+            p, s = det.process(rise[:, at:at + m], sound[at:at + m])
+            plain += [at + i for i in p]
+            sharp += [at + i for i in s]
+            at += m
+        runs.append((plain, sharp, det.typical.copy()))
+    for plain, sharp, typical in runs[1:]:
+        assert plain == runs[0][0] and sharp == runs[0][1]
+        np.testing.assert_allclose(typical, runs[0][2], rtol=1e-5)
+    assert len(runs[0][0]) > 40, "noise meets the plain rule"
+    assert runs[0][1] == [700, 900, 2500], "only the rise from silence and the hits are sharp"

@@ -24,7 +24,7 @@ import numpy as np
 from vjengine.audio.features import DEFAULT_BANDS, SpectralFrontEnd, hop_size_for
 from vjengine.audio.frame import AudioFrame
 from vjengine.audio.musicfeatures import MusicFeatures
-from vjengine.audio.trackers import (BarTracker, BeatClock, OnsetTracker, TempoConfig, TempoTracker, octave_related,
+from vjengine.audio.trackers import (AttackDetector, BarTracker, BeatClock, OnsetTracker, TempoConfig, TempoTracker, octave_related,
                                      beat_offset)
 
 # hops analysed per vectorised batch: at 64, OpenBLAS splits the projection matmuls over threads
@@ -72,13 +72,17 @@ class AnalysisConfig:
     # locked, a tempo change of more than this fraction (a mix into another tempo, the first bars'
     # correction of a lock on too little sound) re-aims the phase with the fast slew, as a lock does
     retune_jump: float = 0.05
-    # ... and attacks: at least attack_min_count within the last attack_window_s, an attack being a hop
-    # where attack_breadth of the mel bands rose by attack_rise_db or more. A steady tone, mains hum or
-    # a drumless pad ripples periodically in a band or two (partials beating), which the
-    # autocorrelation takes for a beat; it has no attacks, so it never locks the clock (nor, once
-    # locked, moves its tempo, phase or bar).
+    # ... and attacks: at least attack_min_count sharp ones within the last attack_window_s, an attack
+    # being a hop where attack_breadth of the mel bands rose by attack_rise_db or more, a sharp one
+    # where they also rose by attack_over_typical times their typical rise (trackers.AttackDetector).
+    # A steady tone, mains hum or a drumless pad ripples periodically in a band or two (partials
+    # beating), which the autocorrelation takes for a beat; it has no attacks, so it never locks the
+    # clock (nor, once locked, moves its tempo, phase or bar). Noise (hiss on a line-in: -70 dBFS
+    # pink noise fired 33 beats in 20 s) has plain attacks by chance, but no sharp ones.
     attack_rise_db: float = 3.0
     attack_breadth: float = 0.1
+    attack_over_typical: float = 7.5     # noise: 6 let some through, 7 none; the waltz held its grid
+    attack_typical_s: float = 0.5        # 3 % of the time at 7-8 (through quiet bars), 13 % at 9, 34 % at 10
     attack_min_count: int = 3
     attack_window_s: float = 4.0
     attack_hold_s: float = 30.0          # locked, no attack for 2 beats: tempo, phase and bar are held, this long
@@ -129,7 +133,6 @@ class HopConstants(NamedTuple):
     hop_s: float
     inv_hop: float            # 1 / hop samples: hop energy -> mean power
     gate_db: float
-    gate_hold_hops: int
     ref_release_db: float     # adaptive reference fall per hop (dB)
     inv_range_db: float
     band_floor_db: float
@@ -230,18 +233,21 @@ class Analyzer:
         self._next_mark = 1.0
         self.downbeat_times: list[float] = []
         self._odf_i = 0
-        self._attacks: deque[int] = deque(maxlen=64)  # hop index where each attack began (the lock's gate)
-        self._attack_on = False
+        self.attacks = AttackDetector(nm, hop_s=h, rise_db=cfg.attack_rise_db, breadth=cfg.attack_breadth,
+                                      over_typical=cfg.attack_over_typical, typical_s=cfg.attack_typical_s)
+        self._attacks: deque[int] = deque(maxlen=64)  # hop index where each attack began (fit or hold)
+        self._sharp_attacks: deque[int] = deque(maxlen=64)  # ... each sharp one (the lock's gate)
         self._still_hops = 0  # hops locked without attacks
-        self._attack_bands = max(1, math.ceil(cfg.attack_breadth * nm))
+        self._music_from: int | None = None  # hop where the attacks that let the clock lock began
         self._tempo_every = max(1, int(round(self.tempo.config.update_s * self.frame_rate_hz)))
         # locked: only every this many of those updates (fixed hop indices: blocking-independent)
         self._locked_stride = max(1, int(round(self.tempo.config.locked_update_s / self.tempo.config.update_s)))
         self._gate_hold_hops = max(1, int(round(cfg.gate_hold_ms * 1e-3 / h)))
         self._gate_left = 0
+        self._gate_energy = self.hop * 10.0 ** (cfg.gate_db / 10.0)  # a hop's sum of squares at gate_db
         self._consts = HopConstants(
             *self._k_level, *self._k_band, self._k_onset_env, self._k_kick_env, self._k_chroma, self._win, h,
-            1.0 / self.hop, cfg.gate_db, self._gate_hold_hops, cfg.ref_release_db_per_s * h, 1.0 / cfg.range_db,
+            1.0 / self.hop, cfg.gate_db, cfg.ref_release_db_per_s * h, 1.0 / cfg.range_db,
             cfg.band_floor_db, cfg.kick_weight, cfg.silence_unlock_s / h, nb, min(1, nb - 1))
 
         self.locked = False
@@ -373,14 +379,15 @@ class Analyzer:
         np.subtract(cur, lag2, out=rise)
         np.maximum(rise, 0.0, out=rise)
         fluxes = (self._flux_w @ rise).T.tolist()  # m x [mean mel rise, mean kick-bin rise]
-        self._note_attacks(rise)
+        gates = self._gate_hops(energies)
+        self._note_attacks(rise, gates)
         cols_head[:] = cols_next
         band_rows = feat.band_cols.T.tolist()  # m x [band dB ..., total power, centroid numerator]
 
         first_hop = self.n_hops
         if acts is not None:  # the learned activation stands in for the flux in the beat tracking
             fluxes = [(f[0], f[1], a[0], a[1]) for f, a in zip(fluxes, acts)]
-        gates = self._run_trackers(m, energies, band_rows, fluxes, feat.chroma)
+        self._run_trackers(m, energies, band_rows, fluxes, feat.chroma, gates)
         self.music.process(first_hop, feat.onset_db, feat.chroma, gates)
 
         last = self._last
@@ -416,8 +423,9 @@ class Analyzer:
         self._act = act
         return out
 
-    def _run_trackers(self, m: int, energies: list, band_rows: list, fluxes: list, chroma: np.ndarray) -> list:
-        """The per-hop stateful part for a batch of ``m`` hops; returns each hop's gate.
+    def _run_trackers(self, m: int, energies: list, band_rows: list, fluxes: list, chroma: np.ndarray,
+                      gates: list) -> None:
+        """The per-hop stateful part for a batch of ``m`` hops (``gates``: each hop's, see _gate_hops).
 
         Hops run in stretches that end where a tempo or beat-grid update is due (at fixed hop
         indices, so results do not depend on the blocking): the hop loop keeps its state in locals
@@ -427,28 +435,27 @@ class Analyzer:
         n = self.n_hops
         self._hops_since_snapshot += m
         if n % tempo_every + m < tempo_every and n % phase_every + m < phase_every:  # no update due
-            return self._run_hops(0, m, energies, band_rows, fluxes, chroma)
-        gates: list = []
+            self._run_hops(0, m, energies, band_rows, fluxes, chroma, gates)
+            return
         j = 0
         while j < m:
             n = self.n_hops
             k = min(m, j + tempo_every - n % tempo_every, j + phase_every - n % phase_every)
-            gates += self._run_hops(j, k, energies, band_rows, fluxes, chroma)
+            self._run_hops(j, k, energies, band_rows, fluxes, chroma, gates)
             if self.n_hops % tempo_every == 0:
                 self._update_tempo()
             if self.n_hops % phase_every == 0:
                 self._update_phase()
             j = k
-        return gates
 
     def _run_hops(self, j0: int, j1: int, energies: list, band_rows: list, fluxes: list,
-                  chroma: np.ndarray) -> list:
+                  chroma: np.ndarray, gates: list) -> None:
         """Hops ``j0..j1`` of the batch, in plain Python floats (cheaper than numpy on tiny vectors)."""
         (level_attack, level_release, band_attack, band_release, onset_decay, kick_decay, chroma_keep, win,
-         hop_s, inv_hop, gate_db, gate_hold_hops, ref_release_db, inv_range_db, band_floor_db, kick_weight,
+         hop_s, inv_hop, gate_db, ref_release_db, inv_range_db, band_floor_db, kick_weight,
          silence_unlock_hops, nb, kick_gate_band) = self._consts
         level, bands, band_ref = self._level, self._bands, self._band_ref
-        ref, gate_left = self._ref_db, self._gate_left
+        ref = self._ref_db
         onset_env, kick_env, chroma_state = self._onset_env, self._kick_env, self._chroma
         sound, silent, odf_i, n, last_out = self._sound_hops, self._silent_hops, self._odf_i, self.n_hops, self._last_out
         any_onset = any_kick = False
@@ -456,7 +463,6 @@ class Analyzer:
         advance = clock.advance
         locked = self.locked
         latency_beats_per_bpm = self.latency_ms * 1e-3 / 60.0
-        gates = [False] * (j1 - j0)
         onsets_update, kicks_update = self.onsets.update, self.kicks.update
         odf_buf, kick_buf, low_buf, bass_buf = self._odf_buf, self._kick_buf, self._low_buf, self._bass_buf
         flux_buf = self._flux_buf
@@ -471,12 +477,7 @@ class Analyzer:
         for j in range(j0, j1):
             e = energies[j] * inv_hop
             x_db = 10.0 * math.log10(e) if e > 1e-12 else -120.0
-            if x_db > gate_db:
-                gate_left = gate_hold_hops
-            elif gate_left > 0:
-                gate_left -= 1
-            g = gate_left > 0
-            gates[j - j0] = g
+            g = gates[j]
             bdb = band_rows[j]
             if g:
                 ref -= ref_release_db
@@ -572,7 +573,7 @@ class Analyzer:
                 i = j - j0
                 rec_t[i] = t_end; rec_level[i] = level; rec_bands[i] = bands; rec_str[i] = strength
                 rec_bpm[i] = clock.bpm; rec_phase[i] = self._out_phase() % 1.0; rec_locked[i] = locked
-        self._level, self._ref_db, self._gate_left = level, ref, gate_left
+        self._level, self._ref_db = level, ref
         self._onset_env, self._kick_env, self._chroma = onset_env, kick_env, chroma_state
         self._sound_hops, self._silent_hops, self._odf_i, self.n_hops, self._last_out = sound, silent, odf_i, n, last_out
         self._next_mark = next_mark
@@ -611,10 +612,14 @@ class Analyzer:
             if self._silent_hops * self.hop_s > cfg.silence_unlock_s:
                 self.locked = False
             return
-        if not self.locked and not self._attacked(cfg.attack_window_s, cfg.attack_min_count):
+        if not self.locked and not self._attacked(cfg.attack_window_s, cfg.attack_min_count, sharp=True):
             self.confidence *= 0.9  # no attacks: nothing to lock to or learn from (see attack_rise_db)
             self.tempo.forget()
+            self._music_from = None
             return
+        if self._music_from is None:  # the music began at the first of the attacks that opened the gate
+            since = self.n_hops - cfg.attack_window_s * self.frame_rate_hz
+            self._music_from = min(h for h in self._sharp_attacks if h >= since)
         if self.locked and self._still():
             # the clock runs on at its tempo and phase through a drumless breakdown (a pad's ripple
             # would pull both off the grid), and stops only after attack_hold_s (the music ended over a hum)
@@ -639,7 +644,9 @@ class Analyzer:
         if retune:  # the phase is re-aimed at the new grid at once, not over the next bars
             self._update_phase(fast=True)
         if not self.locked:
-            if conf >= cfg.lock_confidence and sound_s >= self._min_lock_s:
+            # min_lock_s of music: the hum or hiss before it is sound, but no grid to lock to
+            music_s = (self.n_hops - self._music_from) * self.hop_s
+            if conf >= cfg.lock_confidence and min(sound_s, music_s) >= self._min_lock_s:
                 self.locked = True
                 self._weak_hops = 0
                 self._update_phase(fast=True)
@@ -651,27 +658,39 @@ class Analyzer:
         if self.locked:
             self._update_bars()
 
-    def _note_attacks(self, rise: np.ndarray) -> None:
-        """Record the hops of this batch where an attack begins (``attack_*``) from its per-band dB rise."""
-        broad = (np.add.reduce(rise[:self.front.n_mels] >= self.config.attack_rise_db, axis=0)
-                 >= self._attack_bands).tolist()
-        on, n = self._attack_on, self.n_hops
-        for i, b in enumerate(broad):
-            if b and not on:
-                self._attacks.append(n + i)
-            on = b
-        self._attack_on = on
+    def _gate_hops(self, energies: list) -> list[bool]:
+        """Each hop's gate: open while its sum of squares is above ``gate_db`` and ``gate_hold_ms`` after."""
+        level, hold, left = self._gate_energy, self._gate_hold_hops, self._gate_left
+        gates = []
+        for e in energies:
+            if e > level:
+                left = hold
+            elif left > 0:
+                left -= 1
+            gates.append(left > 0)
+        self._gate_left = left
+        return gates
 
-    def _attacked(self, window_s: float, count: int) -> bool:
-        """At least ``count`` attacks within the last ``window_s``? (The batch's later hops are noted
-        already: they do not count, so that results do not depend on the blocking.)"""
+    def _note_attacks(self, rise: np.ndarray, gates: list[bool]) -> None:
+        """Record the hops of this batch where an attack (``attack_*``) begins, from its per-band dB
+        rises (a hop with the gate closed is quiet)."""
+        plain, sharp = self.attacks.process(rise[:self.front.n_mels], gates)
+        n = self.n_hops
+        if plain:
+            self._attacks.extend([n + i for i in plain])
+        if sharp:
+            self._sharp_attacks.extend([n + i for i in sharp])
+
+    def _attacked(self, window_s: float, count: int, sharp: bool = False) -> bool:
+        """At least ``count`` attacks (``sharp`` ones) within the last ``window_s``? (The batch's later
+        hops are noted already: they do not count, so that results do not depend on the blocking.)"""
         now = self.n_hops
         since = now - window_s * self.frame_rate_hz
-        return sum(1 for h in self._attacks if since <= h < now) >= count
+        return sum(1 for h in (self._sharp_attacks if sharp else self._attacks) if since <= h < now) >= count
 
     def _still(self) -> bool:
         """No attack for two beats: the grid is held, not fitted."""
-        return not self._attacked(120.0 / self.clock.bpm, 1)
+        return not self._attacked(120.0 / self.clock.bpm, 1, sharp=True)
 
     def _reset_bars(self) -> None:
         self.bars.reset()
