@@ -124,6 +124,7 @@ class CRNN:
         self.n_pool = self.n_conv // 2                                    # 131 (max-pool 2, floor)
         # one frame's features, and a strided view of its sliding windows made once (no copy per frame)
         self._feat = np.zeros(N_FEATURES, dtype=np.float32)
+        self.input = self._feat  # where a frame's features may be written in place (then ``embed()``)
         self._windows = np.lib.stride_tricks.as_strided(self._feat, shape=(self.n_conv, k), strides=(4, 4),
                                                         writeable=False)
         self._conv = np.empty((self.n_conv, self.n_ch), dtype=np.float32)
@@ -141,6 +142,7 @@ class CRNN:
                         * gate_scale).astype(np.float32) for i in range(_N_LAYERS)]  # (301, 600)
         self.out_w = w["linear_weight"].T.astype(np.float32)            # (150, 3)
         self.out_b = w["linear_bias"].astype(np.float32)
+        self._out_b = self.out_b.tolist()
         self.reset()
 
     def reset(self) -> None:
@@ -151,9 +153,11 @@ class CRNN:
             xh[-1] = 1.0
         self.c = [np.zeros(hs, dtype=np.float32) for _ in range(_N_LAYERS)]
 
-    def embed(self, feat: np.ndarray) -> np.ndarray:
-        """Conv, ReLU, max-pool and the first linear layer for one ``(272,)`` frame."""
-        self._feat[:] = feat
+    def embed(self, feat: np.ndarray | None = None) -> np.ndarray:
+        """Conv, ReLU, max-pool and the first linear layer for one ``(272,)`` frame (None: the one
+        already written into ``input``)."""
+        if feat is not None:
+            self._feat[:] = feat
         np.matmul(self._windows, self.kern, out=self._conv)              # (263, 2)
         np.maximum(self._pairs[:, 0], self._pairs[:, 1], out=self._pooled_t)  # max-pool 2
         self._pooled += self._pool_bias                                  # max(a + b, c + b) = max(a, c) + b
@@ -175,9 +179,13 @@ class CRNN:
             x = xh[hs:2 * hs]
             np.tanh(c, out=x)
             x *= gates[3 * hs:]
-        z = x @ self.out_w + self.out_b
-        z = np.exp(z - z.max())
-        return z / z.sum()
+        z = (x @ self.out_w).tolist()  # the 3-way softmax in floats: numpy calls cost more than the work
+        b0, b1, b2 = self._out_b
+        a0, a1, a2 = z[0] + b0, z[1] + b1, z[2] + b2
+        top = max(a0, a1, a2)
+        e0, e1, e2 = math.exp(a0 - top), math.exp(a1 - top), math.exp(a2 - top)
+        total = e0 + e1 + e2
+        return e0 / total, e1 / total, e2 / total
 
     def run(self, feats: np.ndarray) -> np.ndarray:
         """``(T, 272)`` features -> ``(T, 3)`` probabilities, continuing the state."""
@@ -223,6 +231,7 @@ class BeatActivation:
         self._buf = np.zeros(self.frame, dtype=np.float32)  # the last `frame` samples (zeros before the start)
         self._n = 0            # samples received
         self._f = 0            # next frame index
+        self._next_end = self._frame_end(0)  # stream position where the next frame ends
         self._prev: np.ndarray | None = None
         self._peak = _PEAK_TARGET
 
@@ -231,22 +240,31 @@ class BeatActivation:
         return int(round(f * self.hop_exact)) - self.half + self.frame
 
     def push(self, samples: np.ndarray) -> tuple[list[int], np.ndarray]:
-        ends, feats = self.push_features(samples)
-        return ends, self.net.run(feats) if len(ends) else np.zeros((0, 3), np.float32)
+        return self._push(samples, run=True)
 
     def push_features(self, samples: np.ndarray) -> tuple[list[int], np.ndarray]:
         """Like :meth:`push`, but returns each completed frame's ``(272,)`` input features."""
+        return self._push(samples, run=False)
+
+    def _push(self, samples: np.ndarray, *, run: bool) -> tuple[list[int], np.ndarray]:
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
         n0 = self._n
         n1 = n0 + x.size
         ends = []
-        while self._frame_end(self._f + len(ends)) <= n1:
-            ends.append(self._frame_end(self._f + len(ends)))
-        feats = np.empty((len(ends), N_FEATURES), dtype=np.float32)
+        while self._next_end <= n1:  # (a 256-sample device block completes a frame one time in four)
+            ends.append(self._next_end)
+            self._next_end = self._frame_end(self._f + len(ends))
+        out = np.empty((len(ends), 3 if run else N_FEATURES), dtype=np.float32)
         if ends:
             hist = np.concatenate([self._buf, x])  # index i is stream position n0 - frame + i
+            net = self.net
             for t, e in enumerate(ends):
-                self._features(hist[e - n0:e - n0 + self.frame], feats[t])
+                frame = hist[e - n0:e - n0 + self.frame]
+                if run:  # features straight into the network's input (no copy, no array per frame)
+                    self._features(frame, net.input)
+                    out[t] = net.step(net.embed())
+                else:
+                    self._features(frame, out[t])
             self._f += len(ends)
             self._buf = hist[-self.frame:].copy()
         elif x.size >= self.frame:
@@ -255,7 +273,7 @@ class BeatActivation:
             self._buf[:-x.size or None] = self._buf[x.size:]
             self._buf[self.frame - x.size:] = x
         self._n = n1
-        return ends, feats
+        return ends, out
 
     def _features(self, frame: np.ndarray, out: np.ndarray) -> None:
         gain = self.scale
