@@ -590,10 +590,8 @@ class AttackDetector:
         m = rise.shape[1]
         plain = (np.add.reduce(rise >= self.rise_db, axis=0) >= self.min_bands).tolist()
         if False in sound:  # quiet hops: their columns do not move the average
-            if True not in sound:
-                return self._begins(plain), []
-            kept = [j for j, g in enumerate(sound) if g]
-            rise_s, at = rise[:, kept], kept
+            at = [j for j, g in enumerate(sound) if g]
+            rise_s = rise[:, at]
         else:
             rise_s, at = rise, range(m)
         begins, sharp = [], []
@@ -609,7 +607,8 @@ class AttackDetector:
                 if not found and sound[j]:  # (rare: the hops of a plain run until one proves sharp)
                     while at[k] < j:
                         k += 1
-                    typical = self.typical if k == 0 else self.typical * self._step(k)[0] + rise_s[:, :k] @ self._step(k)[1]
+                    decay, w = self._step(k)
+                    typical = self.typical * decay + rise_s[:, :k] @ w  # the average before hop j
                     if int(np.add.reduce(rise[:, j] >= typical * over)) >= need:
                         sharp.append(j)
                         found = True
@@ -618,14 +617,3 @@ class AttackDetector:
         self.typical *= decay
         self.typical += rise_s @ w
         return begins, sharp
-
-    def _begins(self, plain: list[bool]) -> list[int]:
-        """Where plain runs begin (all hops quiet: none is sharp, the average holds)."""
-        begins, on = [], self.on
-        for j, b in enumerate(plain):
-            if b and not on:
-                begins.append(j)
-            on = b
-        self.on, self.sharp_on = on, False
-        return begins
-
