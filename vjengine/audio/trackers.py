@@ -539,11 +539,6 @@ class BarTracker:
         self.confidence = max(0.0, min(1.0, 2.0 * margin * min(1.0, bars_in)))
 
 
-
-
-
-
-
 class AttackDetector:
     """Where attacks begin, from each hop's per-band dB rise (``process``, any batch size).
 
