@@ -109,9 +109,12 @@ class CRNN:
     """BeatNet's BDA network, one frame at a time (its LSTM state carried between calls).
 
     Rearranged for few numpy calls per frame, same arithmetic: the convolution is a strided view of
-    the frame's sliding windows times the two kernels (the bias added after the pooling); each LSTM layer is one matmul on ``[x, h]`` into a single tanh, its
-    sigmoid gates scaled by 1/2 beforehand (sigmoid(z) = (tanh(z / 2) + 1) / 2) and the biases a
-    last weight row (times a constant 1). Buffers are preallocated: a frame costs a few dozen calls.
+    the frame's sliding windows times the two kernels; the conv bias moves past the pooling and the
+    ReLU (``relu(p + b) = max(p, -b) + b``) into the first linear layer's bias; each LSTM layer is
+    one matmul on ``[x, h, 1]`` into a single tanh, its sigmoid gates scaled by 1/2 beforehand
+    (``sigmoid(z) = (tanh(z / 2) + 1) / 2``) and its biases the last weight row. Every buffer and
+    view is made once and each layer writes its output straight into the next one's input: a frame
+    costs about 25 numpy calls, which (not the arithmetic) are most of its time.
     """
 
     def __init__(self, weights: dict[str, np.ndarray] | None = None) -> None:
@@ -119,7 +122,6 @@ class CRNN:
         kern = w["conv1_weight"][:, 0, :]                                 # (2, 10)
         self.n_ch, k = kern.shape
         self.kern = np.ascontiguousarray(kern.T, dtype=np.float32)         # (10, 2)
-        self.conv_b = w["conv1_bias"].astype(np.float32)
         self.n_conv = N_FEATURES - k + 1                                  # 263
         self.n_pool = self.n_conv // 2                                    # 131 (max-pool 2, floor)
         # one frame's features, and a strided view of its sliding windows made once (no copy per frame)
@@ -131,9 +133,11 @@ class CRNN:
         self._pairs = self._conv[:2 * self.n_pool].reshape(self.n_pool, 2, self.n_ch)
         self._pooled = np.empty(self.n_ch * self.n_pool, dtype=np.float32)  # channel-major, as torch flattens
         self._pooled_t = self._pooled.reshape(self.n_ch, self.n_pool).T     # (131, 2) view of it
-        self._pool_bias = np.repeat(self.conv_b, self.n_pool)
-        self.lin0_w = w["linear0_weight"].T.astype(np.float32)          # (262, 150)
-        self.lin0_b = w["linear0_bias"].astype(np.float32)
+        pool_bias = np.repeat(w["conv1_bias"].astype(np.float64), self.n_pool)
+        self._pool_floor = (-pool_bias).astype(np.float32)
+        lin0_w = w["linear0_weight"].T.astype(np.float64)                 # (262, 150)
+        self.lin0_w = lin0_w.astype(np.float32)
+        self.lin0_b = (w["linear0_bias"] + pool_bias @ lin0_w).astype(np.float32)
         self.hidden = hs = w["lstm_weight_hh_l0"].shape[1]
         gate_scale = np.full(4 * hs, 0.5, dtype=np.float32)              # torch's gate order: i, f, g, o
         gate_scale[2 * hs:3 * hs] = 1.0
@@ -141,47 +145,60 @@ class CRNN:
                                         (w[f"lstm_bias_ih_l{i}"] + w[f"lstm_bias_hh_l{i}"])[:, None]], axis=1).T
                         * gate_scale).astype(np.float32) for i in range(_N_LAYERS)]  # (301, 600)
         self.out_w = w["linear_weight"].T.astype(np.float32)            # (150, 3)
-        self.out_b = w["linear_bias"].astype(np.float32)
-        self._out_b = self.out_b.tolist()
+        self._out_b = w["linear_bias"].astype(np.float32).tolist()
+        self._z = np.empty(4 * hs, dtype=np.float32)                     # one layer's gates (tanh'd)
+        self._s = np.empty(4 * hs, dtype=np.float32)                     # ... as sigmoids
+        self._ig = np.empty(hs, dtype=np.float32)                        # input gate x candidate
         self.reset()
 
     def reset(self) -> None:
         hs = self.hidden
-        # per layer: [input, h, 1] (the 1 multiplies the bias row of the weights), gates, cell state
+        # per layer: [input, h, 1] (the 1 multiplies the bias row of the weights), and the cell state
         self.xh = [np.zeros(2 * hs + 1, dtype=np.float32) for _ in range(_N_LAYERS)]
         for xh in self.xh:
             xh[-1] = 1.0
         self.c = [np.zeros(hs, dtype=np.float32) for _ in range(_N_LAYERS)]
+        z, s = self._z, self._s
+        self._layers = [(xh, w, c, s[:hs], s[hs:2 * hs], z[2 * hs:3 * hs], s[3 * hs:], xh[hs:2 * hs],
+                         self.xh[i + 1][:hs] if i + 1 < _N_LAYERS else None)
+                        for i, (xh, w, c) in enumerate(zip(self.xh, self.lstm_w, self.c))]
+        self._x0 = self.xh[0][:hs]
 
     def embed(self, feat: np.ndarray | None = None) -> np.ndarray:
         """Conv, ReLU, max-pool and the first linear layer for one ``(272,)`` frame (None: the one
-        already written into ``input``)."""
+        already written into ``input``); the result is written into the LSTM's input and returned."""
         if feat is not None:
             self._feat[:] = feat
         np.matmul(self._windows, self.kern, out=self._conv)              # (263, 2)
         np.maximum(self._pairs[:, 0], self._pairs[:, 1], out=self._pooled_t)  # max-pool 2
-        self._pooled += self._pool_bias                                  # max(a + b, c + b) = max(a, c) + b
-        np.maximum(self._pooled, 0.0, out=self._pooled)                  # relu(max) = max(relu)
-        return self._pooled @ self.lin0_w + self.lin0_b
+        np.maximum(self._pooled, self._pool_floor, out=self._pooled)      # relu, less the bias
+        x = self._x0
+        np.matmul(self._pooled, self.lin0_w, out=x)
+        x += self.lin0_b
+        return x
 
-    def step(self, x: np.ndarray) -> np.ndarray:
-        """One frame's embedding through the LSTM layers; returns (beat, downbeat, neither) probabilities."""
-        hs = self.hidden
-        for i in range(_N_LAYERS):
-            xh, c = self.xh[i], self.c[i]
-            xh[:hs] = x
-            z = xh @ self.lstm_w[i]
+    def step(self, x: np.ndarray | None = None) -> tuple[float, float, float]:
+        """One frame's embedding (None or ``embed()``'s result: already in place) through the LSTM
+        layers; returns the (beat, downbeat, neither) probabilities."""
+        if x is not None and x is not self._x0:
+            self._x0[:] = x
+        z, s, ig = self._z, self._s, self._ig
+        h = self._x0
+        for xh, w, c, si, sf, g, so, h, nxt in self._layers:
+            np.matmul(xh, w, out=z)
             np.tanh(z, out=z)
-            gates = z * 0.5
-            gates += 0.5                                 # i, f, -, o as sigmoids
-            c *= gates[hs:2 * hs]
-            c += gates[:hs] * z[2 * hs:3 * hs]
-            x = xh[hs:2 * hs]
-            np.tanh(c, out=x)
-            x *= gates[3 * hs:]
-        z = (x @ self.out_w).tolist()  # the 3-way softmax in floats: numpy calls cost more than the work
+            np.multiply(z, 0.5, out=s)
+            s += 0.5                                     # i, f, -, o as sigmoids
+            c *= sf
+            np.multiply(si, g, out=ig)
+            c += ig
+            np.tanh(c, out=h)
+            h *= so
+            if nxt is not None:
+                nxt[:] = h
+        a = (h @ self.out_w).tolist()  # the 3-way softmax in floats: numpy calls cost more than the work
         b0, b1, b2 = self._out_b
-        a0, a1, a2 = z[0] + b0, z[1] + b1, z[2] + b2
+        a0, a1, a2 = a[0] + b0, a[1] + b1, a[2] + b2
         top = max(a0, a1, a2)
         e0, e1, e2 = math.exp(a0 - top), math.exp(a1 - top), math.exp(a2 - top)
         total = e0 + e1 + e2
@@ -262,7 +279,8 @@ class BeatActivation:
                 frame = hist[e - n0:e - n0 + self.frame]
                 if run:  # features straight into the network's input (no copy, no array per frame)
                     self._features(frame, net.input)
-                    out[t] = net.step(net.embed())
+                    net.embed()
+                    out[t] = net.step()
                 else:
                     self._features(frame, out[t])
             self._f += len(ends)
