@@ -213,6 +213,30 @@ def test_no_beat_without_attacks(tracker, kind, dbfs):
     assert not a.beat_times and not a.locked
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@TRACKERS
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_broken_driver_on_a_hissing_line_in_fires_no_beat(tracker, seed):
+    """Hiss at -20 dBFS, with six bursts of NaN, inf and 1e30 from a broken driver at random places.
+    The analysis turns them into silence (or a clamp): a dropout the music never played, whose
+    edges read as sharp attacks in every window holding them (it fired 10-28 beats in 12 s). No
+    onset, attack or beat evidence comes from those windows now, and the onset pickers hold their
+    state through them: no onset follows a burst that the hiss alone did not give."""
+    x = steady("noise", seconds=12.0, sr=SR, dbfs=-20.0, seed=seed).astype(np.float32)
+    config = AnalysisConfig(beat_tracker=tracker)
+    clean = np.array(analyse(x.copy(), SR, config=config).onset_times)
+    rng = np.random.default_rng(seed)
+    bursts = []
+    for k in range(6):
+        t, n = int(rng.uniform(0.5, 11.0) * SR), int(rng.integers(1, 6000))
+        x[t:t + n] = (np.nan, np.inf, 1e30)[k % 3]
+        bursts.append((t / SR, (t + n) / SR))
+    a = analyse(x, SR, config=config)
+    assert not a.beat_times and not a.locked
+    after = [t for t in a.onset_times if any(t0 <= t <= t1 + 0.5 for t0, t1 in bursts)]
+    assert all(np.min(np.abs(clean - t)) <= 0.05 for t in after), (after, clean)
+
+
 @TRACKERS
 @pytest.mark.parametrize("kind", ["hum", "noise"])
 def test_a_hum_before_the_music_neither_fires_beats_nor_slows_the_lock(tracker, kind):

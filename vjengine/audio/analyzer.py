@@ -233,6 +233,11 @@ class Analyzer:
         self._next_mark = 1.0
         self.downbeat_times: list[float] = []
         self._odf_i = 0
+        # hops after a sanitised (non-finite) sample whose analysis windows still hold it: the FFT
+        # frame and the flux lag, or the learned network's frame and its difference, whichever is longer
+        window = max(self.n_fft, self.learned.frame + int(self.learned.hop_exact) if self.learned else 0)
+        self._glitch_hops = -(-window // self.hop) + 3
+        self._glitch_until = 0
         self.attacks = AttackDetector(nm, hop_s=h, rise_db=cfg.attack_rise_db, breadth=cfg.attack_breadth,
                                       over_typical=cfg.attack_over_typical, typical_s=cfg.attack_typical_s)
         self._attacks: deque[int] = deque(maxlen=64)  # hop index where each attack began (fit or hold)
@@ -364,12 +369,17 @@ class Analyzer:
         new[:] = chunk
         energies = np.vecdot(hops, hops).tolist()  # hop sum of squares -> RMS
         if not math.isfinite(sum(energies)):  # NaN / inf (or absurd values) from a broken driver
+            last_bad = max(j for j, e in enumerate(energies) if not math.isfinite(e))
             np.nan_to_num(self._sig, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             np.clip(self._sig, -64.0, 64.0, out=self._sig)  # not a signal: keep it from poisoning the state
             energies = np.vecdot(hops, hops).tolist()
+            # the sanitised stretch is a dropout (or a clamp) the music never played: every analysis
+            # window that holds it would see an attack where it starts and ends
+            self._glitch_until = self.n_hops + last_bad + 1 + self._glitch_hops
         feat = self.front.compute(frames)
         history[:] = history_next  # the window history for the next batch
         acts = self._learned_hops(new, m) if self.learned is not None else None  # sanitised samples
+        glitch = min(m, self._glitch_until - self.n_hops)  # hops of this batch whose windows hold a glitch
 
         # onset strength: log-mel (and kick-bin) spectral flux, lag 2 hops
         cur[:] = feat.onset_db
@@ -378,13 +388,21 @@ class Analyzer:
             self._onset_primed = True
         np.subtract(cur, lag2, out=rise)
         np.maximum(rise, 0.0, out=rise)
+        if glitch > 0:  # no onset, attack or beat evidence from a glitch
+            rise[:, :glitch] = 0.0
+            if acts is not None:
+                acts[:glitch] = [(0.0, 0.0)] * glitch
         fluxes = (self._flux_w @ rise).T.tolist()  # m x [mean mel rise, mean kick-bin rise]
         gates = self._gate_hops(energies)
-        self._note_attacks(rise, gates)
+        # glitch hops pass as gated: the detector holds its typical rise (zeroed rises would pull it
+        # down, and the noise after the glitch would then read as sharp attacks)
+        self._note_attacks(rise, gates if glitch <= 0 else [False] * glitch + gates[glitch:])
         cols_head[:] = cols_next
         band_rows = feat.band_cols.T.tolist()  # m x [band dB ..., total power, centroid numerator]
 
         first_hop = self.n_hops
+        if glitch > 0:  # a negative flux tells the hop loop to hold the onset pickers
+            fluxes[:glitch] = [(-1.0, -1.0)] * glitch
         if acts is not None:  # the learned activation stands in for the flux in the beat tracking
             fluxes = [(f[0], f[1], a[0], a[1]) for f, a in zip(fluxes, acts)]
         self._run_trackers(m, energies, band_rows, fluxes, feat.chroma, gates)
@@ -506,8 +524,12 @@ class Analyzer:
                     bands[b] = xb + (band_attack if xb > yb else band_release) * (yb - xb)
                 fj = fluxes[j]
                 flux, kflux = fj[0], fj[1]
-                fired, strength = onsets_update(flux, True)
-                kfired, _ = kicks_update(kflux, max(bdb[0], bdb[kick_gate_band]) > ref - 30.0)
+                if flux >= 0.0:
+                    fired, strength = onsets_update(flux, True)
+                    kfired, _ = kicks_update(kflux, max(bdb[0], bdb[kick_gate_band]) > ref - 30.0)
+                else:  # a glitch's windows (see _process_hops): the pickers hold their state
+                    fired = kfired = False
+                    strength = flux = kflux = 0.0
                 if len(fj) == 2:
                     odf = flux + kick_weight * kflux
                     low = kflux
