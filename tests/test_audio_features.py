@@ -12,7 +12,7 @@ from vjengine.audio.analyzer import AnalysisConfig
 from vjengine.audio.engine import AudioEngine
 from vjengine.audio.frame import AudioFrame
 from vjengine.audio.ring import RingBuffer
-from vjengine.audio.synth import dance_loop, tone
+from vjengine.audio.synth import click_train, dance_loop, steady, tone
 
 BAND_TONES = [("sub", 40.0), ("bass", 120.0), ("low_mid", 500.0), ("mid", 1600.0), ("high_mid", 4000.0),
               ("high", 10000.0)]
@@ -60,6 +60,27 @@ def test_silence_and_noise_below_the_gate_stay_dark():
         assert not f.locked and not f.gate_open
         assert f.level == 0.0 and max(f.bands.values()) == 0.0 and max(f.chroma) == 0.0
         assert f.onset_env == 0.0 and f.kick_env == 0.0 and f.beat_env == 0.0
+
+
+@pytest.mark.parametrize("kind,dbfs", [("noise", -60.0), ("noise", -40.0), ("hum", -20.0), ("pad", -30.0)])
+def test_no_onset_or_kick_events_without_music(kind, dbfs):
+    """A line-in hissing (or humming, or a drumless pad) above the gate: the onset pickers follow
+    the onset strength's own level and fired 170-340 onsets and up to 190 kicks a minute on these.
+    Events now need a sharp attack in the last event_attack_window_s (4 s); the stream's start is
+    one, so only its first seconds may have any. Kicks that start over it after 20 s get every
+    onset, the first one included."""
+    sr = 44100
+    lead = steady(kind, seconds=26.0, sr=sr, dbfs=dbfs, seed=1)
+    a = analyse(lead[:20 * sr], sr)
+    late = [t for t in a.onset_times + a.kick_times if t > 4.5]
+    assert not late, late
+    x, onsets = click_train(bpm=128.0, seconds=6.0, sr=sr, kind="kick", offset_s=0.01)
+    a = analyse(lead + np.concatenate([np.zeros(20 * sr, np.float32), x]), sr)
+    got = np.array([t for t in a.onset_times if t > 4.5]) - 20.0
+    assert got.size == onsets.size and np.all(np.abs(got - onsets) <= 0.01), (got, onsets)
+    # the gate off: the pickers fire on the lead alone, as they did
+    off = analyse(lead, sr, config=AnalysisConfig(event_attack_window_s=0.0))
+    assert len([t for t in off.onset_times + off.kick_times if t > 4.5]) >= 20
 
 
 @pytest.mark.parametrize("gain_db", [-30.0, +30.0])

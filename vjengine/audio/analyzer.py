@@ -86,6 +86,10 @@ class AnalysisConfig:
     attack_min_count: int = 3
     attack_window_s: float = 4.0
     attack_hold_s: float = 30.0          # locked, no attack for 2 beats: tempo, phase and bar are held, this long
+    # onset and kick events fire only within this long after a sharp attack (0: always). The pickers
+    # follow the onset strength's own level, so on hiss alone they fired 170-250 onsets and ~145
+    # kicks a minute (on a -30 dBFS pad ~190 kicks): flashes on a line-in with nothing playing
+    event_attack_window_s: float = 4.0
     silence_unlock_s: float = 4.0
     beats_per_bar: int = 4               # shown until the metre is known; fixed if auto_metre is off
     auto_metre: bool = True              # detect 3 or 4 beats a bar
@@ -243,6 +247,9 @@ class Analyzer:
         self._attacks: deque[int] = deque(maxlen=64)  # hop index where each attack began (fit or hold)
         self._sharp_attacks: deque[int] = deque(maxlen=64)  # ... each sharp one (the lock's gate)
         self._still_hops = 0  # hops locked without attacks
+        self._last_sharp = -(10 ** 9)  # hop index of the latest sharp attack the hop loop has passed
+        self._event_hops = (cfg.event_attack_window_s * self.frame_rate_hz if cfg.event_attack_window_s > 0
+                            else float("inf"))
         self._music_from: int | None = None  # hop where the attacks that let the clock lock began
         self._tempo_every = max(1, int(round(self.tempo.config.update_s * self.frame_rate_hz)))
         # locked: only every this many of those updates (fixed hop indices: blocking-independent)
@@ -492,7 +499,14 @@ class Analyzer:
             rec_t = np.empty(m); rec_level = np.empty(m); rec_bands = np.empty((m, nb)); rec_str = np.empty(m)
             rec_bpm = np.empty(m); rec_phase = np.empty(m); rec_locked = np.empty(m, bool)
         strength = self._last["strength"]
+        # onset and kick events need music: a sharp attack at most event_hops before (this batch's are noted)
+        event_hops = self._event_hops
+        last_sharp = self._last_sharp
+        ahead = [h for h in self._sharp_attacks if h >= n] if self._sharp_attacks and \
+            self._sharp_attacks[-1] >= n else []
         for j in range(j0, j1):
+            if ahead and ahead[0] <= n:
+                last_sharp = ahead.pop(0)
             e = energies[j] * inv_hop
             x_db = 10.0 * math.log10(e) if e > 1e-12 else -120.0
             g = gates[j]
@@ -524,9 +538,10 @@ class Analyzer:
                     bands[b] = xb + (band_attack if xb > yb else band_release) * (yb - xb)
                 fj = fluxes[j]
                 flux, kflux = fj[0], fj[1]
-                if flux >= 0.0:
-                    fired, strength = onsets_update(flux, True)
-                    kfired, _ = kicks_update(kflux, max(bdb[0], bdb[kick_gate_band]) > ref - 30.0)
+                if flux >= 0.0:  # events only near a sharp attack (off, the pickers still follow the level)
+                    music = n - last_sharp <= event_hops
+                    fired, strength = onsets_update(flux, music)
+                    kfired, _ = kicks_update(kflux, music and max(bdb[0], bdb[kick_gate_band]) > ref - 30.0)
                 else:  # a glitch's windows (see _process_hops): the pickers hold their state
                     fired = kfired = False
                     strength = flux = kflux = 0.0
@@ -599,6 +614,7 @@ class Analyzer:
         self._onset_env, self._kick_env, self._chroma = onset_env, kick_env, chroma_state
         self._sound_hops, self._silent_hops, self._odf_i, self.n_hops, self._last_out = sound, silent, odf_i, n, last_out
         self._next_mark = next_mark
+        self._last_sharp = last_sharp
         if any_onset:
             self._flags["onset"] = True
         if any_kick:
