@@ -4,8 +4,8 @@ Prints tables, then one JSON line (keys: cpu_ms_per_audio_s and its _median; f_m
 downbeat_f, lock_s, never_locked, octave_errors: means (lock: median) over the recordings for our
 tracker (``--beat-tracker dsp``), with _learned for ``--beat-tracker learned`` (BeatNet's CRNN in numpy),
 _librosa / _aubio for theirs, _10s for the recordings of 10 s or more and _synthetic for the synthetic
-set; per_clip; cpu_ms_per_audio_s_learned;
-cpu_ms_per_audio_s_clips per tracker; false_beats_per_min and _learned per no-beat signal;
+set; per_clip; cpu_ms_per_audio_s_learned; cpu_ms_per_audio_s_clips per tracker; false_beats_per_min,
+false_onsets_per_min, false_kicks_per_min and their _learned per no-beat signal; skipped_clips;
 onset_latency_ms_p99, ...).
 
 - CPU: the analysis fed like a show (256-frame device blocks, polled at 60 fps) over a dance loop,
@@ -21,8 +21,9 @@ onset_latency_ms_p99, ...).
   one where it gave under two beats; outside 0.9..1.1 it is an octave error), for
   our causal tracker fed block by block, librosa's offline ``beat_track`` and aubio's causal
   ``tempo`` (hop 256, window 1024), and each one's CPU per audio second on the recordings.
-- No beat at all: beats per minute our trackers fire on mains hum, a test tone, a chord pad and
-  pink noise (``synth.steady``, 20 s each at -40 and -20 dBFS); anything above 0 is a false beat.
+- No beat at all: beats, onsets and kicks per minute our trackers fire on mains hum, a test tone, a
+  chord pad, pink noise (``synth.steady``) and pink noise with NaN/inf/1e30 bursts from a broken
+  driver (20 s each at -40 and -20 dBFS); anything above 0 is a false event.
 - Latency from a sample entering the ring (the end of its 256-frame device block) to its onset
   flag appearing in the AudioFrame, with polls at 60 fps (simulated clock; the measured compute
   time per poll is added). Beats are predicted (and shown half a frame ahead), so their figure is
@@ -360,16 +361,36 @@ def _fmt(v, width: int = 6, digits: int = 3) -> str:
 
 
 # ----------------------------------------------------------------------------- no beat at all
+def glitchy_noise(seconds: float, sr: int, dbfs: float, seed: int) -> np.ndarray:
+    """Pink noise with six bursts of NaN, inf and 1e30 (a broken driver) at random places."""
+    x = steady("noise", seconds=seconds, sr=sr, dbfs=dbfs, seed=seed)
+    rng = np.random.default_rng(seed)
+    for k in range(6):
+        t, n = int(rng.uniform(0.5, seconds - 1.0) * sr), int(rng.integers(1, 6000))
+        x[t:t + n] = (np.nan, np.inf, 1e30)[k % 3]
+    return x
+
+
+NO_BEAT_KINDS = (*STEADY_KINDS, "glitch")
+
+
 def no_beat() -> dict:
-    """Beats per minute each of our trackers fires on 20 s of sound without a beat (mains hum,
-    a test tone, a pad, pink noise; see ``synth.steady``), at -40 and -20 dBFS: 0 is right."""
+    """Per minute, the beats, onsets and kicks each of our trackers fires on 20 s of sound without a
+    beat (mains hum, a test tone, a pad, pink noise: ``synth.steady``; ``glitch``: the noise with
+    driver bursts), at -40 and -20 dBFS: 0 is right (for onsets and kicks, after the first 5 s: the
+    stream's start is an attack)."""
     out: dict = {}
     for t in ("ours", "learned"):
-        for kind in STEADY_KINDS:
+        for kind in NO_BEAT_KINDS:
             for dbfs in (-40.0, -20.0):
-                x = steady(kind, seconds=20.0, sr=44100, dbfs=dbfs, seed=5)
-                est, _, _ = TRACKERS[t](x, 44100)
-                out[(t, f"{kind}{dbfs:+.0f}")] = est.size * 60.0 / 20.0
+                x = (glitchy_noise(20.0, 44100, dbfs, 5) if kind == "glitch"
+                     else steady(kind, seconds=20.0, sr=44100, dbfs=dbfs, seed=5))
+                a = Analyzer(44100, AnalysisConfig(beat_tracker="dsp" if t == "ours" else "learned"), record=True)
+                for i in range(0, x.size, BLOCK):
+                    a.process(x[i:i + BLOCK])
+                late = (lambda times: sum(1 for v in times if v > 5.0) * 60.0 / 15.0)
+                out[(t, f"{kind}{dbfs:+.0f}")] = {"beats": len(a.beat_times) * 60.0 / 20.0,
+                                                  "onsets": late(a.onset_times), "kicks": late(a.kick_times)}
     return out
 
 
@@ -501,11 +522,13 @@ def main(argv: list[str] | None = None) -> int:
     print("  CPU ms per audio second on the recordings: " + ", ".join(f"{t} {cpu_by_tracker[t]:.1f}" for t in trackers)
           + " (ours includes per-hop recording; librosa is offline)")
     print()
-    print("No beat at all (20 s of each, at -40 and -20 dBFS RMS): beats fired per minute, 0 is right")
-    signals = sorted({k[1] for k in false_beats}, key=lambda k: (STEADY_KINDS.index(k[:-3]), k))
-    print(f"  {'tracker':<8} " + " ".join(f"{k:>9}" for k in signals))
+    print("No beat at all (20 s of each, at -40 and -20 dBFS RMS; glitch: noise with NaN/inf/1e30 bursts):")
+    print("  beats / onsets / kicks fired per minute (onsets and kicks after the first 5 s), 0 is right")
+    signals = sorted({k[1] for k in false_beats}, key=lambda k: (NO_BEAT_KINDS.index(k[:-3]), k))
+    print(f"  {'tracker':<8} " + " ".join(f"{k:>11}" for k in signals))
     for t in ("ours", "learned"):
-        print(f"  {t:<8} " + " ".join(f"{false_beats[(t, k)]:9.1f}" for k in signals))
+        print(f"  {t:<8} " + " ".join(
+            f"{'/'.join(f'{false_beats[(t, k)][e]:.0f}' for e in ('beats', 'onsets', 'kicks')):>11}" for k in signals))
     print()
     print("Latency (sample enters the ring -> flag in the AudioFrame; 60 fps polls, 256-frame blocks)")
     print(f"  onset: p50 {lat['onset_latency_ms_p50']:.1f} ms, p99 {lat['onset_latency_ms_p99']:.1f} ms "
@@ -531,8 +554,9 @@ def main(argv: list[str] | None = None) -> int:
                         ("never_locked", m["never_locked"]),
                         ("octave_errors", m["octave_errors"]))},
         "cpu_ms_per_audio_s_clips": {t: round(v, 2) for t, v in cpu_by_tracker.items()},
-        "false_beats_per_min": {k: round(v, 1) for (t, k), v in false_beats.items() if t == "ours"},
-        "false_beats_per_min_learned": {k: round(v, 1) for (t, k), v in false_beats.items() if t == "learned"},
+        **{f"false_{e}_per_min{'' if t == 'ours' else '_learned'}":
+           {k: round(v[e], 1) for (tt, k), v in false_beats.items() if tt == t}
+           for t in ("ours", "learned") for e in ("beats", "onsets", "kicks")},
         "onset_latency_ms_p50": round(lat["onset_latency_ms_p50"], 2),
         "onset_latency_ms_p99": round(lat["onset_latency_ms_p99"], 2),
         "beat_latency_ms_p50": round(lat["beat_latency_ms_p50"], 2),
