@@ -42,15 +42,16 @@ def test_click_and_kick_trains_tempo_and_phase(bpm, kind, sr):
 @pytest.mark.parametrize("bpm", [90.0, 100.0, 124.0, 128.0, 174.0])
 def test_dance_loop_beats(bpm):
     """Slow grooves too: off-beat hats make 90 BPM look like 180 to an autocorrelation; the kicks
-    on every other pulse of that grid pick the right level."""
+    on every other pulse of that grid pick the right level. The clock does not lock while that
+    vote is open (it locked at 180 and halved 2 s later): every beat it gives is a true one."""
     sr = 48000
     x, beats = dance_loop(bpm=bpm, seconds=12.0, sr=sr, seed=5)
     a = analyse(x, sr)
     assert a.bpm == pytest.approx(bpm, rel=0.02)
     est = np.array(a.beat_times)
-    # a slow groove first locks at double tempo; halving it needs a few more bars of kicks (~2 s)
-    settle_s = SETTLE_S if bpm >= 110 else SETTLE_S + 2.5
-    settled = est[(est > est[0] + settle_s) & (est <= beats[-1] + a.hop_s)]  # no reference after the end
+    est = est[est <= beats[-1] + a.hop_s]  # no reference after the end
+    assert est[0] <= 3.5 and np.all(np.abs(nearest_errors_s(est, beats)) <= 0.07)
+    settled = est[est > est[0] + SETTLE_S]
     assert settled.size >= 8
     assert np.all(np.abs(nearest_errors_s(settled, beats)) <= a.hop_s)
 

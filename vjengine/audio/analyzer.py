@@ -72,6 +72,9 @@ class AnalysisConfig:
     # locked, a tempo change of more than this fraction (a mix into another tempo, the first bars'
     # correction of a lock on too little sound) re-aims the phase with the fast slew, as a lock does
     retune_jump: float = 0.05
+    # no lock while the tempo tracker is voting to halve (a 60-90 BPM groove reads at double for its
+    # first bars): locking then would flash at double tempo for 1-2.5 s and flip an octave once locked
+    lock_waits_for_level: bool = True
     # ... and attacks: at least attack_min_count sharp ones within the last attack_window_s, an attack
     # being a hop where attack_breadth of the mel bands rose by attack_rise_db or more, a sharp one
     # where they also rose by attack_over_typical times their typical rise (trackers.AttackDetector).
@@ -684,7 +687,8 @@ class Analyzer:
         if not self.locked:
             # min_lock_s of music: the hum or hiss before it is sound, but no grid to lock to
             music_s = (self.n_hops - self._music_from) * self.hop_s
-            if conf >= cfg.lock_confidence and min(sound_s, music_s) >= self._min_lock_s:
+            if conf >= cfg.lock_confidence and min(sound_s, music_s) >= self._min_lock_s and \
+                    not (cfg.lock_waits_for_level and self.tempo.level_pending):
                 self.locked = True
                 self._weak_hops = 0
                 self._update_phase(fast=True)

@@ -138,6 +138,7 @@ class TempoTracker:
         self.hold = False      # set while the beat clock is locked: no level change without strong evidence
         self.level_evidence = 0.0  # smoothed halve evidence (see _vote_level)
         self._ev_raw = 0.0
+        self._ev_now = 0.0     # this update's halve evidence, before smoothing
         self._ev_k = 1.0 - math.exp(-cfg.update_s / cfg.level_smoothing_s)
         self._ev_step, self._vote = self._ev_k, 1.0  # this update's share (see update's dt)
         self.scores = np.zeros_like(self.bpms)
@@ -145,11 +146,17 @@ class TempoTracker:
         self.confidence = 0.0
         self._acf: np.ndarray | None = None
 
+    @property
+    def level_pending(self) -> bool:
+        """Halving is being voted on (the evidence says the dancer's level is half the comb's tempo,
+        for too few updates yet): the level shown may still change."""
+        return not self._halved and (self._half_votes > 0 or self._ev_now > self.config.half_gain)
+
     def forget(self) -> None:
         """Drop the smoothed comb scores and level votes (what a steady tone's ripple built up), so
         that the music that follows is judged afresh; the tempo shown stays."""
         self.scores[:] = 0.0
-        self._raw = self._ev_raw = self.level_evidence = 0.0
+        self._raw = self._ev_raw = self._ev_now = self.level_evidence = 0.0
         self._half_votes = self._switch_votes = 0.0
         self._halved = False
         self.confidence = 0.0
@@ -258,6 +265,7 @@ class TempoTracker:
         half = raw / 2.0
         if half < cfg.min_half_bpm or cfg.half_gain <= 0:
             self._halved = False
+            self._ev_now = 0.0
             return
         period = 60.0 * self.frame_rate_hz / raw
         even, odd, spread3 = grid_salience(history, period, frame_rate_hz=self.frame_rate_hz, triple=True)
@@ -267,7 +275,7 @@ class TempoTracker:
         if spread2 < 0.25 and spread3 > 3.0 * spread2:
             gain = 1.0  # the pulses group in threes, not twos (a fast triple metre): halving cuts across bars
         prior_ratio = self._prior_at(half) / self._prior_at(raw)
-        evidence = gain * prior_ratio
+        evidence = self._ev_now = gain * prior_ratio
         if self._ev_raw <= 0 or abs(raw / self._ev_raw - 1.0) > 0.06:  # a new tempo: start from neutral
             self.level_evidence = 1.0
         # smoothed over a few updates: the first bars' evidence is noisy
