@@ -505,8 +505,11 @@ class Analyzer:
         # onset and kick events need music: a sharp attack at most event_hops before (this batch's are noted)
         event_hops = self._event_hops
         last_sharp = self._last_sharp
-        ahead = [h for h in self._sharp_attacks if h >= n] if self._sharp_attacks and \
-            self._sharp_attacks[-1] >= n else []
+        sharp_attacks = self._sharp_attacks
+        k = len(sharp_attacks)
+        while k and sharp_attacks[k - 1] >= n:  # from the newest back: usually none or one ahead
+            k -= 1
+        ahead = [sharp_attacks[i] for i in range(k, len(sharp_attacks))]
         for j in range(j0, j1):
             if ahead and ahead[0] <= n:
                 last_sharp = ahead.pop(0)
