@@ -136,6 +136,28 @@ def test_abab_song_sections_within_a_bar(tmp_path):
     assert (tmp_path / "an" / "chords.txt").read_text().count("\n") >= 4
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # numpy says so once (live path); it recovers
+def test_sections_of_a_file_with_broken_samples(tmp_path):
+    """A file with NaN, inf and 1e30 samples in it (a broken recorder): the offline section finder
+    reads them as the live analysis does (silence, or clamped) instead of letting one NaN spread
+    through every feature (it found one section, 'A', for the whole song)."""
+    import soundfile
+
+    from vjengine.audio.songsynth import form_song
+    from vjengine.cli import main
+
+    x, bounds, _ = form_song("ABAB", bars=4, bpm=120.0, sr=SR)
+    x = x.astype(np.float32)
+    x[SR * 3:SR * 3 + 200], x[SR * 10] = np.nan, np.inf
+    x[SR * 20:SR * 20 + 50] = 1e30
+    wav = tmp_path / "broken.wav"
+    soundfile.write(wav, x, SR, subtype="FLOAT")
+    assert main(["analyze", str(wav), "-o", str(tmp_path / "an")]) == 0
+    rows = [ln.split("\t") for ln in (tmp_path / "an" / "sections.txt").read_text().splitlines()]
+    assert [r[2] for r in rows] == ["A", "B", "A", "B"]
+    assert np.allclose([float(r[0]) for r in rows[1:]], bounds, atol=4 * 60.0 / 120.0)
+
+
 def test_audio_frames_carry_harmony_and_drums_to_mapping_and_osc():
     from vjengine.control.osc_out import out_values
     from vjengine.mapping.features import read_feature

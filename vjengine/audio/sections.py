@@ -43,6 +43,10 @@ def hop_features(samples: np.ndarray, samplerate: int, *, hop_s: float = 0.02) -
     n_fft = 2048 if samplerate > 32000 else 1024
     fe = SpectralFrontEnd(samplerate=samplerate, n_fft=n_fft, max_hops=64)
     x = np.concatenate([np.zeros(n_fft - hop, np.float32), np.asarray(samples, np.float32)])
+    if not np.isfinite(x.sum(dtype=np.float64)) or x.max() > 64.0 or x.min() < -64.0:  # a broken file
+        # as the live analysis does: NaN/inf are silence, absurd values clamped (else they poison every feature)
+        np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        np.clip(x, -64.0, 64.0, out=x)
     if x.size < n_fft:
         return np.zeros(0), np.zeros((0, fe.n_mels + 12))
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]
