@@ -90,7 +90,7 @@ class AnalysisConfig:
     attack_window_s: float = 4.0
     attack_hold_s: float = 30.0          # locked, no attack for 2 beats: tempo, phase and bar are held, this long
     # onset and kick events fire only within this long after a sharp attack (0: always). The pickers
-    # follow the onset strength's own level, so on hiss alone they fired 170-250 onsets and ~145
+    # follow the onset strength's own level, so on hiss alone they fired 170-340 onsets and ~145
     # kicks a minute (on a -30 dBFS pad ~190 kicks): flashes on a line-in with nothing playing
     event_attack_window_s: float = 4.0
     silence_unlock_s: float = 4.0

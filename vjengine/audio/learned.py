@@ -183,8 +183,7 @@ class CRNN:
         if x is not None and x is not self._x0:
             self._x0[:] = x
         z, s, ig = self._z, self._s, self._ig
-        h = self._x0
-        for xh, w, c, si, sf, g, so, h, nxt in self._layers:
+        for xh, w, c, si, sf, g, so, h, nxt in self._layers:  # h: the layer's output, in its own input
             np.matmul(xh, w, out=z)
             np.tanh(z, out=z)
             np.multiply(z, 0.5, out=s)
