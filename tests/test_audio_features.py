@@ -204,16 +204,19 @@ def test_ring_buffer_wraps_mixes_and_counts_overruns():
     np.testing.assert_array_equal(ring.read(), np.full(4, 9.0))
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered")  # numpy says so once; the analysis recovers
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # numpy says so once too
 @pytest.mark.parametrize("tracker", ["dsp", "learned"])
-def test_non_finite_samples_do_not_poison_the_analysis(tracker):
+def test_non_finite_samples_do_not_poison_the_analysis(tracker, caplog):
     sr = 48000
     x, _ = dance_loop(bpm=124.0, seconds=6.0, sr=sr)
     bad = x.copy()
     bad[sr:sr + 300] = np.nan
     bad[2 * sr] = np.inf
     bad[3 * sr:3 * sr + 10] = 1e30  # finite, but its square overflows float32
-    a = analyse(bad, sr, config=AnalysisConfig(beat_tracker=tracker))
+    with caplog.at_level("WARNING", logger="vjengine.audio.analyzer"):
+        a = analyse(bad, sr, config=AnalysisConfig(beat_tracker=tracker))
+    said = [r.getMessage() for r in caplog.records if r.name == "vjengine.audio.analyzer"]
+    assert len(said) == 1 and "non-finite" in said[0]  # once, in our words
     f = a.snapshot()
     values = [f.level, f.centroid, f.onset_strength, f.beat_phase, f.bpm, *f.bands.values(), *f.chroma]
     assert all(np.isfinite(values)) and f.level > 0.0 and f.locked

@@ -13,6 +13,7 @@ are preallocated and the views into them cached per batch size.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from vjengine.audio.frame import AudioFrame
 from vjengine.audio.musicfeatures import MusicFeatures
 from vjengine.audio.trackers import (AttackDetector, BarTracker, BeatClock, OnsetTracker, TempoConfig, TempoTracker, octave_related,
                                      beat_offset)
+
+log = logging.getLogger(__name__)
 
 # hops analysed per vectorised batch: at 64, OpenBLAS splits the projection matmuls over threads
 # that spin, doubling the CPU of `vj analyze` for no gain in wall time; 16 stays on one thread
@@ -245,6 +248,7 @@ class Analyzer:
         window = max(self.n_fft, self.learned.frame + int(self.learned.hop_exact) if self.learned else 0)
         self._glitch_hops = -(-window // self.hop) + 3
         self._glitch_until = 0
+        self._glitch_logged = False
         self.attacks = AttackDetector(nm, hop_s=h, rise_db=cfg.attack_rise_db, breadth=cfg.attack_breadth,
                                       over_typical=cfg.attack_over_typical, typical_s=cfg.attack_typical_s)
         self._attacks: deque[int] = deque(maxlen=64)  # hop index where each attack began (fit or hold)
@@ -377,9 +381,13 @@ class Analyzer:
         new, frames, hops, history, history_next, cur, lag2, rise, cols_head, cols_next = \
             self._views.get(m) or self._views_for(m)
         new[:] = chunk
-        energies = np.vecdot(hops, hops).tolist()  # hop sum of squares -> RMS
+        energies = np.vecdot(hops, hops).tolist()  # hop sum of squares -> RMS (overflow: an absurd value)
         if not math.isfinite(sum(energies)):  # NaN / inf (or absurd values) from a broken driver
             last_bad = max(j for j, e in enumerate(energies) if not math.isfinite(e))
+            if not self._glitch_logged:
+                self._glitch_logged = True
+                log.warning("audio: non-finite or absurd samples (a broken driver, interface or file?); they are "
+                            "analysed as silence and give no beat or onset (said once)")
             np.nan_to_num(self._sig, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             np.clip(self._sig, -64.0, 64.0, out=self._sig)  # not a signal: keep it from poisoning the state
             energies = np.vecdot(hops, hops).tolist()
