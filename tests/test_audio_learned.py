@@ -79,7 +79,9 @@ def test_filterbank_is_beatnets():
 
 def test_sample_rate_and_blocking_do_not_change_the_activation(waltz):
     """At 44.1 kHz (frames of the same length in seconds) the activation is the one at BeatNet's
-    22050 Hz; and a stream cut in random blocks gives exactly the one-block result."""
+    22050 Hz; and a stream cut in random blocks gives exactly the one-block result, while another
+    stream runs through its own instance in between (the instances share the network's weights,
+    read once a process and read-only, and nothing else)."""
     import librosa
 
     x, sr, _ = waltz
@@ -90,11 +92,15 @@ def test_sample_rate_and_blocking_do_not_change_the_activation(waltz):
     assert abs(len(at_sr) - len(at_ref)) <= 1
     assert np.corrcoef(at_sr[:n, 0], at_ref[:n, 0])[0, 1] > 0.99
     assert np.corrcoef(at_sr[:n, 1], at_ref[:n, 1])[0, 1] > 0.99
-    blocked = BeatActivation(sr)
+    blocked, other = BeatActivation(sr), BeatActivation(sr)
+    assert blocked.net.lstm_w[0] is other.net.lstm_w[0] and blocked.fb is other.fb
+    with pytest.raises(ValueError):
+        blocked.net.lstm_w[0][0, 0] = 1.0
     rng = np.random.default_rng(1)
     parts, ends, i = [], [], 0
     while i < x.size:
         k = int(rng.integers(1, 2000))
+        other.push(x[::-1][i:i + k] * 0.5)
         e, p = blocked.push(x[i:i + k])
         ends += e
         parts.append(p)

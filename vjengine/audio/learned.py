@@ -22,9 +22,11 @@ last sample arrives, and says how far behind that is (``delay_s``).
 
 from __future__ import annotations
 
+import functools
 import math
 import zipfile
 from importlib import resources
+from typing import NamedTuple
 
 import numpy as np
 import scipy.fft
@@ -105,6 +107,52 @@ def load_weights(path=None) -> dict[str, np.ndarray]:
     return arrays
 
 
+class _Network(NamedTuple):
+    """The CRNN's weights rearranged for :class:`CRNN` (read-only: instances share them)."""
+
+    kern: np.ndarray        # (10, 2) conv kernels, one per column
+    pool_floor: np.ndarray  # (262,) -conv bias per pooled value (the ReLU less the bias)
+    lin0_w: np.ndarray      # (262, 150)
+    lin0_b: np.ndarray      # (150,) with the conv bias folded in
+    lstm_w: tuple           # per layer (301, 600): [input, h, 1] -> gates, sigmoid gates halved
+    out_w: np.ndarray       # (150, 3)
+    out_b: tuple            # 3 floats
+
+
+def _prepare(w: dict[str, np.ndarray]) -> _Network:
+    kern = np.ascontiguousarray(w["conv1_weight"][:, 0, :].T, dtype=np.float32)  # (10, 2)
+    n_pool = (N_FEATURES - kern.shape[0] + 1) // 2
+    pool_bias = np.repeat(w["conv1_bias"].astype(np.float64), n_pool)
+    lin0_w = w["linear0_weight"].T.astype(np.float64)                 # (262, 150)
+    hs = w["lstm_weight_hh_l0"].shape[1]
+    gate_scale = np.full(4 * hs, 0.5, dtype=np.float32)              # torch's gate order: i, f, g, o
+    gate_scale[2 * hs:3 * hs] = 1.0
+    lstm_w = tuple((np.concatenate([w[f"lstm_weight_ih_l{i}"], w[f"lstm_weight_hh_l{i}"],
+                                    (w[f"lstm_bias_ih_l{i}"] + w[f"lstm_bias_hh_l{i}"])[:, None]], axis=1).T
+                    * gate_scale).astype(np.float32) for i in range(_N_LAYERS))
+    net = _Network(kern=kern, pool_floor=(-pool_bias).astype(np.float32), lin0_w=lin0_w.astype(np.float32),
+                   lin0_b=(w["linear0_bias"] + pool_bias @ lin0_w).astype(np.float32), lstm_w=lstm_w,
+                   out_w=w["linear_weight"].T.astype(np.float32),
+                   out_b=tuple(w["linear_bias"].astype(np.float32).tolist()))
+    for a in (net.kern, net.pool_floor, net.lin0_w, net.lin0_b, net.out_w, *net.lstm_w):
+        a.flags.writeable = False
+    return net
+
+
+@functools.cache
+def _default_network() -> _Network:
+    """The shipped weights, read and rearranged once per process (~25 ms: an analyser rebuilt after a
+    device change, or one per clip in a batch run, does not pay it again)."""
+    return _prepare(load_weights())
+
+
+@functools.cache
+def _default_filterbank() -> np.ndarray:
+    fb = log_filterbank()
+    fb.flags.writeable = False
+    return fb
+
+
 class CRNN:
     """BeatNet's BDA network, one frame at a time (its LSTM state carried between calls).
 
@@ -118,10 +166,10 @@ class CRNN:
     """
 
     def __init__(self, weights: dict[str, np.ndarray] | None = None) -> None:
-        w = weights or load_weights()
-        kern = w["conv1_weight"][:, 0, :]                                 # (2, 10)
-        self.n_ch, k = kern.shape
-        self.kern = np.ascontiguousarray(kern.T, dtype=np.float32)         # (10, 2)
+        p = _default_network() if weights is None else _prepare(weights)
+        self.kern, self.lin0_w, self.lin0_b, self._pool_floor = p.kern, p.lin0_w, p.lin0_b, p.pool_floor
+        self.lstm_w, self.out_w, self._out_b = p.lstm_w, p.out_w, p.out_b
+        k, self.n_ch = self.kern.shape
         self.n_conv = N_FEATURES - k + 1                                  # 263
         self.n_pool = self.n_conv // 2                                    # 131 (max-pool 2, floor)
         # one frame's features, and a strided view of its sliding windows made once (no copy per frame)
@@ -133,19 +181,7 @@ class CRNN:
         self._pairs = self._conv[:2 * self.n_pool].reshape(self.n_pool, 2, self.n_ch)
         self._pooled = np.empty(self.n_ch * self.n_pool, dtype=np.float32)  # channel-major, as torch flattens
         self._pooled_t = self._pooled.reshape(self.n_ch, self.n_pool).T     # (131, 2) view of it
-        pool_bias = np.repeat(w["conv1_bias"].astype(np.float64), self.n_pool)
-        self._pool_floor = (-pool_bias).astype(np.float32)
-        lin0_w = w["linear0_weight"].T.astype(np.float64)                 # (262, 150)
-        self.lin0_w = lin0_w.astype(np.float32)
-        self.lin0_b = (w["linear0_bias"] + pool_bias @ lin0_w).astype(np.float32)
-        self.hidden = hs = w["lstm_weight_hh_l0"].shape[1]
-        gate_scale = np.full(4 * hs, 0.5, dtype=np.float32)              # torch's gate order: i, f, g, o
-        gate_scale[2 * hs:3 * hs] = 1.0
-        self.lstm_w = [(np.concatenate([w[f"lstm_weight_ih_l{i}"], w[f"lstm_weight_hh_l{i}"],
-                                        (w[f"lstm_bias_ih_l{i}"] + w[f"lstm_bias_hh_l{i}"])[:, None]], axis=1).T
-                        * gate_scale).astype(np.float32) for i in range(_N_LAYERS)]  # (301, 600)
-        self.out_w = w["linear_weight"].T.astype(np.float32)            # (150, 3)
-        self._out_b = w["linear_bias"].astype(np.float32).tolist()
+        self.hidden = hs = self.out_w.shape[0]
         self._z = np.empty(4 * hs, dtype=np.float32)                     # one layer's gates (tanh'd)
         self._s = np.empty(4 * hs, dtype=np.float32)                     # ... as sigmoids
         self._ig = np.empty(hs, dtype=np.float32)                        # input gate x candidate
@@ -236,7 +272,7 @@ class BeatActivation:
         self.delay_s = (self.frame - self.half) / sr
         self.window = np.hanning(self.frame).astype(np.float32)
         self.scale = REF_FRAME / self.frame  # magnitude of a sinusoid or of noise per Hz: same as at 22050
-        self.fb = log_filterbank()
+        self.fb = _default_filterbank()
         self.net = CRNN(weights)
         self._windowed = np.empty(self.frame, dtype=np.float32)
         self._mag = np.empty(REF_BINS, dtype=np.float32)
