@@ -17,7 +17,7 @@ from vjengine.audio.learned import CRNN, N_FEATURES, BeatActivation, load_weight
 from vjengine.audio.sources import load_audio
 from vjengine.audio.trackers import BarTracker
 from vjengine.errors import ConfigError
-from vjengine.audio.synth import groove
+from vjengine.audio.synth import dance_loop, groove
 
 LEARNED = AnalysisConfig(beat_tracker="learned")
 
@@ -202,6 +202,38 @@ def test_the_learned_tracker_reads_slow_grooves_at_their_level(bpm, metre):
     # (not the last beat: on the 80 BPM clip the learned phase slips 110 ms there, as it did before)
     late = est[(est > x.size / 44100 / 2) & (est <= beats[-2] + 0.07)]
     assert late.size >= 8 and np.all(np.min(np.abs(late[:, None] - beats[None, :]), axis=1) <= 0.07)
+
+
+def test_a_learned_fast_groove_stays_at_its_level():
+    """At 180 BPM BeatNet's activation fires mostly on every other beat: its comb prefers 90 and its
+    ACF at one beat falls near 0. Locked at 180 (the flux shows every pulse as a beat), the clock
+    used to flip to 90 at 10 s (the comb outvoted the lock) or, held there, unlock after 10 s of
+    'weak' confidence and lock again at 90. The flip needs the flux's halve vote now, and a grid
+    whose onsets fall on every other beat still holds the lock."""
+    x, beats, _ = groove(bpm=180.0, seconds=20.0, sr=44100, seed=1)
+    a = analyse(x, 44100, config=LEARNED)
+    rec = a.recorded()
+    first_lock = rec["time_s"][np.argmax(rec["locked"])]
+    assert rec["locked"].any() and first_lock < 4.0
+    after = rec["locked"][rec["time_s"] >= first_lock]
+    assert after.all(), "it never unlocks"
+    assert np.all(np.abs(rec["bpm"][rec["time_s"] >= first_lock] / 180.0 - 1.0) < 0.05), "no octave flip"
+    est = np.array(a.beat_times)
+    late = est[(est > 10.0) & (est <= beats[-1] + 0.07)]
+    assert late.size >= 25 and np.all(np.min(np.abs(late[:, None] - beats[None, :]), axis=1) <= 0.07)
+
+
+def test_a_learned_100_bpm_loop_locks_when_its_comb_settles_on_its_level():
+    """The comb reads this loop at 200 for 2 s (off-beat hats) while the flux votes to halve; then the
+    comb itself moves to 100. The halve votes, now moot (50 BPM is below the range), used to stand and
+    keep the clock from ever locking (it waits while a halve vote is pending)."""
+    x, beats = dance_loop(bpm=100.0, seconds=12.0, sr=48000, seed=5)
+    a = analyse(x, 48000, config=LEARNED)
+    assert a.locked and a.bpm == pytest.approx(100.0, rel=0.02)
+    est = np.array(a.beat_times)
+    assert est.size and est[0] < 4.0, est[:3]
+    late = est[(est > est[0] + 1.0) & (est <= beats[-1] + 0.07)]
+    assert late.size >= 10 and np.all(np.min(np.abs(late[:, None] - beats[None, :]), axis=1) <= 0.07)
 
 
 def test_learned_analysis_imports_no_torch():

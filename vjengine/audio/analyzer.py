@@ -70,7 +70,7 @@ class AnalysisConfig:
     pll_gain: float = 0.5
     odf_delay_s: float = 0.012           # onset-strength peak lag behind the true onset (calibrated)
     lock_confidence: float = 0.12
-    unlock_confidence: float = 0.02
+    unlock_confidence: float = 0.02      # locked: unlock after 10 s with the grid support (TempoTracker) below this
     min_lock_s: float = 1.4              # sound needed before the clock may lock
     # locked, a tempo change of more than this fraction (a mix into another tempo, the first bars'
     # correction of a lock on too little sound) re-aims the phase with the fast slew, as a lock does
@@ -704,7 +704,9 @@ class Analyzer:
                 self._weak_hops = 0
                 self._update_phase(fast=True)
         else:
-            self._weak_hops = self._weak_hops + every if conf < cfg.unlock_confidence else 0
+            # weak: onsets on neither every beat nor every other one (a learned activation may fire
+            # on alternate beats only of a fast groove: the grid still holds, the level is the flux's call)
+            self._weak_hops = self._weak_hops + every if self.tempo.grid_support < cfg.unlock_confidence else 0
             if self._weak_hops * self.hop_s > 10.0 or self._silent_hops * self.hop_s > cfg.silence_unlock_s:
                 self.locked = False
                 self._reset_bars()

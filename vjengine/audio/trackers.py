@@ -144,6 +144,7 @@ class TempoTracker:
         self.scores = np.zeros_like(self.bpms)
         self.bpm = cfg.prior_bpm
         self.confidence = 0.0
+        self.grid_support = 0.0  # the ACF at one beat or two, whichever is higher (see update)
         self._acf: np.ndarray | None = None
 
     @property
@@ -159,7 +160,7 @@ class TempoTracker:
         self._raw = self._ev_raw = self._ev_now = self.level_evidence = 0.0
         self._half_votes = self._switch_votes = 0.0
         self._halved = False
-        self.confidence = 0.0
+        self.confidence = self.grid_support = 0.0
 
     def acf(self, history: np.ndarray) -> np.ndarray:
         """Unbiased, mean-removed autocorrelation normalised to 1 at lag 0."""
@@ -228,10 +229,17 @@ class TempoTracker:
             lo, hi = max(0, i - 2), min(self.bpms.size, i + 3)
             bpm = self._refine(lo + int(np.argmax(self.scores[lo:hi])))
         self.bpm = bpm
-        lag = min(60.0 * self.frame_rate_hz / self.bpm, r.size - 1.000001)  # the ACF at the beat period
-        i = int(lag)
-        self.confidence = min(1.0, max(0.0, float(r[i] + (lag - i) * (r[i + 1] - r[i]))))
+        period = 60.0 * self.frame_rate_hz / self.bpm
+        self.confidence = self._acf_at(r, period)  # the ACF at the beat period
+        # ... or at two beats: onsets on every other beat only still hold the grid
+        self.grid_support = max(self.confidence, self._acf_at(r, 2.0 * period))
         return self.bpm, self.confidence
+
+    @staticmethod
+    def _acf_at(r: np.ndarray, lag: float) -> float:
+        lag = min(lag, r.size - 1.000001)
+        i = int(lag)
+        return min(1.0, max(0.0, float(r[i] + (lag - i) * (r[i + 1] - r[i]))))
 
     def _pick(self, prev: float) -> float:
         """The best comb tempo; the one near ``prev`` is kept unless another is clearly better. Once
@@ -244,7 +252,7 @@ class TempoTracker:
         lo, hi = max(0, j - 2), min(self.bpms.size, j + 3)
         j = lo + int(np.argmax(s[lo:hi]))
         if self.hold and octave_related(self.bpms[i] / self.bpms[j]):
-            if s[j] >= self.config.locked_keep * s[i]:
+            if s[j] >= self.config.locked_keep * s[i] or self._level_disagrees(self.bpms[i] / self.bpms[j]):
                 self._switch_votes = 0.0
                 return self._refine(j)
             self._switch_votes += self._vote
@@ -252,6 +260,14 @@ class TempoTracker:
                 return self._refine(j)
         self._switch_votes = 0.0
         return self._refine(j if s[j] >= 0.85 * s[i] else i)
+
+    def _level_disagrees(self, ratio: float) -> bool:
+        """Locked, the comb prefers ``ratio`` times its tempo: a move to half the level shown (a
+        flip the dancer sees) needs the pulse-salience vote to say halve too. A learned activation
+        that fires on every other beat of a 180 BPM groove must not flip it to 90 while the flux
+        still says every pulse is a beat."""
+        return (not self._halved and abs(ratio - 0.5) < 0.03
+                and self.level_evidence < self.config.half_gain)
 
     def _vote_level(self, history: np.ndarray, kick_history: np.ndarray | None, raw: float) -> None:
         """Is the comb's tempo ``raw`` twice the level a dancer would clap? Votes, both ways.
@@ -264,8 +280,11 @@ class TempoTracker:
         cfg = self.config
         half = raw / 2.0
         if half < cfg.min_half_bpm or cfg.half_gain <= 0:
+            # no lower level to go to: votes cast for halving the comb's earlier, faster tempo are moot
+            # (left standing, ``level_pending`` kept a 100 BPM loop from ever locking once its comb
+            # had moved down from 200 on its own)
             self._halved = False
-            self._ev_now = 0.0
+            self._ev_now = self._half_votes = 0.0
             return
         period = 60.0 * self.frame_rate_hz / raw
         even, odd, spread3 = grid_salience(history, period, frame_rate_hz=self.frame_rate_hz, triple=True)
