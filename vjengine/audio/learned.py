@@ -18,6 +18,14 @@ One departure, for live input: a quiet input is raised toward the level the netw
 BeatNet's own madmom + torch pipeline at 22050 Hz: equal to 6e-7). A frame's centre is half a window
 (32 ms) before its last sample: :class:`BeatActivation` returns each frame's probabilities when its
 last sample arrives, and says how far behind that is (``delay_s``).
+
+Cost, per 20 ms frame at 48 kHz on the 2-core VM (unprofiled): features 22 us (of which the 3072-point
+rfft 10.7 and the filterbank matmul 3.8), conv and first linear layer 7 us, LSTM step 25 us (two
+float32 ``[x, h, 1] @ (301, 600)`` matmuls of 7.4 us each, which read 0.7 MB of weights apiece, and
+about 16 small ufunc calls); about 3 ms per audio second with the streaming glue, on top of the
+flux path, which keeps running (onsets, kicks, bands and the metrical level need it). Measured and
+not taken: a sparse filterbank (-0.5 us), pocketfft's private ``r2c`` (-2.4 us), one OpenBLAS
+thread (no change in the live figure).
 """
 
 from __future__ import annotations
