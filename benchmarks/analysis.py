@@ -68,8 +68,8 @@ warnings.filterwarnings("ignore")
 def _live_run(x: np.ndarray, sr: int, beat_tracker: str = "dsp") -> tuple[float, list[float], float]:
     """Feed whole 256-frame device blocks and poll at 60 fps; returns (CPU s, wall s per frame, CPU s
     of making the engine). The set-up is paid once a show, not per second of audio: counted in, it
-    added 0.3 (dsp) and 1.3 (learned: reading and rearranging the network) ms per second of this
-    15 s loop."""
+    added about 0.1 (dsp) and 1.0-1.7 (learned: reading and rearranging the network) ms per second
+    of this 15 s loop."""
     setup0 = time.process_time()
     engine = AudioEngine.offline(sr, config=AnalysisConfig(beat_tracker=beat_tracker))
     setup = time.process_time() - setup0

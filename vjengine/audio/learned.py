@@ -174,7 +174,7 @@ class CRNN:
     """
 
     def __init__(self, weights: dict[str, np.ndarray] | None = None) -> None:
-        p = _default_network() if weights is None else _prepare(weights)
+        p = _prepare(weights) if weights else _default_network()
         self.kern, self.lin0_w, self.lin0_b, self._pool_floor = p.kern, p.lin0_w, p.lin0_b, p.pool_floor
         self.lstm_w, self.out_w, self._out_b = p.lstm_w, p.out_w, p.out_b
         k, self.n_ch = self.kern.shape
